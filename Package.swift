@@ -1,0 +1,34 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+import class Foundation.ProcessInfo
+
+/// CI builds with every warning as an error; a developer's build stays forgiving.
+let strict: [SwiftSetting] =
+    ProcessInfo.processInfo.environment["CI"] == "true" ? [.treatAllWarnings(as: .error)] : []
+
+let package = Package(
+    name: "p2c",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "p2c", targets: ["p2c"])
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: strict),
+        .target(name: "Topology", swiftSettings: strict),
+        .target(name: "Runtime", swiftSettings: strict),
+        .executableTarget(
+            name: "p2c",
+            dependencies: ["Kafka", "Topology", "Runtime"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
+        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology"], swiftSettings: strict),
+    ]
+)

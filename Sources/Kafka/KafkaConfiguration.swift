@@ -1,0 +1,148 @@
+import CRdKafka
+import Foundation
+
+/// Connection settings shared by producers and consumers; the one place librdkafka property names live.
+public struct KafkaConfiguration: Sendable, Equatable {
+    /// Comma-separated `host:port` list of brokers to bootstrap from. Default: `localhost:9092`.
+    public var bootstrapServers: String = "localhost:9092"
+    /// The `client.id` sent to brokers, shown in their logs and quotas. Default: `p2c`.
+    public var clientID: String = "p2c"
+    /// Any librdkafka property, passed through untouched (SASL, SSL, timeouts...); it wins over
+    /// everything this type sets. Default: empty.
+    public var properties: [String: String] = [:]
+
+    public init(
+        bootstrapServers: String = "localhost:9092", clientID: String = "p2c", properties: [String: String] = [:]
+    ) {
+        self.bootstrapServers = bootstrapServers
+        self.clientID = clientID
+        self.properties = properties
+    }
+
+    /// Checks `bootstrapServers` syntax, so a typo fails at once instead of as endless reconnects.
+    public func validate() throws(KafkaError) {
+        let entries = bootstrapServers.split(separator: ",", omittingEmptySubsequences: false)
+        for entry in entries {
+            let trimmed = entry.trimmingSpaces
+            // Accept an optional scheme prefix such as PLAINTEXT:// or SSL:// as librdkafka does.
+            let address = trimmed.range(of: "://").map { String(trimmed[$0.upperBound...]) } ?? trimmed
+            guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
+                let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port)
+            else {
+                throw KafkaError(
+                    code: .invalidConfiguration,
+                    message: "bootstrap.servers: \"\(trimmed)\" is not host:port (e.g. localhost:9092)"
+                )
+            }
+        }
+    }
+}
+
+/// A producer: idempotent, Java-compatible key partitioning, optionally transactional.
+public struct ProducerConfiguration: Sendable, Equatable {
+    /// Brokers and pass-through properties. Default: `KafkaConfiguration()`.
+    public var kafka = KafkaConfiguration()
+    /// Enables transactions when set; must be stable and unique per process. Default: nil.
+    public var transactionalID: String? = nil
+    /// How long to wait for more records before sending a batch. Default: 5 ms.
+    public var lingerMilliseconds: Int = 5
+    /// How long a record may wait for delivery before it fails. Default: 300 000 ms.
+    public var messageTimeoutMilliseconds: Int = 300_000
+    /// Transaction timeout, the broker aborts a transaction left open longer. Default: 60 000 ms.
+    public var transactionTimeoutMilliseconds: Int = 60_000
+    /// Records allowed in the local queue before `send` waits for deliveries. Default: 100 000.
+    public var maxQueuedMessages: Int = 100_000
+    /// Kilobytes allowed in the local queue before `send` waits for deliveries. Default: 65 536.
+    public var maxQueuedKilobytes: Int = 65_536
+
+    public init(kafka: KafkaConfiguration = KafkaConfiguration(), transactionalID: String? = nil) {
+        self.kafka = kafka
+        self.transactionalID = transactionalID
+    }
+
+    /// The librdkafka properties, in the order they are applied.
+    var properties: [(String, String)] {
+        var result: [(String, String)] = [
+            ("bootstrap.servers", kafka.bootstrapServers),
+            ("client.id", kafka.clientID),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            // Java's default partitioner: keys land on the partitions Java, Streams and Connect choose.
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", String(lingerMilliseconds)),
+            ("message.timeout.ms", String(messageTimeoutMilliseconds)),
+            ("queue.buffering.max.messages", String(maxQueuedMessages)),
+            ("queue.buffering.max.kbytes", String(maxQueuedKilobytes)),
+        ]
+        if let transactionalID {
+            result.append(("transactional.id", transactionalID))
+            result.append(("transaction.timeout.ms", String(transactionTimeoutMilliseconds)))
+        }
+        return result + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// A group consumer: cooperative-sticky, offsets stored and committed by the application.
+public struct ConsumerConfiguration: Sendable, Equatable {
+    /// Brokers and pass-through properties. Default: `KafkaConfiguration()`.
+    public var kafka = KafkaConfiguration()
+    /// The consumer group. Default: `p2c`.
+    public var groupID: String = "p2c"
+    /// Where a partition without a committed offset starts. Default: `.earliest`.
+    public var autoOffsetReset: OffsetReset = .earliest
+    /// Reads only committed transactional records when true. Default: true.
+    public var readCommitted: Bool = true
+    /// Commits stored offsets in the background (at-least-once mode); off for transactions. Default: false.
+    public var enableAutoCommit: Bool = false
+    /// Reports `ConsumerEvent.partitionEnd` when a partition is caught up. Default: false.
+    public var reportPartitionEnd: Bool = false
+    /// A member that misses heartbeats this long leaves the group. Default: 45 000 ms.
+    public var sessionTimeoutMilliseconds: Int = 45_000
+    /// Prefetched data kept per consumer, in kilobytes. Default: 16 384.
+    public var maxPrefetchKilobytes: Int = 16_384
+
+    public init(kafka: KafkaConfiguration = KafkaConfiguration(), groupID: String = "p2c") {
+        self.kafka = kafka
+        self.groupID = groupID
+    }
+
+    /// Where to start reading a partition that has no committed offset.
+    public enum OffsetReset: String, Sendable, Equatable {
+        case earliest, latest, error
+    }
+
+    var properties: [(String, String)] {
+        [
+            ("bootstrap.servers", kafka.bootstrapServers),
+            ("client.id", kafka.clientID),
+            ("group.id", groupID),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("auto.offset.reset", autoOffsetReset.rawValue),
+            ("isolation.level", readCommitted ? "read_committed" : "read_uncommitted"),
+            ("enable.auto.commit", enableAutoCommit ? "true" : "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", reportPartitionEnd ? "true" : "false"),
+            ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
+            ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
+        ] + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// Builds a `rd_kafka_conf_t`; the caller owns it until `rd_kafka_new` succeeds.
+func makeConf(_ properties: [(String, String)]) throws(KafkaError) -> OpaquePointer {
+    let conf = rd_kafka_conf_new()!
+    for (name, value) in properties {
+        let (result, text) = withErrorBuffer { rd_kafka_conf_set(conf, name, value, $0, $1) }
+        guard result == RD_KAFKA_CONF_OK else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError(code: .invalidConfiguration, message: "kafka.\(name): \(text)")
+        }
+    }
+    return conf
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import Runtime
+
+/// Every command: its options and what runs it.
+let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
+    (BrokerCommand.spec, BrokerCommand.run)
+]
+
+let topLevelHelp = """
+    p2c: prospect-to-cash sync between a CRM and an ERP over Kafka
+
+    usage: p2c <command> [options]
+
+    commands:
+    \(commands.map { "  \($0.spec.name.padding(toLength: 10, withPad: " ", startingAt: 0))\($0.spec.summary)" }.joined(separator: "\n"))
+
+    Run 'p2c <command> --help' for a command's options.
+    """
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let name = arguments.first, name != "--help", name != "-h", name != "help" else {
+    print(topLevelHelp)
+    exit(arguments.isEmpty ? 2 : 0)
+}
+guard let command = commands.first(where: { $0.spec.name == name }) else {
+    FileHandle.standardError.write(Data("p2c: unknown command '\(name)' (see 'p2c --help')\n".utf8))
+    exit(2)
+}
+
+do {
+    let parsed = try command.spec.parse(Array(arguments.dropFirst()))
+    if parsed.wantsHelp {
+        print(command.spec.help)
+        exit(0)
+    }
+    exit(try await command.run(parsed))
+} catch let error as UsageError {
+    FileHandle.standardError.write(Data("\(error)\n".utf8))
+    exit(2)
+} catch {
+    FileHandle.standardError.write(Data("p2c \(name): \(error)\n".utf8))
+    exit(1)
+}
