@@ -46,7 +46,8 @@ public struct ProducerConfiguration: Sendable, Equatable {
     public var transactionalID: String? = nil
     /// How long to wait for more records before sending a batch. Default: 5 ms.
     public var lingerMilliseconds: Int = 5
-    /// How long a record may wait for delivery before it fails. Default: 300 000 ms.
+    /// How long a record may wait for delivery before it fails (capped at the transaction timeout
+    /// for a transactional producer). Default: 300 000 ms.
     public var messageTimeoutMilliseconds: Int = 300_000
     /// Transaction timeout, the broker aborts a transaction left open longer. Default: 60 000 ms.
     public var transactionTimeoutMilliseconds: Int = 60_000
@@ -70,7 +71,13 @@ public struct ProducerConfiguration: Sendable, Equatable {
             // Java's default partitioner: keys land on the partitions Java, Streams and Connect choose.
             ("partitioner", "murmur2_random"),
             ("linger.ms", String(lingerMilliseconds)),
-            ("message.timeout.ms", String(messageTimeoutMilliseconds)),
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms for a transactional producer.
+            (
+                "message.timeout.ms",
+                String(
+                    transactionalID == nil
+                        ? messageTimeoutMilliseconds : min(messageTimeoutMilliseconds, transactionTimeoutMilliseconds))
+            ),
             ("queue.buffering.max.messages", String(maxQueuedMessages)),
             ("queue.buffering.max.kbytes", String(maxQueuedKilobytes)),
         ]
@@ -98,6 +105,8 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     public var reportPartitionEnd: Bool = false
     /// A member that misses heartbeats this long leaves the group. Default: 45 000 ms.
     public var sessionTimeoutMilliseconds: Int = 45_000
+    /// How often the member tells the coordinator it is alive; below the session timeout. Default: 3 000 ms.
+    public var heartbeatIntervalMilliseconds: Int = 3_000
     /// Prefetched data kept per consumer, in kilobytes. Default: 16 384.
     public var maxPrefetchKilobytes: Int = 16_384
 
@@ -123,6 +132,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", reportPartitionEnd ? "true" : "false"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
+            ("heartbeat.interval.ms", String(heartbeatIntervalMilliseconds)),
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
         ] + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }

@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 import Synchronization
 
 /// Owns one `rd_kafka_t` and destroys it in `deinit`; the base of producers, consumers and the
@@ -84,10 +85,11 @@ final class ClientContext: @unchecked Sendable {
     /// The last errors librdkafka reported, oldest first.
     var errors: [KafkaError] { recentErrors.withLock { $0 } }
 
-    /// Installs the error callback, with this context as the conf's opaque.
+    /// Installs the error and log callbacks, with this context as the conf's opaque.
     func install(on conf: OpaquePointer) {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(self).toOpaque())
         rd_kafka_conf_set_error_cb(conf, errorCallback)
+        rd_kafka_conf_set_log_cb(conf, logCallback)
     }
 
     static func from(_ opaque: UnsafeMutableRawPointer) -> ClientContext {
@@ -109,6 +111,50 @@ private let errorCallback:
             )
         )
     }
+
+/// C-callable log callback; librdkafka may call it from any of its threads.
+private let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void =
+    {
+        rk, level, facility, text in
+        let facility = facility.map { String(cString: $0) } ?? ""
+        let message = text.map { String(cString: $0) } ?? ""
+        let clientName = rk.map { String(cString: rd_kafka_name($0)) } ?? ""
+        // Errors are also kept on the client, so a failed connection check can say why.
+        if level <= 3, let rk, let opaque = rd_kafka_opaque(rk) {
+            ClientContext.from(opaque).append(KafkaError(code: .noError, message: message))
+        }
+        KafkaLog.emit(KafkaLog.Entry(level: level, facility: facility, client: clientName, message: message))
+    }
+
+/// Where librdkafka's own log lines go: standard error by default, or a handler the program sets.
+public enum KafkaLog {
+    /// One librdkafka log line.
+    public struct Entry: Sendable {
+        /// Syslog level: 0 emergency ... 3 error, 4 warning, 6 info, 7 debug.
+        public var level: Int32
+        /// librdkafka's subsystem, e.g. `FAIL` or `CGRPQUERY`.
+        public var facility: String
+        /// The client's name, e.g. `p2c#consumer-2`.
+        public var client: String
+        public var message: String
+    }
+
+    private static let handler = Mutex<(@Sendable (Entry) -> Void)?>(nil)
+
+    /// Sends every later librdkafka log line to `newHandler` (called from librdkafka's threads).
+    public static func setHandler(_ newHandler: @escaping @Sendable (Entry) -> Void) {
+        handler.withLock { $0 = newHandler }
+    }
+
+    static func emit(_ entry: Entry) {
+        if let handler = handler.withLock({ $0 }) {
+            handler(entry)
+        } else {
+            let line = "%\(entry.level)|\(entry.facility)|\(entry.client)| \(entry.message)\n"
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+}
 
 extension Duration {
     /// Whole milliseconds, clamped to what librdkafka's `int` timeouts take.
