@@ -29,6 +29,6 @@ let package = Package(
         ),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
-        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology"], swiftSettings: strict),
+        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "p2c"], swiftSettings: strict),
     ]
 )
