@@ -5,7 +5,9 @@ import Topology
 
 @Suite("p2c broker, as another process sees it", .serialized, .timeLimit(.minutes(2)))
 struct BrokerCommandTests {
-    @Test("It prints bootstrap.servers first, serves every Topics/ topic with its partitions to our client and to kcat, and exits 0 on SIGTERM")
+    @Test(
+        "It prints bootstrap.servers first, serves every Topics/ topic with its partitions to our client and to kcat, and exits 0 on SIGTERM"
+    )
     func brokerServesOtherProcesses() async throws {
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
         let kcat = try #require(which("kcat"), "kcat is needed (.ci/setup installs it)")
@@ -18,13 +20,17 @@ struct BrokerCommandTests {
             for topic in catalog.topics { partitions[topic.name] = try producer.partitionCount(of: topic.name) }
             try producer.send(
                 OutgoingRecord(
-                    topic: "crm.orders.changes", key: Array("USMF/C000123".utf8), value: Array(#"{"salesordernumber":"C000123"}"#.utf8),
+                    topic: "crm.orders.changes", key: Array("USMF/C000123".utf8),
+                    value: Array(#"{"salesordernumber":"C000123"}"#.utf8),
                     headers: [KafkaHeader("ce_type", "salesorder.upserted")]))
             let report = try producer.flush(timeout: .seconds(10)).first
             let read = try run(
                 kcat,
-                ["-b", bootstrap, "-C", "-t", "crm.orders.changes", "-p", String(report?.partition ?? 0), "-o", "beginning", "-e", "-q",
-                 "-f", "%k|%s|%h\n"])
+                [
+                    "-b", bootstrap, "-C", "-t", "crm.orders.changes", "-p", String(report?.partition ?? 0), "-o",
+                    "beginning", "-e", "-q",
+                    "-f", "%k|%s|%h\n",
+                ])
             let status = broker.stop(SIGTERM)
             return (bootstrap, partitions, report, read.stdout, status, broker.standardError)
         }

@@ -33,21 +33,38 @@ struct TopicCatalogTests {
     @Test(
         "A bad declaration is refused with the file, topic and reason",
         arguments: [
-            (#""partitions": 24"#, #""partitions": 0"#, #"orders.json: topic "crm.orders.changes": "partitions" must be an integer from 1 to 10000, got 0"#),
-            (#""role": "changes""#, #""role": "source""#, #""role" must be one of changes, inbound, dlq, got "source""#),
-            (#""cleanupPolicy": "delete""#, #""cleanupPolicy": "compact""#, "cleanupPolicy must be delete: header and lines share a key"),
-            (#""name": "crm.orders.changes","#, #""name": "crm.order.changes","#, #"topic "crm.order.changes": name must be "crm.orders.changes""#),
+            (
+                #""partitions": 24"#, #""partitions": 0"#,
+                #"orders.json: topic "crm.orders.changes": "partitions" must be an integer from 1 to 10000, got 0"#
+            ),
+            (
+                #""role": "changes""#, #""role": "source""#,
+                #""role" must be one of changes, inbound, dlq, got "source""#
+            ),
+            (
+                #""cleanupPolicy": "delete""#, #""cleanupPolicy": "compact""#,
+                "cleanupPolicy must be delete: header and lines share a key"
+            ),
+            (
+                #""name": "crm.orders.changes","#, #""name": "crm.order.changes","#,
+                #"topic "crm.order.changes": name must be "crm.orders.changes""#
+            ),
             (#""replicationFactor": 3,"#, #""replicationFactor": 3, "replicas": 3,"#, #"unknown key "replicas""#),
             (#""replicationFactor": 3,"#, "", #"missing key "replicationFactor""#),
             (#""retentionMs": 604800000,"#, #""retentionMs": true,"#, #""retentionMs" must be an integer"#),
-            (#""keyScheme": "<company>/<sales order number>""#, #""keyScheme": "<sales order number>""#, "keyScheme must be"),
+            (
+                #""keyScheme": "<company>/<sales order number>""#, #""keyScheme": "<sales order number>""#,
+                "keyScheme must be"
+            ),
             (#""stream": "orders""#, #""stream": "leads""#, #""stream" must be one of customers"#),
             (#""stream": "orders","#, #""stream": "orders""#, "orders.json: not valid JSON"),
         ] as [(String, String, String)]
     )
     func badDeclaration(original: String, replacement: String, message: String) throws {
         let directory = try copyOfTopics { file, text in
-            file == "orders.json" ? text.replacingOccurrences(of: original, with: replacement, options: [], range: text.range(of: original)) : text
+            file == "orders.json"
+                ? text.replacingOccurrences(
+                    of: original, with: replacement, options: [], range: text.range(of: original)) : text
         }
         #expect {
             _ = try TopicCatalog.load(directory: directory)
@@ -69,7 +86,9 @@ struct TopicCatalogTests {
         }
 
         var orders = try TopicCatalog.load(directory: topicsDirectory).topics.filter { $0.stream != .orders }
-        #expect(throws: TopicCatalogError("stream orders flows crm → erp but topic \"crm.orders.changes\" is not declared")) {
+        #expect(
+            throws: TopicCatalogError("stream orders flows crm → erp but topic \"crm.orders.changes\" is not declared")
+        ) {
             _ = try TopicCatalog(orders)
         }
         orders = try TopicCatalog.load(directory: topicsDirectory).topics
