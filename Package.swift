@@ -22,13 +22,15 @@ let package = Package(
         .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: strict),
         .target(name: "Topology", swiftSettings: strict),
         .target(name: "Runtime", swiftSettings: strict),
+        .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
-            dependencies: ["Kafka", "Topology", "Runtime"],
+            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
             swiftSettings: strict
         ),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
+        .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "p2c"], swiftSettings: strict),
     ]
 )

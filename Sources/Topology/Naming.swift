@@ -7,7 +7,7 @@ public enum Side: String, Sendable, CaseIterable, Codable {
 }
 
 /// A prospect-to-cash stream: one kind of business record, flowing one or both ways.
-public enum Stream: String, Sendable, CaseIterable, Codable {
+public enum SyncStream: String, Sendable, CaseIterable, Codable {
     case customers, contacts, products, quotes, orders, invoices, origins
 
     /// The sides whose changes this stream carries to the other side (DESIGN.md's direction column).
@@ -29,7 +29,7 @@ public enum Role: String, Sendable, CaseIterable, Codable {
     case dlq
 
     /// The name a topic of this role has for `side` and `stream`.
-    public func topicName(side: Side, stream: Stream) -> String {
+    public func topicName(side: Side, stream: SyncStream) -> String {
         switch self {
         case .changes: "\(side.rawValue).\(stream.rawValue).changes"
         case .inbound: "\(side.rawValue).\(stream.rawValue).inbound"

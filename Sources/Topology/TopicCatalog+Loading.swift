@@ -56,7 +56,7 @@ extension TopicCatalog {
         }
         let reader = try Reader(object, at: file)
         try reader.onlyKeys(["stream", "keyScheme", "topics"])
-        let stream: Stream = try reader.enumeration("stream")
+        let stream: SyncStream = try reader.enumeration("stream")
         let keyScheme = try reader.string("keyScheme")
         guard keyScheme.hasPrefix("<company>/"), keyScheme.count > "<company>/".count else {
             throw TopicCatalogError("\(file): keyScheme must be \"<company>/<record number>\", got \"\(keyScheme)\"")

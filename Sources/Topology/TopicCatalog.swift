@@ -27,13 +27,13 @@ public struct TopicCatalog: Sendable, Equatable {
     }
 
     /// The topic of `role` on `side` for `stream`, if declared.
-    public func topic(_ role: Role, side: Side, stream: Stream) -> TopicDeclaration? {
+    public func topic(_ role: Role, side: Side, stream: SyncStream) -> TopicDeclaration? {
         self[role.topicName(side: side, stream: stream)]
     }
 
     /// The routes `flow` runs: every stream whose source side publishes changes.
     public func routes(for flow: Flow) -> [Route] {
-        Stream.allCases.compactMap { stream in
+        SyncStream.allCases.compactMap { stream in
             guard let input = topic(.changes, side: flow.source, stream: stream),
                 let output = topic(.inbound, side: flow.target, stream: stream),
                 let deadLetters = topic(.dlq, side: flow.source, stream: stream)
@@ -44,7 +44,7 @@ public struct TopicCatalog: Sendable, Equatable {
 
     /// Every stream flows exactly where DESIGN.md says, with its inbound and DLQ topics.
     private func checkFlows() throws(TopicCatalogError) {
-        for stream in Stream.allCases {
+        for stream in SyncStream.allCases {
             for side in Side.allCases {
                 let flows = stream.sources.contains(side)
                 for role in Role.allCases {

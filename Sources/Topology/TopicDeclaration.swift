@@ -3,7 +3,7 @@ public struct TopicDeclaration: Sendable, Equatable {
     /// `<side>.<stream>.changes`, `<side>.<stream>.inbound` or `<side>.<stream>.changes.dlq`.
     public var name: String
     public var side: Side
-    public var stream: Stream
+    public var stream: SyncStream
     public var role: Role
     public var partitions: Int
     public var replicationFactor: Int
@@ -17,7 +17,7 @@ public struct TopicDeclaration: Sendable, Equatable {
     public init(
         name: String,
         side: Side,
-        stream: Stream,
+        stream: SyncStream,
         role: Role,
         partitions: Int,
         replicationFactor: Int,
@@ -45,7 +45,7 @@ public struct TopicDeclaration: Sendable, Equatable {
 /// One flow's topics for one stream: where it reads, writes, and dead-letters.
 public struct Route: Sendable, Equatable {
     public var flow: Flow
-    public var stream: Stream
+    public var stream: SyncStream
     public var input: TopicDeclaration
     public var output: TopicDeclaration
     public var deadLetters: TopicDeclaration

@@ -3,7 +3,8 @@ import Runtime
 
 /// Every command: its options and what runs it.
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
-    (BrokerCommand.spec, BrokerCommand.run)
+    (BrokerCommand.spec, BrokerCommand.run),
+    (MapCommand.spec, MapCommand.run),
 ]
 
 let topLevelHelp = """

@@ -13,7 +13,7 @@ struct TopicCatalogTests {
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
         #expect(catalog.topics.count == 33)
         #expect(catalog.routes(for: .crmToERP).map(\.stream) == [.customers, .contacts, .quotes, .orders])
-        #expect(catalog.routes(for: .erpToCRM).map(\.stream) == Stream.allCases)
+        #expect(catalog.routes(for: .erpToCRM).map(\.stream) == SyncStream.allCases)
         for flow in Flow.allCases {
             for route in catalog.routes(for: flow) {
                 #expect(route.input.name == "\(flow.source.rawValue).\(route.stream.rawValue).changes")

@@ -1,0 +1,167 @@
+import Foundation
+
+/// A CloudEvents 1.0 event carrying one CRM or ERP record, with p2c's extensions.
+public struct CloudEvent: Sendable, Equatable {
+    public var id: String
+    /// `crm` or `erp`: the system that made the change.
+    public var source: String
+    /// `<record name>.upserted` or `<record name>.deleted`.
+    public var type: String
+    /// RFC 3339 time of the change, when known.
+    public var time: String?
+    /// The Kafka key: `<company>/<record number>`.
+    public var subject: String?
+    /// Extension `company`: the ERP legal entity (dataAreaId).
+    public var company: String?
+    /// Extension `origin`: `p2c` when the change was made by applying a sync event.
+    public var origin: String?
+    /// Extension `causationid`: the id of the event that caused this one.
+    public var causationID: String?
+    /// Extension `traceparent`: W3C trace context.
+    public var traceparent: String?
+    /// The record: column or field names as the mapping reference spells them.
+    public var data: JSONObject
+
+    public init(
+        id: String,
+        source: String,
+        type: String,
+        time: String? = nil,
+        subject: String? = nil,
+        company: String? = nil,
+        origin: String? = nil,
+        causationID: String? = nil,
+        traceparent: String? = nil,
+        data: JSONObject
+    ) {
+        self.id = id
+        self.source = source
+        self.type = type
+        self.time = time
+        self.subject = subject
+        self.company = company
+        self.origin = origin
+        self.causationID = causationID
+        self.traceparent = traceparent
+        self.data = data
+    }
+
+    /// The record name and action of `type`, e.g. (`salesorderdetail`, `.upserted`).
+    public var recordAndAction: (record: Substring, action: Action)? {
+        guard let dot = type.lastIndex(of: ".") else { return nil }
+        guard let action = Action(rawValue: String(type[type.index(after: dot)...])) else { return nil }
+        return (type[..<dot], action)
+    }
+
+    public enum Action: String, Sendable {
+        case upserted, deleted
+    }
+
+    /// The attribute names, in the order they are written.
+    static let attributeNames: [(structured: String, header: String)] = [
+        ("specversion", "ce_specversion"), ("id", "ce_id"), ("source", "ce_source"), ("type", "ce_type"),
+        ("time", "ce_time"), ("subject", "ce_subject"), ("company", "ce_company"), ("origin", "ce_origin"),
+        ("causationid", "ce_causationid"), ("traceparent", "ce_traceparent"),
+    ]
+
+    fileprivate var attributeValues: [String?] {
+        ["1.0", id, source, type, time, subject, company, origin, causationID, traceparent]
+    }
+
+    fileprivate init(attributes: [String: String], data: JSONObject) throws(MappingError) {
+        guard let version = attributes["specversion"], !version.isEmpty else {
+            throw MappingError(.missingAttribute, "specversion is missing")
+        }
+        guard version == "1.0" else { throw MappingError(.unsupportedSpecVersion, "specversion \(version) is not 1.0") }
+        for name in ["id", "source", "type"] where (attributes[name] ?? "").isEmpty {
+            throw MappingError(.missingAttribute, "\(name) is missing")
+        }
+        self.init(
+            id: attributes["id"]!, source: attributes["source"]!, type: attributes["type"]!,
+            time: attributes["time"], subject: attributes["subject"], company: attributes["company"],
+            origin: attributes["origin"], causationID: attributes["causationid"],
+            traceparent: attributes["traceparent"], data: data)
+    }
+}
+
+// MARK: - Binary content mode (Kafka headers + JSON value)
+
+extension CloudEvent {
+    /// Reads an event in Kafka binary mode: attributes from `ce_*` headers, the record from the value.
+    public init(headers: [(name: String, value: [UInt8]?)], value: [UInt8]?) throws(MappingError) {
+        var attributes: [String: String] = [:]
+        for header in headers where header.name.hasPrefix("ce_") {
+            guard let bytes = header.value, let text = String(validating: bytes, as: UTF8.self) else { continue }
+            attributes[String(header.name.dropFirst(3))] = text
+        }
+        guard let value, !value.isEmpty else { throw MappingError(.notAnObject, "the record value is empty") }
+        let parsed: JSONValue
+        do {
+            parsed = try JSONParser.parse(value)
+        } catch {
+            throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
+        }
+        guard case .object(let data) = parsed else {
+            throw MappingError(.notAnObject, "the record value is a JSON \(parsed.typeName), not an object")
+        }
+        try self.init(attributes: attributes, data: data)
+    }
+
+    /// The Kafka headers of binary mode, `content-type` included.
+    public var headers: [(name: String, value: [UInt8])] {
+        var result: [(name: String, value: [UInt8])] = []
+        for (names, value) in zip(Self.attributeNames, attributeValues) {
+            if let value { result.append((names.header, Array(value.utf8))) }
+        }
+        result.append(("content-type", Array("application/json".utf8)))
+        return result
+    }
+
+    /// The Kafka value of binary mode: the record as one JSON object.
+    public var value: [UInt8] { Array(data.jsonText.utf8) }
+}
+
+// MARK: - Structured content mode (one JSON object)
+
+extension CloudEvent {
+    /// Reads an event in structured mode: one JSON object with the attributes and `data`.
+    public init(structured bytes: [UInt8]) throws(MappingError) {
+        let parsed: JSONValue
+        do {
+            parsed = try JSONParser.parse(bytes)
+        } catch {
+            throw MappingError(.malformedJSON, "the event is not JSON: \(error)")
+        }
+        try self.init(structured: parsed)
+    }
+
+    public init(structured value: JSONValue) throws(MappingError) {
+        guard case .object(let object) = value else {
+            throw MappingError(.notAnObject, "the event is a JSON \(value.typeName), not an object")
+        }
+        var attributes: [String: String] = [:]
+        for (name, _) in Self.attributeNames {
+            guard let attribute = object[name] else { continue }
+            guard case .string(let text) = attribute else {
+                throw MappingError(.wrongFieldType, "attribute \(name) must be a string, got a \(attribute.typeName)")
+            }
+            attributes[name] = text
+        }
+        guard let data = object["data"] else { throw MappingError(.notAnObject, "the event has no data") }
+        guard case .object(let record) = data else {
+            throw MappingError(.notAnObject, "data is a JSON \(data.typeName), not an object")
+        }
+        try self.init(attributes: attributes, data: record)
+    }
+
+    /// The event as one structured-mode JSON object.
+    public var structured: JSONObject {
+        var object = JSONObject()
+        for (names, value) in zip(Self.attributeNames, attributeValues) {
+            if let value { object.fields.append(.init(names.structured, .string(value))) }
+        }
+        object.fields.append(.init("datacontenttype", .string("application/json")))
+        object.fields.append(.init("data", .object(data)))
+        return object
+    }
+}
