@@ -1,0 +1,224 @@
+import Foundation
+import ProspectToCash
+import Testing
+import Topology
+
+@Suite("CloudEvents and JSON")
+struct EventCodecTests {
+    private let sample = CloudEvent(
+        id: "crm.orders.changes/3/1042", source: "crm", type: "salesorderdetail.upserted", time: "2026-11-22T10:00:00Z",
+        subject: "USMF/C000123", company: "USMF", origin: nil, causationID: "a1",
+        traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        data: JSONObject([
+            "quantity": .number("3"), "manualdiscountamount": .number("10.00"),
+            "description": .string("Widget \"XL\" ✓"),
+            "salesorderid": .object(JSONObject(["msdyn_salesordernumber": .string("C000123")])),
+        ]))
+
+    @Test("Binary mode: attributes in ce_ headers, the record in the value, and back unchanged")
+    func binaryRoundTrip() throws {
+        let headers = sample.headers
+        #expect(headers.first?.name == "ce_specversion")
+        #expect(headers.contains { $0.name == "content-type" && $0.value == Array("application/json".utf8) })
+        #expect(!headers.contains { $0.name == "ce_origin" })
+        let decoded = try CloudEvent(headers: headers.map { ($0.name, Optional($0.value)) }, value: sample.value)
+        #expect(decoded == sample)
+    }
+
+    @Test("Structured mode: one JSON object with data, and back unchanged")
+    func structuredRoundTrip() throws {
+        let text = sample.structured.jsonText
+        #expect(text.hasPrefix(#"{"specversion":"1.0","id":"crm.orders.changes/3/1042""#))
+        let decoded = try CloudEvent(structured: Array(text.utf8))
+        #expect(decoded == sample)
+    }
+
+    @Test("Decimals keep their exact digits through parse and write")
+    func exactDecimals() throws {
+        let text = #"{"a":3.33,"b":-0.01,"c":10.00,"d":1e-7,"e":123456789012345678901234567890.123}"#
+        let value = try JSONParser.parse(text)
+        #expect(value.jsonText == text)
+        #expect(value.objectValue?["a"]?.decimalValue == Decimal(string: "3.33"))
+        #expect(JSONValue.string("12.345").decimalValue == Decimal(string: "12.345"))
+        #expect(JSONValue.string("twelve").decimalValue == nil)
+    }
+
+    @Test("Strings: escapes, surrogate pairs and control characters survive a round trip")
+    func strings() throws {
+        let value = try JSONParser.parse(#"["a\"b\\c\/d\n\t\u00e9\ud83d\ude00\u0001"]"#)
+        #expect(value == .array([.string("a\"b\\c/d\n\té😀\u{01}")]))
+        #expect(try JSONParser.parse(value.jsonText) == value)
+    }
+
+    @Test(
+        "Malformed JSON is refused with where, never a crash",
+        arguments: [
+            "", "{", "[1,]", "{\"a\":}", "{\"a\" 1}", "01", "1.", "-", "tru", "\"unterminated", "\"\\x\"",
+            "\"\\ud800\"",
+            "{\"a\":1,\"a\":2}", "[1] 2", String(repeating: "[", count: 100) + String(repeating: "]", count: 100),
+            "\"\u{01}\"", "nan",
+        ])
+    func malformedJSON(text: String) {
+        #expect(throws: JSONParseError.self) { _ = try JSONParser.parse(text) }
+    }
+
+    @Test("Invalid UTF-8 in a string is refused")
+    func invalidUTF8() {
+        #expect(throws: JSONParseError.self) { _ = try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
+    }
+}
+
+/// A corpus of bad events, each with the code it must be refused with.
+@Suite("Refused events")
+struct RefusedEventTests {
+    static let corpus: [(label: String, line: String, flow: Flow, code: MappingError.Code)] = [
+        ("not JSON", "{oops", .crmToERP, .malformedJSON),
+        ("an array", "[1,2]", .crmToERP, .notAnObject),
+        (
+            "data not an object",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","data":[1]}"#, .crmToERP,
+            .notAnObject
+        ),
+        (
+            "no data", #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted"}"#, .crmToERP,
+            .notAnObject
+        ),
+        (
+            "no id", #"{"specversion":"1.0","source":"crm","type":"salesorder.upserted","data":{}}"#, .crmToERP,
+            .missingAttribute
+        ),
+        (
+            "no specversion", #"{"id":"1","source":"crm","type":"salesorder.upserted","data":{}}"#, .crmToERP,
+            .missingAttribute
+        ),
+        (
+            "specversion 0.3", #"{"specversion":"0.3","id":"1","source":"crm","type":"x.upserted","data":{}}"#,
+            .crmToERP, .unsupportedSpecVersion
+        ),
+        (
+            "attribute not a string", #"{"specversion":"1.0","id":1,"source":"crm","type":"x.upserted","data":{}}"#,
+            .crmToERP, .wrongFieldType
+        ),
+        (
+            "unknown record",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"lead.upserted","company":"USMF","data":{}}"#,
+            .crmToERP, .unknownType
+        ),
+        (
+            "unknown action",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.created","company":"USMF","data":{}}"#,
+            .crmToERP, .unknownType
+        ),
+        (
+            "wrong source",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"salesorder.upserted","company":"USMF","data":{}}"#,
+            .crmToERP, .wrongDirection
+        ),
+        (
+            "products from the CRM",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"product.upserted","company":"USMF","data":{"msdyn_productnumber":"P1"}}"#,
+            .crmToERP, .wrongDirection
+        ),
+        (
+            "no company",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","data":{"msdyn_salesordernumber":"C1"}}"#,
+            .crmToERP, .missingCompany
+        ),
+        (
+            "no key",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"USMF","data":{"name":"x"}}"#,
+            .crmToERP, .missingKey
+        ),
+        (
+            "empty key",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"SalesOrderHeader.upserted","company":"USMF","data":{"SALESORDERNUMBER":""}}"#,
+            .erpToCRM, .missingKey
+        ),
+        (
+            "key not a string",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"SalesOrderHeader.upserted","company":"USMF","data":{"SALESORDERNUMBER":42}}"#,
+            .erpToCRM, .wrongFieldType
+        ),
+        (
+            "subject mismatch",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"USMF","subject":"DEMF/C1","data":{"msdyn_salesordernumber":"C1"}}"#,
+            .crmToERP, .keyMismatch
+        ),
+        (
+            "dataAreaId disagrees",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"SalesOrderHeader.upserted","company":"USMF","data":{"SALESORDERNUMBER":"F1","dataAreaId":"DEMF"}}"#,
+            .erpToCRM, .keyMismatch
+        ),
+        (
+            "lookup as a string",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"USMF","data":{"msdyn_salesordernumber":"C1","transactioncurrencyid":"USD"}}"#,
+            .crmToERP, .wrongFieldType
+        ),
+        (
+            "object in a plain field",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"USMF","data":{"msdyn_salesordernumber":"C1","emailaddress":{"a":1}}}"#,
+            .crmToERP, .wrongFieldType
+        ),
+        (
+            "unknown option value",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"USMF","data":{"msdyn_salesordernumber":"C1","msdyn_salesorderpromisingmethod":7}}"#,
+            .crmToERP, .unknownEnumValue
+        ),
+        (
+            "unknown ERP enum",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"SalesOrderHeader.upserted","company":"USMF","data":{"SALESORDERNUMBER":"F1","SALESORDERPROCESSINGSTATUS":"teleported"}}"#,
+            .erpToCRM, .unknownEnumValue
+        ),
+        (
+            "bad decimal",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorderdetail.upserted","company":"USMF","data":{"salesorderid":{"msdyn_salesordernumber":"C1"},"productid":{"msdyn_productnumber":"P"},"quantity":"lots","manualdiscountamount":1}}"#,
+            .crmToERP, .badDecimal
+        ),
+        (
+            "no party type",
+            #"{"specversion":"1.0","id":"1","source":"erp","type":"CustomersV3.upserted","company":"USMF","data":{"CUSTOMERACCOUNT":"US-1"}}"#,
+            .erpToCRM, .missingField
+        ),
+        (
+            "number clash",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"quote.upserted","company":"USMF","data":{"msdyn_quotenumber":"Q-9"}}"#,
+            .crmToERP, .numberSequenceClash
+        ),
+        (
+            "company not allowed",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"salesorder.upserted","company":"ZZZZ","data":{"msdyn_salesordernumber":"C1"}}"#,
+            .crmToERP, .companyNotAllowed
+        ),
+        (
+            "no warehouse",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"quotedetail.upserted","company":"DEMF","data":{"quoteid":{"msdyn_quotenumber":"C1"},"productid":{"msdyn_productnumber":"P"}}}"#,
+            .crmToERP, .missingSiteOrWarehouse
+        ),
+        (
+            "zero quantity discount",
+            #"{"specversion":"1.0","id":"1","source":"crm","type":"quotedetail.upserted","company":"USMF","data":{"quoteid":{"msdyn_quotenumber":"C1"},"productid":{"msdyn_productnumber":"P"},"quantity":0,"manualdiscountamount":1}}"#,
+            .crmToERP, .invalidQuantity
+        ),
+    ]
+
+    @Test("Each bad event is refused with its code", arguments: corpus.indices)
+    func refused(index: Int) throws {
+        let entry = Self.corpus[index]
+        var configuration = testConfiguration()
+        configuration.companies = ["USMF", "DEMF"]
+        let strict = try Mapper(configuration: configuration)
+        let result: MappingOutcome
+        do {
+            result = strict.map(try CloudEvent(structured: Array(entry.line.utf8)), flow: entry.flow)
+        } catch {
+            result = .refused(error)
+        }
+        #expect(result.errorCode == entry.code, "\(entry.label)")
+    }
+
+    @Test("The corpus covers every refusal code but one that needs a write-in line without a category")
+    func corpusCoversCodes() {
+        let covered = Set(Self.corpus.map(\.code))
+        #expect(Set(MappingError.Code.allCases).subtracting(covered) == [.writeInWithoutCategory])
+    }
+}
