@@ -28,6 +28,11 @@ let package = Package(
             dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "MapBenchmark",
+            dependencies: ["Kafka", "ProspectToCash", "Topology"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),

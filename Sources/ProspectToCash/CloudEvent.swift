@@ -68,19 +68,29 @@ public struct CloudEvent: Sendable, Equatable {
         ["1.0", id, source, type, time, subject, company, origin, causationID, traceparent]
     }
 
-    fileprivate init(attributes: [String: String], data: JSONObject) throws(MappingError) {
-        guard let version = attributes["specversion"], !version.isEmpty else {
+    /// Attributes as read from headers or a structured event, before they are checked.
+    fileprivate struct Attributes {
+        var values = [String?](repeating: nil, count: CloudEvent.attributeNames.count)
+
+        /// Stores `value` under the attribute at `index` of `attributeNames`.
+        subscript(index: Int) -> String? {
+            get { values[index] }
+            set { values[index] = newValue }
+        }
+    }
+
+    fileprivate init(attributes: Attributes, data: JSONObject) throws(MappingError) {
+        guard let version = attributes[0], !version.isEmpty else {
             throw MappingError(.missingAttribute, "specversion is missing")
         }
         guard version == "1.0" else { throw MappingError(.unsupportedSpecVersion, "specversion \(version) is not 1.0") }
-        for name in ["id", "source", "type"] where (attributes[name] ?? "").isEmpty {
-            throw MappingError(.missingAttribute, "\(name) is missing")
+        for index in 1...3 where (attributes[index] ?? "").isEmpty {
+            throw MappingError(.missingAttribute, "\(Self.attributeNames[index].structured) is missing")
         }
         self.init(
-            id: attributes["id"]!, source: attributes["source"]!, type: attributes["type"]!,
-            time: attributes["time"], subject: attributes["subject"], company: attributes["company"],
-            origin: attributes["origin"], causationID: attributes["causationid"],
-            traceparent: attributes["traceparent"], data: data)
+            id: attributes[1]!, source: attributes[2]!, type: attributes[3]!, time: attributes[4],
+            subject: attributes[5], company: attributes[6], origin: attributes[7], causationID: attributes[8],
+            traceparent: attributes[9], data: data)
     }
 }
 
@@ -89,10 +99,12 @@ public struct CloudEvent: Sendable, Equatable {
 extension CloudEvent {
     /// Reads an event in Kafka binary mode: attributes from `ce_*` headers, the record from the value.
     public init(headers: [(name: String, value: [UInt8]?)], value: [UInt8]?) throws(MappingError) {
-        var attributes: [String: String] = [:]
-        for header in headers where header.name.hasPrefix("ce_") {
-            guard let bytes = header.value, let text = String(validating: bytes, as: UTF8.self) else { continue }
-            attributes[String(header.name.dropFirst(3))] = text
+        var attributes = Attributes()
+        for header in headers {
+            guard let index = Self.attributeNames.firstIndex(where: { $0.header == header.name }),
+                let bytes = header.value, let text = String(validating: bytes, as: UTF8.self)
+            else { continue }
+            attributes[index] = text
         }
         guard let value, !value.isEmpty else { throw MappingError(.notAnObject, "the record value is empty") }
         let parsed: JSONValue
@@ -118,7 +130,7 @@ extension CloudEvent {
     }
 
     /// The Kafka value of binary mode: the record as one JSON object.
-    public var value: [UInt8] { Array(data.jsonText.utf8) }
+    public var value: [UInt8] { data.jsonBytes }
 }
 
 // MARK: - Structured content mode (one JSON object)
@@ -139,13 +151,13 @@ extension CloudEvent {
         guard case .object(let object) = value else {
             throw MappingError(.notAnObject, "the event is a JSON \(value.typeName), not an object")
         }
-        var attributes: [String: String] = [:]
-        for (name, _) in Self.attributeNames {
+        var attributes = Attributes()
+        for (index, (name, _)) in Self.attributeNames.enumerated() {
             guard let attribute = object[name] else { continue }
             guard case .string(let text) = attribute else {
                 throw MappingError(.wrongFieldType, "attribute \(name) must be a string, got a \(attribute.typeName)")
             }
-            attributes[name] = text
+            attributes[index] = text
         }
         guard let data = object["data"] else { throw MappingError(.notAnObject, "the event has no data") }
         guard case .object(let record) = data else {

@@ -1,20 +1,36 @@
 /// A strict RFC 8259 parser over bytes: numbers keep their text, strings must be valid UTF-8,
 /// nesting is bounded, and any defect is an error with its byte offset, never a crash.
 public struct JSONParser {
-    private let bytes: [UInt8]
+    /// The input, valid only while `parse` runs (it is taken inside `withUnsafeBufferPointer`).
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
+    /// FNV-1a hash of the raw bytes of the last string parsed, for cheap duplicate-key checks.
+    private var lastStringHash: UInt32 = 0
     /// Deepest nesting accepted; records are flat, so this only stops hostile input.
     public static let maximumDepth = 64
 
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// Parses one JSON document; trailing content other than whitespace is an error.
     public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
-        var parser = JSONParser(bytes)
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        guard parser.position == bytes.count else { throw parser.error("unexpected content after the JSON value") }
-        return value
+        let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(buffer)
+            return Result { () throws(JSONParseError) -> JSONValue in
+                let value = try parser.parseValue(depth: 0)
+                parser.skipWhitespace()
+                guard parser.position == buffer.count else { throw parser.error("unexpected content after the JSON value") }
+                return value
+            }
+        }
+        return try result.get()
+    }
+
+    /// Parses `bytes` as one JSON number and nothing else.
+    static func parseNumber(_ bytes: [UInt8]) -> JSONValue? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(buffer)
+            return try? parser.parseNumberOnly()
+        }
     }
 
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
@@ -70,6 +86,8 @@ public struct JSONParser {
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
         position += 1
         var fields: [JSONObject.Field] = []
+        // Duplicate keys are refused; hashes computed while scanning keep that check cheap.
+        var hashes: [UInt32] = []
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -81,11 +99,16 @@ public struct JSONParser {
                 throw error("expected a string key")
             }
             let key = try parseString()
+            let keyHash = lastStringHash
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             let value = try parseValue(depth: depth)
-            if fields.contains(where: { $0.key == key }) { throw error("duplicate key \"\(key)\"") }
+            let hash = keyHash
+            for (index, known) in hashes.enumerated() where known == hash && fields[index].key == key {
+                throw error("duplicate key \"\(key)\"")
+            }
+            hashes.append(hash)
             fields.append(JSONObject.Field(key, value))
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end of input") }
@@ -125,26 +148,33 @@ public struct JSONParser {
     private mutating func parseString() throws(JSONParseError) -> String {
         position += 1
         let start = position
-        // Fast path: no escapes, just validate UTF-8 once.
+        // Fast path: no escapes. ASCII needs no validation; anything else is validated once.
+        var ascii = true
+        var hash: UInt32 = 2_166_136_261
         while position < bytes.count {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
-                let text = String(validating: bytes[start..<position], as: UTF8.self)
+                lastStringHash = hash
+                let slice = UnsafeBufferPointer(rebasing: bytes[start..<position])
+                let text = ascii ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
                 guard let text else { throw error("invalid UTF-8 in string") }
                 position += 1
                 return text
             }
+            if byte >= 0x80 { ascii = false }
+            hash = (hash ^ UInt32(byte)) &* 16_777_619
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in string") }
             position += 1
         }
         guard position < bytes.count else { throw error("unterminated string") }
-        var scratch = Array(bytes[start..<position])
+        var scratch = Array(UnsafeBufferPointer(rebasing: bytes[start..<position]))
         while position < bytes.count {
             let byte = bytes[position]
             switch byte {
             case UInt8(ascii: "\""):
                 position += 1
+                lastStringHash = scratch.reduce(2_166_136_261) { ($0 ^ UInt32($1)) &* 16_777_619 }
                 guard let text = String(validating: scratch, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string")
                 }
@@ -230,7 +260,7 @@ public struct JSONParser {
             while position < bytes.count, isDigit(bytes[position]) { position += 1 }
         }
         guard position - start <= 64 else { throw error("number longer than 64 characters") }
-        return .number(String(decoding: bytes[start..<position], as: UTF8.self))
+        return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
     }
 
     @inline(__always) private func isDigit(_ byte: UInt8) -> Bool {

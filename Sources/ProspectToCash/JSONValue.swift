@@ -10,9 +10,6 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object(JSONObject)
 
-    /// A number from a `Decimal`, written with its exact decimal digits.
-    public static func decimal(_ value: Decimal) -> JSONValue { .number(value.description) }
-
     public var stringValue: String? {
         if case .string(let text) = self { return text }
         return nil
@@ -23,7 +20,15 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
-    /// The value as a `Decimal`: a JSON number, or a string holding a decimal number.
+    /// The value as an exact decimal: a JSON number, or a string holding a decimal number.
+    public var decimalNumber: DecimalNumber? {
+        switch self {
+        case .number(let text), .string(let text): DecimalNumber(text)
+        default: nil
+        }
+    }
+
+    /// The value as a Foundation `Decimal`: a JSON number, or a string holding a decimal number.
     public var decimalValue: Decimal? {
         switch self {
         case .number(let text): return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
@@ -45,8 +50,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     static func parseDecimalString(_ text: String) -> Decimal? {
-        var parser = JSONParser(Array(text.utf8))
-        guard case .number(let literal)? = try? parser.parseNumberOnly() else { return nil }
+        guard case .number(let literal)? = JSONParser.parseNumber(Array(text.utf8)) else { return nil }
         return Decimal(string: literal, locale: Locale(identifier: "en_US_POSIX"))
     }
 }
@@ -72,14 +76,21 @@ public struct JSONObject: Sendable, Equatable {
     }
 
     public subscript(key: String) -> JSONValue? {
-        get { fields.first { $0.key == key }?.value }
+        get { index(of: key).map { fields[$0].value } }
         set {
-            if let index = fields.firstIndex(where: { $0.key == key }) {
+            if let index = index(of: key) {
                 if let newValue { fields[index].value = newValue } else { fields.remove(at: index) }
             } else if let newValue {
                 fields.append(Field(key, newValue))
             }
         }
+    }
+
+    /// Where `key` is; lengths are compared first, which settles most mismatches without a string compare.
+    @inline(__always)
+    func index(of key: String) -> Int? {
+        let length = key.utf8.count
+        return fields.firstIndex { $0.key.utf8.count == length && $0.key == key }
     }
 
     public var isEmpty: Bool { fields.isEmpty }
@@ -107,77 +118,92 @@ public struct JSONObject: Sendable, Equatable {
 
 // MARK: - Writing
 
+/// Writes compact JSON straight into bytes (no String building on the way).
+struct JSONWriter {
+    var bytes: [UInt8] = []
+
+    init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
+
+    mutating func write(_ value: JSONValue) {
+        switch value {
+        case .null: bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
+        case .bool(let flag): flag ? write(raw: "true") : write(raw: "false")
+        case .number(let text): write(raw: text)
+        case .string(let text): write(string: text)
+        case .array(let values):
+            bytes.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                write(value)
+            }
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let object): write(object)
+        }
+    }
+
+    mutating func write(_ object: JSONObject) {
+        bytes.append(UInt8(ascii: "{"))
+        for (index, field) in object.fields.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            write(string: field.key)
+            bytes.append(UInt8(ascii: ":"))
+            write(field.value)
+        }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    private mutating func write(raw text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func write(string text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            bytes.append(UInt8(ascii: "\""))
+            var plainStart = 0
+            for index in 0..<utf8.count {
+                let byte = utf8[index]
+                guard byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 else { continue }
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[plainStart..<index]))
+                switch byte {
+                case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
+                case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+                case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                }
+                plainStart = index + 1
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[plainStart...]))
+            bytes.append(UInt8(ascii: "\""))
+        }
+    }
+}
+
 extension JSONValue {
     /// Compact JSON text.
-    public var jsonText: String {
-        var out = ""
-        write(to: &out)
-        return out
-    }
+    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
 
     /// Compact JSON bytes.
-    public var jsonBytes: [UInt8] { Array(jsonText.utf8) }
-
-    func write(to out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let flag): out += flag ? "true" : "false"
-        case .number(let text): out += text
-        case .string(let text): JSONValue.writeString(text, to: &out)
-        case .array(let values):
-            out += "["
-            for (index, value) in values.enumerated() {
-                if index > 0 { out += "," }
-                value.write(to: &out)
-            }
-            out += "]"
-        case .object(let object): object.write(to: &out)
-        }
-    }
-
-    static func writeString(_ text: String, to out: inout String) {
-        out += "\""
-        var plainStart = text.utf8.startIndex
-        var index = plainStart
-        let utf8 = text.utf8
-        while index != utf8.endIndex {
-            let byte = utf8[index]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
-                out += text[plainStart..<index]
-                switch byte {
-                case UInt8(ascii: "\""): out += "\\\""
-                case UInt8(ascii: "\\"): out += "\\\\"
-                case 0x0A: out += "\\n"
-                case 0x0D: out += "\\r"
-                case 0x09: out += "\\t"
-                default:
-                    let hex = String(byte, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                }
-                plainStart = utf8.index(after: index)
-            }
-            index = utf8.index(after: index)
-        }
-        out += text[plainStart..<utf8.endIndex]
-        out += "\""
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter()
+        writer.write(self)
+        return writer.bytes
     }
 }
 
 extension JSONObject {
-    public var jsonText: String {
-        var out = ""
-        write(to: &out)
-        return out
-    }
+    /// Compact JSON text.
+    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
 
-    func write(to out: inout String) {
-        out += "{"
-        for (index, field) in fields.enumerated() {
-            if index > 0 { out += "," }
-            JSONValue.writeString(field.key, to: &out)
-            out += ":"
-            field.value.write(to: &out)
-        }
-        out += "}"
+    /// Compact JSON bytes.
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter(capacity: 64 + fields.count * 48)
+        writer.write(self)
+        return writer.bytes
     }
 }

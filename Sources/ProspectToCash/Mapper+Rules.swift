@@ -224,20 +224,22 @@ enum OrderStatus: String, CaseIterable {
 /// rounding remainder in the line's sales charge so that round trips are exact (RULES.md §5.2).
 public enum LineDiscount {
     /// CRM → ERP: (unit discount, charge) for a line discount over `quantity`:
-    /// unit = round(discount / quantity, 2), charge = unit × quantity − discount.
-    public static func split(discount: Decimal, quantity: Decimal) -> (unit: Decimal, charge: Decimal) {
-        var exact = discount / quantity
-        var unit = Decimal()
-        NSDecimalRound(&unit, &exact, 2, .plain)
-        return (unit, unit * quantity - discount)
+    /// unit = round(discount / quantity, 2), charge = unit × quantity − discount; nil when the
+    /// quantity is zero or the numbers overflow.
+    public static func split(discount: DecimalNumber, quantity: DecimalNumber) -> (unit: DecimalNumber, charge: DecimalNumber)? {
+        guard let unit = discount.divided(by: quantity, roundingTo: 2),
+            let charge = unit.multiplied(by: quantity)?.subtracting(discount)
+        else { return nil }
+        return (unit, charge)
     }
 
     /// ERP → CRM: the line discount back from the unit discount and charge. A charge larger than
     /// any rounding remainder (half a cent per unit) is a real charge and is not taken off.
-    public static func join(unit: Decimal, quantity: Decimal, charge: Decimal) -> Decimal {
-        let limit = abs(quantity) * Decimal(string: "0.005")!
-        let remainder = abs(charge) <= limit ? charge : 0
-        return unit * quantity - remainder
+    public static func join(unit: DecimalNumber, quantity: DecimalNumber, charge: DecimalNumber) -> DecimalNumber? {
+        guard let gross = unit.multiplied(by: quantity),
+            let limit = quantity.magnitude.multiplied(by: DecimalNumber(mantissa: 5, scale: 3))
+        else { return nil }
+        return charge.magnitude <= limit ? gross.subtracting(charge) : gross
     }
 
     static func toERP(input: JSONObject, output: inout JSONObject) throws(MappingError) {
@@ -247,18 +249,19 @@ public enum LineDiscount {
             throw MappingError(.missingField, "manualdiscountamount needs the line's quantity")
         }
         let quantity = try decimal(quantityValue, "quantity")
-        if quantity == 0 {
-            guard discount == 0 else {
-                throw MappingError(
-                    .invalidQuantity, "a line discount of \(discount) on quantity 0 cannot be split per unit")
+        if quantity.isZero {
+            guard discount.isZero else {
+                throw MappingError(.invalidQuantity, "a line discount of \(discount) on quantity 0 cannot be split per unit")
             }
             output["LINEDISCOUNTAMOUNT"] = .number("0")
             output["FIXEDPRICECHARGES"] = .number("0")
             return
         }
-        let (unit, charge) = split(discount: discount, quantity: quantity)
-        output["LINEDISCOUNTAMOUNT"] = .decimal(unit)
-        output["FIXEDPRICECHARGES"] = .decimal(charge)
+        guard let (unit, charge) = split(discount: discount, quantity: quantity) else {
+            throw MappingError(.badDecimal, "manualdiscountamount \(discount) over quantity \(quantity) is out of range")
+        }
+        output["LINEDISCOUNTAMOUNT"] = .number(unit.description)
+        output["FIXEDPRICECHARGES"] = .number(charge.description)
     }
 
     static func toCRM(input: JSONObject, quantityField: String, output: inout JSONObject) throws(MappingError) {
@@ -266,14 +269,18 @@ public enum LineDiscount {
         else { return }
         let unit = try decimal(unitValue, "LINEDISCOUNTAMOUNT")
         let quantity = try decimal(quantityValue, quantityField)
-        let charge =
-            try input["FIXEDPRICECHARGES"].map { value throws(MappingError) in try decimal(value, "FIXEDPRICECHARGES") }
-            ?? 0
-        output["manualdiscountamount"] = .decimal(join(unit: unit, quantity: quantity, charge: charge))
+        var charge = DecimalNumber(0)
+        if let chargeValue = input["FIXEDPRICECHARGES"], chargeValue != .null {
+            charge = try decimal(chargeValue, "FIXEDPRICECHARGES")
+        }
+        guard let discount = join(unit: unit, quantity: quantity, charge: charge) else {
+            throw MappingError(.badDecimal, "LINEDISCOUNTAMOUNT \(unit) × \(quantityField) \(quantity) is out of range")
+        }
+        output["manualdiscountamount"] = .number(discount.description)
     }
 
-    static func decimal(_ value: JSONValue, _ name: String) throws(MappingError) -> Decimal {
-        guard let number = value.decimalValue else {
+    static func decimal(_ value: JSONValue, _ name: String) throws(MappingError) -> DecimalNumber {
+        guard let number = value.decimalNumber else {
             throw MappingError(.badDecimal, "\(name) must be a decimal number, got \(value.jsonText)")
         }
         return number

@@ -264,7 +264,11 @@ public final class Mapper: Sendable {
         }
         switch operation.transform {
         case .copy:
-            output.set(path: operation.targetPath, to: value)
+            if operation.appendsDirectly {
+                output.fields.append(.init(operation.targetPath[0], value))
+            } else {
+                output.set(path: operation.targetPath, to: value)
+            }
         case .valueMap(let table):
             if case .null = value {
                 output.set(path: operation.targetPath, to: .null)
@@ -276,7 +280,11 @@ public final class Mapper: Sendable {
                     "\(operation.sourcePath.joined(separator: ".")) value \(value.jsonText) has no counterpart (\(operation.label))"
                 )
             }
-            output.set(path: operation.targetPath, to: mapped)
+            if operation.appendsDirectly {
+                output.fields.append(.init(operation.targetPath[0], mapped))
+            } else {
+                output.set(path: operation.targetPath, to: mapped)
+            }
         case .customerToERP:
             guard case .object(let lookup) = value else { return }
             let account = lookup["accountnumber"] ?? lookup["msdyn_contactpersonid"]

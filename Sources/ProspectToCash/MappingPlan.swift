@@ -6,7 +6,7 @@ struct MappingPlan: Sendable {
     let kind: RecordKind
     let flow: Flow
     /// Operations by the top-level source field they read.
-    let operations: [String: [FieldOperation]]
+    let operations: OperationTable
     /// Constants written on every upsert.
     let constants: [(path: [String], value: JSONValue)]
 
@@ -41,7 +41,18 @@ struct MappingPlan: Sendable {
             let operation = FieldOperation(source: source, target: target, row: row, toCRM: toCRM)
             operations[operation.sourcePath[0], default: []].append(operation)
         }
-        self.operations = operations
+        // A single-level target written by nothing else is appended without looking for it first.
+        var writers: [String: Int] = [:]
+        for operation in operations.values.joined() { writers[operation.targetPath[0], default: 0] += 1 }
+        for constant in constants { writers[constant.path[0], default: 0] += 1 }
+        self.operations = OperationTable(
+            operations.mapValues { list in
+                list.map { operation in
+                    var operation = operation
+                    operation.appendsDirectly = operation.targetPath.count == 1 && writers[operation.targetPath[0]] == 1
+                    return operation
+                }
+            })
         self.constants = constants
     }
 }
@@ -53,6 +64,8 @@ struct FieldOperation: Sendable {
     let transform: Transform
     /// The row's own spelling, for error messages.
     let label: String
+    /// Nothing else writes this single-level target, so the value is appended without a lookup.
+    var appendsDirectly = false
 
     enum Transform: Sendable {
         case copy
@@ -115,6 +128,55 @@ extension JSONValue {
         case .number(let text): text
         case .bool(let flag): flag ? "true" : "false"
         default: nil
+        }
+    }
+}
+
+/// Field operations by source field name: open addressing on an FNV-1a hash of the name's bytes,
+/// cheaper per lookup than `Dictionary`'s seeded SipHash at these key lengths.
+struct OperationTable: Sendable {
+    private struct Slot: Sendable {
+        var hash: UInt32
+        var key: String
+        var operations: [FieldOperation]
+    }
+
+    private let slots: [Slot?]
+    private let mask: Int
+
+    init(_ entries: [String: [FieldOperation]]) {
+        var capacity = 8
+        while capacity < entries.count * 2 { capacity *= 2 }
+        var slots = [Slot?](repeating: nil, count: capacity)
+        for (key, operations) in entries {
+            let hash = Self.hash(key)
+            var index = Int(hash) & (capacity - 1)
+            while slots[index] != nil { index = (index + 1) & (capacity - 1) }
+            slots[index] = Slot(hash: hash, key: key, operations: operations)
+        }
+        self.slots = slots
+        self.mask = capacity - 1
+    }
+
+    subscript(key: String) -> [FieldOperation]? {
+        let hash = Self.hash(key)
+        var index = Int(hash) & mask
+        while let slot = slots[index] {
+            if slot.hash == hash && slot.key == key { return slot.operations }
+            index = (index + 1) & mask
+        }
+        return nil
+    }
+
+    var all: [FieldOperation] { slots.compactMap { $0?.operations }.flatMap { $0 } }
+
+    @inline(__always)
+    static func hash(_ key: String) -> UInt32 {
+        var key = key
+        return key.withUTF8 { bytes in
+            var hash: UInt32 = 2_166_136_261
+            for byte in bytes { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+            return hash
         }
     }
 }
