@@ -10,8 +10,12 @@ import Topology
 let documents = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 5_000
 let linesPerOrder = 5
 let events = (0..<documents).flatMap { SampleOrders.document(number: $0, lines: linesPerOrder) }
-let bytes = events.reduce(0) { $0 + $1.value.count + $1.headers.reduce(0) { $0 + $1.name.count + ($1.value?.count ?? 0) } }
-print("events: \(events.count) (\(documents) orders × \(linesPerOrder + 1)), \(bytes / events.count) bytes each on average")
+let bytes = events.reduce(0) {
+    $0 + $1.value.count + $1.headers.reduce(0) { $0 + $1.name.count + ($1.value?.count ?? 0) }
+}
+print(
+    "events: \(events.count) (\(documents) orders × \(linesPerOrder + 1)), \(bytes / events.count) bytes each on average"
+)
 
 var configuration = MappingConfiguration()
 configuration.companyDefaults["USMF"] = .init(site: "1", warehouse: "13", writeInCategory: "Write-in")
@@ -20,18 +24,22 @@ let mapper = try Mapper(configuration: configuration)
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(
+        usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 // 1. Mapping alone: decode → map → encode, as the worker does per record.
 /// Maps every event `rounds` times; returns output fields per event (kept so nothing is optimised away).
 @inline(never)
-func measureMapping(_ events: [(headers: [(name: String, value: [UInt8]?)], value: [UInt8])], rounds: Int) throws -> Int {
+func measureMapping(_ events: [(headers: [(name: String, value: [UInt8]?)], value: [UInt8])], rounds: Int) throws -> Int
+{
     var fields = 0
     for _ in 0..<rounds {
         for (index, event) in events.enumerated() {
             let decoded = try CloudEvent(headers: event.headers, value: event.value)
-            guard case .mapped(let outputs) = mapper.map(decoded, flow: .crmToERP, stream: .orders, origin: "crm.orders.changes/0/\(index)")
+            guard
+                case .mapped(let outputs) = mapper.map(
+                    decoded, flow: .crmToERP, stream: .orders, origin: "crm.orders.changes/0/\(index)")
             else { fatalError("benchmark event \(index) was not mapped: \(mapper.map(decoded, flow: .crmToERP))") }
             for output in outputs {
                 fields &+= output.event.value.count > 0 ? output.event.data.fields.count : 0
@@ -46,13 +54,16 @@ let rounds = 3
 let mapStart = cpuSeconds()
 let fields = try measureMapping(events, rounds: rounds)
 let mapCPU = (cpuSeconds() - mapStart) / Double(events.count * rounds)
-print(String(format: "mapping:      %7.2f µs CPU per event, %8.0f events/s on one core (%d output fields per event)",
-             mapCPU * 1e6, 1 / mapCPU, fields / (events.count * rounds)))
+print(
+    String(
+        format: "mapping:      %7.2f µs CPU per event, %8.0f events/s on one core (%d output fields per event)",
+        mapCPU * 1e6, 1 / mapCPU, fields / (events.count * rounds)))
 
 if CommandLine.arguments.contains("--map-only") { exit(0) }
 
 // 2. Raw pass-through of the same bytes: consume from one topic, produce to another, no mapping.
-let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("p2c").path
+let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("p2c")
+    .path
 let broker = Process()
 broker.executableURL = URL(fileURLWithPath: binary)
 broker.arguments = ["broker"]
@@ -68,8 +79,10 @@ let kafka = KafkaConfiguration(bootstrapServers: bootstrap, clientID: "map-bench
 let source = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka))
 for event in events {
     let key = event.headers.first { $0.name == "ce_subject" }?.value
-    try source.send(OutgoingRecord(topic: "crm.orders.changes", key: key, value: event.value,
-        headers: event.headers.map { KafkaHeader($0.name, $0.value) }))
+    try source.send(
+        OutgoingRecord(
+            topic: "crm.orders.changes", key: key, value: event.value,
+            headers: event.headers.map { KafkaHeader($0.name, $0.value) }))
     _ = source.poll()
 }
 _ = try source.flush(timeout: .seconds(60))
@@ -78,26 +91,34 @@ var consumerConfiguration = ConsumerConfiguration(kafka: kafka, groupID: "map-be
 consumerConfiguration.readCommitted = false
 let consumer = try KafkaConsumer(configuration: consumerConfiguration)
 let sink = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka))
+// The CPU clock starts before subscribing, so fetching counts; joining the group idles.
+let passStart = (wall: ContinuousClock.now, cpu: cpuSeconds())
 try consumer.subscribe(["crm.orders.changes"])
-// Wait for the assignment and the first record before timing.
 var first: KafkaRecord?
 while first == nil { if case .record(let record)? = try consumer.poll(timeout: .milliseconds(100)) { first = record } }
-let passStart = (wall: ContinuousClock.now, cpu: cpuSeconds())
+let passWallStart = ContinuousClock.now
 var moved = 0
 var pending = [first!]
 while moved < events.count {
     for record in pending {
-        try sink.send(OutgoingRecord(topic: "erp.orders.inbound", key: record.key, value: record.value, headers: record.headers))
+        try sink.send(
+            OutgoingRecord(topic: "erp.orders.inbound", key: record.key, value: record.value, headers: record.headers))
         moved += 1
     }
     pending.removeAll(keepingCapacity: true)
     _ = sink.poll()
-    if moved < events.count, case .record(let record)? = try consumer.poll(timeout: .milliseconds(100)) { pending.append(record) }
+    if moved < events.count, case .record(let record)? = try consumer.poll(timeout: .milliseconds(100)) {
+        pending.append(record)
+    }
 }
 _ = try sink.flush(timeout: .seconds(60))
 let passCPU = (cpuSeconds() - passStart.cpu) / Double(events.count)
-let passWall = ContinuousClock.now - passStart.wall
-print(String(format: "pass-through: %7.2f µs CPU per event, %8.0f events/s wall (consume → produce, broker in another process)",
-             passCPU * 1e6, Double(events.count) / (Double(passWall.components.seconds) + Double(passWall.components.attoseconds) / 1e18)))
+let passWall = ContinuousClock.now - passWallStart
+print(
+    String(
+        format:
+            "pass-through: %7.2f µs CPU per event, %8.0f events/s wall (consume → produce, broker in another process)",
+        passCPU * 1e6,
+        Double(events.count) / (Double(passWall.components.seconds) + Double(passWall.components.attoseconds) / 1e18)))
 print(String(format: "ratio mapping / pass-through CPU per event: %.2f", mapCPU / passCPU))
 try consumer.close()

@@ -109,7 +109,7 @@ extension CloudEvent {
         guard let value, !value.isEmpty else { throw MappingError(.notAnObject, "the record value is empty") }
         let parsed: JSONValue
         do {
-            parsed = try JSONParser.parse(value)
+            parsed = try JSONParser.parseLazily(value)
         } catch {
             throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
         }

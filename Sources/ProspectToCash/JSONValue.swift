@@ -60,12 +60,52 @@ public enum JSONValue: Sendable, Equatable {
 public struct JSONObject: Sendable, Equatable {
     public var fields: [Field]
 
+    /// One member. A member read from a Kafka value keeps its value as the validated bytes of the
+    /// input until something asks for it, so copying it to the output never decodes or re-encodes it.
     public struct Field: Sendable, Equatable {
         public var key: String
-        public var value: JSONValue
+        /// FNV-1a of the key's UTF-8, or 0 when not computed yet.
+        var keyHash: UInt32
+        var storage: Storage
+
+        enum Storage: Sendable {
+            case parsed(JSONValue)
+            case raw(RawJSON)
+        }
+
         public init(_ key: String, _ value: JSONValue) {
             self.key = key
-            self.value = value
+            self.keyHash = 0
+            self.storage = .parsed(value)
+        }
+
+        init(key: String, keyHash: UInt32, storage: Storage) {
+            self.key = key
+            self.keyHash = keyHash
+            self.storage = storage
+        }
+
+        public var value: JSONValue {
+            get {
+                switch storage {
+                case .parsed(let value): value
+                case .raw(let raw): raw.value
+                }
+            }
+            set { storage = .parsed(newValue) }
+        }
+
+        /// Whether the value is an object or an array, without decoding it.
+        var isContainer: Bool {
+            switch storage {
+            case .parsed(.object), .parsed(.array): true
+            case .parsed: false
+            case .raw(let raw): raw.isContainer
+            }
+        }
+
+        public static func == (lhs: Field, rhs: Field) -> Bool {
+            lhs.key == rhs.key && lhs.value == rhs.value
         }
     }
 
@@ -147,9 +187,18 @@ struct JSONWriter {
             if index > 0 { bytes.append(UInt8(ascii: ",")) }
             write(string: field.key)
             bytes.append(UInt8(ascii: ":"))
-            write(field.value)
+            switch field.storage {
+            case .parsed(let value): write(value)
+            case .raw(let raw): write(raw)
+            }
         }
         bytes.append(UInt8(ascii: "}"))
+    }
+
+    mutating func write(_ raw: RawJSON) {
+        raw.bytes.withUnsafeBufferPointer {
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[Int(raw.start)..<Int(raw.end)]))
+        }
     }
 
     private mutating func write(raw text: String) {
@@ -164,7 +213,8 @@ struct JSONWriter {
             var plainStart = 0
             for index in 0..<utf8.count {
                 let byte = utf8[index]
-                guard byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 else { continue }
+                // Non-ASCII bytes are written as they are; only quotes, backslashes and controls are escaped.
+                guard JSONBytes.isSpecial[Int(byte)] != 0, byte < 0x80 else { continue }
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[plainStart..<index]))
                 switch byte {
                 case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
@@ -174,7 +224,9 @@ struct JSONWriter {
                 case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
                 default:
                     let hex = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                    bytes.append(contentsOf: [
+                        0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)],
+                    ])
                 }
                 plainStart = index + 1
             }
@@ -205,5 +257,35 @@ extension JSONObject {
         var writer = JSONWriter(capacity: 64 + fields.count * 48)
         writer.write(self)
         return writer.bytes
+    }
+}
+
+/// A validated JSON value kept as a range of the bytes it was read from (shared, not copied).
+struct RawJSON: Sendable {
+    let bytes: [UInt8]
+    let start: Int32
+    let end: Int32
+    /// A string literal without escapes: its text is the bytes between the quotes.
+    let isPlainString: Bool
+
+    var isContainer: Bool {
+        let first = bytes[Int(start)]
+        return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+    }
+
+    /// The decoded value; the bytes were validated when they were read.
+    var value: JSONValue {
+        bytes.withUnsafeBufferPointer { buffer in
+            if isPlainString {
+                return .string(
+                    String(
+                        decoding: UnsafeBufferPointer(rebasing: buffer[Int(start) + 1..<Int(end) - 1]), as: UTF8.self))
+            }
+            do {
+                return try JSONParser.parse(UnsafeBufferPointer(rebasing: buffer[Int(start)..<Int(end)]))
+            } catch {
+                preconditionFailure("validated JSON no longer parses: \(error)")
+            }
+        }
     }
 }

@@ -226,7 +226,9 @@ public enum LineDiscount {
     /// CRM → ERP: (unit discount, charge) for a line discount over `quantity`:
     /// unit = round(discount / quantity, 2), charge = unit × quantity − discount; nil when the
     /// quantity is zero or the numbers overflow.
-    public static func split(discount: DecimalNumber, quantity: DecimalNumber) -> (unit: DecimalNumber, charge: DecimalNumber)? {
+    public static func split(
+        discount: DecimalNumber, quantity: DecimalNumber
+    ) -> (unit: DecimalNumber, charge: DecimalNumber)? {
         guard let unit = discount.divided(by: quantity, roundingTo: 2),
             let charge = unit.multiplied(by: quantity)?.subtracting(discount)
         else { return nil }
@@ -251,14 +253,16 @@ public enum LineDiscount {
         let quantity = try decimal(quantityValue, "quantity")
         if quantity.isZero {
             guard discount.isZero else {
-                throw MappingError(.invalidQuantity, "a line discount of \(discount) on quantity 0 cannot be split per unit")
+                throw MappingError(
+                    .invalidQuantity, "a line discount of \(discount) on quantity 0 cannot be split per unit")
             }
             output["LINEDISCOUNTAMOUNT"] = .number("0")
             output["FIXEDPRICECHARGES"] = .number("0")
             return
         }
         guard let (unit, charge) = split(discount: discount, quantity: quantity) else {
-            throw MappingError(.badDecimal, "manualdiscountamount \(discount) over quantity \(quantity) is out of range")
+            throw MappingError(
+                .badDecimal, "manualdiscountamount \(discount) over quantity \(quantity) is out of range")
         }
         output["LINEDISCOUNTAMOUNT"] = .number(unit.description)
         output["FIXEDPRICECHARGES"] = .number(charge.description)

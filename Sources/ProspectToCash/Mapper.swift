@@ -221,8 +221,15 @@ public final class Mapper: Sendable {
         var output = JSONObject()
         output.fields.reserveCapacity(input.fields.count + plan.constants.count)
         for field in input.fields {
-            guard let operations = plan.operations[field.key] else { continue }
+            guard let operations = plan.operations[field.key, hash: field.keyHash] else { continue }
             for operation in operations {
+                // The common case: a plain value copied to a field of its own, moved as it was read.
+                if case .copy = operation.transform, operation.appendsDirectly, operation.sourcePath.count == 1,
+                    !field.isContainer
+                {
+                    output.fields.append(.init(key: operation.targetPath[0], keyHash: 0, storage: field.storage))
+                    continue
+                }
                 try apply(operation, value: field.value, to: &output)
             }
         }

@@ -158,8 +158,11 @@ struct OperationTable: Sendable {
         self.mask = capacity - 1
     }
 
-    subscript(key: String) -> [FieldOperation]? {
-        let hash = Self.hash(key)
+    subscript(key: String) -> [FieldOperation]? { self[key, hash: 0] }
+
+    /// Looks `key` up, reusing its hash when the parser already computed it (0 when not).
+    subscript(key: String, hash known: UInt32) -> [FieldOperation]? {
+        let hash = known != 0 ? known : Self.hash(key)
         var index = Int(hash) & mask
         while let slot = slots[index] {
             if slot.hash == hash && slot.key == key { return slot.operations }

@@ -18,7 +18,10 @@ let mapper: Mapper = {
 /// Builds the mapper before fuzzing starts, so its one-time allocations (Swift's regex parser keeps
 /// a few hundred bytes for good) are not blamed on an input.
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+public func initialize(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
+) -> CInt {
     _ = mapper
     return 0
 }

@@ -26,7 +26,9 @@ struct BusinessRuleTests {
         #expect(back["manualdiscountamount"] == .number("10.00"))
     }
 
-    @Test("Thousands of generated discounts split and join back to the cent, with at most half a cent per unit in the charge")
+    @Test(
+        "Thousands of generated discounts split and join back to the cent, with at most half a cent per unit in the charge"
+    )
     func discountRoundTrips() throws {
         var generator = SplitMix64(seed: 20_261_122)
         let halfCent = DecimalNumber(mantissa: 5, scale: 3)
@@ -36,7 +38,8 @@ struct BusinessRuleTests {
             let discount = DecimalNumber(mantissa: Int128(generator.next() % 1_000_000), scale: 2)
             let (unit, charge) = try #require(LineDiscount.split(discount: discount, quantity: quantity))
             #expect(unit.scale == 2, "unit \(unit) is not in cents")
-            #expect(charge.magnitude <= quantity.multiplied(by: halfCent)!, "charge \(charge) for \(discount)/\(quantity)")
+            #expect(
+                charge.magnitude <= quantity.multiplied(by: halfCent)!, "charge \(charge) for \(discount)/\(quantity)")
             let back = try #require(LineDiscount.join(unit: unit, quantity: quantity, charge: charge))
             #expect(back.isEqual(to: discount), "\(discount) over \(quantity) came back as \(back)")
         }

@@ -3,17 +3,22 @@ import Testing
 
 @Suite("Exact decimals")
 struct DecimalNumberTests {
-    @Test("Literals parse and print with their exact digits", arguments: [
-        ("3.33", "3.33"), ("-0.01", "-0.01"), ("10.00", "10.00"), ("0", "0"), ("1e2", "100"), ("1.5E-3", "0.0015"),
-        ("-7", "-7"), ("0.10", "0.10"), ("12345678901234567890.123456789", "12345678901234567890.123456789"),
-    ])
+    @Test(
+        "Literals parse and print with their exact digits",
+        arguments: [
+            ("3.33", "3.33"), ("-0.01", "-0.01"), ("10.00", "10.00"), ("0", "0"), ("1e2", "100"), ("1.5E-3", "0.0015"),
+            ("-7", "-7"), ("0.10", "0.10"), ("12345678901234567890.123456789", "12345678901234567890.123456789"),
+        ])
     func roundTrip(text: String, printed: String) throws {
         #expect(try #require(DecimalNumber(text)).description == printed)
     }
 
-    @Test("Non-numbers and out-of-range numbers are nil, never a crash", arguments: [
-        "", "-", ".5", "5.", "1e", "1e+", "abc", "1.2.3", "--1", "1e1001", "1e-1000", String(repeating: "9", count: 60),
-    ])
+    @Test(
+        "Non-numbers and out-of-range numbers are nil, never a crash",
+        arguments: [
+            "", "-", ".5", "5.", "1e", "1e+", "abc", "1.2.3", "--1", "1e1001", "1e-1000",
+            String(repeating: "9", count: 60),
+        ])
     func invalid(text: String) {
         #expect(DecimalNumber(text) == nil)
     }
