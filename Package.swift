@@ -23,9 +23,14 @@ let package = Package(
         .target(name: "Topology", swiftSettings: strict),
         .target(name: "Runtime", swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
+        .target(
+            name: "Worker",
+            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "p2c",
-            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
+            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -36,6 +41,8 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
+        .testTarget(
+            name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "p2c"], swiftSettings: strict),
     ]
 )

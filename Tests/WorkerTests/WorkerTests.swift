@@ -1,0 +1,189 @@
+import Foundation
+import Kafka
+import ProspectToCash
+import Synchronization
+import Testing
+import Topology
+import Worker
+
+/// The repository's `Topics/` folder.
+private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
+
+/// A worker on its own thread, as `p2c worker` runs it.
+private final class RunningWorker: Sendable {
+    let worker: Worker
+    private let finished = Mutex<(done: Bool, error: String?)>((false, nil))
+
+    init(_ worker: Worker) {
+        self.worker = worker
+        Thread { [self] in
+            var failure: String?
+            do { try worker.run() } catch { failure = "\(error)" }
+            finished.withLock { $0 = (true, failure) }
+        }.start()
+    }
+
+    /// Stops the worker and waits for `run()` to return; its error, if any.
+    func stop() -> String? {
+        worker.stop()
+        while !finished.withLock({ $0.done }) { Thread.sleep(forTimeInterval: 0.02) }
+        return finished.withLock { $0.error }
+    }
+}
+
+@Suite("A worker between the CRM and the ERP", .serialized, .timeLimit(.minutes(2)))
+struct WorkerTests {
+    private func configuration(_ cluster: EmbeddedCluster) -> WorkerConfiguration {
+        var configuration = WorkerConfiguration()
+        configuration.flow = .crmToERP
+        configuration.streams = [.orders]
+        configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "worker-test")
+        configuration.transactionalID = "worker-test-1"
+        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.commitOffsetsOutsideTransaction = true
+        configuration.mapping.companyDefaults["USMF"] = .init(site: "1", warehouse: "13")
+        configuration.mapping.numberSequences = .init(crm: #"C\d+"#, erp: #"F\d+"#)
+        return configuration
+    }
+
+    private func event(
+        _ type: String, number: String, data: String, origin: String? = nil, company: String? = "USMF"
+    )
+        -> OutgoingRecord
+    {
+        var headers = [
+            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(type)-\(number)-\(data.count)"),
+            KafkaHeader("ce_source", "crm"), KafkaHeader("ce_type", type), KafkaHeader("ce_subject", "USMF/\(number)"),
+            KafkaHeader("content-type", "application/json"),
+        ]
+        if let company { headers.append(KafkaHeader("ce_company", company)) }
+        if let origin { headers.append(KafkaHeader("ce_origin", origin)) }
+        return OutgoingRecord(
+            topic: "crm.orders.changes", key: Array("USMF/\(number)".utf8), value: Array(data.utf8), headers: headers)
+    }
+
+    @Test(
+        "Orders in, ERP records out in order with their keys; poison to the DLQ with its reason; echoes dropped; a restart redoes nothing"
+    )
+    func ordersFlow() async throws {
+        let outcome = try await Blocking.run { [self] in
+            let cluster = try EmbeddedCluster(brokers: 1)
+            let catalog = try TopicCatalog.load(directory: topicsDirectory)
+            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            var inputs: [OutgoingRecord] = []
+            for order in 1...50 {
+                let number = "C\(String(format: "%06d", order))"
+                inputs.append(
+                    event(
+                        "salesorder.upserted", number: number,
+                        data: #"{"msdyn_salesordernumber":"\#(number)","name":"Order \#(order)"}"#))
+                for line in 1...3 {
+                    inputs.append(
+                        event(
+                            "salesorderdetail.upserted", number: number,
+                            data:
+                                #"{"salesorderid":{"msdyn_salesordernumber":"\#(number)"},"productid":{"msdyn_productnumber":"D000\#(line)"},"sequencenumber":\#(line),"quantity":3,"manualdiscountamount":10.00}"#
+                        ))
+                }
+            }
+            let poison = [
+                event("salesorder.upserted", number: "C900001", data: "{not json"),
+                event(
+                    "salesorder.upserted", number: "C900002", data: #"{"msdyn_salesordernumber":"C900002"}"#,
+                    company: nil),
+                event("salesorder.upserted", number: "SO-77", data: #"{"msdyn_salesordernumber":"SO-77"}"#),
+            ]
+            let echoes = [
+                event(
+                    "salesorder.upserted", number: "C900003", data: #"{"msdyn_salesordernumber":"C900003"}"#,
+                    origin: "p2c"),
+                event(
+                    "salesorder.upserted", number: "C900004", data: #"{"msdyn_salesordernumber":"C900004"}"#,
+                    origin: "p2c"),
+            ]
+            let source = try KafkaProducer(
+                configuration: ProducerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+            for record in inputs + poison + echoes { try source.send(record) }
+            _ = try source.flush(timeout: .seconds(10))
+
+            let first = RunningWorker(try Worker(configuration: configuration(cluster), catalog: catalog))
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["erp.orders.inbound", "crm.orders.changes.dlq"])
+            var outputs: [KafkaRecord] = []
+            var deadLetters: [KafkaRecord] = []
+            let deadline = ContinuousClock.now + .seconds(60)
+            while (outputs.count < 200 || deadLetters.count < 3) && ContinuousClock.now < deadline {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                    if record.topic == "erp.orders.inbound" {
+                        outputs.append(record)
+                    } else {
+                        deadLetters.append(record)
+                    }
+                }
+            }
+            let firstError = first.stop()
+            let echoesDropped = first.worker.counters.echoes.load(ordering: .relaxed)
+
+            // A second worker of the same group resumes after the committed offsets: nothing is redone.
+            let second = RunningWorker(try Worker(configuration: configuration(cluster), catalog: catalog))
+            let extra = try reader.records(for: .seconds(5))
+            let secondError = second.stop()
+            try reader.close()
+            return (outputs, deadLetters, extra.count, echoesDropped, firstError, secondError, poison)
+        }
+        let (outputs, deadLetters, redone, echoesDropped, firstError, secondError, poison) = outcome
+        #expect(firstError == nil)
+        #expect(secondError == nil)
+        #expect(outputs.count == 200)
+        #expect(redone == 0)
+        #expect(echoesDropped == 2)
+
+        var byKey: [String: [String]] = [:]
+        for record in outputs {
+            let key = String(decoding: record.key ?? [], as: UTF8.self)
+            byKey[key, default: []].append(record.header("ce_type")?.text ?? "")
+            #expect(record.header("ce_subject")?.text == key)
+        }
+        #expect(byKey.count == 50)
+        for (key, types) in byKey {
+            #expect(
+                types == ["SalesOrderHeader.upserted"] + Array(repeating: "SalesOrderLine.upserted", count: 3), "\(key)"
+            )
+        }
+        #expect(Set(outputs.compactMap { $0.header("ce_id")?.text }).count == 200)
+        let line = try #require(outputs.first { $0.header("ce_type")?.text == "SalesOrderLine.upserted" })
+        let data = String(decoding: line.value ?? [], as: UTF8.self)
+        #expect(data.contains(#""LINEDISCOUNTAMOUNT":3.33"#) && data.contains(#""FIXEDPRICECHARGES":-0.01"#))
+
+        #expect(deadLetters.count == 3)
+        #expect(
+            Set(deadLetters.compactMap { $0.header("p2c_error_code")?.text }) == [
+                "malformed_json", "missing_company", "number_sequence_clash",
+            ])
+        for letter in deadLetters {
+            #expect(letter.header("p2c_source_topic")?.text == "crm.orders.changes")
+            #expect(letter.header("p2c_source_partition") != nil && letter.header("p2c_source_offset") != nil)
+            let message = letter.header("p2c_error_message")?.text ?? ""
+            #expect(message.count > 10)
+            let original = try #require(poison.first { $0.key == letter.key })
+            #expect(letter.value == original.value)
+            #expect(Array(letter.headers.prefix(original.headers.count)) == original.headers)
+        }
+    }
+}
+
+extension KafkaConsumer {
+    func records(for duration: Duration) throws -> [KafkaRecord] {
+        var result: [KafkaRecord] = []
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            if case .record(let record) = try poll(timeout: .milliseconds(100)) { result.append(record) }
+        }
+        return result
+    }
+}
