@@ -47,6 +47,13 @@ final class KafkaHandle: Sendable {
         throw KafkaError(code: .init(err), message: "cannot reach the cluster\(reason)", isRetriable: true)
     }
 
+    /// The cluster's id, or nil when it cannot be learnt within `timeout`. Blocks.
+    func clusterID(timeout: Duration) -> String? {
+        guard let id = rd_kafka_clusterid(pointer, timeout.milliseconds) else { return nil }
+        defer { rd_kafka_mem_free(pointer, id) }
+        return String(cString: id)
+    }
+
     /// Partition count of `topic`, or nil when the cluster does not know it. Blocks for up to `timeout`.
     func partitionCount(topic: String, timeout: Duration) throws(KafkaError) -> Int? {
         let rkt = rd_kafka_topic_new(pointer, topic, nil)

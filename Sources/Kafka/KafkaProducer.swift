@@ -39,6 +39,12 @@ public final class KafkaProducer: Sendable {
         try handle.checkConnection(timeout: timeout)
     }
 
+    /// The cluster's id, or nil when it cannot be learnt within `timeout`. librdkafka's mock cluster
+    /// (the embedded broker) calls itself `mockCluster…`.
+    public func clusterID(timeout: Duration = .seconds(10)) -> String? {
+        handle.clusterID(timeout: timeout)
+    }
+
     /// The partition count of `topic`, or nil when it does not exist.
     public func partitionCount(of topic: String, timeout: Duration = .seconds(10)) throws(KafkaError) -> Int? {
         try handle.partitionCount(topic: topic, timeout: timeout)

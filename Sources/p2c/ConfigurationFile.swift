@@ -1,43 +1,188 @@
 import Foundation
+import Kafka
 import ProspectToCash
 import Runtime
+import Topology
+import Worker
 
-/// The JSON configuration file shared by the commands.
-struct ConfigurationFile: Decodable {
-    /// Mapping rules and overrides. Default: `MappingConfiguration()`.
-    var mapping = MappingConfiguration()
+/// The JSON configuration file the commands share, with `P2C_*` environment overrides.
+struct ConfigurationFile {
+    /// The top-level keys a file may have; anything else is a typo and fails.
+    static let keys: Set<String> = [
+        "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "transactionalId",
+        "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs", "kafka",
+        "mapping",
+    ]
+
+    var worker = WorkerConfiguration()
+    var mapping: MappingConfiguration {
+        get { worker.mapping }
+        set { worker.mapping = newValue }
+    }
 
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        mapping = try container.decodeIfPresent(MappingConfiguration.self, forKey: .mapping) ?? MappingConfiguration()
-    }
-
-    private enum CodingKeys: String, CodingKey { case mapping }
-
-    /// Loads `path`, or the defaults when nil; a bad file fails with one line naming the key.
-    static func load(_ path: String?, command: String) throws -> ConfigurationFile {
-        guard let path else { return ConfigurationFile() }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UsageError("--config: cannot read \(path)", command: command)
+    /// Loads `path` (or the defaults when nil), then the environment overrides; a bad value fails
+    /// with one line naming its key.
+    static func load(
+        _ path: String?, command: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    )
+        throws -> ConfigurationFile
+    {
+        var file = ConfigurationFile()
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("--config: cannot read \(path)", command: command)
+            }
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw UsageError("\(path): not a JSON object", command: command)
+            }
+            if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+                throw UsageError("\(path): unknown key \"\(unknown)\"", command: command)
+            }
+            do {
+                try file.apply(object)
+            } catch let error as UsageError {
+                throw UsageError("\(path): \(error.message)", command: command)
+            }
+            if let mapping = object["mapping"] {
+                do {
+                    let json = try JSONSerialization.data(withJSONObject: mapping)
+                    file.mapping = try JSONDecoder().decode(MappingConfiguration.self, from: json)
+                } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+                    let DecodingError.dataCorrupted(context)
+                {
+                    throw UsageError(
+                        "\(path): mapping.\(keyPath(context)): \(context.debugDescription)", command: command)
+                } catch let DecodingError.keyNotFound(key, context) {
+                    throw UsageError("\(path): mapping.\(keyPath(context, key)) is missing", command: command)
+                } catch {
+                    throw UsageError("\(path): mapping: \(error)", command: command)
+                }
+            }
         }
         do {
-            return try JSONDecoder().decode(ConfigurationFile.self, from: data)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            throw UsageError("\(path): \(keyPath(context)): \(context.debugDescription)", command: command)
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw UsageError("\(path): \(keyPath(context, key)) is missing", command: command)
-        } catch let DecodingError.dataCorrupted(context) {
-            throw UsageError("\(path): \(keyPath(context)): \(context.debugDescription)", command: command)
-        } catch {
-            throw UsageError("\(path): \(error)", command: command)
+            try file.applyEnvironment(environment)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: command)
+        }
+        return file
+    }
+
+    /// The file's worker keys.
+    private mutating func apply(_ object: [String: Any]) throws {
+        func string(_ key: String) throws -> String? {
+            guard let value = object[key] else { return nil }
+            guard let text = value as? String, !text.isEmpty else {
+                throw UsageError("\(key) must be a non-empty string")
+            }
+            return text
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let value = object[key] else { return nil }
+            guard !(value is Bool), let number = value as? Int, range.contains(number) else {
+                throw UsageError("\(key) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+        if let text = try string("flow") { try set("flow", text) }
+        if let value = object["streams"] {
+            guard let list = value as? [String] else { throw UsageError("streams must be an array of stream names") }
+            try set("streams", list.joined(separator: ","))
+        }
+        if let text = try string("delivery") { try set("delivery", text) }
+        if let text = try string("bootstrapServers") { worker.kafka.bootstrapServers = text }
+        if let text = try string("clientId") { worker.kafka.clientID = text }
+        if let text = try string("groupId") { worker.groupID = text }
+        if let text = try string("transactionalId") { worker.transactionalID = text }
+        if let number = try integer("commitIntervalMs", 1...60_000) { worker.commitIntervalMilliseconds = number }
+        if let number = try integer("commitMaxRecords", 1...1_000_000) { worker.commitMaxRecords = number }
+        if let number = try integer("sessionTimeoutMs", 1_000...3_600_000) {
+            worker.sessionTimeoutMilliseconds = number
+        }
+        if let value = object["commitOffsetsOutsideTransaction"] {
+            guard let flag = value as? Bool else {
+                throw UsageError("commitOffsetsOutsideTransaction must be true or false")
+            }
+            worker.commitOffsetsOutsideTransaction = flag
+        }
+        if let value = object["kafka"] {
+            guard let properties = value as? [String: Any] else {
+                throw UsageError("kafka must be an object of librdkafka properties")
+            }
+            for (name, raw) in properties {
+                guard let text = (raw as? String) ?? (raw as? NSNumber).map({ "\($0)" }) else {
+                    throw UsageError("kafka.\(name) must be a string or a number")
+                }
+                worker.kafka.properties[name] = text
+            }
+        }
+    }
+
+    /// `P2C_FLOW`, `P2C_STREAMS`, `P2C_DELIVERY`, `P2C_BOOTSTRAP_SERVERS`, `P2C_GROUP_ID`,
+    /// `P2C_TRANSACTIONAL_ID`, `P2C_COMMIT_INTERVAL_MS`, `P2C_COMMIT_MAX_RECORDS`, `P2C_SESSION_TIMEOUT_MS`,
+    /// and `P2C_KAFKA_<PROPERTY>` (`P2C_KAFKA_SASL_PASSWORD` is `kafka.sasl.password`).
+    private mutating func applyEnvironment(_ environment: [String: String]) throws {
+        let names: [String: String] = [
+            "P2C_FLOW": "flow", "P2C_STREAMS": "streams", "P2C_DELIVERY": "delivery",
+            "P2C_BOOTSTRAP_SERVERS": "bootstrap-servers", "P2C_GROUP_ID": "group",
+            "P2C_TRANSACTIONAL_ID": "transactional-id",
+            "P2C_COMMIT_INTERVAL_MS": "commitIntervalMs", "P2C_COMMIT_MAX_RECORDS": "commitMaxRecords",
+            "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs",
+        ]
+        for (variable, key) in names.sorted(by: { $0.key < $1.key }) {
+            guard let value = environment[variable], !value.isEmpty else { continue }
+            do {
+                try set(key, value)
+            } catch let error as UsageError {
+                throw UsageError("\(variable): \(error.message)")
+            }
+        }
+        for (variable, value) in environment where variable.hasPrefix("P2C_KAFKA_") {
+            let property = variable.dropFirst("P2C_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            worker.kafka.properties[property] = value
+        }
+    }
+
+    /// Sets one setting from text, as a flag or environment variable gives it.
+    mutating func set(_ key: String, _ value: String) throws {
+        switch key {
+        case "flow":
+            guard let flow = Flow(rawValue: value) else {
+                throw UsageError("flow must be crm-to-erp or erp-to-crm, got '\(value)'")
+            }
+            worker.flow = flow
+        case "streams":
+            worker.streams = try value.split(separator: ",").map { name in
+                guard let stream = SyncStream(rawValue: String(name)) else {
+                    throw UsageError(
+                        "streams: '\(name)' is not one of \(SyncStream.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
+                }
+                return stream
+            }
+        case "delivery":
+            guard let delivery = WorkerConfiguration.Delivery(rawValue: value) else {
+                throw UsageError("delivery must be exactly-once or at-least-once, got '\(value)'")
+            }
+            worker.delivery = delivery
+        case "bootstrap-servers": worker.kafka.bootstrapServers = value
+        case "group": worker.groupID = value
+        case "transactional-id": worker.transactionalID = value
+        case "commitIntervalMs", "commitMaxRecords", "sessionTimeoutMs":
+            guard let number = Int(value), number > 0 else {
+                throw UsageError("\(key) must be a positive integer, got '\(value)'")
+            }
+            if key == "commitIntervalMs" { worker.commitIntervalMilliseconds = number }
+            if key == "commitMaxRecords" { worker.commitMaxRecords = number }
+            if key == "sessionTimeoutMs" { worker.sessionTimeoutMilliseconds = number }
+        default:
+            throw UsageError("unknown setting \(key)")
         }
     }
 
     private static func keyPath(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {
         let keys = context.codingPath + (extra.map { [$0] } ?? [])
-        return keys.isEmpty
-            ? "the file" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        return keys.isEmpty ? "" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 }

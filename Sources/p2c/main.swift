@@ -5,6 +5,7 @@ import Runtime
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
     (BrokerCommand.spec, BrokerCommand.run),
     (MapCommand.spec, MapCommand.run),
+    (WorkerCommand.spec, WorkerCommand.run),
 ]
 
 let topLevelHelp = """

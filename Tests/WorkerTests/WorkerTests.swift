@@ -41,7 +41,7 @@ struct WorkerTests {
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "worker-test")
         configuration.transactionalID = "worker-test-1"
         configuration.sessionTimeoutMilliseconds = 6_000
-        configuration.commitOffsetsOutsideTransaction = true
+        // Not set: the worker recognises the embedded broker and commits offsets outside the transaction too.
         configuration.mapping.companyDefaults["USMF"] = .init(site: "1", warehouse: "13")
         configuration.mapping.numberSequences = .init(crm: #"C\d+"#, erp: #"F\d+"#)
         return configuration

@@ -1,0 +1,106 @@
+import Foundation
+import Kafka
+import Runtime
+import Synchronization
+import Topology
+import Worker
+
+/// `p2c worker`: one worker of a flow's fleet.
+enum WorkerCommand {
+    static let spec = CommandSpec(
+        name: "worker",
+        summary: "Run one worker of a flow's fleet: consume changes, map them, produce to the other side.",
+        options: [
+            OptionSpec("flow", value: "flow", help: "crm-to-erp or erp-to-crm (or P2C_FLOW, or \"flow\" in the file)."),
+            OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
+            OptionSpec("config", value: "file", help: "JSON configuration file."),
+            OptionSpec("streams", value: "a,b", help: "Streams to consume; default: every stream of the flow."),
+            OptionSpec("delivery", value: "mode", help: "exactly-once or at-least-once.", default: nil),
+            OptionSpec("group", value: "id", help: "Consumer group. Default: p2c-<flow>."),
+            OptionSpec(
+                "transactional-id", value: "id", help: "Stable, unique per process. Default: p2c-<flow>-<host name>."),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+        ],
+        discussion: """
+            Settings come from the file, then P2C_* environment variables, then these flags. Any librdkafka
+            property passes through as "kafka": {"<property>": "<value>"} or P2C_KAFKA_<PROPERTY>
+            (P2C_KAFKA_SASL_PASSWORD is sasl.password). SIGTERM or SIGINT finishes the batch, leaves the
+            group and exits 0.
+            """
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
+        do {
+            for key in ["flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id"] {
+                if let value = arguments.string(key) { try file.set(key, value) }
+            }
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let catalog: TopicCatalog
+        do {
+            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
+        } catch {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let log = Log([("component", "worker")])
+        let worker: Worker
+        do {
+            worker = try Worker(configuration: file.worker, catalog: catalog, log: log)
+        } catch let error as KafkaError {
+            throw UsageError(error.message, command: spec.name)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        // The loop blocks, so it runs on a thread of its own; main waits for a signal.
+        let result = WorkerResult()
+        let thread = Thread {
+            do { try worker.run() } catch { result.fail(error) }
+            result.finish()
+        }
+        thread.start()
+        let signalTask = Task {
+            let signal = await Signals.termination()
+            log.info("stopping", [("signal", .int(Int64(signal)))])
+            worker.stop()
+        }
+        await result.waitUntilFinished()
+        signalTask.cancel()
+        if let error = result.error {
+            log.error("worker failed", [("error", .string("\(error)"))])
+            return 1
+        }
+        return 0
+    }
+}
+
+/// How the worker thread ended.
+final class WorkerResult: Sendable {
+    private let state = Mutex<(finished: Bool, error: String?, waiter: CheckedContinuation<Void, Never>?)>(
+        (false, nil, nil))
+
+    var error: String? { state.withLock { $0.error } }
+
+    func fail(_ error: any Error) { state.withLock { $0.error = "\(error)" } }
+
+    func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func waitUntilFinished() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.finished { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}
