@@ -12,9 +12,9 @@ import Topology
 /// are processed and produced in order, and outputs keep their key, so a line never overtakes its header.
 public final class Worker: @unchecked Sendable {
     // @unchecked: the batch state below is touched only by the thread in `run()`; the rebalance
-    // handler runs inside `consumer.poll` on that same thread. `stopping` and `counters` are atomic.
+    // handler runs inside `consumer.poll` on that same thread. `stopping` and `metrics` are atomic.
     public let configuration: WorkerConfiguration
-    public let counters = WorkerCounters()
+    public let metrics: WorkerMetrics
     private let mapper: Mapper
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
@@ -27,6 +27,8 @@ public final class Worker: @unchecked Sendable {
     private var pending: [TopicPartition: Int64] = [:]
     private var pendingRecords = 0
     private var batchStarted = ContinuousClock.now
+    /// Source timestamps of the batch's records, for end-to-end latency once it commits.
+    private var batchTimestamps: [Int64] = []
     private var inTransaction = false
     private var deliveryFailure: KafkaError?
     private var rebalanceFailure: KafkaError?
@@ -35,6 +37,7 @@ public final class Worker: @unchecked Sendable {
     /// Builds the clients and the maps; fails naming the bad setting.
     public init(configuration: WorkerConfiguration, catalog: TopicCatalog, log: Log = Log()) throws {
         self.configuration = configuration
+        metrics = WorkerMetrics(flow: configuration.flow)
         self.log = log.with([("flow", .string(configuration.flow.rawValue))])
         mapper = try Mapper(configuration: configuration.mapping)
         let routes = catalog.routes(for: configuration.flow).filter {
@@ -82,6 +85,8 @@ public final class Worker: @unchecked Sendable {
         try consumer.subscribe(Array(routes.keys).sorted())
         log.info("worker started", [("topics", .string(routes.keys.sorted().joined(separator: ",")))])
         while !stopping.load(ordering: .relaxed) {
+            metrics.tick()
+            if !metrics.isReady && !consumer.memberID.isEmpty { metrics.joined.store(true, ordering: .relaxed) }
             if let failure = rebalanceFailure { throw failure }
             switch try consumer.poll(timeout: .milliseconds(50)) {
             case .record(let record)?:
@@ -102,14 +107,16 @@ public final class Worker: @unchecked Sendable {
         try commitBatch()
         try consumer.close()
         _ = try? producer.flush(timeout: .seconds(10))
-        log.info("worker stopped", counters.logFields)
+        log.info("worker stopped", metrics.logFields)
     }
 
     // MARK: - One record
 
     private func process(_ record: KafkaRecord) throws {
         guard let route = routes[record.topic] else { return }
-        counters.consumed.add(1, ordering: .relaxed)
+        let started = ContinuousClock.now
+        let counters = metrics.streams[route.stream]!
+        counters.consumed.add()
         if pendingRecords == 0 { batchStarted = .now }
         try ensureTransaction()
         let outcome: MappingOutcome
@@ -130,17 +137,17 @@ public final class Worker: @unchecked Sendable {
                     OutgoingRecord(
                         topic: topic, key: mapped.event.subject.map { Array($0.utf8) }, value: mapped.event.value,
                         headers: mapped.event.headers.map { KafkaHeader($0.name, $0.value) }))
-                counters.produced.add(1, ordering: .relaxed)
+                metrics.streams[mapped.stream]?.produced.add()
             }
         case .filtered(let reason):
             if reason.hasPrefix("echo") {
-                counters.echoes.add(1, ordering: .relaxed)
+                counters.echoes.add()
             } else {
-                counters.filtered.add(1, ordering: .relaxed)
+                counters.filtered.add()
             }
         case .refused(let error):
             try producer.send(DeadLetter.record(for: record, error: error, topic: route.deadLetters.name))
-            counters.deadLettered.add(1, ordering: .relaxed)
+            counters.deadLettered.add()
             log.warning(
                 "dead-lettered",
                 [
@@ -150,6 +157,10 @@ public final class Worker: @unchecked Sendable {
         }
         pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
         pendingRecords += 1
+        if record.timestamp > 0 { batchTimestamps.append(record.timestamp) }
+        let elapsed = ContinuousClock.now - started
+        metrics.processing.observe(
+            seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
     }
 
     // MARK: - Batches
@@ -188,7 +199,11 @@ public final class Worker: @unchecked Sendable {
                 }
                 try consumer.commit(offsets)
             }
-            counters.commits.add(1, ordering: .relaxed)
+            metrics.commits.add()
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            for timestamp in batchTimestamps {
+                metrics.endToEnd.observe(seconds: Double(max(0, now - timestamp)) / 1000)
+            }
         } catch let error as KafkaError where error.requiresAbort && !error.isFatal {
             log.warning("batch aborted, rewinding", [("error", .string(error.description))])
             try abortBatch()
@@ -196,6 +211,7 @@ public final class Worker: @unchecked Sendable {
         }
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
+        batchTimestamps.removeAll(keepingCapacity: true)
     }
 
     /// Drops the open batch and moves every assigned partition back to its committed offset.
@@ -206,7 +222,8 @@ public final class Worker: @unchecked Sendable {
         }
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
-        counters.aborts.add(1, ordering: .relaxed)
+        batchTimestamps.removeAll(keepingCapacity: true)
+        metrics.aborts.add()
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return }
         let committed = try consumer.committed(assigned).map { position in
@@ -237,7 +254,9 @@ public final class Worker: @unchecked Sendable {
 
     /// Inside poll: revoked partitions get their work committed first; lost ones are aborted.
     private func rebalanced(_ event: RebalanceEvent) {
-        counters.rebalances.add(1, ordering: .relaxed)
+        metrics.rebalances.add()
+        metrics.joined.store(true, ordering: .relaxed)
+        defer { metrics.assignedPartitions.store((try? consumer.assignment().count) ?? 0, ordering: .relaxed) }
         do {
             switch event {
             case .assigned(let partitions):
@@ -253,6 +272,7 @@ public final class Worker: @unchecked Sendable {
                 }
                 pending.removeAll()
                 pendingRecords = 0
+                batchTimestamps.removeAll()
             }
         } catch let error as KafkaError {
             rebalanceFailure = error
@@ -262,26 +282,103 @@ public final class Worker: @unchecked Sendable {
     }
 }
 
-/// What a worker has done, for logs and metrics.
-public final class WorkerCounters: Sendable {
-    public let consumed = Atomic<Int>(0)
-    public let produced = Atomic<Int>(0)
-    public let deadLettered = Atomic<Int>(0)
-    public let filtered = Atomic<Int>(0)
-    public let echoes = Atomic<Int>(0)
-    public let commits = Atomic<Int>(0)
-    public let aborts = Atomic<Int>(0)
-    public let rebalances = Atomic<Int>(0)
+/// What a worker has done and how it is doing: counters per stream, latency histograms, health.
+public final class WorkerMetrics: Sendable {
+    public let flow: Flow
+    /// Per-stream counters, created once for every stream.
+    public let streams: [SyncStream: StreamCounters]
+    public let commits = Counter()
+    public let aborts = Counter()
+    public let rebalances = Counter()
+    /// Decode, map and send of one record.
+    public let processing = Histogram(
+        name: "p2c_processing_seconds", help: "Time to decode, map and send one record.",
+        bounds: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1])
+    /// From the source record's timestamp to the commit of its outputs.
+    public let endToEnd = Histogram(
+        name: "p2c_end_to_end_latency_seconds", help: "From the source record's timestamp to the commit of its outputs."
+    )
+    /// Milliseconds since start of the last loop iteration (the watchdog reads it).
+    let lastProgress = Atomic<Int>(0)
+    let joined = Atomic<Bool>(false)
+    let assignedPartitions = Atomic<Int>(0)
+    private let started = ContinuousClock.now
+
+    public final class StreamCounters: Sendable {
+        public let consumed = Counter()
+        public let produced = Counter()
+        public let deadLettered = Counter()
+        public let filtered = Counter()
+        public let echoes = Counter()
+    }
+
+    init(flow: Flow) {
+        self.flow = flow
+        streams = Dictionary(uniqueKeysWithValues: SyncStream.allCases.map { ($0, StreamCounters()) })
+    }
+
+    func tick() { lastProgress.store(millisecondsSinceStart, ordering: .relaxed) }
+
+    var millisecondsSinceStart: Int {
+        let elapsed = ContinuousClock.now - started
+        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Whether the loop made progress within `watchdog` (liveness: never tied to the broker).
+    public func isHealthy(watchdog: Duration) -> Bool {
+        let quiet = millisecondsSinceStart - lastProgress.load(ordering: .relaxed)
+        return Duration.milliseconds(quiet) <= watchdog
+    }
+
+    /// Whether the worker has joined its group (readiness).
+    public var isReady: Bool { joined.load(ordering: .relaxed) }
+
+    /// Totals over every stream.
+    public func total(_ counter: KeyPath<StreamCounters, Counter>) -> Int {
+        streams.values.reduce(0) { $0 + $1[keyPath: counter].value }
+    }
+
+    /// Prometheus text exposition.
+    public var exposition: String {
+        let flowLabel = "flow=\"\(flow.rawValue)\""
+        func perStream(_ name: String, _ help: String, _ counter: KeyPath<StreamCounters, Counter>) -> String {
+            Exposition.family(
+                name, type: "counter", help: help,
+                samples: SyncStream.allCases.filter { $0.sources.contains(flow.source) }.map {
+                    ("\(flowLabel),stream=\"\($0.rawValue)\"", Double(streams[$0]![keyPath: counter].value))
+                })
+        }
+        return [
+            perStream("p2c_events_consumed_total", "Change events read.", \.consumed),
+            perStream("p2c_events_produced_total", "Records written for the target system.", \.produced),
+            perStream("p2c_events_dead_lettered_total", "Refused events sent to the DLQ.", \.deadLettered),
+            perStream(
+                "p2c_events_filtered_total", "Events not synced by rule (prospects, free-text invoices...).", \.filtered
+            ),
+            perStream("p2c_echoes_dropped_total", "Echoes of p2c's own writes dropped.", \.echoes),
+            Exposition.family(
+                "p2c_transactions_committed_total", type: "counter", help: "Batches committed.",
+                samples: [(flowLabel, Double(commits.value))]),
+            Exposition.family(
+                "p2c_transactions_aborted_total", type: "counter", help: "Batches aborted and redone.",
+                samples: [(flowLabel, Double(aborts.value))]),
+            Exposition.family(
+                "p2c_rebalances_total", type: "counter", help: "Assignment changes.",
+                samples: [(flowLabel, Double(rebalances.value))]),
+            Exposition.family(
+                "p2c_assigned_partitions", type: "gauge", help: "Partitions assigned to this worker.",
+                samples: [(flowLabel, Double(assignedPartitions.load(ordering: .relaxed)))]),
+            processing.exposition(labels: flowLabel),
+            endToEnd.exposition(labels: flowLabel),
+        ].joined(separator: "\n") + "\n"
+    }
 
     var logFields: [(String, LogValue)] {
         [
-            ("consumed", .int(Int64(consumed.load(ordering: .relaxed)))),
-            ("produced", .int(Int64(produced.load(ordering: .relaxed)))),
-            ("dead_lettered", .int(Int64(deadLettered.load(ordering: .relaxed)))),
-            ("filtered", .int(Int64(filtered.load(ordering: .relaxed)))),
-            ("echoes", .int(Int64(echoes.load(ordering: .relaxed)))),
-            ("commits", .int(Int64(commits.load(ordering: .relaxed)))),
-            ("aborts", .int(Int64(aborts.load(ordering: .relaxed)))),
+            ("consumed", .int(Int64(total(\.consumed)))), ("produced", .int(Int64(total(\.produced)))),
+            ("dead_lettered", .int(Int64(total(\.deadLettered)))), ("filtered", .int(Int64(total(\.filtered)))),
+            ("echoes", .int(Int64(total(\.echoes)))), ("commits", .int(Int64(commits.value))),
+            ("aborts", .int(Int64(aborts.value))),
         ]
     }
 }

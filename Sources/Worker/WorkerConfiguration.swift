@@ -27,6 +27,10 @@ public struct WorkerConfiguration: Sendable {
     public var commitOffsetsOutsideTransaction: Bool = false
     /// Session timeout of the consumer group member. Default: 45 000 ms.
     public var sessionTimeoutMilliseconds: Int = 45_000
+    /// Port of the HTTP responder for `/metrics`, `/healthz` and `/readyz`; 0 picks a free one. Default: 9464.
+    public var metricsPort: Int = 9464
+    /// `/healthz` fails when the loop has not turned for this long. Default: 120 s.
+    public var watchdogSeconds: Int = 120
     /// Mapping rules and overrides. Default: `MappingConfiguration()`.
     public var mapping = MappingConfiguration()
 

@@ -11,7 +11,7 @@ struct ConfigurationFile {
     static let keys: Set<String> = [
         "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "transactionalId",
         "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs", "kafka",
-        "mapping",
+        "mapping", "metricsPort", "watchdogSeconds",
     ]
 
     var worker = WorkerConfiguration()
@@ -128,7 +128,8 @@ struct ConfigurationFile {
             "P2C_BOOTSTRAP_SERVERS": "bootstrap-servers", "P2C_GROUP_ID": "group",
             "P2C_TRANSACTIONAL_ID": "transactional-id",
             "P2C_COMMIT_INTERVAL_MS": "commitIntervalMs", "P2C_COMMIT_MAX_RECORDS": "commitMaxRecords",
-            "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs",
+            "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs", "P2C_METRICS_PORT": "metrics-port",
+            "P2C_WATCHDOG_SECONDS": "watchdogSeconds",
         ]
         for (variable, key) in names.sorted(by: { $0.key < $1.key }) {
             guard let value = environment[variable], !value.isEmpty else { continue }
@@ -169,13 +170,19 @@ struct ConfigurationFile {
         case "bootstrap-servers": worker.kafka.bootstrapServers = value
         case "group": worker.groupID = value
         case "transactional-id": worker.transactionalID = value
-        case "commitIntervalMs", "commitMaxRecords", "sessionTimeoutMs":
+        case "metrics-port":
+            guard let port = Int(value), (0...65_535).contains(port) else {
+                throw UsageError("metrics port must be 0 to 65535, got '\(value)'")
+            }
+            worker.metricsPort = port
+        case "commitIntervalMs", "commitMaxRecords", "sessionTimeoutMs", "watchdogSeconds":
             guard let number = Int(value), number > 0 else {
                 throw UsageError("\(key) must be a positive integer, got '\(value)'")
             }
             if key == "commitIntervalMs" { worker.commitIntervalMilliseconds = number }
             if key == "commitMaxRecords" { worker.commitMaxRecords = number }
             if key == "sessionTimeoutMs" { worker.sessionTimeoutMilliseconds = number }
+            if key == "watchdogSeconds" { worker.watchdogSeconds = number }
         default:
             throw UsageError("unknown setting \(key)")
         }

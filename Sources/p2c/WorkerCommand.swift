@@ -20,6 +20,9 @@ enum WorkerCommand {
             OptionSpec(
                 "transactional-id", value: "id", help: "Stable, unique per process. Default: p2c-<flow>-<host name>."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+            OptionSpec(
+                "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
+            ),
         ],
         discussion: """
             Settings come from the file, then P2C_* environment variables, then these flags. Any librdkafka
@@ -32,7 +35,9 @@ enum WorkerCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         do {
-            for key in ["flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id"] {
+            for key in [
+                "flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id", "metrics-port",
+            ] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
         } catch let error as UsageError {
@@ -53,6 +58,30 @@ enum WorkerCommand {
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
+        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let metrics = worker.metrics
+        let http: HTTPResponder
+        do {
+            http = try HTTPResponder(port: file.worker.metricsPort) { path in
+                switch path {
+                case "/metrics":
+                    return .init(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition)
+                case "/healthz":
+                    return metrics.isHealthy(watchdog: watchdog)
+                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the worker loop is stuck\n")
+                case "/readyz":
+                    return metrics.isReady
+                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
+                default:
+                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
+                }
+            }
+        } catch {
+            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        }
+        defer { http.stop() }
+        log.info("http listening", [("port", .int(Int64(http.port)))])
         // The loop blocks, so it runs on a thread of its own; main waits for a signal.
         let result = WorkerResult()
         let thread = Thread {

@@ -22,7 +22,7 @@ private final class Fleet: @unchecked Sendable {
         workers[nextWorker] = try Spawned(
             p2cBinary, ["worker", "--flow", flow, "--streams", "orders", "--topics", topicsDirectory],
             environment: [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000",
+                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
                 "P2C_TRANSACTIONAL_ID": "fleet-\(flow)-\(nextWorker)",
             ])
         return nextWorker

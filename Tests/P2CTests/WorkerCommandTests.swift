@@ -2,20 +2,71 @@ import Foundation
 import Kafka
 import Testing
 
+/// A port nothing listens on right now.
+func freePort() -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// GET `path` from a local port over a plain socket: status and body, or nil when nothing answers.
+func get(_ port: Int, _ path: String) async -> (status: Int, body: String)? {
+    try? await Blocking.run { () -> (status: Int, body: String)? in
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { return nil }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            response += buffer[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let statusText = text.split(separator: " ").dropFirst().first, let status = Int(statusText),
+            let split = text.range(of: "\r\n\r\n")
+        else { return nil }
+        return (status, String(text[split.upperBound...]))
+    } ?? nil
+}
+
 @Suite("p2c worker, as a deployment runs it", .serialized, .timeLimit(.minutes(2)))
 struct WorkerCommandTests {
     @Test("A worker process between two broker clients maps what arrives, and SIGTERM ends it with 0 within 10 s")
     func workerProcess() async throws {
+        let port = freePort()
         let outcome = try await Blocking.run {
             let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
             let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
             let worker = try Spawned(
                 p2cBinary,
                 ["worker", "--flow", "erp-to-crm", "--streams", "orders,invoices", "--topics", topicsDirectory],
                 environment: [
                     "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000",
-                    "P2C_TRANSACTIONAL_ID": "worker-process-test",
+                    "P2C_TRANSACTIONAL_ID": "worker-process-test", "P2C_METRICS_PORT": String(port),
                 ])
             let producer = try KafkaProducer(
                 configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
@@ -45,12 +96,29 @@ struct WorkerCommandTests {
                 if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) { received.append(record) }
             }
             try reader.close()
+            return (received, worker, broker)
+        }
+        let (received, worker, broker) = outcome
+        defer { _ = broker.stop() }
+        // The operations surface, while the worker runs.
+        let ready = await get(port, "/readyz")
+        let healthy = await get(port, "/healthz")
+        let metrics = await get(port, "/metrics")
+        let missing = await get(port, "/nothing")
+        let (status, stopTime, log) = try await Blocking.run {
             let stopStart = ContinuousClock.now
             let status = worker.stop(SIGTERM)
-            let stopTime = ContinuousClock.now - stopStart
-            return (received, status, stopTime, worker.standardError)
+            return (status, ContinuousClock.now - stopStart, worker.standardError)
         }
-        let (received, status, stopTime, log) = outcome
+        #expect(ready?.status == 200)
+        #expect(healthy?.status == 200)
+        #expect(missing?.status == 404)
+        let text = metrics?.body ?? ""
+        #expect(text.contains(#"p2c_events_consumed_total{flow="erp-to-crm",stream="orders"} 20"#))
+        #expect(text.contains(#"p2c_events_produced_total{flow="erp-to-crm",stream="orders"} 20"#))
+        #expect(text.contains(#"p2c_events_dead_lettered_total{flow="erp-to-crm",stream="invoices"} 0"#))
+        #expect(text.contains("# TYPE p2c_end_to_end_latency_seconds histogram"))
+        #expect(text.contains(#"p2c_processing_seconds_count{flow="erp-to-crm"} 20"#))
         #expect(received.count == 20)
         #expect(
             received.allSatisfy {

@@ -127,7 +127,7 @@ struct WorkerTests {
                 }
             }
             let firstError = first.stop()
-            let echoesDropped = first.worker.counters.echoes.load(ordering: .relaxed)
+            let echoesDropped = first.worker.metrics.streams[.orders]!.echoes.value
 
             // A second worker of the same group resumes after the committed offsets: nothing is redone.
             let second = RunningWorker(try Worker(configuration: configuration(cluster), catalog: catalog))
