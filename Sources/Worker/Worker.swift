@@ -71,7 +71,8 @@ public final class Worker: @unchecked Sendable {
 
     /// Runs until `stop()`; throws on fatal errors (fenced, broker-rejected configuration...).
     public func run() throws {
-        consumer.onRebalance { [unowned self] event in self.rebalanced(event) }
+        // Weak: a consumer closed by its deinit after the worker is gone must not call back into it.
+        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         if configuration.delivery == .exactlyOnce {
             try producer.initTransactions()
             // librdkafka 2.0.2's mock acknowledges transactional offsets without storing them.
@@ -84,13 +85,36 @@ public final class Worker: @unchecked Sendable {
         }
         try consumer.subscribe(Array(routes.keys).sorted())
         log.info("worker started", [("topics", .string(routes.keys.sorted().joined(separator: ",")))])
+        do {
+            try loop()
+        } catch {
+            log.error("worker failing", [("error", .string("\(error)"))])
+            // Leave the group at once so that the partitions move to the rest of the fleet.
+            if inTransaction { try? producer.abortTransaction(timeout: .seconds(5)) }
+            try? consumer.close()
+            throw error
+        }
+        try commitBatch()
+        try consumer.close()
+        _ = try? producer.flush(timeout: .seconds(10))
+        log.info("worker stopped", metrics.logFields)
+    }
+
+    private func loop() throws {
         while !stopping.load(ordering: .relaxed) {
             metrics.tick()
             if !metrics.isReady && !consumer.memberID.isEmpty { metrics.joined.store(true, ordering: .relaxed) }
             if let failure = rebalanceFailure { throw failure }
             switch try consumer.poll(timeout: .milliseconds(50)) {
             case .record(let record)?:
-                try process(record)
+                do {
+                    try process(record)
+                } catch let error as KafkaError where !error.isFatal && producer.fatalError == nil {
+                    // A send refused inside a transaction (it turned abortable) or a full failure of
+                    // the queue: abort the batch and redo it from the committed offsets.
+                    log.warning("send failed, aborting the batch", [("error", .string(error.description))])
+                    try abortBatch()
+                }
             case .error(let error)?:
                 log.warning("consumer error", [("error", .string(error.description))])
             case .partitionEnd?, nil:
@@ -104,10 +128,6 @@ public final class Worker: @unchecked Sendable {
                 try commitBatch()
             }
         }
-        try commitBatch()
-        try consumer.close()
-        _ = try? producer.flush(timeout: .seconds(10))
-        log.info("worker stopped", metrics.logFields)
     }
 
     // MARK: - One record
@@ -190,14 +210,14 @@ public final class Worker: @unchecked Sendable {
                 try retrying { () throws(KafkaError) in try producer.commitTransaction() }
                 inTransaction = false
                 drainDeliveryReports()
-                if commitsOutsideTransaction && !offsets.isEmpty { try consumer.commit(offsets) }
+                if commitsOutsideTransaction && !offsets.isEmpty { try commitDuringRebalanceIfNeeded(offsets) }
             } else {
                 let reports = try producer.flush(timeout: .seconds(60))
                 if let failed = reports.first(where: { $0.error != nil })?.error ?? deliveryFailure {
                     deliveryFailure = nil
                     throw KafkaError(code: failed.code, message: failed.message, requiresAbort: true)
                 }
-                try consumer.commit(offsets)
+                try commitDuringRebalanceIfNeeded(offsets)
             }
             metrics.commits.add()
             let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -214,10 +234,25 @@ public final class Worker: @unchecked Sendable {
         batchTimestamps.removeAll(keepingCapacity: true)
     }
 
+    /// Commits consumer offsets; a group in the middle of a rebalance refuses them (stale
+    /// generation), and then the next owner of those partitions redoes the batch, with the same
+    /// output ids, which at-least-once allows and the transaction path only needs on the mock.
+    private func commitDuringRebalanceIfNeeded(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        do {
+            try consumer.commit(offsets)
+        } catch  where Self.rebalanceCodes.contains(error.code.rawValue) {
+            log.warning("offsets not committed during a rebalance", [("error", .string(error.description))])
+        }
+    }
+
+    /// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS.
+    private static let rebalanceCodes: Set<Int32> = [22, 25, 27]
+
     /// Drops the open batch and moves every assigned partition back to its committed offset.
     private func abortBatch() throws {
         if configuration.delivery == .exactlyOnce && inTransaction {
-            try producer.abortTransaction()
+            // An abort that fails retriably, or asks to be aborted again, is simply called again.
+            try retrying(alsoWhenAbortRequired: true) { () throws(KafkaError) in try producer.abortTransaction() }
             inTransaction = false
         }
         pending.removeAll(keepingCapacity: true)
@@ -233,15 +268,22 @@ public final class Worker: @unchecked Sendable {
         try consumer.seek(committed)
     }
 
-    private func retrying(_ body: () throws(KafkaError) -> Void) throws(KafkaError) {
+    /// Calls `body` again while it fails retriably (or, with `alsoWhenAbortRequired`, asks for
+    /// another abort), with a short growing pause, up to ten times.
+    private func retrying(alsoWhenAbortRequired: Bool = false, _ body: () throws(KafkaError) -> Void) throws(KafkaError)
+    {
         var attempt = 0
         while true {
             do {
                 try body()
                 return
-            } catch  where error.isRetriable && !error.requiresAbort && attempt < 5 {
+            } catch
+                where !error.isFatal && attempt < 10
+                && (error.isRetriable && !error.requiresAbort || alsoWhenAbortRequired && error.requiresAbort)
+            {
                 attempt += 1
                 log.warning("retrying", [("attempt", .int(Int64(attempt))), ("error", .string(error.description))])
+                Thread.sleep(forTimeInterval: 0.1 * Double(attempt))
             }
         }
     }

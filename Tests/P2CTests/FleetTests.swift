@@ -9,6 +9,7 @@ private final class Fleet: @unchecked Sendable {
     let broker: Spawned
     let bootstrap: String
     var workers: [Int: Spawned] = [:]
+    private var ports: [Int: Int] = [:]
     private var nextWorker = 0
 
     init() throws {
@@ -19,10 +20,12 @@ private final class Fleet: @unchecked Sendable {
     @discardableResult
     func startWorker(flow: String) throws -> Int {
         nextWorker += 1
+        let port = freePort()
+        ports[nextWorker] = port
         workers[nextWorker] = try Spawned(
             p2cBinary, ["worker", "--flow", flow, "--streams", "orders", "--topics", topicsDirectory],
             environment: [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
+                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": String(port),
                 "P2C_TRANSACTIONAL_ID": "fleet-\(flow)-\(nextWorker)",
             ])
         return nextWorker
@@ -32,9 +35,33 @@ private final class Fleet: @unchecked Sendable {
         _ = workers.removeValue(forKey: id)?.stop(SIGKILL)
     }
 
+    /// Waits until every running worker answers /readyz (it joined its group), then a second more
+    /// for the last assignment to settle.
+    func waitUntilReady() async {
+        for port in workers.keys.compactMap({ ports[$0] }) {
+            for _ in 0..<300 {
+                if await get(port, "/readyz")?.status == 200 { break }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        try? await Task.sleep(for: .seconds(1))
+    }
+
+    /// SIGTERM to one worker; its exit code (its log is printed when it is not 0).
+    func stop(_ id: Int) -> Int32 {
+        guard let worker = workers.removeValue(forKey: id) else { return -1 }
+        let status = worker.stop(SIGTERM)
+        if status != 0 {
+            print(
+                "worker \(id) exited with \(status):\n"
+                    + worker.standardError.split(separator: "\n").suffix(8).joined(separator: "\n"))
+        }
+        return status
+    }
+
     /// SIGTERM to every worker; their exit codes.
     func stopAll() -> [Int32] {
-        let statuses = workers.values.map { $0.stop(SIGTERM) }
+        let statuses = workers.keys.sorted().map { stop($0) }
         workers.removeAll()
         _ = broker.stop()
         return statuses
@@ -142,10 +169,14 @@ private func check(
 struct FleetTests {
     @Test("Three CRM → ERP and two ERP → CRM workers: every output exactly once, lines after their header, keys kept")
     func fleetBothFlows() async throws {
-        let outcome = try await Blocking.run {
+        let fleet = try await Blocking.run {
             let fleet = try Fleet()
             for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
             for _ in 0..<2 { try fleet.startWorker(flow: "erp-to-crm") }
+            return fleet
+        }
+        await fleet.waitUntilReady()
+        let outcome = try await Blocking.run {
             try fleet.produceOrders(side: "crm", prefix: "C", range: 1...1_000, lines: 4)
             try fleet.produceOrders(side: "erp", prefix: "F", range: 1...500, lines: 4)
             let toERP = try fleet.read("erp.orders.inbound", distinct: 5_000)
@@ -197,6 +228,46 @@ struct FleetTests {
         // mock shows it anyway, so its records can appear twice, with the same ce_id and value.
         if result.duplicates > 0 {
             withKnownIssue("librdkafka 2.0.2's mock shows aborted and open transactions to read_committed readers") {
+                #expect(result.duplicates == 0)
+            }
+        }
+    }
+
+    @Test("Scaling 1 → 4 → 2 workers while orders arrive: nothing lost, order kept, every worker exits 0")
+    func scaleOutAndIn() async throws {
+        let outcome = try await Blocking.run {
+            let fleet = try Fleet()
+            try fleet.startWorker(flow: "crm-to-erp")
+            let produced = Mutex(false)
+            let bootstrap = fleet.bootstrap
+            Thread {
+                let writer = Fleet.Writer(bootstrap: bootstrap)
+                for batch in 0..<40 {
+                    try? writer.produceOrders(
+                        side: "crm", prefix: "C", range: (batch * 25 + 1)...(batch * 25 + 25), lines: 3)
+                    Thread.sleep(forTimeInterval: 0.15)
+                }
+                produced.withLock { $0 = true }
+            }.start()
+            Thread.sleep(forTimeInterval: 1)
+            for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
+            Thread.sleep(forTimeInterval: 4)
+            var stopped: [Int32] = []
+            for id in fleet.workers.keys.sorted().prefix(2) { stopped.append(fleet.stop(id)) }
+            while !produced.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) }
+            let records = try fleet.read("erp.orders.inbound", distinct: 4_000)
+            return (records, stopped + fleet.stopAll())
+        }
+        let (records, statuses) = outcome
+        let result = check(records, orders: 1_000, lines: 3, header: "SalesOrderHeader", line: "SalesOrderLine")
+        #expect(result.distinct == 4_000)
+        #expect(statuses == [0, 0, 0, 0])
+        print("scale 1 → 4 → 2: \(result.distinct) distinct outputs, \(result.duplicates) repeated")
+        // On a real cluster the offsets travel in the transaction: a stale generation fails the
+        // transaction, which aborts unseen. The 2.0.2 mock drops transactional offsets, and the
+        // fallback commit is refused mid-rebalance, so the next owner redoes the batch (same ids).
+        if result.duplicates > 0 {
+            withKnownIssue("librdkafka 2.0.2's mock stores no transactional offsets and shows aborted writes") {
                 #expect(result.duplicates == 0)
             }
         }
