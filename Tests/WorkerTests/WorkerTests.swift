@@ -271,3 +271,142 @@ struct WorkerFaultTests {
         #expect(byID.count == 600)
     }
 }
+
+@Suite("Poison events", .serialized, .timeLimit(.minutes(2)))
+struct PoisonTests {
+    @Test("One event for each refusal code lands in the DLQ with its headers, and the same keys keep flowing behind it")
+    func everyCode() async throws {
+        // (code, ce_type, data, extra headers): each refused on the CRM orders stream.
+        let poison: [(String, String, String, [KafkaHeader])] = [
+            ("malformed_json", "salesorder.upserted", "{oops", []),
+            ("not_an_object", "salesorder.upserted", "[1,2]", []),
+            (
+                "missing_attribute", "salesorder.upserted", #"{"msdyn_salesordernumber":"C000001"}"#,
+                [KafkaHeader("ce_id", "")]
+            ),
+            (
+                "unsupported_specversion", "salesorder.upserted", #"{"msdyn_salesordernumber":"C000001"}"#,
+                [KafkaHeader("ce_specversion", "0.3")]
+            ),
+            ("unknown_type", "lead.upserted", #"{"msdyn_salesordernumber":"C000001"}"#, []),
+            ("wrong_direction", "invoice.upserted", #"{"msdyn_invoicenumber":"C000001"}"#, []),
+            (
+                "missing_company", "salesorder.upserted", #"{"msdyn_salesordernumber":"C000001"}"#,
+                [KafkaHeader("ce_company", "")]
+            ),
+            (
+                "company_not_allowed", "salesorder.upserted", #"{"msdyn_salesordernumber":"C000001"}"#,
+                [KafkaHeader("ce_company", "ZZZZ")]
+            ),
+            ("missing_key", "salesorder.upserted", #"{"name":"no number"}"#, []),
+            ("key_mismatch", "salesorder.upserted", #"{"msdyn_salesordernumber":"C000002"}"#, []),
+            (
+                "wrong_field_type", "salesorder.upserted",
+                #"{"msdyn_salesordernumber":"C000001","transactioncurrencyid":"USD"}"#, []
+            ),
+            (
+                "bad_decimal", "salesorderdetail.upserted",
+                #"{"salesorderid":{"msdyn_salesordernumber":"C000001"},"productid":{"msdyn_productnumber":"D1"},"quantity":"lots","manualdiscountamount":1}"#,
+                []
+            ),
+            (
+                "unknown_enum_value", "salesorder.upserted",
+                #"{"msdyn_salesordernumber":"C000001","msdyn_salesorderpromisingmethod":7}"#, []
+            ),
+            (
+                "number_sequence_clash", "salesorder.upserted", #"{"msdyn_salesordernumber":"SO-1"}"#,
+                [KafkaHeader("ce_subject", "USMF/SO-1")]
+            ),
+            (
+                "missing_site_or_warehouse", "salesorderdetail.upserted",
+                #"{"salesorderid":{"msdyn_salesordernumber":"C000001"},"productid":{"msdyn_productnumber":"D1"}}"#,
+                [KafkaHeader("ce_company", "DEMF"), KafkaHeader("ce_subject", "DEMF/C000001")]
+            ),
+            (
+                "write_in_without_category", "salesorderdetail.upserted",
+                #"{"salesorderid":{"msdyn_salesordernumber":"C000001"},"productdescription":"Engraving"}"#,
+                [KafkaHeader("ce_company", "DEMF"), KafkaHeader("ce_subject", "DEMF/C000001")]
+            ),
+            (
+                "invalid_quantity", "salesorderdetail.upserted",
+                #"{"salesorderid":{"msdyn_salesordernumber":"C000001"},"productid":{"msdyn_productnumber":"D1"},"quantity":0,"manualdiscountamount":5}"#,
+                []
+            ),
+        ]
+        let outcome = try await Blocking.run {
+            let cluster = try EmbeddedCluster(brokers: 1)
+            let catalog = try TopicCatalog.load(directory: topicsDirectory)
+            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let source = try KafkaProducer(
+                configuration: ProducerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+            for (index, entry) in poison.enumerated() {
+                // Defaults first; a test's own headers replace them (an empty value removes one).
+                var headers: [String: String] = [
+                    "ce_specversion": "1.0", "ce_id": "poison-\(index)", "ce_source": "crm", "ce_type": entry.1,
+                    "ce_company": "USMF", "ce_subject": "USMF/C000001",
+                ]
+                for header in entry.3 { headers[header.name] = header.text }
+                try source.send(
+                    OutgoingRecord(
+                        topic: "crm.orders.changes", key: Array("USMF/C000001".utf8), value: Array(entry.2.utf8),
+                        headers: headers.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }.map {
+                            KafkaHeader($0.key, $0.value)
+                        }))
+                // A valid change of the same order right behind each poison event.
+                try source.send(
+                    OutgoingRecord(
+                        topic: "crm.orders.changes", key: Array("USMF/C000001".utf8),
+                        value: Array(#"{"msdyn_salesordernumber":"C000001","name":"after \#(index)"}"#.utf8),
+                        headers: [
+                            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "good-\(index)"),
+                            KafkaHeader("ce_source", "crm"),
+                            KafkaHeader("ce_type", "salesorder.upserted"), KafkaHeader("ce_company", "USMF"),
+                            KafkaHeader("ce_subject", "USMF/C000001"),
+                        ]))
+            }
+            _ = try source.flush(timeout: .seconds(10))
+
+            var configuration = WorkerConfiguration()
+            configuration.flow = .crmToERP
+            configuration.streams = [.orders]
+            configuration.kafka = KafkaConfiguration(
+                bootstrapServers: cluster.bootstrapServers, clientID: "poison-test")
+            configuration.transactionalID = "poison-test-1"
+            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.mapping.companies = ["USMF", "DEMF"]
+            configuration.mapping.companyDefaults["USMF"] = .init(
+                site: "1", warehouse: "13", writeInCategory: "Write-in")
+            configuration.mapping.numberSequences = .init(crm: #"C\d+"#, erp: #"F\d+"#)
+            let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "poison-reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["erp.orders.inbound", "crm.orders.changes.dlq"])
+            var outputs: [KafkaRecord] = []
+            var letters: [KafkaRecord] = []
+            let deadline = ContinuousClock.now + .seconds(60)
+            while (outputs.count < poison.count || letters.count < poison.count) && ContinuousClock.now < deadline {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                    if record.topic == "erp.orders.inbound" { outputs.append(record) } else { letters.append(record) }
+                }
+            }
+            try reader.close()
+            return (outputs, letters, worker.stop())
+        }
+        let (outputs, letters, error) = outcome
+        #expect(error == nil)
+        #expect(letters.map { $0.header("p2c_error_code")?.text ?? "" } == poison.map(\.0))
+        #expect(outputs.map { $0.header("ce_causationid")?.text ?? "" } == poison.indices.map { "good-\($0)" })
+        for (letter, entry) in zip(letters, poison) {
+            #expect(letter.value == Array(entry.2.utf8), "\(entry.0): value changed")
+            #expect(letter.key == Array("USMF/C000001".utf8))
+            #expect(letter.header("p2c_source_topic")?.text == "crm.orders.changes")
+            #expect(Int(letter.header("p2c_source_offset")?.text ?? "") != nil)
+        }
+        // Offsets: each letter points at its poison event, which precedes its good twin on the partition.
+        let offsets = letters.compactMap { Int($0.header("p2c_source_offset")?.text ?? "") }
+        #expect(offsets == offsets.sorted() && Set(offsets).count == poison.count)
+    }
+}
