@@ -107,6 +107,8 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     public var sessionTimeoutMilliseconds: Int = 45_000
     /// How often the member tells the coordinator it is alive; below the session timeout. Default: 3 000 ms.
     public var heartbeatIntervalMilliseconds: Int = 3_000
+    /// How often librdkafka reports statistics (lag, queues); 0 turns them off. Default: 0.
+    public var statisticsIntervalMilliseconds: Int = 0
     /// Prefetched data kept per consumer, in kilobytes. Default: 16 384.
     public var maxPrefetchKilobytes: Int = 16_384
 
@@ -133,6 +135,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
             ("enable.partition.eof", reportPartitionEnd ? "true" : "false"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
             ("heartbeat.interval.ms", String(heartbeatIntervalMilliseconds)),
+            ("statistics.interval.ms", String(statisticsIntervalMilliseconds)),
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
         ] + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }

@@ -39,6 +39,11 @@ public final class KafkaConsumer: @unchecked Sendable {
         handle.context.rebalanceHandler.withLock { $0 = handler }
     }
 
+    /// Receives librdkafka's statistics JSON inside `poll`, every `statisticsIntervalMilliseconds`.
+    public func onStatistics(_ handler: @escaping @Sendable ([UInt8]) -> Void) {
+        handle.context.statisticsHandler.withLock { $0 = handler }
+    }
+
     /// Errors the client reported in the background, oldest first.
     public var recentErrors: [KafkaError] { handle.context.errors }
 

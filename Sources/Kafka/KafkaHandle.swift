@@ -78,6 +78,8 @@ final class ClientContext: @unchecked Sendable {
     private let recentErrors = Mutex<[KafkaError]>([])
     private static let errorCapacity = 16
     let rebalanceHandler = Mutex<(@Sendable (RebalanceEvent) -> Void)?>(nil)
+    /// Receives librdkafka's statistics JSON (every `statistics.interval.ms`), inside poll.
+    let statisticsHandler = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
     var pendingReports: [DeliveryReport] = []
 
     func append(_ error: KafkaError) {
@@ -97,6 +99,7 @@ final class ClientContext: @unchecked Sendable {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(self).toOpaque())
         rd_kafka_conf_set_error_cb(conf, errorCallback)
         rd_kafka_conf_set_log_cb(conf, logCallback)
+        rd_kafka_conf_set_stats_cb(conf, statisticsCallback)
     }
 
     static func from(_ opaque: UnsafeMutableRawPointer) -> ClientContext {
@@ -117,6 +120,17 @@ private let errorCallback:
                 isFatal: code == RD_KAFKA_RESP_ERR__FATAL
             )
         )
+    }
+
+/// C-callable statistics callback; returns 0 so librdkafka frees the JSON after the copy.
+private let statisticsCallback:
+    @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = {
+        _, json, length, opaque in
+        guard let json, let opaque, let handler = ClientContext.from(opaque).statisticsHandler.withLock({ $0 }) else {
+            return 0
+        }
+        handler(Array(UnsafeRawBufferPointer(start: json, count: length)))
+        return 0
     }
 
 /// C-callable log callback; librdkafka may call it from any of its threads.

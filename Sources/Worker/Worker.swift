@@ -57,6 +57,7 @@ public final class Worker: @unchecked Sendable {
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
         consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
+        consumerConfiguration.statisticsIntervalMilliseconds = 5_000
         consumer = try KafkaConsumer(configuration: consumerConfiguration)
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
         let transactional = configuration.delivery == .exactlyOnce
@@ -73,6 +74,7 @@ public final class Worker: @unchecked Sendable {
     public func run() throws {
         // Weak: a consumer closed by its deinit after the worker is gone must not call back into it.
         consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
+        consumer.onStatistics { [metrics] json in metrics.updateLag(statistics: json) }
         if configuration.delivery == .exactlyOnce {
             try producer.initTransactions()
             // librdkafka 2.0.2's mock acknowledges transactional offsets without storing them.
@@ -344,6 +346,8 @@ public final class WorkerMetrics: Sendable {
     let lastProgress = Atomic<Int>(0)
     let joined = Atomic<Bool>(false)
     let assignedPartitions = Atomic<Int>(0)
+    /// Records not yet read, per input partition, from the last librdkafka statistics.
+    private let lag = Mutex<[TopicPartition: Int]>([:])
     private let started = ContinuousClock.now
 
     public final class StreamCounters: Sendable {
@@ -380,6 +384,32 @@ public final class WorkerMetrics: Sendable {
         streams.values.reduce(0) { $0 + $1[keyPath: counter].value }
     }
 
+    /// Reads per-partition lag from librdkafka's statistics JSON: the last stable (or high) offset
+    /// minus the worker's position, for partitions it reads.
+    func updateLag(statistics json: [UInt8]) {
+        guard case .object(let root)? = try? JSONParser.parse(json), case .object(let topics)? = root["topics"] else {
+            return
+        }
+        var result: [TopicPartition: Int] = [:]
+        for topic in topics.fields {
+            guard case .object(let partitions)? = topic.value.objectValue?["partitions"] else { continue }
+            for partition in partitions.fields {
+                guard let id = Int32(partition.key), id >= 0, let entry = partition.value.objectValue,
+                    let state = entry["fetch_state"]?.stringValue, state != "none"
+                else { continue }
+                func offset(_ name: String) -> Int { entry[name]?.decimalNumber.flatMap { Int($0.description) } ?? -1 }
+                // Where this worker stands: its position, else the committed offset, else the log start.
+                let position = [offset("app_offset"), offset("committed_offset"), offset("lo_offset")].first { $0 >= 0 }
+                let end = offset("ls_offset") >= 0 ? offset("ls_offset") : offset("hi_offset")
+                if let position, end >= 0 { result[TopicPartition(topic.key, id)] = max(0, end - position) }
+            }
+        }
+        lag.withLock { $0 = result }
+    }
+
+    /// Lag per partition, as the last statistics gave it.
+    public var partitionLag: [TopicPartition: Int] { lag.withLock { $0 } }
+
     /// Prometheus text exposition.
     public var exposition: String {
         let flowLabel = "flow=\"\(flow.rawValue)\""
@@ -410,6 +440,12 @@ public final class WorkerMetrics: Sendable {
             Exposition.family(
                 "p2c_assigned_partitions", type: "gauge", help: "Partitions assigned to this worker.",
                 samples: [(flowLabel, Double(assignedPartitions.load(ordering: .relaxed)))]),
+            Exposition.family(
+                "p2c_consumer_lag", type: "gauge",
+                help: "Records not yet read, per input partition (librdkafka statistics).",
+                samples: partitionLag.sorted { $0.key.description < $1.key.description }.map {
+                    ("\(flowLabel),topic=\"\($0.key.topic)\",partition=\"\($0.key.partition)\"", Double($0.value))
+                }),
             processing.exposition(labels: flowLabel),
             endToEnd.exposition(labels: flowLabel),
         ].joined(separator: "\n") + "\n"

@@ -103,7 +103,12 @@ struct WorkerCommandTests {
         // The operations surface, while the worker runs.
         let ready = await get(port, "/readyz")
         let healthy = await get(port, "/healthz")
-        let metrics = await get(port, "/metrics")
+        // librdkafka reports statistics every 5 s: wait for the lag of the assigned partitions.
+        var metrics = await get(port, "/metrics")
+        for _ in 0..<100 where !(metrics?.body.contains("p2c_consumer_lag{") ?? false) {
+            try await Task.sleep(for: .milliseconds(100))
+            metrics = await get(port, "/metrics")
+        }
         let missing = await get(port, "/nothing")
         let (status, stopTime, log) = try await Blocking.run {
             let stopStart = ContinuousClock.now
@@ -118,6 +123,10 @@ struct WorkerCommandTests {
         #expect(text.contains(#"p2c_events_produced_total{flow="erp-to-crm",stream="orders"} 20"#))
         #expect(text.contains(#"p2c_events_dead_lettered_total{flow="erp-to-crm",stream="invoices"} 0"#))
         #expect(text.contains("# TYPE p2c_end_to_end_latency_seconds histogram"))
+        // Everything was read: every assigned partition of both streams shows lag 0.
+        let lagLines = text.split(separator: "\n").filter { $0.hasPrefix("p2c_consumer_lag{") }
+        #expect(lagLines.count == 24 + 12)
+        #expect(lagLines.allSatisfy { $0.hasSuffix(" 0") })
         #expect(text.contains(#"p2c_processing_seconds_count{flow="erp-to-crm"} 20"#))
         #expect(received.count == 20)
         #expect(

@@ -4,7 +4,8 @@ import ProspectToCash
 import Synchronization
 import Testing
 import Topology
-import Worker
+
+@testable import Worker
 
 /// The repository's `Topics/` folder.
 private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -34,8 +35,11 @@ private final class RunningWorker: Sendable {
 
 @Suite("A worker between the CRM and the ERP", .serialized, .timeLimit(.minutes(2)))
 struct WorkerTests {
-    private func configuration(_ cluster: EmbeddedCluster) -> WorkerConfiguration {
+    private func configuration(
+        _ cluster: EmbeddedCluster, delivery: WorkerConfiguration.Delivery
+    ) -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
+        configuration.delivery = delivery
         configuration.flow = .crmToERP
         configuration.streams = [.orders]
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "worker-test")
@@ -64,9 +68,9 @@ struct WorkerTests {
     }
 
     @Test(
-        "Orders in, ERP records out in order with their keys; poison to the DLQ with its reason; echoes dropped; a restart redoes nothing"
-    )
-    func ordersFlow() async throws {
+        "Orders in, ERP records out in order with their keys; poison to the DLQ with its reason; echoes dropped; a restart redoes nothing",
+        arguments: [WorkerConfiguration.Delivery.exactlyOnce, .atLeastOnce])
+    func ordersFlow(delivery: WorkerConfiguration.Delivery) async throws {
         let outcome = try await Blocking.run { [self] in
             let cluster = try EmbeddedCluster(brokers: 1)
             let catalog = try TopicCatalog.load(directory: topicsDirectory)
@@ -108,7 +112,8 @@ struct WorkerTests {
             for record in inputs + poison + echoes { try source.send(record) }
             _ = try source.flush(timeout: .seconds(10))
 
-            let first = RunningWorker(try Worker(configuration: configuration(cluster), catalog: catalog))
+            let first = RunningWorker(
+                try Worker(configuration: configuration(cluster, delivery: delivery), catalog: catalog))
             var readerConfiguration = ConsumerConfiguration(
                 kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "reader")
             readerConfiguration.sessionTimeoutMilliseconds = 6_000
@@ -130,7 +135,8 @@ struct WorkerTests {
             let echoesDropped = first.worker.metrics.streams[.orders]!.echoes.value
 
             // A second worker of the same group resumes after the committed offsets: nothing is redone.
-            let second = RunningWorker(try Worker(configuration: configuration(cluster), catalog: catalog))
+            let second = RunningWorker(
+                try Worker(configuration: configuration(cluster, delivery: delivery), catalog: catalog))
             let extra = try reader.records(for: .seconds(5))
             let secondError = second.stop()
             try reader.close()
@@ -185,6 +191,23 @@ extension KafkaConsumer {
             if case .record(let record) = try poll(timeout: .milliseconds(100)) { result.append(record) }
         }
         return result
+    }
+}
+
+@Suite("Worker health")
+struct WorkerHealthTests {
+    @Test(
+        "/healthz follows the loop: healthy right after a turn, unhealthy once it has been quiet longer than the watchdog"
+    )
+    func watchdog() async throws {
+        let metrics = WorkerMetrics(flow: .crmToERP)
+        metrics.tick()
+        #expect(metrics.isHealthy(watchdog: .seconds(60)))
+        try await Task.sleep(for: .milliseconds(30))
+        #expect(!metrics.isHealthy(watchdog: .milliseconds(10)))
+        metrics.tick()
+        #expect(metrics.isHealthy(watchdog: .milliseconds(10)))
+        #expect(!metrics.isReady)
     }
 }
 
