@@ -48,24 +48,25 @@ struct MappingPlan: Sendable {
         self.operations = OperationTable(
             operations.mapValues { list in
                 list.map { operation in
-                    var operation = operation
-                    operation.appendsDirectly = operation.targetPath.count == 1 && writers[operation.targetPath[0]] == 1
-                    return operation
+                    FieldOperation(
+                        operation,
+                        appendsDirectly: operation.targetPath.count == 1 && writers[operation.targetPath[0]] == 1)
                 }
             })
         self.constants = constants
     }
 }
 
-/// One field row, compiled for one direction.
-struct FieldOperation: Sendable {
+/// One field row, compiled for one direction. A class, so that walking a plan retains one
+/// reference per operation instead of copying its arrays and strings.
+final class FieldOperation: Sendable {
     let sourcePath: [String]
     let targetPath: [String]
     let transform: Transform
     /// The row's own spelling, for error messages.
     let label: String
     /// Nothing else writes this single-level target, so the value is appended without a lookup.
-    var appendsDirectly = false
+    let appendsDirectly: Bool
 
     enum Transform: Sendable {
         case copy
@@ -77,7 +78,17 @@ struct FieldOperation: Sendable {
         case customerToCRM
     }
 
+    /// The same operation, told whether it may append without a lookup.
+    init(_ other: FieldOperation, appendsDirectly: Bool) {
+        sourcePath = other.sourcePath
+        targetPath = other.targetPath
+        transform = other.transform
+        label = other.label
+        self.appendsDirectly = appendsDirectly
+    }
+
     init(source: String, target: String, row: TableMap.Row, toCRM: Bool) {
+        appendsDirectly = false
         label = "\(row.erpField) \(row.type.rawValue) \(row.crmColumn)"
         sourcePath = Self.path(of: source)
         targetPath = Self.path(of: target)

@@ -45,9 +45,12 @@ enum TestCluster {
         return try KafkaProducer(configuration: configuration)
     }
 
-    static func consumer(group: String, readCommitted: Bool = true) throws -> KafkaConsumer {
+    static func consumer(
+        group: String, readCommitted: Bool = true, reportPartitionEnd: Bool = false
+    ) throws -> KafkaConsumer {
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: group)
         configuration.readCommitted = readCommitted
+        configuration.reportPartitionEnd = reportPartitionEnd
         // The embedded cluster notices a departed member only after session.timeout.ms - 1 s.
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.heartbeatIntervalMilliseconds = 1_000
@@ -62,6 +65,26 @@ extension KafkaConsumer {
         let deadline = ContinuousClock.now + limit
         while result.count < count, ContinuousClock.now < deadline {
             if case .record(let record) = try poll(timeout: .milliseconds(100)) { result.append(record) }
+        }
+        return result
+    }
+
+    /// Everything readable in `partitions` partitions: polls until each has reported its end (needs
+    /// `reportPartitionEnd`), so the result does not depend on timing.
+    func recordsToEnd(partitions: Int, limit: Duration = .seconds(60)) throws -> [KafkaRecord] {
+        var result: [KafkaRecord] = []
+        var ended: Set<Int32> = []
+        let deadline = ContinuousClock.now + limit
+        while ended.count < partitions, ContinuousClock.now < deadline {
+            switch try poll(timeout: .milliseconds(100)) {
+            case .record(let record)?:
+                result.append(record)
+                ended.remove(record.partition)
+            case .partitionEnd(let position)?:
+                ended.insert(position.partition)
+            default:
+                break
+            }
         }
         return result
     }

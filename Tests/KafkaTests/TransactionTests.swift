@@ -31,11 +31,11 @@ struct TransactionTests {
             for record in batches.2 { try producer.send(record) }
             try producer.commitTransaction()
 
-            let committed = try TestCluster.consumer(group: TestCluster.unique("rc"), readCommitted: true)
+            let committed = try TestCluster.consumer(
+                group: TestCluster.unique("rc"), readCommitted: true, reportPartitionEnd: true)
             try committed.subscribe([topic])
-            // Everything that can be seen arrives within the wait; the aborted records must not.
-            var committedView = try committed.records(count: 10)
-            committedView += try committed.records(for: .seconds(1))
+            // Read to the end of both partitions: whatever a read_committed reader can see.
+            let committedView = try committed.recordsToEnd(partitions: 2)
             let uncommitted = try TestCluster.consumer(group: TestCluster.unique("ru"), readCommitted: false)
             try uncommitted.subscribe([topic])
             let uncommittedView = try uncommitted.records(count: 15)
@@ -96,10 +96,9 @@ struct TransactionTests {
             let committed = try second.committed([partition])
             try second.close()
 
-            let reader = try TestCluster.consumer(group: TestCluster.unique("reader"))
+            let reader = try TestCluster.consumer(group: TestCluster.unique("reader"), reportPartitionEnd: true)
             try reader.subscribe([output])
-            var outputs = try reader.records(count: 4)
-            outputs += try reader.records(for: .seconds(1))
+            let outputs = try reader.recordsToEnd(partitions: 1)
             try reader.close()
             return (firstBatch.map(\.offset), aborted.map(\.offset), resumed.map(\.offset), committed, outputs.count)
         }

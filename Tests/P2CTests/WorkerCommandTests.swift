@@ -104,8 +104,12 @@ struct WorkerCommandTests {
         let ready = await get(port, "/readyz")
         let healthy = await get(port, "/healthz")
         // librdkafka reports statistics every 5 s: wait for the lag of the assigned partitions.
+        func caughtUp(_ text: String?) -> Bool {
+            let lines = (text ?? "").split(separator: "\n").filter { $0.hasPrefix("p2c_consumer_lag{") }
+            return !lines.isEmpty && lines.allSatisfy { $0.hasSuffix(" 0") }
+        }
         var metrics = await get(port, "/metrics")
-        for _ in 0..<100 where !(metrics?.body.contains("p2c_consumer_lag{") ?? false) {
+        for _ in 0..<150 where !caughtUp(metrics?.body) {
             try await Task.sleep(for: .milliseconds(100))
             metrics = await get(port, "/metrics")
         }
