@@ -76,7 +76,10 @@ public final class Worker: @unchecked Sendable {
         consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         consumer.onStatistics { [metrics] json in metrics.updateLag(statistics: json) }
         if configuration.delivery == .exactlyOnce {
-            try producer.initTransactions()
+            guard try initTransactionsUntilStopped() else {
+                log.info("stopped before the cluster answered")
+                return
+            }
             // librdkafka 2.0.2's mock acknowledges transactional offsets without storing them.
             if !commitsOutsideTransaction, let cluster = producer.clusterID(), cluster.hasPrefix("mockCluster") {
                 commitsOutsideTransaction = true
@@ -100,6 +103,24 @@ public final class Worker: @unchecked Sendable {
         try consumer.close()
         _ = try? producer.flush(timeout: .seconds(10))
         log.info("worker stopped", metrics.logFields)
+    }
+
+    /// Registers the transactional id in short steps, so that a stop request is honoured while the
+    /// cluster is unreachable (a timed-out call resumes when called again). False when stopped first.
+    private func initTransactionsUntilStopped() throws -> Bool {
+        while !stopping.load(ordering: .relaxed) {
+            let failure: KafkaError?
+            do {
+                try producer.initTransactions(timeout: .seconds(2))
+                failure = nil
+            } catch {
+                failure = error
+            }
+            guard let failure else { return true }
+            guard failure.isRetriable || failure.code == .timedOut else { throw failure }
+            log.warning("waiting for the cluster", [("error", .string(failure.description))])
+        }
+        return false
     }
 
     private func loop() throws {

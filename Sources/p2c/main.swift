@@ -1,5 +1,18 @@
 import Foundation
+import Kafka
 import Runtime
+
+// librdkafka's own log lines become JSON lines like ours (syslog levels: 3 error, 4 warning).
+let kafkaLog = Log([("component", "librdkafka")])
+KafkaLog.setHandler { entry in
+    let fields: [(String, LogValue)] = [("client", .string(entry.client)), ("facility", .string(entry.facility))]
+    switch entry.level {
+    case ...3: kafkaLog.error(entry.message, fields)
+    case 4: kafkaLog.warning(entry.message, fields)
+    case 5...6: kafkaLog.info(entry.message, fields)
+    default: kafkaLog.debug(entry.message, fields)
+    }
+}
 
 /// Every command: its options and what runs it.
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [

@@ -143,6 +143,21 @@ struct WorkerCommandTests {
         #expect(log.contains(#""produced":20"#))
     }
 
+    @Test("SIGTERM while the cluster is unreachable still ends the worker with 0 within 10 s")
+    func stopWithoutCluster() async throws {
+        let (status, elapsed) = try await Blocking.run {
+            let worker = try Spawned(
+                p2cBinary, ["worker", "--flow", "crm-to-erp", "--topics", topicsDirectory],
+                environment: ["P2C_BOOTSTRAP_SERVERS": "127.0.0.1:1", "P2C_METRICS_PORT": "0"])
+            Thread.sleep(forTimeInterval: 3)
+            let start = ContinuousClock.now
+            let status = worker.stop(SIGTERM)
+            return (status, ContinuousClock.now - start)
+        }
+        #expect(status == 0)
+        #expect(elapsed < .seconds(10))
+    }
+
     @Test(
         "A bad setting fails at start with one line naming it and exit code 2",
         arguments: [
