@@ -100,6 +100,8 @@ struct ConfigurationFile {
         if let number = try integer("sessionTimeoutMs", 1_000...3_600_000) {
             worker.sessionTimeoutMilliseconds = number
         }
+        if let number = try integer("metricsPort", 0...65_535) { worker.metricsPort = number }
+        if let number = try integer("watchdogSeconds", 1...86_400) { worker.watchdogSeconds = number }
         if let value = object["commitOffsetsOutsideTransaction"] {
             guard let flag = value as? Bool else {
                 throw UsageError("commitOffsetsOutsideTransaction must be true or false")

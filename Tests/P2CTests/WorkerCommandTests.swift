@@ -178,6 +178,26 @@ struct WorkerCommandTests {
             ),
         ] as [([String], [String: String], String)])
     func badSettings(arguments: [String], environment: [String: String], message: String) throws {
+        try badSettingsCase(arguments: arguments, environment: environment, message: message)
+    }
+
+    @Test(
+        "A bad value in the configuration file is named with its key",
+        arguments: [
+            (#"{"metricsPort": 70000}"#, "metricsPort must be an integer from 0 to 65535"),
+            (#"{"watchdogSeconds": "soon"}"#, "watchdogSeconds must be an integer"),
+            (#"{"delivery": "twice"}"#, "delivery must be exactly-once or at-least-once"),
+            (#"{"flow": "crm-to-erp", "partitions": 3}"#, #"unknown key "partitions""#),
+            (#"{"kafka": {"linger.ms": "soon"}}"#, "kafka.linger.ms"),
+            (#"{"mapping": {"syncProspects": "yes"}}"#, "mapping.syncProspects"),
+        ])
+    func badFile(text: String, message: String) throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("p2c-worker-\(UUID().uuidString).json")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        try badSettingsCase(arguments: ["worker", "--config", file.path], environment: [:], message: message)
+    }
+
+    private func badSettingsCase(arguments: [String], environment: [String: String], message: String) throws {
         let result = try Spawned(p2cBinary, arguments + ["--topics", topicsDirectory], environment: environment)
             .finish()
         #expect(result.status == 2)
