@@ -55,7 +55,9 @@ func get(_ port: Int, _ path: String) async -> (status: Int, body: String)? {
 
 @Suite("p2c worker, as a deployment runs it", .serialized, .timeLimit(.minutes(2)))
 struct WorkerCommandTests {
-    @Test("A worker process between two broker clients maps what arrives, and SIGTERM ends it with 0 within 10 s")
+    @Test(
+        "A worker process maps what arrives, dead-letters poison, drops echoes, serves its probes, and ends with 0 on SIGTERM within 10 s"
+    )
     func workerProcess() async throws {
         let port = freePort()
         let outcome = try await Blocking.run {
@@ -84,21 +86,55 @@ struct WorkerCommandTests {
                             KafkaHeader("ce_type", "SalesOrderHeader.upserted"), KafkaHeader("ce_company", "USMF"),
                         ]))
             }
+            // Two poison events and two echoes among them.
+            let base = [
+                KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_source", "erp"),
+                KafkaHeader("ce_company", "USMF"),
+            ]
+            try producer.send(
+                OutgoingRecord(
+                    topic: "erp.orders.changes", key: Array("USMF/F999001".utf8), value: Array("{oops".utf8),
+                    headers: base + [
+                        KafkaHeader("ce_id", "bad-1"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
+                    ]))
+            try producer.send(
+                OutgoingRecord(
+                    topic: "erp.orders.changes", key: Array("USMF/F999002".utf8),
+                    value: Array(#"{"SALESORDERNUMBER":"F999002","SALESORDERPROCESSINGSTATUS":"teleported"}"#.utf8),
+                    headers: base + [
+                        KafkaHeader("ce_id", "bad-2"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
+                    ]))
+            for echo in 3...4 {
+                try producer.send(
+                    OutgoingRecord(
+                        topic: "erp.orders.changes", key: Array("USMF/F99900\(echo)".utf8),
+                        value: Array(#"{"SALESORDERNUMBER":"F99900\#(echo)"}"#.utf8),
+                        headers: base + [
+                            KafkaHeader("ce_id", "echo-\(echo)"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
+                            KafkaHeader("ce_origin", "p2c"),
+                        ]))
+            }
             _ = try producer.flush(timeout: .seconds(10))
             var configuration = ConsumerConfiguration(
                 kafka: KafkaConfiguration(bootstrapServers: bootstrap), groupID: "crm-reader")
             configuration.sessionTimeoutMilliseconds = 6_000
             let reader = try KafkaConsumer(configuration: configuration)
-            try reader.subscribe(["crm.orders.inbound"])
+            try reader.subscribe(["crm.orders.inbound", "erp.orders.changes.dlq"])
             var received: [KafkaRecord] = []
+            var letters: [KafkaRecord] = []
             let deadline = ContinuousClock.now + .seconds(60)
-            while received.count < 20 && ContinuousClock.now < deadline {
-                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) { received.append(record) }
+            while (received.count < 20 || letters.count < 2) && ContinuousClock.now < deadline {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                    if record.topic == "crm.orders.inbound" { received.append(record) } else { letters.append(record) }
+                }
             }
             try reader.close()
-            return (received, worker, broker)
+            return (received, letters, worker, broker)
         }
-        let (received, worker, broker) = outcome
+        let (received, letters, worker, broker) = outcome
+        #expect(
+            Set(letters.compactMap { $0.header("p2c_error_code")?.text }) == ["malformed_json", "unknown_enum_value"])
+        #expect(letters.allSatisfy { $0.header("p2c_source_topic")?.text == "erp.orders.changes" })
         defer { _ = broker.stop() }
         // The operations surface, while the worker runs.
         let ready = await get(port, "/readyz")
@@ -123,15 +159,17 @@ struct WorkerCommandTests {
         #expect(healthy?.status == 200)
         #expect(missing?.status == 404)
         let text = metrics?.body ?? ""
-        #expect(text.contains(#"p2c_events_consumed_total{flow="erp-to-crm",stream="orders"} 20"#))
+        #expect(text.contains(#"p2c_events_consumed_total{flow="erp-to-crm",stream="orders"} 24"#))
         #expect(text.contains(#"p2c_events_produced_total{flow="erp-to-crm",stream="orders"} 20"#))
         #expect(text.contains(#"p2c_events_dead_lettered_total{flow="erp-to-crm",stream="invoices"} 0"#))
+        #expect(text.contains(#"p2c_events_dead_lettered_total{flow="erp-to-crm",stream="orders"} 2"#))
+        #expect(text.contains(#"p2c_echoes_dropped_total{flow="erp-to-crm",stream="orders"} 2"#))
         #expect(text.contains("# TYPE p2c_end_to_end_latency_seconds histogram"))
         // Everything was read: every assigned partition of both streams shows lag 0.
         let lagLines = text.split(separator: "\n").filter { $0.hasPrefix("p2c_consumer_lag{") }
         #expect(lagLines.count == 24 + 12)
         #expect(lagLines.allSatisfy { $0.hasSuffix(" 0") })
-        #expect(text.contains(#"p2c_processing_seconds_count{flow="erp-to-crm"} 20"#))
+        #expect(text.contains(#"p2c_processing_seconds_count{flow="erp-to-crm"} 24"#))
         #expect(received.count == 20)
         #expect(
             received.allSatisfy {
