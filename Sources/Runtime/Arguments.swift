@@ -7,17 +7,25 @@ public struct CommandSpec: Sendable {
     public var options: [OptionSpec]
     /// Extra help text printed after the options.
     public var discussion: String
+    /// Words one of which must come first (`p2c topics plan`); empty for none.
+    public var subcommands: [String]
 
-    public init(name: String, summary: String, options: [OptionSpec], discussion: String = "") {
+    public init(
+        name: String, summary: String, options: [OptionSpec], discussion: String = "", subcommands: [String] = []
+    ) {
         self.name = name
         self.summary = summary
         self.options = options
         self.discussion = discussion
+        self.subcommands = subcommands
     }
 
     /// The `--help` text.
     public var help: String {
-        var lines = ["p2c \(name): \(summary)", "", "usage: p2c \(name) [options]", "", "options:"]
+        let usage =
+            subcommands.isEmpty
+            ? "p2c \(name) [options]" : "p2c \(name) \(subcommands.joined(separator: "|")) [options]"
+        var lines = ["p2c \(name): \(summary)", "", "usage: \(usage)", "", "options:"]
         let all = options + [OptionSpec("help", help: "Show this help and exit.")]
         let labels = all.map { option in "--\(option.name)" + (option.valueName.map { " <\($0)>" } ?? "") }
         let width = (labels.map(\.count).max() ?? 0) + 2
@@ -35,6 +43,19 @@ public struct CommandSpec: Sendable {
         var values: [String: String] = [:]
         var flags: Set<String> = []
         var index = arguments.startIndex
+        var subcommand: String?
+        if !subcommands.isEmpty {
+            guard let first = arguments.first, !first.hasPrefix("--") else {
+                if arguments.first == "--help" { return ParsedArguments(wantsHelp: true) }
+                throw UsageError("expected one of \(subcommands.joined(separator: ", "))", command: name)
+            }
+            guard subcommands.contains(first) else {
+                throw UsageError(
+                    "unknown subcommand '\(first)' (expected \(subcommands.joined(separator: ", ")))", command: name)
+            }
+            subcommand = first
+            index += 1
+        }
         while index < arguments.endIndex {
             let argument = arguments[index]
             index += 1
@@ -69,7 +90,7 @@ public struct CommandSpec: Sendable {
         for option in options where values[option.name] == nil {
             if let fallback = option.defaultValue { values[option.name] = fallback }
         }
-        return ParsedArguments(command: name, values: values, flags: flags)
+        return ParsedArguments(command: name, subcommand: subcommand, values: values, flags: flags)
     }
 }
 
@@ -93,6 +114,8 @@ public struct OptionSpec: Sendable {
 /// Parsed options, with typed access that fails naming the option.
 public struct ParsedArguments: Sendable {
     public var command = ""
+    /// The subcommand given first, for commands that have them.
+    public var subcommand: String?
     public var values: [String: String] = [:]
     public var flags: Set<String> = []
     /// `--help` was given: print the help and exit 0.

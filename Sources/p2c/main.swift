@@ -19,6 +19,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (BrokerCommand.spec, BrokerCommand.run),
     (MapCommand.spec, MapCommand.run),
     (WorkerCommand.spec, WorkerCommand.run),
+    (TopicsCommand.spec, TopicsCommand.run),
 ]
 
 let topLevelHelp = """
