@@ -120,6 +120,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         return name
     }
 
+    /// Reads exactly these partitions from these offsets, outside any group rebalancing (no
+    /// `subscribe`): for tools that scan topics, such as listing dead letters.
+    public func assign(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        try PartitionList.with(offsets) { list throws(KafkaError) in
+            try KafkaError.check(rd_kafka_assign(handle.pointer, list), "assign")
+        }
+    }
+
     /// Marks offsets (next record to read) for the next commit, manual or automatic.
     public func store(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }

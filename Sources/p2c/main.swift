@@ -20,6 +20,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (MapCommand.spec, MapCommand.run),
     (WorkerCommand.spec, WorkerCommand.run),
     (TopicsCommand.spec, TopicsCommand.run),
+    (DLQCommand.spec, DLQCommand.run),
 ]
 
 let topLevelHelp = """
