@@ -128,6 +128,21 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// The first and the next-to-be-written offsets of a partition (low and high watermarks). Blocks.
+    public func watermarks(
+        _ partition: TopicPartition, timeout: Duration = .seconds(10)
+    ) throws(KafkaError)
+        -> (low: Int64, high: Int64)
+    {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        try KafkaError.check(
+            rd_kafka_query_watermark_offsets(
+                handle.pointer, partition.topic, partition.partition, &low, &high, timeout.milliseconds),
+            "watermarks of \(partition)")
+        return (low, high)
+    }
+
     /// Marks offsets (next record to read) for the next commit, manual or automatic.
     public func store(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }

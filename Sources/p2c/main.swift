@@ -21,6 +21,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (WorkerCommand.spec, WorkerCommand.run),
     (TopicsCommand.spec, TopicsCommand.run),
     (DLQCommand.spec, DLQCommand.run),
+    (ReplayCommand.spec, ReplayCommand.run),
 ]
 
 let topLevelHelp = """

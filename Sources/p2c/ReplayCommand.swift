@@ -1,0 +1,139 @@
+import Foundation
+import Kafka
+import Runtime
+import Topology
+
+/// `p2c replay`: moves a flow's committed offsets back, so its workers map that history again.
+enum ReplayCommand {
+    static let spec = CommandSpec(
+        name: "replay",
+        summary:
+            "Move a flow's committed offsets (to the earliest record or an offset); the fleet must be scaled to zero.",
+        options: [
+            OptionSpec("flow", value: "flow", help: "crm-to-erp or erp-to-crm."),
+            OptionSpec(
+                "stream", value: "stream", help: "Only this stream's changes topic. Default: every stream of the flow."),
+            OptionSpec("partition", value: "n", help: "Only this partition."),
+            OptionSpec("to-earliest", help: "Move to the first record still kept."),
+            OptionSpec(
+                "to-offset", value: "partition:offset", help: "Move one partition to an offset (with --stream)."),
+            OptionSpec("dry-run", help: "Print current → new offsets and change nothing."),
+            OptionSpec("group", value: "id", help: "The flow's consumer group. Default: p2c-<flow>."),
+            OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+        ],
+        discussion: """
+            Replayed events get the same ce_id as the first time, so targets drop what they already have.
+            To apply, replay joins the flow's group alone, commits the new offsets and leaves: while any
+            worker of the flow is running it refuses (scale the flow to zero first).
+            """
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
+        guard let flow = try arguments.choice("flow", as: Flow.self) else { throw usage("option '--flow' is required") }
+        let catalog: TopicCatalog
+        do {
+            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
+        } catch {
+            throw usage(error.message)
+        }
+        let stream = try arguments.choice("stream", as: SyncStream.self)
+        let routes = catalog.routes(for: flow).filter { stream == nil || $0.stream == stream }
+        guard !routes.isEmpty else { throw usage("stream \(stream!.rawValue) does not flow \(flow.rawValue)") }
+        let onlyPartition = try arguments.integer("partition", in: 0...10_000).map(Int32.init)
+        var targetOffset: (partition: Int32, offset: Int64)?
+        if let text = arguments.string("to-offset") {
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let partition = Int32(parts[0]), let offset = Int64(parts[1]), partition >= 0,
+                offset >= 0
+            else { throw usage("option '--to-offset' expects partition:offset, got '\(text)'") }
+            guard routes.count == 1 else { throw usage("option '--to-offset' needs --stream (one topic)") }
+            targetOffset = (partition, offset)
+        }
+        guard arguments.flag("to-earliest") != (targetOffset != nil) else {
+            throw usage("give exactly one of --to-earliest or --to-offset")
+        }
+        guard
+            let bootstrap = arguments.string("bootstrap-servers")
+                ?? ProcessInfo.processInfo.environment["P2C_BOOTSTRAP_SERVERS"]
+        else { throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)") }
+        let group = arguments.string("group") ?? "p2c-\(flow.rawValue)"
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-replay"), groupID: group)
+        // Short, so the group settles fast after this tool leaves (brokers accept 6 s and up by default).
+        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.heartbeatIntervalMilliseconds = 1_000
+        let consumer: KafkaConsumer
+        do {
+            consumer = try KafkaConsumer(configuration: configuration)
+        } catch {
+            throw usage(error.message)
+        }
+        var partitions: [TopicPartition] = []
+        for route in routes {
+            for partition in 0..<Int32(route.input.partitions) where onlyPartition == nil || onlyPartition == partition
+            {
+                if let targetOffset, targetOffset.partition != partition { continue }
+                partitions.append(TopicPartition(route.input.name, partition))
+            }
+        }
+        guard !partitions.isEmpty else { throw usage("no partition matches") }
+        let dryRun = arguments.flag("dry-run")
+        let selected = partitions
+        let target = targetOffset.map { $0.offset }
+        return try await Blocking.run { () -> Int32 in
+            let partitions = selected
+            let current = try consumer.committed(partitions)
+            var moves: [TopicPartitionOffset] = []
+            for position in current {
+                let offset = try target ?? consumer.watermarks(position.topicPartition).low
+                moves.append(TopicPartitionOffset(position.topicPartition, offset: offset))
+                let before = position.offset >= 0 ? String(position.offset) : "none"
+                print("\(position.topicPartition): \(before) → \(offset)")
+            }
+            if dryRun {
+                print("dry run: nothing changed")
+                return 0
+            }
+            // Join alone: if another member is alive, this one never holds every partition.
+            try consumer.subscribe(Array(Set(partitions.map(\.topic))).sorted())
+            let wanted = Set(partitions.map(\.topic))
+            var held: Set<TopicPartition> = []
+            var allOfThem: Set<TopicPartition> = []
+            for route in routes {
+                for index in 0..<Int32(route.input.partitions) {
+                    allOfThem.insert(TopicPartition(route.input.name, index))
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            var settledSince: ContinuousClock.Instant?
+            while ContinuousClock.now < deadline {
+                _ = try consumer.poll(timeout: .milliseconds(100))
+                let now = Set(try consumer.assignment().filter { wanted.contains($0.topic) })
+                if now != held {
+                    held = now
+                    settledSince = now.isEmpty ? nil : .now
+                }
+                if held == allOfThem, let since = settledSince, ContinuousClock.now - since > .seconds(1) { break }
+            }
+            guard held == allOfThem else {
+                try? consumer.close()
+                FileHandle.standardError.write(
+                    Data(
+                        "p2c replay: the group \(group) has live members (this tool got \(held.count) of \(allOfThem.count) partitions): scale the flow to zero first\n"
+                            .utf8))
+                return 1
+            }
+            try consumer.commit(moves)
+            let after = try consumer.committed(partitions)
+            try consumer.close()
+            guard after.map(\.offset) == moves.map(\.offset) else {
+                FileHandle.standardError.write(Data("p2c replay: the cluster kept other offsets: \(after)\n".utf8))
+                return 1
+            }
+            print("moved \(moves.count) partition\(moves.count == 1 ? "" : "s") of group \(group)")
+            return 0
+        }
+    }
+}

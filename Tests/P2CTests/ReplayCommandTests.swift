@@ -1,0 +1,95 @@
+import Foundation
+import Kafka
+import Testing
+
+@Suite("p2c replay", .serialized, .timeLimit(.minutes(3)))
+struct ReplayCommandTests {
+    @Test(
+        "Refused while a worker runs; after scaling to zero it moves the offsets back and the same ce_ids come out again"
+    )
+    func replayAFlow() async throws {
+        let outcome = try await Blocking.run {
+            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
+            let bootstrap = broker.readLine() ?? ""
+            defer { _ = broker.stop() }
+            let environment = [
+                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
+            ]
+            let producer = try KafkaProducer(
+                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            for index in 1...6 {
+                try producer.send(
+                    OutgoingRecord(
+                        topic: "erp.origins.changes", key: Array("USMF/O\(index)".utf8),
+                        value: Array(#"{"ORIGINCODE":"O\#(index)"}"#.utf8),
+                        headers: [
+                            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "origin-\(index)"),
+                            KafkaHeader("ce_source", "erp"),
+                            KafkaHeader("ce_type", "SalesOrderOrigin.upserted"), KafkaHeader("ce_company", "USMF"),
+                        ]))
+            }
+            _ = try producer.flush(timeout: .seconds(10))
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap), groupID: "replay-reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["crm.origins.inbound"])
+            func read(until count: Int, into records: inout [KafkaRecord]) throws {
+                let deadline = ContinuousClock.now + .seconds(60)
+                while records.count < count && ContinuousClock.now < deadline {
+                    if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                        records.append(record)
+                    }
+                }
+            }
+            let replay = ["replay", "--flow", "erp-to-crm", "--stream", "origins", "--topics", topicsDirectory]
+            var outputs: [KafkaRecord] = []
+            let first = try Spawned(
+                p2cBinary, ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory],
+                environment: environment)
+            try read(until: 6, into: &outputs)
+            let refused = try Spawned(p2cBinary, replay + ["--to-earliest"], environment: environment).finish()
+            _ = first.stop(SIGTERM)
+            let dryRun = try Spawned(p2cBinary, replay + ["--to-offset", "2:1", "--dry-run"], environment: environment)
+                .finish()
+            let applied = try Spawned(p2cBinary, replay + ["--to-earliest"], environment: environment).finish()
+            let second = try Spawned(
+                p2cBinary, ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory],
+                environment: environment)
+            try read(until: 12, into: &outputs)
+            _ = second.stop(SIGTERM)
+            try reader.close()
+            return (outputs, refused, dryRun, applied)
+        }
+        let (outputs, refused, dryRun, applied) = outcome
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("has live members"))
+        #expect(dryRun.status == 0)
+        #expect(dryRun.stdout.hasPrefix("erp.origins.changes[2]: "))
+        #expect(dryRun.stdout.contains(" → 1\ndry run: nothing changed"))
+        #expect(applied.status == 0)
+        #expect(applied.stdout.contains("moved 3 partitions of group p2c-erp-to-crm"))
+        #expect(outputs.count == 12)
+        let ids = Dictionary(grouping: outputs.compactMap { $0.header("ce_id")?.text }) { $0 }.mapValues(\.count)
+        #expect(ids.count == 6)
+        #expect(ids.values.allSatisfy { $0 == 2 })
+    }
+
+    @Test(
+        "Exactly one target is required, and --to-offset needs one stream",
+        arguments: [
+            (["replay", "--flow", "erp-to-crm"], "give exactly one of --to-earliest or --to-offset"),
+            (["replay", "--flow", "erp-to-crm", "--to-offset", "1:5"], "--to-offset' needs --stream"),
+            (["replay", "--flow", "erp-to-crm", "--stream", "orders", "--to-offset", "x"], "expects partition:offset"),
+            (
+                ["replay", "--flow", "crm-to-erp", "--stream", "invoices", "--to-earliest"],
+                "stream invoices does not flow crm-to-erp"
+            ),
+        ] as [([String], String)])
+    func usage(arguments: [String], message: String) throws {
+        let result = try run(
+            p2cBinary, arguments + ["--topics", topicsDirectory, "--bootstrap-servers", "127.0.0.1:1"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(message))
+    }
+}
