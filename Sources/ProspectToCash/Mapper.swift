@@ -9,6 +9,15 @@ public enum MappingOutcome: Sendable, Equatable {
     case filtered(String)
     /// Refused: it goes to the dead-letter topic with this error.
     case refused(MappingError)
+
+    /// The reason given for an echo of p2c's own write.
+    public static let echoReason = "echo of a p2c write (ce_origin p2c)"
+
+    /// Whether this is an echo of p2c's own write, dropped by loop prevention.
+    public var isEcho: Bool {
+        if case .filtered(let reason) = self { return reason == Self.echoReason }
+        return false
+    }
 }
 
 /// One output event and the stream whose inbound topic it goes to.
@@ -108,7 +117,7 @@ public final class Mapper: Sendable {
     ) throws(MappingError)
         -> MappingOutcome
     {
-        if event.origin == "p2c" { return .filtered("echo of a p2c write (ce_origin p2c)") }
+        if event.origin == "p2c" { return .filtered(MappingOutcome.echoReason) }
         guard event.source == flow.source.rawValue else {
             throw MappingError(
                 .wrongDirection, "source \"\(event.source)\" does not feed the \(flow.rawValue) flow")

@@ -182,8 +182,8 @@ public final class Worker: @unchecked Sendable {
                         headers: mapped.event.headers.map { KafkaHeader($0.name, $0.value) }))
                 metrics.streams[mapped.stream]?.produced.add()
             }
-        case .filtered(let reason):
-            if reason.hasPrefix("echo") {
+        case .filtered:
+            if outcome.isEcho {
                 counters.echoes.add()
             } else {
                 counters.filtered.add()
