@@ -35,6 +35,29 @@ private final class Fleet: @unchecked Sendable {
         _ = workers.removeValue(forKey: id)?.stop(SIGKILL)
     }
 
+    /// CRM orders (3 lines each) written in batches with pauses, on a thread of its own.
+    func produceInBackground(batches: Int, ordersPerBatch: Int, pause: Double) -> Finished {
+        let finished = Finished()
+        let writer = Writer(bootstrap: bootstrap)
+        Thread {
+            for batch in 0..<batches {
+                let first = batch * ordersPerBatch + 1
+                try? writer.produceOrders(
+                    side: "crm", prefix: "C", range: first...(first + ordersPerBatch - 1), lines: 3)
+                Thread.sleep(forTimeInterval: pause)
+            }
+            finished.set()
+        }.start()
+        return finished
+    }
+
+    /// A flag another thread sets once.
+    final class Finished: Sendable {
+        private let done = Mutex(false)
+        func set() { done.withLock { $0 = true } }
+        func wait() { while !done.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) } }
+    }
+
     /// Waits (up to a minute) until every running worker holds partitions and each flow's partitions
     /// are all assigned: the group has settled, so the run starts without a rebalance in flight.
     func waitUntilAssigned(partitions: Int) async {
@@ -219,17 +242,7 @@ struct FleetTests {
             let fleet = try Fleet()
             for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
             // Orders keep arriving for about three seconds while workers are killed and replaced.
-            let produced = Mutex(false)
-            let bootstrap = fleet.bootstrap
-            Thread {
-                let writer = Fleet.Writer(bootstrap: bootstrap)
-                for batch in 0..<30 {
-                    try? writer.produceOrders(
-                        side: "crm", prefix: "C", range: (batch * 50 + 1)...(batch * 50 + 50), lines: 3)
-                    Thread.sleep(forTimeInterval: 0.1)
-                }
-                produced.withLock { $0 = true }
-            }.start()
+            let produced = fleet.produceInBackground(batches: 30, ordersPerBatch: 50, pause: 0.1)
             var generator = SystemRandomNumberGenerator()
             for _ in 0..<3 {
                 Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.0, using: &generator))
@@ -237,7 +250,7 @@ struct FleetTests {
                 fleet.kill(victim)
                 try fleet.startWorker(flow: "crm-to-erp")
             }
-            while !produced.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) }
+            produced.wait()
             let records = try fleet.read("erp.orders.inbound", distinct: 6_000)
             return (records, fleet.stopAll())
         }
@@ -260,23 +273,13 @@ struct FleetTests {
         let outcome = try await Blocking.run {
             let fleet = try Fleet()
             try fleet.startWorker(flow: "crm-to-erp")
-            let produced = Mutex(false)
-            let bootstrap = fleet.bootstrap
-            Thread {
-                let writer = Fleet.Writer(bootstrap: bootstrap)
-                for batch in 0..<40 {
-                    try? writer.produceOrders(
-                        side: "crm", prefix: "C", range: (batch * 25 + 1)...(batch * 25 + 25), lines: 3)
-                    Thread.sleep(forTimeInterval: 0.15)
-                }
-                produced.withLock { $0 = true }
-            }.start()
+            let produced = fleet.produceInBackground(batches: 40, ordersPerBatch: 25, pause: 0.15)
             Thread.sleep(forTimeInterval: 1)
             for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
             Thread.sleep(forTimeInterval: 4)
             var stopped: [Int32] = []
             for id in fleet.workers.keys.sorted().prefix(2) { stopped.append(fleet.stop(id)) }
-            while !produced.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.05) }
+            produced.wait()
             let records = try fleet.read("erp.orders.inbound", distinct: 4_000)
             return (records, stopped + fleet.stopAll())
         }
