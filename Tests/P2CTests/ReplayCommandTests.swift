@@ -5,7 +5,7 @@ import Testing
 @Suite("p2c replay", .serialized, .timeLimit(.minutes(3)))
 struct ReplayCommandTests {
     @Test(
-        "Refused while a worker runs; after scaling to zero it moves the offsets back and the same ce_ids come out again"
+        "Refused while a worker runs; after scaling to zero it moves the offsets back: the same ce_ids again, mapped with the changed map"
     )
     func replayAFlow() async throws {
         let outcome = try await Blocking.run {
@@ -53,8 +53,18 @@ struct ReplayCommandTests {
             let dryRun = try Spawned(p2cBinary, replay + ["--to-offset", "2:1", "--dry-run"], environment: environment)
                 .finish()
             let applied = try Spawned(p2cBinary, replay + ["--to-earliest"], environment: environment).finish()
+            // The map changed before the replay: the origins map gains a constant column.
+            let config = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "replay-\(UUID().uuidString).json")
+            try
+                #"{"mapping": {"fieldMaps": [{"map": "Sales order origin codes -> msdyn_salesorderorigins", "fo_field": "none", "map_type": ">>", "ce_column": "msdyn_replayed", "default": "true"}]}}"#
+                .write(to: config, atomically: true, encoding: .utf8)
             let second = try Spawned(
-                p2cBinary, ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory],
+                p2cBinary,
+                [
+                    "worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory, "--config",
+                    config.path,
+                ],
                 environment: environment)
             try read(until: 12, into: &outputs)
             _ = second.stop(SIGTERM)
@@ -73,6 +83,11 @@ struct ReplayCommandTests {
         let ids = Dictionary(grouping: outputs.compactMap { $0.header("ce_id")?.text }) { $0 }.mapValues(\.count)
         #expect(ids.count == 6)
         #expect(ids.values.allSatisfy { $0 == 2 })
+        // The first six were mapped with the built-in map, the replayed six with the changed one.
+        let changed = outputs.map {
+            String(decoding: $0.value ?? [], as: UTF8.self).contains(#""msdyn_replayed":true"#)
+        }
+        #expect(changed == Array(repeating: false, count: 6) + Array(repeating: true, count: 6))
     }
 
     @Test(
