@@ -143,6 +143,23 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The first offset whose timestamp is at or after `milliseconds` in each partition, as the
+    /// broker's ListOffsets answers (`KafkaOffset.end`/-1 where it has none). Blocks.
+    public func offsets(
+        forTimestamp milliseconds: Int64, _ partitions: [TopicPartition], timeout: Duration = .seconds(10)
+    )
+        throws(KafkaError) -> [TopicPartitionOffset]
+    {
+        let result: Result<[TopicPartitionOffset], KafkaError> = PartitionList.with(
+            partitions.map { TopicPartitionOffset($0, offset: milliseconds) }
+        ) { list in
+            let err = rd_kafka_offsets_for_times(handle.pointer, list, timeout.milliseconds)
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR
+                ? .success(PartitionList.copy(list)) : .failure(KafkaError(err, "offsets for times"))
+        }
+        return try result.get()
+    }
+
     /// Marks offsets (next record to read) for the next commit, manual or automatic.
     public func store(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }

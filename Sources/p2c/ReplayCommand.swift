@@ -17,6 +17,9 @@ enum ReplayCommand {
             OptionSpec("to-earliest", help: "Move to the first record still kept."),
             OptionSpec(
                 "to-offset", value: "partition:offset", help: "Move one partition to an offset (with --stream)."),
+            OptionSpec(
+                "to-datetime", value: "time",
+                help: "Move to the first record at or after this ISO 8601 time (e.g. 2026-11-22T10:00:00Z)."),
             OptionSpec("dry-run", help: "Print current → new offsets and change nothing."),
             OptionSpec("group", value: "id", help: "The flow's consumer group. Default: p2c-<flow>."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
@@ -51,8 +54,19 @@ enum ReplayCommand {
             guard routes.count == 1 else { throw usage("option '--to-offset' needs --stream (one topic)") }
             targetOffset = (partition, offset)
         }
-        guard arguments.flag("to-earliest") != (targetOffset != nil) else {
-            throw usage("give exactly one of --to-earliest or --to-offset")
+        var targetTime: Int64?
+        if let text = arguments.string("to-datetime") {
+            let formatter = ISO8601DateFormatter()
+            let fractional = ISO8601DateFormatter()
+            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            guard let date = formatter.date(from: text) ?? fractional.date(from: text) else {
+                throw usage(
+                    "option '--to-datetime' expects an ISO 8601 time such as 2026-11-22T10:00:00Z, got '\(text)'")
+            }
+            targetTime = Int64(date.timeIntervalSince1970 * 1000)
+        }
+        guard [arguments.flag("to-earliest"), targetOffset != nil, targetTime != nil].filter({ $0 }).count == 1 else {
+            throw usage("give exactly one of --to-earliest, --to-offset or --to-datetime")
         }
         guard
             let bootstrap = arguments.string("bootstrap-servers")
@@ -81,13 +95,16 @@ enum ReplayCommand {
         guard !partitions.isEmpty else { throw usage("no partition matches") }
         let dryRun = arguments.flag("dry-run")
         let selected = partitions
+        let time = targetTime
         let target = targetOffset.map { $0.offset }
         return try await Blocking.run { () -> Int32 in
             let partitions = selected
             let current = try consumer.committed(partitions)
+            let byTime = try time.map { try offsets(at: $0, partitions, bootstrap: bootstrap, consumer: consumer) }
             var moves: [TopicPartitionOffset] = []
             for position in current {
-                let offset = try target ?? consumer.watermarks(position.topicPartition).low
+                let offset =
+                    try target ?? byTime?[position.topicPartition] ?? consumer.watermarks(position.topicPartition).low
                 moves.append(TopicPartitionOffset(position.topicPartition, offset: offset))
                 let before = position.offset >= 0 ? String(position.offset) : "none"
                 print("\(position.topicPartition): \(before) → \(offset)")
@@ -136,4 +153,64 @@ enum ReplayCommand {
             return 0
         }
     }
+
+    /// The first offset at or after `time` per partition: the broker's own lookup, or, where it
+    /// answers nothing (librdkafka 2.0.2's mock has no lookup by time), a binary search over the
+    /// records' timestamps (which assumes they grow along the partition, as CreateTime does).
+    private static func offsets(
+        at time: Int64, _ partitions: [TopicPartition], bootstrap: String, consumer: KafkaConsumer
+    )
+        throws -> [TopicPartition: Int64]
+    {
+        var result: [TopicPartition: Int64] = [:]
+        let answered = (try? consumer.offsets(forTimestamp: time, partitions)) ?? []
+        var searcher: KafkaConsumer?
+        for partition in partitions {
+            let (low, high) = try consumer.watermarks(partition)
+            if let found = answered.first(where: { $0.topicPartition == partition }), found.offset >= 0 {
+                result[partition] = found.offset
+                continue
+            }
+            guard low < high else {
+                result[partition] = high
+                continue
+            }
+            if searcher == nil {
+                var configuration = ConsumerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-replay-search"),
+                    groupID: "p2c-replay-search-\(UUID().uuidString)")
+                configuration.readCommitted = false
+                searcher = try KafkaConsumer(configuration: configuration)
+            }
+            // Smallest offset in [low, high) whose record is at or after `time`; `high` if none.
+            var lower = low
+            var upper = high
+            while lower < upper {
+                let middle = lower + (upper - lower) / 2
+                let stamp = try timestamp(of: TopicPartitionOffset(partition, offset: middle), with: searcher!)
+                if stamp >= time { upper = middle } else { lower = middle + 1 }
+            }
+            result[partition] = lower
+        }
+        try searcher?.close()
+        return result
+    }
+
+    /// The timestamp of the record at `position` (or of the next one the log still has).
+    private static func timestamp(of position: TopicPartitionOffset, with consumer: KafkaConsumer) throws -> Int64 {
+        try consumer.assign([position])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if case .record(let record)? = try consumer.poll(timeout: .milliseconds(100)),
+                record.topicPartitionKey == position.topicPartition
+            {
+                return record.timestamp
+            }
+        }
+        throw KafkaError(code: .timedOut, message: "no record at \(position) within 10 s")
+    }
+}
+
+extension KafkaRecord {
+    fileprivate var topicPartitionKey: TopicPartition { TopicPartition(topic, partition) }
 }

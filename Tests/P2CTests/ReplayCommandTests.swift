@@ -91,11 +91,51 @@ struct ReplayCommandTests {
     }
 
     @Test(
+        "--to-datetime finds the first record at or after the time, also on the mock (by searching record timestamps)")
+    func toDatetime() async throws {
+        let outcome = try await Blocking.run {
+            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
+            let bootstrap = broker.readLine() ?? ""
+            defer { _ = broker.stop() }
+            let producer = try KafkaProducer(
+                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            let start: Int64 = 1_795_000_000_000
+            for index in 0..<6 {
+                try producer.send(
+                    OutgoingRecord(
+                        topic: "erp.origins.changes", partition: 0, key: Array("USMF/O\(index)".utf8),
+                        value: [0x7B, 0x7D],
+                        timestamp: start + Int64(index) * 1_000))
+            }
+            _ = try producer.flush(timeout: .seconds(10))
+            func dryRun(_ time: String) throws -> String {
+                try run(
+                    p2cBinary,
+                    [
+                        "replay", "--flow", "erp-to-crm", "--stream", "origins", "--partition", "0", "--to-datetime",
+                        time,
+                        "--dry-run", "--bootstrap-servers", bootstrap, "--topics", topicsDirectory,
+                    ]
+                ).stdout
+            }
+            // 1_795_000_000_000 ms is 2026-11-18T11:06:40Z.
+            return (
+                try dryRun("2026-11-18T11:06:42.500Z"), try dryRun("2026-11-18T11:00:00Z"),
+                try dryRun("2026-11-18T12:00:00Z")
+            )
+        }
+        #expect(outcome.0.hasPrefix("erp.origins.changes[0]: none → 3\n"))
+        #expect(outcome.1.hasPrefix("erp.origins.changes[0]: none → 0\n"))
+        #expect(outcome.2.hasPrefix("erp.origins.changes[0]: none → 6\n"))
+    }
+
+    @Test(
         "Exactly one target is required, and --to-offset needs one stream",
         arguments: [
-            (["replay", "--flow", "erp-to-crm"], "give exactly one of --to-earliest or --to-offset"),
+            (["replay", "--flow", "erp-to-crm"], "give exactly one of --to-earliest, --to-offset or --to-datetime"),
             (["replay", "--flow", "erp-to-crm", "--to-offset", "1:5"], "--to-offset' needs --stream"),
             (["replay", "--flow", "erp-to-crm", "--stream", "orders", "--to-offset", "x"], "expects partition:offset"),
+            (["replay", "--flow", "erp-to-crm", "--to-datetime", "yesterday"], "expects an ISO 8601 time"),
             (
                 ["replay", "--flow", "crm-to-erp", "--stream", "invoices", "--to-earliest"],
                 "stream invoices does not flow crm-to-erp"
