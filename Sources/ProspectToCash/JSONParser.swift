@@ -58,22 +58,8 @@ public struct JSONParser {
         return try result.get()
     }
 
-    /// Parses `bytes` as one JSON number and nothing else.
-    static func parseNumber(_ bytes: [UInt8]) -> JSONValue? {
-        bytes.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(buffer)
-            return try? parser.parseNumberOnly()
-        }
-    }
-
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8))
-    }
-
-    mutating func parseNumberOnly() throws(JSONParseError) -> JSONValue {
-        let value = try parseNumber()
-        guard position == bytes.count else { throw error("not a number") }
-        return value
     }
 
     private func error(_ message: String) -> JSONParseError {

@@ -28,15 +28,6 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// The value as a Foundation `Decimal`: a JSON number, or a string holding a decimal number.
-    public var decimalValue: Decimal? {
-        switch self {
-        case .number(let text): return Decimal(string: text, locale: Locale(identifier: "en_US_POSIX"))
-        case .string(let text): return JSONValue.parseDecimalString(text)
-        default: return nil
-        }
-    }
-
     /// A short name of the value's type, for error messages.
     public var typeName: String {
         switch self {
@@ -47,11 +38,6 @@ public enum JSONValue: Sendable, Equatable {
         case .array: "array"
         case .object: "object"
         }
-    }
-
-    static func parseDecimalString(_ text: String) -> Decimal? {
-        guard case .number(let literal)? = JSONParser.parseNumber(Array(text.utf8)) else { return nil }
-        return Decimal(string: literal, locale: Locale(identifier: "en_US_POSIX"))
     }
 }
 

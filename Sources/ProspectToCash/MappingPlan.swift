@@ -125,7 +125,7 @@ extension JSONValue {
         case "true": return .bool(true)
         case "false": return .bool(false)
         default:
-            if let first = text.first, first == "-" || first.isNumber, JSONValue.parseDecimalString(text) != nil {
+            if DecimalNumber(text) != nil {
                 return .number(text)
             }
             return .string(text)

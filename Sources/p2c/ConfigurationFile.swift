@@ -141,10 +141,30 @@ struct ConfigurationFile {
                 throw UsageError("\(variable): \(error.message)")
             }
         }
+        worker.kafka.properties.merge(Self.kafkaProperties(environment)) { $1 }
+    }
+
+    /// librdkafka properties from `P2C_KAFKA_<PROPERTY>` variables (`P2C_KAFKA_SASL_PASSWORD` is `sasl.password`).
+    static func kafkaProperties(_ environment: [String: String]) -> [String: String] {
+        var properties: [String: String] = [:]
         for (variable, value) in environment where variable.hasPrefix("P2C_KAFKA_") {
-            let property = variable.dropFirst("P2C_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
-            worker.kafka.properties[property] = value
+            properties[variable.dropFirst("P2C_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] =
+                value
         }
+        return properties
+    }
+
+    /// The cluster for the operator commands: `--bootstrap-servers`, else `P2C_BOOTSTRAP_SERVERS`, with
+    /// `P2C_KAFKA_*` properties; nil when neither names a cluster.
+    static func kafka(
+        _ arguments: ParsedArguments, clientID: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> KafkaConfiguration? {
+        guard let bootstrap = arguments.string("bootstrap-servers") ?? environment["P2C_BOOTSTRAP_SERVERS"] else {
+            return nil
+        }
+        return KafkaConfiguration(
+            bootstrapServers: bootstrap, clientID: clientID, properties: kafkaProperties(environment))
     }
 
     /// Sets one setting from text, as a flag or environment variable gives it.

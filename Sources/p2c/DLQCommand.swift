@@ -28,14 +28,8 @@ enum DLQCommand {
         let flows = try arguments.choice("flow", as: Flow.self).map { [$0] } ?? Flow.allCases
         let samples = try arguments.integer("samples", in: 0...100) ?? 3
         let showPayload = arguments.flag("show-payload")
-        let environment = ProcessInfo.processInfo.environment
-        guard let bootstrap = arguments.string("bootstrap-servers") ?? environment["P2C_BOOTSTRAP_SERVERS"] else {
+        guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-dlq") else {
             throw UsageError("list needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
-        }
-        var kafka = KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-dlq")
-        for (variable, value) in environment where variable.hasPrefix("P2C_KAFKA_") {
-            kafka.properties[
-                variable.dropFirst("P2C_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
         }
         let topics = flows.flatMap { catalog.routes(for: $0).map(\.deadLetters) }
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-dlq-list-\(UUID().uuidString)")

@@ -68,13 +68,12 @@ enum ReplayCommand {
         guard [arguments.flag("to-earliest"), targetOffset != nil, targetTime != nil].filter({ $0 }).count == 1 else {
             throw usage("give exactly one of --to-earliest, --to-offset or --to-datetime")
         }
-        guard
-            let bootstrap = arguments.string("bootstrap-servers")
-                ?? ProcessInfo.processInfo.environment["P2C_BOOTSTRAP_SERVERS"]
-        else { throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)") }
+        guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-replay") else {
+            throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)")
+        }
         let group = arguments.string("group") ?? "p2c-\(flow.rawValue)"
         var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-replay"), groupID: group)
+            kafka: kafka, groupID: group)
         // Short, so the group settles fast after this tool leaves (brokers accept 6 s and up by default).
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.heartbeatIntervalMilliseconds = 1_000
@@ -100,7 +99,7 @@ enum ReplayCommand {
         return try await Blocking.run { () -> Int32 in
             let partitions = selected
             let current = try consumer.committed(partitions)
-            let byTime = try time.map { try offsets(at: $0, partitions, bootstrap: bootstrap, consumer: consumer) }
+            let byTime = try time.map { try offsets(at: $0, partitions, kafka: kafka, consumer: consumer) }
             var moves: [TopicPartitionOffset] = []
             for position in current {
                 let offset =
@@ -158,7 +157,7 @@ enum ReplayCommand {
     /// answers nothing (librdkafka 2.0.2's mock has no lookup by time), a binary search over the
     /// records' timestamps (which assumes they grow along the partition, as CreateTime does).
     private static func offsets(
-        at time: Int64, _ partitions: [TopicPartition], bootstrap: String, consumer: KafkaConsumer
+        at time: Int64, _ partitions: [TopicPartition], kafka: KafkaConfiguration, consumer: KafkaConsumer
     )
         throws -> [TopicPartition: Int64]
     {
@@ -177,8 +176,7 @@ enum ReplayCommand {
             }
             if searcher == nil {
                 var configuration = ConsumerConfiguration(
-                    kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-replay-search"),
-                    groupID: "p2c-replay-search-\(UUID().uuidString)")
+                    kafka: kafka, groupID: "p2c-replay-search-\(UUID().uuidString)")
                 configuration.readCommitted = false
                 searcher = try KafkaConsumer(configuration: configuration)
             }

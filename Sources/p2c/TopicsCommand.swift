@@ -30,21 +30,14 @@ enum TopicsCommand {
         } catch {
             throw UsageError(error.message, command: spec.name)
         }
-        let environment = ProcessInfo.processInfo.environment
-        let bootstrap = arguments.string("bootstrap-servers") ?? environment["P2C_BOOTSTRAP_SERVERS"]
         let subcommand = arguments.subcommand ?? "list"
-        guard let bootstrap else {
+        guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-topics") else {
             guard subcommand == "list" else {
                 throw UsageError(
                     "\(subcommand) needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
             }
             for topic in catalog.topics { print(describe(topic)) }
             return 0
-        }
-        var kafka = KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-topics")
-        for (variable, value) in environment where variable.hasPrefix("P2C_KAFKA_") {
-            kafka.properties[
-                variable.dropFirst("P2C_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")] = value
         }
         let admin: KafkaAdmin
         do {

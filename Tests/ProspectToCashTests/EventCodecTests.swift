@@ -38,9 +38,9 @@ struct EventCodecTests {
         let text = #"{"a":3.33,"b":-0.01,"c":10.00,"d":1e-7,"e":123456789012345678901234567890.123}"#
         let value = try JSONParser.parse(text)
         #expect(value.jsonText == text)
-        #expect(value.objectValue?["a"]?.decimalValue == Decimal(string: "3.33"))
-        #expect(JSONValue.string("12.345").decimalValue == Decimal(string: "12.345"))
-        #expect(JSONValue.string("twelve").decimalValue == nil)
+        #expect(value.objectValue?["a"]?.decimalNumber == DecimalNumber("3.33"))
+        #expect(JSONValue.string("12.345").decimalNumber == DecimalNumber("12.345"))
+        #expect(JSONValue.string("twelve").decimalNumber == nil)
     }
 
     @Test("Strings: escapes, surrogate pairs and control characters survive a round trip")
