@@ -28,9 +28,10 @@ let package = Package(
             dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
             swiftSettings: strict
         ),
+        .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
-            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker"],
+            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -43,6 +44,8 @@ let package = Package(
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
-        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "p2c"], swiftSettings: strict),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["Simulation", "ProspectToCash", "Topology"], swiftSettings: strict),
+        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "Runtime", "p2c"], swiftSettings: strict),
     ]
 )

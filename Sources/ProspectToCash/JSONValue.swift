@@ -275,3 +275,15 @@ struct RawJSON: Sendable {
         }
     }
 }
+
+// MARK: - Literals, for records written in code (tests, the demo's simulated systems)
+
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init(elements.map { Field($0.0, $0.1) })
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}

@@ -16,6 +16,7 @@ KafkaLog.setHandler { entry in
 
 /// Every command: its options and what runs it.
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
+    (DemoCommand.spec, DemoCommand.run),
     (BrokerCommand.spec, BrokerCommand.run),
     (MapCommand.spec, MapCommand.run),
     (WorkerCommand.spec, WorkerCommand.run),

@@ -1,0 +1,352 @@
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Simulation
+import Synchronization
+import Topology
+
+/// `p2c demo`: the whole product on one machine: the embedded broker, a simulated CRM and ERP,
+/// and a fleet of real `p2c worker` processes per flow, running a prospect-to-cash scenario and
+/// ending with a record-by-record reconciliation of the two systems.
+enum DemoCommand {
+    static let spec = CommandSpec(
+        name: "demo",
+        summary: "Run a live prospect-to-cash scenario on the embedded broker and reconcile both systems.",
+        options: [
+            OptionSpec(
+                "orders", value: "n", help: "Sales orders in the scenario (quotes and ERP orders included).",
+                default: "200"),
+            OptionSpec("workers", value: "n", help: "Worker processes per flow, 1 to 8.", default: "2"),
+            OptionSpec(
+                "seed", value: "n", help: "Seed of the scenario: the same seed tells the same story.", default: "1"),
+            OptionSpec("chaos", help: "Kill one worker of each flow with SIGKILL halfway and start a new one."),
+            OptionSpec("timeout", value: "seconds", help: "Give up (exit 1) after this long.", default: "900"),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+        ],
+        discussion: """
+            Prints progress every second (documents, events applied per flow, worker lag, end-to-end
+            latency), then a reconciliation report: records per stream on both sides compared through
+            the maps, mismatches, dead letters (the scenario sends four bad events on purpose: they
+            must be in the DLQ and nowhere else), duplicates the targets dropped, latency p50/p99.
+            Exit 0 only when the systems agree. Worker logs go to a temporary folder named at the end.
+            """
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let orders = try arguments.integer("orders", in: 10...10_000_000)!
+        let workers = try arguments.integer("workers", in: 1...8)!
+        guard let seed = UInt64(arguments.string("seed") ?? "1") else {
+            throw UsageError("--seed must be a whole number ≥ 0", command: spec.name)
+        }
+        let timeout = try arguments.integer("timeout", in: 10...86_400)!
+        let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
+        let catalog: TopicCatalog
+        do {
+            catalog = try TopicCatalog.load(directory: directory)
+        } catch {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let chaos = arguments.flag("chaos")
+        let stop = Atomic<Bool>(false)
+        let interrupted = Task { _ = await Signals.termination() }
+        Task {
+            await interrupted.value
+            stop.store(true, ordering: .relaxed)
+        }
+        _ = interrupted
+        return try await Blocking.run {
+            try DemoRun(
+                orders: orders, workers: workers, seed: seed, chaos: chaos, timeout: timeout, catalog: catalog,
+                topicsDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path
+            ).execute { stop.load(ordering: .relaxed) }
+        }
+    }
+}
+
+/// One demo run, on one thread.
+private struct DemoRun {
+    var orders: Int
+    var workers: Int
+    var seed: UInt64
+    var chaos: Bool
+    var timeout: Int
+    var catalog: TopicCatalog
+    var topicsDirectory: String
+
+    /// The embedded broker answers an empty fetch only when fetch.wait.max.ms runs out, even if
+    /// records arrive meanwhile (a real broker answers at once): keep the wait short, or every hop
+    /// costs up to the 500 ms default.
+    static let fetchWait = "10"
+
+    func execute(stopped: () -> Bool) throws -> Int32 {
+        let started = EventTime.nowMilliseconds()
+        let cluster = try EmbeddedCluster(brokers: 1)
+        try cluster.createTopics(catalog)
+        let bootstrap = cluster.bootstrapServers
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "p2c-demo-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let configuration = folder.appendingPathComponent("worker.json")
+        try Data(
+            """
+            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(Self.fetchWait)"},
+             "mapping": \(Scenario.mappingConfiguration)}
+            """.utf8
+        ).write(to: configuration)
+        print(
+            "p2c demo: embedded broker at \(bootstrap), \(catalog.topics.count) topics; \(orders) orders, \(workers) worker(s) per flow, seed \(seed)"
+        )
+
+        // The systems join their own groups while the workers start.
+        let runID = String(started)
+        let properties = ["fetch.wait.max.ms": Self.fetchWait]
+        let crm = try Connector(side: .crm, bootstrapServers: bootstrap, runID: runID, properties: properties)
+        let erp = try Connector(side: .erp, bootstrapServers: bootstrap, runID: runID, properties: properties)
+        defer {
+            crm.close()
+            erp.close()
+        }
+        var fleet = Fleet(
+            bootstrap: bootstrap, configuration: configuration.path, topics: topicsDirectory, logs: folder)
+        defer { fleet.stopAll() }
+        for flow in Flow.allCases {
+            for _ in 0..<workers { try fleet.start(flow) }
+        }
+        guard fleet.waitUntilReady(seconds: 60, stopped: stopped), try crm.waitUntilAssigned(),
+            try erp.waitUntilAssigned()
+        else {
+            print("p2c demo: the workers did not become ready within 60 s; logs in \(folder.path)")
+            return 1
+        }
+        print("p2c demo: \(fleet.members.count) workers ready after \(elapsed(since: started))")
+
+        let scenario = Scenario(crm: crm, erp: erp, options: Scenario.Options(orders: orders, seed: seed))
+        let lag = try Flow.allCases.map { flow in
+            try GroupLag(
+                bootstrapServers: bootstrap, group: "p2c-\(flow.rawValue)",
+                topics: catalog.routes(for: flow).map { ($0.input.name, $0.input.partitions) })
+        }
+        defer { lag.forEach { $0.close() } }
+        try scenario.start()
+
+        let deadline = started + Int64(timeout) * 1000
+        var lastReport = EventTime.nowMilliseconds()
+        var reported = (crm: 0, erp: 0)
+        var killed = false
+        var finishedAt: Int64?
+        while !stopped() {
+            let now = EventTime.nowMilliseconds()
+            if now > deadline {
+                print("p2c demo: timed out after \(timeout) s with \(scenario.inFlight) documents in flight")
+                break
+            }
+            try scenario.step(now: now)
+            if chaos && !killed && scenario.documentsStarted * 2 >= scenario.documentsPlanned {
+                killed = true
+                for flow in Flow.allCases {
+                    let pid = try fleet.kill(flow)
+                    print("p2c demo: chaos: killed worker \(pid) of \(flow.rawValue) with SIGKILL; starting a new one")
+                    try fleet.start(flow)
+                }
+            }
+            if now - lastReport >= 1000 {
+                lastReport = now
+                let applied = (crm: crm.applied.values.reduce(0, +), erp: erp.applied.values.reduce(0, +))
+                let lags = lag.map { $0.current().map(String.init) ?? "?" }
+                print(
+                    "[\(elapsed(since: started))] documents \(scenario.documentsStarted)/\(scenario.documentsPlanned), in flight \(scenario.inFlight), orders invoiced \(scenario.invoicedOrders) | applied crm→erp \(applied.erp) (+\(applied.erp - reported.erp)/s), erp→crm \(applied.crm) (+\(applied.crm - reported.crm)/s) | lag crm→erp \(lags[0]), erp→crm \(lags[1]) | e2e p50 \(millis(erp.latencies, crm.latencies, 0.5)) p99 \(millis(erp.latencies, crm.latencies, 0.99))"
+                )
+                reported = applied
+            }
+            if scenario.isFinished {
+                // Settled: everything invoiced, and nothing arriving on either side for 2 s.
+                finishedAt = finishedAt ?? now
+                let quiet = now - max(crm.lastAppliedAt, erp.lastAppliedAt)
+                if quiet >= 2_000 && lag.allSatisfy({ $0.current() == 0 }) { break }
+            }
+        }
+        let settled = finishedAt != nil && !stopped()
+        _ = crm.flush()
+        _ = erp.flush()
+        fleet.stopAll()
+
+        let mapper = try Mapper(
+            configuration: JSONDecoder().decode(
+                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8)))
+        let reconciliation = Reconciliation(crm: crm.records, erp: erp.records, mapper: mapper)
+        let dlqTopics = catalog.topics.filter { $0.role == .dlq }.map(\.name)
+        let letters = try DeadLetters(bootstrapServers: bootstrap, topics: dlqTopics).letters
+        return report(
+            scenario: scenario, crm: crm, erp: erp, reconciliation: reconciliation, letters: letters, settled: settled,
+            fleet: fleet, started: started, logs: folder.path)
+    }
+
+    private func report(
+        scenario: Scenario, crm: Connector, erp: Connector, reconciliation: Reconciliation,
+        letters: [DeadLetters.Letter], settled: Bool, fleet: Fleet, started: Int64, logs: String
+    ) -> Int32 {
+        print("\np2c demo: reconciliation after \(elapsed(since: started))")
+        print("  stream      CRM records  ERP records  compared  held back  fields compared")
+        for stream in SyncStream.allCases {
+            let c = reconciliation.counts[stream] ?? Reconciliation.Counts()
+            print(
+                "  \(stream.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
+                    + [c.crmRecords, c.erpRecords, c.compared, c.filtered, c.fields].enumerated().map { index, value in
+                        String(value).leftPadded(to: [13, 13, 10, 11, 17][index])
+                    }.joined())
+        }
+        print("  mismatches: \(reconciliation.mismatches.count)")
+        for line in reconciliation.mismatches.prefix(20) { print("    \(line)") }
+
+        var problems: [String] = []
+        if !settled { problems.append("the scenario did not finish") }
+        if !reconciliation.isClean { problems.append("\(reconciliation.mismatches.count) mismatches") }
+        let expected = Dictionary(uniqueKeysWithValues: scenario.badEvents.map { ($0.id, $0) })
+        var found = Set<String>()
+        print("  dead letters: \(letters.count) (the scenario sent \(expected.count) bad events)")
+        for letter in letters {
+            let wanted = expected[letter.id]
+            let verdict: String
+            if let wanted, wanted.deadLetterTopic == letter.topic, wanted.code.rawValue == letter.code {
+                if found.insert(letter.id).inserted {
+                    verdict = "expected"
+                } else {
+                    verdict = "expected (written again by a redelivered batch)"
+                }
+            } else {
+                verdict = "NOT EXPECTED"
+                problems.append("unexpected dead letter \(letter.id) in \(letter.topic)")
+            }
+            print("    \(letter.topic)  \(letter.code)  \(letter.id): \(verdict)")
+        }
+        for bad in scenario.badEvents where !found.contains(bad.id) {
+            problems.append("bad event \(bad.id) is not in \(bad.deadLetterTopic)")
+        }
+        for bad in scenario.badEvents {
+            let target = bad.deadLetterTopic.hasPrefix("crm.") ? erp : crm
+            if target.record(bad.targetRecord, bad.key) != nil {
+                problems.append("bad event \(bad.id) reached the other side as \(bad.targetRecord) \(bad.key)")
+            }
+        }
+        let latencies = (erp.latencies.values + crm.latencies.values).reduce(into: LatencySamples()) { $0.add($1) }
+        print(
+            "  orders: \(scenario.orderNumbers.count) (\(scenario.orderNumbers.filter { $0.hasPrefix("F") }.count) entered in the ERP, \(scenario.quotesWon) from won quotes), \(scenario.invoicedOrders) invoiced in the CRM; invoices posted \(scenario.erp.invoicesPosted) + \(scenario.erp.freeTextInvoices.count) free-text (not synced)"
+        )
+        func byStream(_ counts: [SyncStream: Int]) -> String {
+            SyncStream.allCases.compactMap { stream in counts[stream].map { "\(stream.rawValue) \($0)" } }.joined(
+                separator: ", ")
+        }
+        print("  changes published: CRM \(byStream(crm.published)); ERP \(byStream(erp.published))")
+        print("  sync events applied: CRM \(byStream(crm.applied)); ERP \(byStream(erp.applied))")
+        print(
+            "  events applied: ERP \(erp.applied.values.reduce(0, +)), CRM \(crm.applied.values.reduce(0, +)); echoes the connectors published (dropped by the workers): \(crm.echoes + erp.echoes); redelivered duplicates dropped by the targets: \(crm.duplicates + erp.duplicates)"
+        )
+        print(
+            "  end-to-end latency (source change → applied on the other side): p50 \(latencies.percentile(0.5).map { "\($0) ms" } ?? "-"), p99 \(latencies.percentile(0.99).map { "\($0) ms" } ?? "-") over \(latencies.count) events"
+        )
+        print("  worker logs: \(logs)")
+        if fleet.failures.isEmpty == false { problems.append(contentsOf: fleet.failures) }
+        if problems.isEmpty {
+            print("result: the systems agree")
+            return 0
+        }
+        print("result: FAILED: \(problems.joined(separator: "; "))")
+        return 1
+    }
+
+    private func elapsed(since start: Int64) -> String {
+        let tenths = (EventTime.nowMilliseconds() - start) / 100
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+
+    private func millis(_ a: LatencySamples, _ b: LatencySamples, _ fraction: Double) -> String {
+        let all = (a.values.suffix(2_000) + b.values.suffix(2_000)).reduce(into: LatencySamples()) { $0.add($1) }
+        return all.percentile(fraction).map { "\($0) ms" } ?? "-"
+    }
+}
+
+/// The demo's worker processes: real `p2c worker`s, each with its own metrics port and log file.
+private struct Fleet {
+    struct Member {
+        var flow: Flow
+        var process: Process
+        var port: Int
+    }
+
+    let bootstrap: String
+    let configuration: String
+    let topics: String
+    let logs: URL
+    var members: [Member] = []
+    var failures: [String] = []
+    private var started = 0
+
+    init(bootstrap: String, configuration: String, topics: String, logs: URL) {
+        self.bootstrap = bootstrap
+        self.configuration = configuration
+        self.topics = topics
+        self.logs = logs
+    }
+
+    static let executable: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+
+    mutating func start(_ flow: Flow) throws {
+        started += 1
+        let port = LocalHTTP.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = [
+            "worker", "--flow", flow.rawValue, "--bootstrap-servers", bootstrap, "--config", configuration,
+            "--topics", topics, "--transactional-id", "p2c-demo-\(flow.rawValue)-\(started)",
+            "--metrics-port", String(port),
+        ]
+        let log = logs.appendingPathComponent("worker-\(started)-\(flow.rawValue).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        members.append(Member(flow: flow, process: process, port: port))
+    }
+
+    /// Waits until every worker answers 200 on /readyz.
+    func waitUntilReady(seconds: Int, stopped: () -> Bool) -> Bool {
+        let deadline = EventTime.nowMilliseconds() + Int64(seconds) * 1000
+        var pending = members.map(\.port)
+        while !pending.isEmpty && EventTime.nowMilliseconds() < deadline && !stopped() {
+            pending.removeAll { LocalHTTP.get(port: $0, path: "/readyz", timeoutSeconds: 1)?.status == 200 }
+            if !pending.isEmpty { usleep(200_000) }
+        }
+        return pending.isEmpty
+    }
+
+    /// SIGKILLs the first live worker of `flow`; returns its process id.
+    mutating func kill(_ flow: Flow) throws -> Int32 {
+        guard let index = members.firstIndex(where: { $0.flow == flow && $0.process.isRunning }) else { return 0 }
+        let process = members.remove(at: index).process
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return process.processIdentifier
+    }
+
+    /// SIGTERMs every worker and waits; a worker that exits other than 0 is a failure.
+    mutating func stopAll() {
+        for member in members where member.process.isRunning { member.process.terminate() }
+        for member in members {
+            member.process.waitUntilExit()
+            if member.process.terminationStatus != 0 {
+                failures.append(
+                    "worker \(member.process.processIdentifier) (\(member.flow.rawValue)) exited with \(member.process.terminationStatus)"
+                )
+            }
+        }
+        members = []
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import Kafka
+import Testing
+
+/// The main job, as a new user runs it: the whole product on one machine must end with both
+/// systems in agreement, even when a worker of each flow is killed halfway.
+@Suite("p2c demo", .serialized, .timeLimit(.minutes(4)))
+struct DemoCommandTests {
+    @Test("A demo with a worker of each flow SIGKILLed halfway ends with both systems agreeing and exit 0")
+    func demoWithChaos() async throws {
+        let (status, output, errors) = try await Blocking.run {
+            try run(
+                p2cBinary,
+                ["demo", "--orders", "60", "--workers", "2", "--seed", "7", "--chaos", "--topics", topicsDirectory])
+        }
+        #expect(status == 0, "\(output)\n\(errors.suffix(3_000))")
+        #expect(output.contains("chaos: killed worker"))
+        #expect(output.contains("mismatches: 0"))
+        #expect(output.contains("dead letters:"))
+        #expect(!output.contains("NOT EXPECTED"))
+        #expect(output.contains("60 invoiced in the CRM"))
+        #expect(output.contains("result: the systems agree"))
+        // Every stream is reconciled, with records on both sides.
+        for stream in ["customers", "contacts", "products", "quotes", "orders", "invoices", "origins"] {
+            let row = output.split(separator: "\n").first { $0.hasPrefix("  \(stream) ") }
+            let numbers = row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
+            #expect(
+                numbers.count == 5 && numbers[0] > 0 && numbers[1] > 0 && numbers[2] > 0,
+                "\(row ?? "no row for \(stream)")")
+        }
+    }
+
+    @Test("Bad demo flags fail with one line and exit 2")
+    func badFlags() throws {
+        for arguments in [
+            ["demo", "--orders", "5"], ["demo", "--workers", "0"], ["demo", "--seed", "x"], ["demo", "--bogus"],
+        ] {
+            let (status, _, errors) = try run(p2cBinary, arguments)
+            #expect(status == 2, "\(arguments)")
+            #expect(errors.split(separator: "\n").count == 1, "\(arguments): \(errors)")
+        }
+    }
+}
