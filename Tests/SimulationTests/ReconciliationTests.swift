@@ -6,8 +6,13 @@ import Testing
 /// The reconciliation is the demo's verdict: it must see every kind of disagreement.
 @Suite("Reconciliation of the two systems through the maps")
 struct ReconciliationTests {
-    let mapper = try! Mapper(
-        configuration: JSONDecoder().decode(MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8)))
+    let mapper: Mapper
+
+    init() throws {
+        mapper = try Mapper(
+            configuration: JSONDecoder().decode(
+                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8)))
+    }
 
     /// A CRM order line and the ERP line the maps make of it (discount split into unit and charge).
     func orderLine(
