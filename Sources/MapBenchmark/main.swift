@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import ProspectToCash
+import Simulation
 import Topology
 
 // The mapping micro-benchmark: CPU per event to decode, map and encode an order header with 5

@@ -162,6 +162,13 @@ public final class Worker: @unchecked Sendable {
         counters.consumed.add()
         if pendingRecords == 0 { batchStarted = .now }
         try ensureTransaction()
+        if configuration.passThrough {
+            try producer.send(
+                OutgoingRecord(topic: route.output.name, key: record.key, value: record.value, headers: record.headers))
+            counters.produced.add()
+            finish(record, started: started)
+            return
+        }
         let outcome: MappingOutcome
         do {
             var event = try CloudEvent(headers: record.headers.map { ($0.name, $0.value) }, value: record.value)
@@ -198,6 +205,11 @@ public final class Worker: @unchecked Sendable {
                     ("offset", .int(record.offset)), ("code", .string(error.code.rawValue)),
                 ])
         }
+        finish(record, started: started)
+    }
+
+    /// Counts `record` into the open batch.
+    private func finish(_ record: KafkaRecord, started: ContinuousClock.Instant) {
         pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
         pendingRecords += 1
         if record.timestamp > 0 { batchTimestamps.append(record.timestamp) }

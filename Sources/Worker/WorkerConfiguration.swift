@@ -31,6 +31,9 @@ public struct WorkerConfiguration: Sendable {
     public var metricsPort: Int = 9464
     /// `/healthz` fails when the loop has not turned for this long. Default: 120 s.
     public var watchdogSeconds: Int = 120
+    /// The benchmark's baseline: copy each record to the flow's output topic as it is (same key,
+    /// value and headers), with no decode, map or encode. Not for production. Default: false.
+    public var passThrough: Bool = false
     /// Mapping rules and overrides. Default: `MappingConfiguration()`.
     public var mapping = MappingConfiguration()
 

@@ -11,6 +11,7 @@ struct ConfigurationFile {
     static let keys: Set<String> = [
         "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "transactionalId",
         "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs", "kafka",
+        "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
     ]
 
@@ -102,11 +103,13 @@ struct ConfigurationFile {
         }
         if let number = try integer("metricsPort", 0...65_535) { worker.metricsPort = number }
         if let number = try integer("watchdogSeconds", 1...86_400) { worker.watchdogSeconds = number }
-        if let value = object["commitOffsetsOutsideTransaction"] {
-            guard let flag = value as? Bool else {
-                throw UsageError("commitOffsetsOutsideTransaction must be true or false")
-            }
-            worker.commitOffsetsOutsideTransaction = flag
+        for (key, path) in [
+            ("commitOffsetsOutsideTransaction", \WorkerConfiguration.commitOffsetsOutsideTransaction),
+            ("passThrough", \WorkerConfiguration.passThrough),
+        ] {
+            guard let value = object[key] else { continue }
+            guard let flag = value as? Bool else { throw UsageError("\(key) must be true or false") }
+            worker[keyPath: path] = flag
         }
         if let value = object["kafka"] {
             guard let properties = value as? [String: Any] else {

@@ -267,7 +267,7 @@ private struct DemoRun {
 }
 
 /// The demo's worker processes: real `p2c worker`s, each with its own metrics port and log file.
-private struct Fleet {
+struct Fleet {
     struct Member {
         var flow: Flow
         var process: Process

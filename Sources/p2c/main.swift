@@ -18,6 +18,7 @@ KafkaLog.setHandler { entry in
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
     (DemoCommand.spec, DemoCommand.run),
     (BrokerCommand.spec, BrokerCommand.run),
+    (BenchCommand.spec, BenchCommand.run),
     (MapCommand.spec, MapCommand.run),
     (WorkerCommand.spec, WorkerCommand.run),
     (TopicsCommand.spec, TopicsCommand.run),

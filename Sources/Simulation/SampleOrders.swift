@@ -3,9 +3,11 @@ import Topology
 
 /// Realistic order documents in the CRM's shape: every column the order maps send to the ERP,
 /// filled with plausible values, so the benchmark maps real field counts and sizes.
-enum SampleOrders {
+public enum SampleOrders {
     /// A header and `lines` lines for order `number`, as binary-mode Kafka records.
-    static func document(number: Int, lines: Int) -> [(headers: [(name: String, value: [UInt8]?)], value: [UInt8])] {
+    public static func document(
+        number: Int, lines: Int
+    ) -> [(headers: [(name: String, value: [UInt8]?)], value: [UInt8])] {
         let orderNumber = "C\(String(number).leftPadded(to: 6))"
         var events = [
             event(

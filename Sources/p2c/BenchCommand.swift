@@ -1,0 +1,405 @@
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Simulation
+import Topology
+
+/// `p2c bench`: the mapping worker against a raw pass-through of the same events, on the embedded
+/// broker, judged by process CPU per event (the embedded broker caps wall-clock rates).
+enum BenchCommand {
+    static let spec = CommandSpec(
+        name: "bench",
+        summary: "Benchmark the worker against a raw pass-through of the same events on the embedded broker.",
+        options: [
+            OptionSpec(
+                "events", value: "n", help: "Order events per run (a header and its lines per document).",
+                default: "20000"),
+            OptionSpec("lines", value: "n", help: "Lines per order document.", default: "5"),
+            OptionSpec("workers", value: "n,n", help: "Worker counts to run.", default: "1,2"),
+            OptionSpec(
+                "delivery", value: "modes", help: "Delivery modes to run.", default: "exactly-once,at-least-once"),
+            OptionSpec("rate", value: "events/s", help: "Fixed rate of the latency runs.", default: "1000"),
+            OptionSpec("latency-seconds", value: "s", help: "Length of each latency run.", default: "10"),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+        ],
+        discussion: """
+            Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
+            then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
+            first in pass-through mode (records copied as they are: the baseline), then mapping. It
+            reports events/s (first to last output) and the workers' process CPU per event (from
+            /proc, between joining the group and the last output), and the ratios mapping/pass-through.
+            The latency runs feed one mapping worker at a fixed rate and read its output
+            read_committed: end-to-end p50/p99 (source event time to read). Resident memory is the
+            workers' largest VmRSS after a run.
+            """
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let events = try arguments.integer("events", in: 60...1_000_000)!
+        let lines = try arguments.integer("lines", in: 1...50)!
+        let rate = try arguments.integer("rate", in: 1...100_000)!
+        let seconds = try arguments.integer("latency-seconds", in: 1...600)!
+        let workerCounts = try (arguments.string("workers") ?? "1,2").split(separator: ",").map { text in
+            guard let count = Int(text), (1...8).contains(count) else {
+                throw UsageError("--workers takes counts from 1 to 8, e.g. 1,2; got \(text)", command: spec.name)
+            }
+            return count
+        }
+        let deliveries = try (arguments.string("delivery") ?? "").split(separator: ",").map { text in
+            guard let mode = WorkerMode(rawValue: String(text)) else {
+                throw UsageError(
+                    "--delivery takes exactly-once and/or at-least-once; got \(text)", command: spec.name)
+            }
+            return mode
+        }
+        let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
+        let catalog: TopicCatalog
+        do {
+            catalog = try TopicCatalog.load(directory: directory)
+        } catch {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let topics = URL(fileURLWithPath: directory).standardizedFileURL.path
+        return try await Blocking.run {
+            try Bench(
+                events: events, lines: lines, rate: rate, seconds: seconds, workerCounts: workerCounts,
+                deliveries: deliveries, catalog: catalog, topics: topics
+            ).execute()
+        }
+    }
+
+    enum WorkerMode: String, Sendable {
+        case exactlyOnce = "exactly-once"
+        case atLeastOnce = "at-least-once"
+    }
+}
+
+private struct Bench {
+    var events: Int
+    var lines: Int
+    var rate: Int
+    var seconds: Int
+    var workerCounts: [Int]
+    var deliveries: [BenchCommand.WorkerMode]
+    var catalog: TopicCatalog
+    var topics: String
+
+    static let input = Role.changes.topicName(side: .crm, stream: .orders)
+    /// The embedded broker holds an empty fetch for the whole fetch.wait.max.ms even when records
+    /// arrive (a real broker answers at once), so each hop can wait that long: throughput runs use
+    /// 10 ms, latency runs 1 ms, for the workers and the reader alike.
+    static let latencyFetchWait = 1
+    static let output = Role.inbound.topicName(side: .erp, stream: .orders)
+
+    struct Result {
+        var eventsPerSecond: Double
+        var cpuPerEvent: Double
+        var residentMiB: Double
+    }
+
+    func execute() throws -> Int32 {
+        let records = sample(count: events)
+        let bytes = records.reduce(0) { $0 + ($1.value?.count ?? 0) }
+        print(
+            "p2c bench: \(records.count) order events per run (a header and \(lines) lines per document, \(bytes / records.count) bytes a value on average), embedded broker, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        )
+        print("  delivery       workers  pass-through           mapping                ratio mapping/pass-through")
+        print("                          events/s  CPU µs/ev    events/s  CPU µs/ev    CPU     events/s  worker RSS")
+        var verdicts: [String] = []
+        var largestRSS = 0.0
+        for delivery in deliveries {
+            for workers in workerCounts {
+                let raw = try throughput(records, delivery: delivery, workers: workers, passThrough: true)
+                let mapped = try throughput(records, delivery: delivery, workers: workers, passThrough: false)
+                let cpuRatio = mapped.cpuPerEvent / raw.cpuPerEvent
+                let rateRatio = mapped.eventsPerSecond / raw.eventsPerSecond
+                largestRSS = max(largestRSS, mapped.residentMiB)
+                print(
+                    "  \(delivery.rawValue.padding(toLength: 15, withPad: " ", startingAt: 0))\(String(workers).padding(toLength: 9, withPad: " ", startingAt: 0))"
+                        + "\(format(raw.eventsPerSecond, 0, 8))  \(format(raw.cpuPerEvent * 1e6, 1, 9))    \(format(mapped.eventsPerSecond, 0, 8))  \(format(mapped.cpuPerEvent * 1e6, 1, 9))    \(format(cpuRatio, 2, 5))   \(format(rateRatio, 2, 6))    \(format(mapped.residentMiB, 1, 5)) MiB"
+                )
+                if delivery == .exactlyOnce {
+                    verdicts.append(
+                        "exactly-once, \(workers) worker(s): CPU per event \(format(cpuRatio, 2, 0))× the pass-through (target ≤ 2×): \(cpuRatio <= 2 ? "met" : "MISSED"); events/s \(format(rateRatio * 100, 0, 0)) % of it (target ≥ 80 %): \(rateRatio >= 0.8 ? "met" : "MISSED")"
+                    )
+                }
+            }
+        }
+        for delivery in deliveries {
+            let (p50, p99, rss) = try latency(delivery: delivery)
+            largestRSS = max(largestRSS, rss)
+            let target = delivery == .exactlyOnce ? 150 : 30
+            print(
+                "  end-to-end latency, \(delivery.rawValue), 1 worker at \(rate) events/s for \(seconds) s (fetch.wait.max.ms \(Self.latencyFetchWait)): p50 \(p50) ms, p99 \(p99) ms"
+            )
+            verdicts.append(
+                "\(delivery.rawValue) p99 \(p99) ms (target ≤ \(target) ms): \(p99 <= target ? "met" : "MISSED")")
+            if delivery == .exactlyOnce {
+                print(
+                    "    (the embedded broker lets read_committed see open transactions, so this lacks the wait for the commit, up to commitIntervalMs = 100 ms, that a real cluster adds)"
+                )
+            }
+        }
+        verdicts.append(
+            "worker resident memory at most \(format(largestRSS, 1, 0)) MiB (target ≤ 64 MiB): \(largestRSS <= 64 ? "met" : "MISSED")"
+        )
+        print("  targets:")
+        for verdict in verdicts { print("    \(verdict)") }
+        return 0
+    }
+
+    /// The same order documents as the map benchmark: every column the maps send, realistic sizes.
+    private func sample(count: Int) -> [OutgoingRecord] {
+        var result: [OutgoingRecord] = []
+        var number = 0
+        while result.count < count {
+            number += 1
+            for record in SampleOrders.document(number: number, lines: lines) where result.count < count {
+                let subject = record.headers.first { $0.name == "ce_subject" }?.value ?? []
+                result.append(
+                    OutgoingRecord(
+                        topic: Self.input, key: subject, value: record.value,
+                        headers: record.headers.map { KafkaHeader($0.name, $0.value) }))
+            }
+        }
+        return result
+    }
+
+    private func cluster() throws -> EmbeddedCluster {
+        let cluster = try EmbeddedCluster(brokers: 1)
+        for topic in catalog.topics where topic.stream == .orders {
+            try cluster.createTopic(
+                topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)
+        }
+        return cluster
+    }
+
+    private func produce(_ records: [OutgoingRecord], to bootstrap: String) throws {
+        let producer = try KafkaProducer(
+            configuration: ProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench")))
+        for record in records { try sendWaiting(producer, record) }
+        _ = try producer.flush(timeout: .seconds(60))
+    }
+
+    private func sendWaiting(_ producer: KafkaProducer, _ record: OutgoingRecord) throws {
+        while true {
+            do {
+                _ = try producer.send(record)
+                return
+            } catch  where error.code == .queueFull {
+                _ = producer.poll(timeout: .milliseconds(5))
+            }
+        }
+    }
+
+    /// One throughput run: a fresh broker with the events, `workers` processes, until all are out.
+    private func throughput(
+        _ records: [OutgoingRecord], delivery: BenchCommand.WorkerMode, workers: Int, passThrough: Bool
+    ) throws -> Result {
+        let cluster = try cluster()
+        try produce(records, to: cluster.bootstrapServers)
+        let processes = try startWorkers(
+            workers, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: passThrough)
+        defer { stop(processes) }
+        let startCPU = processes.map { cpuSeconds($0.process.processIdentifier) }
+        let probe = try OutputProbe(
+            bootstrap: cluster.bootstrapServers, topic: Self.output, partitions: partitions(Self.output))
+        var first: Int64?
+        var last: Int64 = 0
+        let deadline = EventTime.nowMilliseconds() + 300_000
+        while EventTime.nowMilliseconds() < deadline {
+            let count = probe.count()
+            let now = EventTime.nowMilliseconds()
+            if count > 0 && first == nil { first = now }
+            if count >= Int64(records.count) {
+                last = now
+                break
+            }
+            usleep(20_000)
+        }
+        guard let first, last > 0 else {
+            throw BenchError("the workers did not publish all \(records.count) events within 300 s")
+        }
+        let cpu = zip(processes, startCPU).reduce(0.0) { $0 + cpuSeconds($1.0.process.processIdentifier) - $1.1 }
+        let rss = processes.map { residentMiB($0.process.processIdentifier) }.max() ?? 0
+        return Result(
+            eventsPerSecond: Double(records.count) / (Double(max(1, last - first)) / 1000),
+            cpuPerEvent: cpu / Double(records.count), residentMiB: rss)
+    }
+
+    /// One latency run: a mapping worker fed at a fixed rate; p50, p99 in ms and its RSS.
+    private func latency(delivery: BenchCommand.WorkerMode) throws -> (Int64, Int64, Double) {
+        let cluster = try cluster()
+        let processes = try startWorkers(
+            1, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: false,
+            fetchWait: Self.latencyFetchWait)
+        defer { stop(processes) }
+        let bootstrap = cluster.bootstrapServers
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench-reader"),
+            groupID: "p2c-bench-reader")
+        configuration.readCommitted = true
+        configuration.kafka.properties = ["fetch.wait.max.ms": String(Self.latencyFetchWait)]
+        let reader = try KafkaConsumer(configuration: configuration)
+        defer { try? reader.close() }
+        try reader.assign(
+            (0..<Int32(partitions(Self.output))).map {
+                TopicPartitionOffset(Self.output, $0, offset: KafkaOffset.beginning)
+            })
+        let producer = try KafkaProducer(
+            configuration: ProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench")))
+        let records = sample(count: rate * seconds)
+        // Warm up the path (producer id and metadata, the worker's first transaction, the reader's
+        // first fetch) with one event that is not timed.
+        var warmUp = records[0]
+        warmUp.headers = warmUp.headers.map { $0.name == "ce_id" ? KafkaHeader("ce_id", "warm-up") : $0 }
+        try sendWaiting(producer, warmUp)
+        _ = try producer.flush(timeout: .seconds(10))
+        let warmUpDeadline = EventTime.nowMilliseconds() + 30_000
+        warming: while EventTime.nowMilliseconds() < warmUpDeadline {
+            if case .record? = try reader.poll(timeout: .milliseconds(100)) { break warming }
+        }
+        var samples = LatencySamples()
+        let start = EventTime.nowMilliseconds()
+        var sent = 0
+        let deadline = start + Int64(seconds) * 1000 + 30_000
+        while samples.count < records.count && EventTime.nowMilliseconds() < deadline {
+            let now = EventTime.nowMilliseconds()
+            // Send what the fixed rate owes by now, each stamped with the time it is sent.
+            while sent < records.count && Int64(sent) * 1000 < (now - start) * Int64(rate) {
+                var record = records[sent]
+                let time = Array(EventTime.format(EventTime.nowMilliseconds()).utf8)
+                record.headers = record.headers.map { $0.name == "ce_time" ? KafkaHeader("ce_time", time) : $0 }
+                try sendWaiting(producer, record)
+                sent += 1
+            }
+            _ = producer.poll()
+            while let event = try reader.poll(timeout: .milliseconds(1)) {
+                guard case .record(let record) = event,
+                    let time = record.header("ce_time")?.text.flatMap(EventTime.parse)
+                else { continue }
+                samples.add(EventTime.nowMilliseconds() - time)
+            }
+        }
+        _ = try? producer.flush(timeout: .seconds(5))
+        let rss = residentMiB(processes[0].process.processIdentifier)
+        guard samples.count == records.count else {
+            throw BenchError("latency run: read \(samples.count) of \(records.count) events")
+        }
+        return (samples.percentile(0.5) ?? 0, samples.percentile(0.99) ?? 0, rss)
+    }
+
+    private func partitions(_ topic: String) -> Int { catalog[topic]?.partitions ?? 1 }
+
+    private func startWorkers(
+        _ count: Int, bootstrap: String, delivery: BenchCommand.WorkerMode, passThrough: Bool, fetchWait: Int = 10
+    ) throws -> [(process: Process, port: Int)] {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "p2c-bench-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let file = folder.appendingPathComponent("worker.json")
+        try Data(
+            """
+            {"flow": "crm-to-erp", "streams": ["orders"], "delivery": "\(delivery.rawValue)", "passThrough": \(passThrough),
+             "sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(fetchWait)"}, "mapping": \(Scenario.mappingConfiguration)}
+            """.utf8
+        ).write(to: file)
+        var processes: [(Process, Int)] = []
+        for index in 0..<count {
+            let port = LocalHTTP.freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Fleet.executable)
+            process.arguments = [
+                "worker", "--config", file.path, "--bootstrap-servers", bootstrap, "--topics", topics,
+                "--transactional-id", "p2c-bench-\(index)", "--metrics-port", String(port),
+            ]
+            let log = folder.appendingPathComponent("worker-\(index).log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            processes.append((process, port))
+        }
+        let deadline = EventTime.nowMilliseconds() + 60_000
+        var pending = processes.map(\.1)
+        while !pending.isEmpty && EventTime.nowMilliseconds() < deadline {
+            pending.removeAll { LocalHTTP.get(port: $0, path: "/readyz", timeoutSeconds: 1)?.status == 200 }
+            if !pending.isEmpty { usleep(50_000) }
+        }
+        guard pending.isEmpty else { throw BenchError("workers not ready within 60 s; logs in \(folder.path)") }
+        // Ready means joined; measure only once the group has handed out every input partition.
+        while EventTime.nowMilliseconds() < deadline {
+            let assigned = processes.map { assignedPartitions(port: $0.1) }.reduce(0, +)
+            if assigned >= partitions(Self.input) { return processes }
+            usleep(50_000)
+        }
+        throw BenchError("the workers' group did not settle within 60 s; logs in \(folder.path)")
+    }
+
+    /// `p2c_assigned_partitions` from a worker's /metrics.
+    private func assignedPartitions(port: Int) -> Int {
+        guard let body = LocalHTTP.get(port: port, path: "/metrics", timeoutSeconds: 1)?.body,
+            let line = body.split(separator: "\n").first(where: { $0.hasPrefix("p2c_assigned_partitions") }),
+            let value = line.split(separator: " ").last.flatMap({ Double($0) })
+        else { return 0 }
+        return Int(value)
+    }
+
+    private func stop(_ processes: [(process: Process, port: Int)]) {
+        for entry in processes where entry.process.isRunning { entry.process.terminate() }
+        for entry in processes { entry.process.waitUntilExit() }
+    }
+
+    /// User + system CPU seconds of a process, all threads (/proc/<pid>/stat).
+    private func cpuSeconds(_ pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command name: state is field 3, utime 14 and stime 15.
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Resident memory of a process in MiB (/proc/<pid>/status VmRSS).
+    private func residentMiB(_ pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else { return 0 }
+        return kilobytes / 1024
+    }
+
+    private func format(_ value: Double, _ decimals: Int, _ width: Int) -> String {
+        String(format: "%\(width).\(decimals)f", value)
+    }
+}
+
+/// Counts what has been written to a topic (sum of high watermarks).
+private struct OutputProbe {
+    let consumer: KafkaConsumer
+    let partitions: [TopicPartition]
+
+    init(bootstrap: String, topic: String, partitions: Int) throws {
+        consumer = try KafkaConsumer(
+            configuration: ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench-probe"),
+                groupID: "p2c-bench-probe"))
+        self.partitions = (0..<Int32(partitions)).map { TopicPartition(topic, $0) }
+    }
+
+    func count() -> Int64 {
+        partitions.reduce(0) { total, partition in
+            total + ((try? consumer.watermarks(partition, timeout: .seconds(2)).high) ?? 0)
+        }
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

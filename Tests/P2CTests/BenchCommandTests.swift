@@ -1,0 +1,42 @@
+import Foundation
+import Kafka
+import Testing
+
+/// `p2c bench` measures, it does not judge in tests: a small run must produce real numbers for the
+/// worker and its pass-through baseline, and latency read back from the output topic.
+@Suite("p2c bench", .serialized, .timeLimit(.minutes(3)))
+struct BenchCommandTests {
+    @Test("A small bench run reports events/s and CPU per event for both the pass-through and the mapping worker")
+    func smallRun() async throws {
+        let (status, output, errors) = try await Blocking.run {
+            try run(
+                p2cBinary,
+                [
+                    "bench", "--events", "600", "--workers", "1", "--delivery", "at-least-once", "--rate", "200",
+                    "--latency-seconds", "2", "--topics", topicsDirectory,
+                ])
+        }
+        #expect(status == 0, "\(output)\n\(errors.suffix(2_000))")
+        let row = output.split(separator: "\n").first { $0.hasPrefix("  at-least-once  1") }
+        let numbers = row?.split(separator: " ").compactMap { Double($0) } ?? []
+        // workers, raw events/s, raw CPU, mapped events/s, mapped CPU, CPU ratio, rate ratio, RSS
+        #expect(numbers.count == 8, "\(row ?? "no row")")
+        if numbers.count == 8 {
+            #expect(numbers[1] > 0 && numbers[2] > 0 && numbers[3] > 0 && numbers[4] > 0)
+            #expect(numbers[7] > 1, "a worker's RSS is more than 1 MiB")
+        }
+        #expect(
+            output.contains(
+                "end-to-end latency, at-least-once, 1 worker at 200 events/s for 2 s (fetch.wait.max.ms 1): p50"))
+        #expect(output.contains("worker resident memory at most"))
+    }
+
+    @Test("Bad bench flags fail with one line and exit 2")
+    func badFlags() throws {
+        for arguments in [["bench", "--workers", "0"], ["bench", "--delivery", "twice"], ["bench", "--events", "1"]] {
+            let (status, _, errors) = try run(p2cBinary, arguments)
+            #expect(status == 2, "\(arguments)")
+            #expect(errors.split(separator: "\n").count == 1, "\(arguments): \(errors)")
+        }
+    }
+}
