@@ -124,14 +124,8 @@ public final class Connector {
         let record = OutgoingRecord(
             topic: Role.changes.topicName(side: side, stream: stream), key: Array(key.utf8), value: event.value,
             headers: event.headers.map { KafkaHeader($0.name, $0.value) })
-        while true {
-            do {
-                _ = try producer.send(record)
-                break
-            } catch  where error.code == .queueFull {
-                _ = producer.poll(timeout: .milliseconds(10))
-            }
-        }
+        // A full local queue makes send wait: librdkafka's queue is the backpressure.
+        _ = try producer.send(record)
         _ = producer.poll()
     }
 

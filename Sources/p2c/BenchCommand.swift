@@ -54,12 +54,7 @@ enum BenchCommand {
             return mode
         }
         let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: directory)
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let topics = URL(fileURLWithPath: directory).standardizedFileURL.path
         return try await Blocking.run {
             try Bench(
@@ -179,19 +174,8 @@ private struct Bench {
         let producer = try KafkaProducer(
             configuration: ProducerConfiguration(
                 kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench")))
-        for record in records { try sendWaiting(producer, record) }
+        for record in records { try producer.send(record) }
         _ = try producer.flush(timeout: .seconds(60))
-    }
-
-    private func sendWaiting(_ producer: KafkaProducer, _ record: OutgoingRecord) throws {
-        while true {
-            do {
-                _ = try producer.send(record)
-                return
-            } catch  where error.code == .queueFull {
-                _ = producer.poll(timeout: .milliseconds(5))
-            }
-        }
     }
 
     /// One throughput run: a fresh broker with the events, `workers` processes, until all are out.
@@ -256,7 +240,7 @@ private struct Bench {
         // first fetch) with one event that is not timed.
         var warmUp = records[0]
         warmUp.headers = warmUp.headers.map { $0.name == "ce_id" ? KafkaHeader("ce_id", "warm-up") : $0 }
-        try sendWaiting(producer, warmUp)
+        try producer.send(warmUp)
         _ = try producer.flush(timeout: .seconds(10))
         let warmUpDeadline = EventTime.nowMilliseconds() + 30_000
         warming: while EventTime.nowMilliseconds() < warmUpDeadline {
@@ -273,7 +257,7 @@ private struct Bench {
                 var record = records[sent]
                 let time = Array(EventTime.format(EventTime.nowMilliseconds()).utf8)
                 record.headers = record.headers.map { $0.name == "ce_time" ? KafkaHeader("ce_time", time) : $0 }
-                try sendWaiting(producer, record)
+                try producer.send(record)
                 sent += 1
             }
             _ = producer.poll()

@@ -20,13 +20,7 @@ enum BrokerCommand {
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let brokers = try arguments.integer("brokers", in: 1...3)!
-        let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: directory)
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "broker")])
         let cluster = try EmbeddedCluster(brokers: brokers)
         try cluster.createTopics(catalog)
@@ -42,6 +36,17 @@ enum BrokerCommand {
         let signal = await Signals.termination()
         log.info("stopping", [("signal", .int(Int64(signal)))])
         return 0
+    }
+}
+
+extension TopicCatalog {
+    /// The catalog of `--topics` (or the default folder); a bad declaration is a usage error naming it.
+    static func load(_ arguments: ParsedArguments, command: String) throws(UsageError) -> TopicCatalog {
+        do {
+            return try load(directory: arguments.string("topics") ?? defaultDirectory())
+        } catch {
+            throw UsageError(error.message, command: command)
+        }
     }
 }
 

@@ -19,12 +19,7 @@ enum DLQCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let flows = try arguments.choice("flow", as: Flow.self).map { [$0] } ?? Flow.allCases
         let samples = try arguments.integer("samples", in: 0...100) ?? 3
         let showPayload = arguments.flag("show-payload")

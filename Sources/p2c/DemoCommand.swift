@@ -41,12 +41,7 @@ enum DemoCommand {
         }
         let timeout = try arguments.integer("timeout", in: 10...86_400)!
         let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: directory)
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let chaos = arguments.flag("chaos")
         let stop = Atomic<Bool>(false)
         let interrupted = Task { _ = await Signals.termination() }

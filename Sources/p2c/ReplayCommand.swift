@@ -35,12 +35,7 @@ enum ReplayCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
         guard let flow = try arguments.choice("flow", as: Flow.self) else { throw usage("option '--flow' is required") }
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
-        } catch {
-            throw usage(error.message)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let stream = try arguments.choice("stream", as: SyncStream.self)
         let routes = catalog.routes(for: flow).filter { stream == nil || $0.stream == stream }
         guard !routes.isEmpty else { throw usage("stream \(stream!.rawValue) does not flow \(flow.rawValue)") }

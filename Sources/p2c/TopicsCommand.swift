@@ -24,12 +24,7 @@ enum TopicsCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let subcommand = arguments.subcommand ?? "list"
         guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-topics") else {
             guard subcommand == "list" else {

@@ -43,12 +43,7 @@ enum WorkerCommand {
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
-        let catalog: TopicCatalog
-        do {
-            catalog = try TopicCatalog.load(directory: arguments.string("topics") ?? TopicCatalog.defaultDirectory())
-        } catch {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "worker")])
         let worker: Worker
         do {
