@@ -17,7 +17,7 @@ RUN swift build -c release --product p2c --static-swift-stdlib \
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends librdkafka1 ca-certificates \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends librdkafka1 libstdc++6 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 p2c \
     && useradd --system --uid 10001 --gid p2c --no-create-home --shell /usr/sbin/nologin p2c
