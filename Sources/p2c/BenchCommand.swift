@@ -184,10 +184,10 @@ private struct Bench {
     ) throws -> Result {
         let cluster = try cluster()
         try produce(records, to: cluster.bootstrapServers)
-        let processes = try startWorkers(
+        let fleet = try startWorkers(
             workers, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: passThrough)
-        defer { stop(processes) }
-        let startCPU = processes.map { cpuSeconds($0.process.processIdentifier) }
+        defer { fleet.stopAll() }
+        let startCPU = fleet.members.map { cpuSeconds($0.process.processIdentifier) }
         let probe = try OutputProbe(
             bootstrap: cluster.bootstrapServers, topic: Self.output, partitions: partitions(Self.output))
         var first: Int64?
@@ -206,8 +206,8 @@ private struct Bench {
         guard let first, last > 0 else {
             throw BenchError("the workers did not publish all \(records.count) events within 300 s")
         }
-        let cpu = zip(processes, startCPU).reduce(0.0) { $0 + cpuSeconds($1.0.process.processIdentifier) - $1.1 }
-        let rss = processes.map { residentMiB($0.process.processIdentifier) }.max() ?? 0
+        let cpu = zip(fleet.members, startCPU).reduce(0.0) { $0 + cpuSeconds($1.0.process.processIdentifier) - $1.1 }
+        let rss = fleet.members.map { residentMiB($0.process.processIdentifier) }.max() ?? 0
         return Result(
             eventsPerSecond: Double(records.count) / (Double(max(1, last - first)) / 1000),
             cpuPerEvent: cpu / Double(records.count), residentMiB: rss)
@@ -216,10 +216,10 @@ private struct Bench {
     /// One latency run: a mapping worker fed at a fixed rate; p50, p99 in ms and its RSS.
     private func latency(delivery: BenchCommand.WorkerMode) throws -> (Int64, Int64, Double) {
         let cluster = try cluster()
-        let processes = try startWorkers(
+        let fleet = try startWorkers(
             1, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: false,
             fetchWait: Self.latencyFetchWait)
-        defer { stop(processes) }
+        defer { fleet.stopAll() }
         let bootstrap = cluster.bootstrapServers
         var configuration = ConsumerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench-reader"),
@@ -269,7 +269,7 @@ private struct Bench {
             }
         }
         _ = try? producer.flush(timeout: .seconds(5))
-        let rss = residentMiB(processes[0].process.processIdentifier)
+        let rss = residentMiB(fleet.members[0].process.processIdentifier)
         guard samples.count == records.count else {
             throw BenchError("latency run: read \(samples.count) of \(records.count) events")
         }
@@ -280,7 +280,7 @@ private struct Bench {
 
     private func startWorkers(
         _ count: Int, bootstrap: String, delivery: BenchCommand.WorkerMode, passThrough: Bool, fetchWait: Int = 10
-    ) throws -> [(process: Process, port: Int)] {
+    ) throws -> Fleet {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
             "p2c-bench-\(ProcessInfo.processInfo.processIdentifier)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -291,36 +291,20 @@ private struct Bench {
              "sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(fetchWait)"}, "mapping": \(Scenario.mappingConfiguration)}
             """.utf8
         ).write(to: file)
-        var processes: [(Process, Int)] = []
-        for index in 0..<count {
-            let port = LocalHTTP.freePort()
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Fleet.executable)
-            process.arguments = [
-                "worker", "--config", file.path, "--bootstrap-servers", bootstrap, "--topics", topics,
-                "--transactional-id", "p2c-bench-\(index)", "--metrics-port", String(port),
-            ]
-            let log = folder.appendingPathComponent("worker-\(index).log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-            processes.append((process, port))
+        let fleet = Fleet(bootstrap: bootstrap, configuration: file.path, topics: topics, logs: folder, name: "bench")
+        for _ in 0..<count { try fleet.start(.crmToERP) }
+        guard fleet.waitUntilReady(seconds: 60, stopped: { false }) else {
+            fleet.stopAll()
+            throw BenchError("workers not ready within 60 s; logs in \(folder.path)")
         }
-        let deadline = EventTime.nowMilliseconds() + 60_000
-        var pending = processes.map(\.1)
-        while !pending.isEmpty && EventTime.nowMilliseconds() < deadline {
-            pending.removeAll { LocalHTTP.get(port: $0, path: "/readyz", timeoutSeconds: 1)?.status == 200 }
-            if !pending.isEmpty { usleep(50_000) }
-        }
-        guard pending.isEmpty else { throw BenchError("workers not ready within 60 s; logs in \(folder.path)") }
         // Ready means joined; measure only once the group has handed out every input partition.
+        let deadline = EventTime.nowMilliseconds() + 60_000
         while EventTime.nowMilliseconds() < deadline {
-            let assigned = processes.map { assignedPartitions(port: $0.1) }.reduce(0, +)
-            if assigned >= partitions(Self.input) { return processes }
+            let assigned = fleet.members.map { assignedPartitions(port: $0.port) }.reduce(0, +)
+            if assigned >= partitions(Self.input) { return fleet }
             usleep(50_000)
         }
+        fleet.stopAll()
         throw BenchError("the workers' group did not settle within 60 s; logs in \(folder.path)")
     }
 
@@ -331,11 +315,6 @@ private struct Bench {
             let value = line.split(separator: " ").last.flatMap({ Double($0) })
         else { return 0 }
         return Int(value)
-    }
-
-    private func stop(_ processes: [(process: Process, port: Int)]) {
-        for entry in processes where entry.process.isRunning { entry.process.terminate() }
-        for entry in processes { entry.process.waitUntilExit() }
     }
 
     /// User + system CPU seconds of a process, all threads (/proc/<pid>/stat).

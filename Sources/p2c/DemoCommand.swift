@@ -102,8 +102,9 @@ private struct DemoRun {
             crm.close()
             erp.close()
         }
-        var fleet = Fleet(
-            bootstrap: bootstrap, configuration: configuration.path, topics: topicsDirectory, logs: folder)
+        let fleet = Fleet(
+            bootstrap: bootstrap, configuration: configuration.path, topics: topicsDirectory, logs: folder, name: "demo"
+        )
         defer { fleet.stopAll() }
         for flow in Flow.allCases {
             for _ in 0..<workers { try fleet.start(flow) }
@@ -258,85 +259,6 @@ private struct DemoRun {
     private func millis(_ a: LatencySamples, _ b: LatencySamples, _ fraction: Double) -> String {
         let all = (a.values.suffix(2_000) + b.values.suffix(2_000)).reduce(into: LatencySamples()) { $0.add($1) }
         return all.percentile(fraction).map { "\($0) ms" } ?? "-"
-    }
-}
-
-/// The demo's worker processes: real `p2c worker`s, each with its own metrics port and log file.
-struct Fleet {
-    struct Member {
-        var flow: Flow
-        var process: Process
-        var port: Int
-    }
-
-    let bootstrap: String
-    let configuration: String
-    let topics: String
-    let logs: URL
-    var members: [Member] = []
-    var failures: [String] = []
-    private var started = 0
-
-    init(bootstrap: String, configuration: String, topics: String, logs: URL) {
-        self.bootstrap = bootstrap
-        self.configuration = configuration
-        self.topics = topics
-        self.logs = logs
-    }
-
-    static let executable: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-
-    mutating func start(_ flow: Flow) throws {
-        started += 1
-        let port = LocalHTTP.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = [
-            "worker", "--flow", flow.rawValue, "--bootstrap-servers", bootstrap, "--config", configuration,
-            "--topics", topics, "--transactional-id", "p2c-demo-\(flow.rawValue)-\(started)",
-            "--metrics-port", String(port),
-        ]
-        let log = logs.appendingPathComponent("worker-\(started)-\(flow.rawValue).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        members.append(Member(flow: flow, process: process, port: port))
-    }
-
-    /// Waits until every worker answers 200 on /readyz.
-    func waitUntilReady(seconds: Int, stopped: () -> Bool) -> Bool {
-        let deadline = EventTime.nowMilliseconds() + Int64(seconds) * 1000
-        var pending = members.map(\.port)
-        while !pending.isEmpty && EventTime.nowMilliseconds() < deadline && !stopped() {
-            pending.removeAll { LocalHTTP.get(port: $0, path: "/readyz", timeoutSeconds: 1)?.status == 200 }
-            if !pending.isEmpty { usleep(200_000) }
-        }
-        return pending.isEmpty
-    }
-
-    /// SIGKILLs the first live worker of `flow`; returns its process id.
-    mutating func kill(_ flow: Flow) throws -> Int32 {
-        guard let index = members.firstIndex(where: { $0.flow == flow && $0.process.isRunning }) else { return 0 }
-        let process = members.remove(at: index).process
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        return process.processIdentifier
-    }
-
-    /// SIGTERMs every worker and waits; a worker that exits other than 0 is a failure.
-    mutating func stopAll() {
-        for member in members where member.process.isRunning { member.process.terminate() }
-        for member in members {
-            member.process.waitUntilExit()
-            if member.process.terminationStatus != 0 {
-                failures.append(
-                    "worker \(member.process.processIdentifier) (\(member.flow.rawValue)) exited with \(member.process.terminationStatus)"
-                )
-            }
-        }
-        members = []
     }
 }
 
