@@ -44,12 +44,11 @@ enum DemoCommand {
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let chaos = arguments.flag("chaos")
         let stop = Atomic<Bool>(false)
-        let interrupted = Task { _ = await Signals.termination() }
+        // SIGINT or SIGTERM ends the run early; the report still comes, and says so.
         Task {
-            await interrupted.value
+            _ = await Signals.termination()
             stop.store(true, ordering: .relaxed)
         }
-        _ = interrupted
         return try await Blocking.run {
             try DemoRun(
                 orders: orders, workers: workers, seed: seed, chaos: chaos, timeout: timeout, catalog: catalog,
