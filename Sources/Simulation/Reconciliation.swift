@@ -168,16 +168,20 @@ public final class GroupLag {
     }
 
     /// Records not yet committed, summed over the partitions; nil when the broker does not answer.
-    public func current() -> Int64? {
+    public func current() -> Int64? { byPartition()?.reduce(0) { $0 + $1.lag } }
+
+    /// Records not yet committed per partition, with the committed offset (negative: none);
+    /// nil when the broker does not answer.
+    public func byPartition() -> [(partition: TopicPartition, committed: Int64, lag: Int64)]? {
         guard let committed = try? consumer.committed(partitions, timeout: .seconds(2)) else { return nil }
-        var lag: Int64 = 0
+        var lags: [(partition: TopicPartition, committed: Int64, lag: Int64)] = []
         for entry in committed {
             guard let (low, high) = try? consumer.watermarks(entry.topicPartition, timeout: .seconds(2)) else {
                 return nil
             }
-            lag += high - max(entry.offset < 0 ? low : entry.offset, low)
+            lags.append((entry.topicPartition, entry.offset, high - max(entry.offset < 0 ? low : entry.offset, low)))
         }
-        return lag
+        return lags
     }
 
     public func close() { try? consumer.close() }

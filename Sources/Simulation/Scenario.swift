@@ -93,6 +93,27 @@ public final class Scenario {
     public var documentsStarted: Int { next }
     public var documentsPlanned: Int { plan.count }
 
+    /// What each document in flight waits for, one line each, for a run that stalls.
+    public var inFlightDescription: [String] {
+        active.map { item in
+            switch item {
+            case .order(let document):
+                let crmState = crm.connector.record("salesorder", document)?["statecode"]?.keyText ?? "absent"
+                let erpStatus =
+                    erp.connector.record("SalesOrderHeader", document).map {
+                        "\($0["SALESORDERSTATUS"]?.keyText ?? "no status")/\($0["DOCUMENTSTATUS"]?.keyText ?? "no document")"
+                    } ?? "absent"
+                return "order \(document): CRM statecode \(crmState), ERP \(erpStatus)"
+            case .quote(let number, let revisedAt, _):
+                let document = "\(options.company)/\(number)"
+                let priced = crm.connector.record("quote", document)?["totalamount"] != nil
+                let inERP = erp.connector.record("SalesQuotationHeader", document) != nil
+                return
+                    "quote \(document): \(revisedAt == nil ? "not revised" : "revised"), \(priced ? "priced" : "not priced") in the CRM, \(inERP ? "present" : "absent") in the ERP"
+            }
+        }
+    }
+
     /// One turn of both systems: apply what arrived, react, and start new work.
     public func step(now: Int64) throws(KafkaError) {
         _ = try crm.connector.applyArrived()

@@ -33,6 +33,11 @@ public final class Worker: @unchecked Sendable {
     private var deliveryFailure: KafkaError?
     private var rebalanceFailure: KafkaError?
     private var commitsOutsideTransaction: Bool
+    /// Offsets whose commit the group refused during a rebalance, for partitions this worker may
+    /// still own: committed with the next batch, or on their own once the rebalance is over.
+    /// Without this, a quiet partition that stays here keeps its old committed offset for good.
+    private var refusedOffsets: [TopicPartition: Int64] = [:]
+    private var refusedAt = ContinuousClock.now
 
     /// Builds the clients and the maps; fails naming the bad setting.
     public init(configuration: WorkerConfiguration, catalog: TopicCatalog, log: Log = Log()) throws {
@@ -144,6 +149,9 @@ public final class Worker: @unchecked Sendable {
                 break
             }
             drainDeliveryReports()
+            if pendingRecords == 0 && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
+                try commitDuringRebalanceIfNeeded([])
+            }
             if pendingRecords >= configuration.commitMaxRecords
                 || (pendingRecords > 0
                     && ContinuousClock.now - batchStarted >= .milliseconds(configuration.commitIntervalMilliseconds))
@@ -233,7 +241,10 @@ public final class Worker: @unchecked Sendable {
     /// Commits the open batch: outputs and offsets together (exactly-once), or offsets after every
     /// output is delivered (at-least-once). An abortable failure aborts and rewinds instead.
     private func commitBatch() throws {
-        guard pendingRecords > 0 || inTransaction else { return }
+        guard pendingRecords > 0 || inTransaction else {
+            if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
+            return
+        }
         let offsets = pendingOffsets
         do {
             if configuration.delivery == .exactlyOnce {
@@ -269,19 +280,35 @@ public final class Worker: @unchecked Sendable {
         batchTimestamps.removeAll(keepingCapacity: true)
     }
 
-    /// Commits consumer offsets; a group in the middle of a rebalance refuses them (stale
-    /// generation), and then the next owner of those partitions redoes the batch, with the same
-    /// output ids, which at-least-once allows and the transaction path only needs on the mock.
+    /// Commits consumer offsets, with any refused earlier. A group in the middle of a rebalance
+    /// refuses them (stale generation): they are kept and sent again after the rebalance for the
+    /// partitions still here; a partition that moves is redone by its next owner from its
+    /// committed offset, with the same output ids, which at-least-once allows and the
+    /// transaction path only needs on the mock.
     private func commitDuringRebalanceIfNeeded(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        var all = refusedOffsets
+        for offset in offsets { all[offset.topicPartition] = max(all[offset.topicPartition] ?? 0, offset.offset) }
+        guard !all.isEmpty else { return }
         do {
-            try consumer.commit(offsets)
-        } catch  where Self.rebalanceCodes.contains(error.code.rawValue) {
-            log.warning("offsets not committed during a rebalance", [("error", .string(error.description))])
+            try consumer.commit(all.map { TopicPartitionOffset($0.key, offset: $0.value) })
+            if !refusedOffsets.isEmpty {
+                log.info("offsets refused during a rebalance now committed", [("partitions", .int(Int64(all.count)))])
+            }
+            refusedOffsets.removeAll()
+        } catch  where Self.rebalanceCodes.contains(error.code) {
+            if refusedOffsets.isEmpty {
+                log.warning(
+                    "offsets not committed during a rebalance; retrying after it",
+                    [("error", .string(error.description))])
+            }
+            refusedOffsets = all
+            refusedAt = .now
         }
     }
 
-    /// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS.
-    private static let rebalanceCodes: Set<Int32> = [22, 25, 27]
+    private static let rebalanceCodes: Set<KafkaError.Code> = [
+        .illegalGeneration, .unknownMemberID, .rebalanceInProgress,
+    ]
 
     /// Drops the open batch and moves every assigned partition back to its committed offset.
     private func abortBatch() throws {
@@ -296,8 +323,12 @@ public final class Worker: @unchecked Sendable {
         metrics.aborts.add()
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return }
+        // A partition whose last commit was refused restarts after its delivered work.
         let committed = try consumer.committed(assigned).map { position in
-            position.offset >= 0
+            if let done = refusedOffsets[position.topicPartition] {
+                return TopicPartitionOffset(position.topicPartition, offset: done)
+            }
+            return position.offset >= 0
                 ? position : TopicPartitionOffset(position.topicPartition, offset: KafkaOffset.beginning)
         }
         try consumer.seek(committed)
@@ -341,6 +372,8 @@ public final class Worker: @unchecked Sendable {
             case .revoked(let partitions):
                 log.info("revoked", [("partitions", .int(Int64(partitions.count)))])
                 try commitBatch()
+                // Their next owner starts from what the group holds.
+                for partition in partitions { refusedOffsets[partition] = nil }
             case .lost(let partitions):
                 log.warning("lost", [("partitions", .int(Int64(partitions.count)))])
                 if configuration.delivery == .exactlyOnce && inTransaction {
@@ -350,6 +383,7 @@ public final class Worker: @unchecked Sendable {
                 pending.removeAll()
                 pendingRecords = 0
                 batchTimestamps.removeAll()
+                refusedOffsets.removeAll()
             }
         } catch let error as KafkaError {
             rebalanceFailure = error

@@ -300,21 +300,12 @@ private struct Bench {
         // Ready means joined; measure only once the group has handed out every input partition.
         let deadline = EventTime.nowMilliseconds() + 60_000
         while EventTime.nowMilliseconds() < deadline {
-            let assigned = fleet.members.map { assignedPartitions(port: $0.port) }.reduce(0, +)
+            let assigned = fleet.members.map { fleet.assignedPartitions($0) ?? 0 }.reduce(0, +)
             if assigned >= partitions(Self.input) { return fleet }
             usleep(50_000)
         }
         fleet.stopAll()
         throw BenchError("the workers' group did not settle within 60 s; logs in \(folder.path)")
-    }
-
-    /// `p2c_assigned_partitions` from a worker's /metrics.
-    private func assignedPartitions(port: Int) -> Int {
-        guard let body = LocalHTTP.get(port: port, path: "/metrics", timeoutSeconds: 1)?.body,
-            let line = body.split(separator: "\n").first(where: { $0.hasPrefix("p2c_assigned_partitions") }),
-            let value = line.split(separator: " ").last.flatMap({ Double($0) })
-        else { return 0 }
-        return Int(value)
     }
 
     /// User + system CPU seconds of a process, all threads (/proc/<pid>/stat).

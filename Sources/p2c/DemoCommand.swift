@@ -129,7 +129,8 @@ private struct DemoRun {
         var lastReport = EventTime.nowMilliseconds()
         var reported = (crm: 0, erp: 0)
         var killed = false
-        var finishedAt: Int64?
+        var settled = false
+        var progress = Progress(at: started)
         while !stopped() {
             let now = EventTime.nowMilliseconds()
             if now > deadline {
@@ -153,15 +154,24 @@ private struct DemoRun {
                     "[\(elapsed(since: started))] documents \(scenario.documentsStarted)/\(scenario.documentsPlanned), in flight \(scenario.inFlight), orders invoiced \(scenario.invoicedOrders) | applied crm→erp \(applied.erp) (+\(applied.erp - reported.erp)/s), erp→crm \(applied.crm) (+\(applied.crm - reported.crm)/s) | lag crm→erp \(lags[0]), erp→crm \(lags[1]) | e2e p50 \(millis(erp.latencies, crm.latencies, 0.5)) p99 \(millis(erp.latencies, crm.latencies, 0.99))"
                 )
                 reported = applied
+                for event in try fleet.replaceExited() { print("p2c demo: \(event)") }
+                let signature = [
+                    applied.crm, applied.erp, scenario.documentsStarted, scenario.invoicedOrders,
+                    lag.reduce(0) { $0 + Int($1.current() ?? -1) },
+                ]
+                if progress.isStalled(signature, now: now) {
+                    diagnose(scenario: scenario, lag: lag, fleet: fleet, quietFor: now - progress.changedAt)
+                }
             }
             if scenario.isFinished {
                 // Settled: everything invoiced, and nothing arriving on either side for 2 s.
-                finishedAt = finishedAt ?? now
                 let quiet = now - max(crm.lastAppliedAt, erp.lastAppliedAt)
-                if quiet >= 2_000 && lag.allSatisfy({ $0.current() == 0 }) { break }
+                if quiet >= 2_000 && lag.allSatisfy({ $0.current() == 0 }) {
+                    settled = true
+                    break
+                }
             }
         }
-        let settled = finishedAt != nil && !stopped()
         _ = crm.flush()
         _ = erp.flush()
         fleet.stopAll()
@@ -175,6 +185,28 @@ private struct DemoRun {
         return report(
             scenario: scenario, crm: crm, erp: erp, reconciliation: reconciliation, letters: letters, settled: settled,
             fleet: fleet, started: started, logs: folder.path)
+    }
+
+    /// When nothing moved for a while: what each document waits for, where the workers' group
+    /// is behind, and what each worker holds.
+    private func diagnose(scenario: Scenario, lag: [GroupLag], fleet: Fleet, quietFor: Int64) {
+        print("p2c demo: no progress for \(quietFor / 1000) s; \(scenario.inFlight) documents in flight")
+        for line in scenario.inFlightDescription.prefix(10) { print("  \(line)") }
+        for (flow, group) in zip(Flow.allCases, lag) {
+            guard let partitions = group.byPartition() else {
+                print("  \(flow.rawValue): the broker did not answer for the group's offsets")
+                continue
+            }
+            for entry in partitions.filter({ $0.lag > 0 }).prefix(10) {
+                print("  \(flow.rawValue): \(entry.partition) committed \(entry.committed), \(entry.lag) behind")
+            }
+        }
+        for member in fleet.members {
+            let assigned = fleet.assignedPartitions(member).map(String.init) ?? "no answer"
+            print(
+                "  worker \(member.process.processIdentifier) (\(member.flow.rawValue)): \(member.process.isRunning ? "running" : "ended"), partitions assigned \(assigned)"
+            )
+        }
     }
 
     private func report(
@@ -195,7 +227,11 @@ private struct DemoRun {
         for line in reconciliation.mismatches.prefix(20) { print("    \(line)") }
 
         var problems: [String] = []
-        if !settled { problems.append("the scenario did not finish") }
+        if !settled {
+            problems.append(
+                scenario.isFinished
+                    ? "the workers' group did not commit every input offset" : "the scenario did not finish")
+        }
         if !reconciliation.isClean { problems.append("\(reconciliation.mismatches.count) mismatches") }
         let expected = Dictionary(uniqueKeysWithValues: scenario.badEvents.map { ($0.id, $0) })
         var found = Set<String>()
@@ -258,6 +294,30 @@ private struct DemoRun {
     private func millis(_ a: LatencySamples, _ b: LatencySamples, _ fraction: Double) -> String {
         let all = (a.values.suffix(2_000) + b.values.suffix(2_000)).reduce(into: LatencySamples()) { $0.add($1) }
         return all.percentile(fraction).map { "\($0) ms" } ?? "-"
+    }
+}
+
+/// Whether a run still moves: a signature of its counters, and when it last changed.
+private struct Progress {
+    private var signature: [Int] = []
+    private(set) var changedAt: Int64
+    private var diagnosedAt: Int64 = 0
+    /// Quiet this long counts as a stall; a stall is described again after as long again.
+    static let stallAfter: Int64 = 15_000
+
+    init(at now: Int64) { changedAt = now }
+
+    /// Records `current`; true when the run has not moved for `stallAfter` and was not
+    /// described during the last `stallAfter`.
+    mutating func isStalled(_ current: [Int], now: Int64) -> Bool {
+        if current != signature {
+            signature = current
+            changedAt = now
+            return false
+        }
+        guard now - changedAt >= Self.stallAfter, now - diagnosedAt >= Self.stallAfter else { return false }
+        diagnosedAt = now
+        return true
     }
 }
 

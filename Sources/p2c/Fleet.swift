@@ -71,6 +71,29 @@ final class Fleet {
         return process.processIdentifier
     }
 
+    /// Starts a new worker in place of every one that ended on its own, as a Deployment would.
+    /// Each is a failure of the run; returns what happened, one line each.
+    func replaceExited() throws -> [String] {
+        let ended = members.filter { !$0.process.isRunning }
+        members.removeAll { member in ended.contains { $0.process === member.process } }
+        return try ended.map { member in
+            let line =
+                "worker \(member.process.processIdentifier) (\(member.flow.rawValue)) exited with \(member.process.terminationStatus)"
+            failures.append(line)
+            try start(member.flow)
+            return line + "; starting a new one"
+        }
+    }
+
+    /// `p2c_assigned_partitions` from a worker's /metrics; nil when it does not answer.
+    func assignedPartitions(_ member: Member) -> Int? {
+        guard let body = LocalHTTP.get(port: member.port, path: "/metrics", timeoutSeconds: 1)?.body,
+            let line = body.split(separator: "\n").first(where: { $0.hasPrefix("p2c_assigned_partitions") }),
+            let value = line.split(separator: " ").last.flatMap({ Double($0) })
+        else { return nil }
+        return Int(value)
+    }
+
     /// SIGTERMs every worker and waits; a worker that exits other than 0 is a failure.
     func stopAll() {
         for member in members where member.process.isRunning { member.process.terminate() }

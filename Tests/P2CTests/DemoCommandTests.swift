@@ -11,9 +11,13 @@ struct DemoCommandTests {
         let (status, output, errors) = try await Blocking.run {
             try run(
                 p2cBinary,
-                ["demo", "--orders", "60", "--workers", "2", "--seed", "7", "--chaos", "--topics", topicsDirectory])
+                [
+                    "demo", "--orders", "60", "--workers", "2", "--seed", "7", "--chaos", "--timeout", "150",
+                    "--topics",
+                    topicsDirectory,
+                ])
         }
-        #expect(status == 0, "\(output)\n\(errors.suffix(3_000))")
+        #expect(status == 0, "\(output)\n\(errors.suffix(3_000))\n\(workerLogs(output))")
         #expect(output.contains("chaos: killed worker"))
         #expect(output.contains("mismatches: 0"))
         #expect(output.contains("dead letters:"))
@@ -28,6 +32,18 @@ struct DemoCommandTests {
                 numbers.count == 5 && numbers[0] > 0 && numbers[1] > 0 && numbers[2] > 0,
                 "\(row ?? "no row for \(stream)")")
         }
+    }
+
+    /// The last lines of every worker's log, from the folder the report names.
+    private func workerLogs(_ output: String) -> String {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("worker logs: ") }),
+            let folder = line.split(separator: " ").last.map(String.init),
+            let names = try? FileManager.default.contentsOfDirectory(atPath: folder)
+        else { return "no worker logs" }
+        return names.sorted().filter { $0.hasSuffix(".log") }.map { name in
+            let text = (try? String(contentsOfFile: "\(folder)/\(name)", encoding: .utf8)) ?? ""
+            return "== \(name)\n" + text.split(separator: "\n").suffix(15).joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 
     @Test("Bad demo flags fail with one line and exit 2")

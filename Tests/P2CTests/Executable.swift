@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Synchronization
 
 /// The built `p2c` binary, beside the test bundle (or `$P2C_BINARY`).
 let p2cBinary: String = {
@@ -19,6 +20,8 @@ final class Spawned: @unchecked Sendable {
     private let stdout = Pipe()
     private let stderr = Pipe()
     private var pending = Data()
+    /// Standard error, read from the start: a child blocked on a full pipe would never end.
+    private var errors: Drained!
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
@@ -27,6 +30,7 @@ final class Spawned: @unchecked Sendable {
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
+        errors = Drained(stderr.fileHandleForReading)
     }
 
     /// Blocks until a whole line is on standard output; nil at end of output.
@@ -53,7 +57,7 @@ final class Spawned: @unchecked Sendable {
     /// Waits for the process to end and returns its status, standard output and standard error.
     func finish() -> (status: Int32, stdout: String, stderr: String) {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.value
         process.waitUntilExit()
         return (
             process.terminationStatus, String(decoding: pending + out, as: UTF8.self),
@@ -61,7 +65,29 @@ final class Spawned: @unchecked Sendable {
         )
     }
 
-    var standardError: String { String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+    /// Everything the process wrote to standard error; waits for it to close the stream.
+    var standardError: String { String(decoding: errors.value, as: UTF8.self) }
+}
+
+/// A pipe read to its end on a thread of its own.
+private final class Drained: Sendable {
+    private let data = Mutex(Data())
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread { [self] in
+            let all = handle.readDataToEndOfFile()
+            data.withLock { $0 = all }
+            done.signal()
+        }.start()
+    }
+
+    /// Waits for the end of the stream.
+    var value: Data {
+        done.wait()
+        done.signal()
+        return data.withLock { $0 }
+    }
 }
 
 /// Runs a command to completion.

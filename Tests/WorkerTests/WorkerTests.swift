@@ -299,6 +299,67 @@ struct WorkerFaultTests {
     }
 }
 
+@Suite("A worker whose offset commit is refused", .serialized, .timeLimit(.minutes(2)))
+struct RefusedCommitTests {
+    @Test(
+        "Offsets the group refuses during a rebalance are committed once it is over, though nothing new arrives",
+        arguments: [WorkerConfiguration.Delivery.atLeastOnce, .exactlyOnce])
+    func refusedCommit(delivery: WorkerConfiguration.Delivery) async throws {
+        let (committed, ends, error) = try await Blocking.run {
+            let cluster = try EmbeddedCluster(brokers: 1)
+            let catalog = try TopicCatalog.load(directory: topicsDirectory)
+            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            var configuration = WorkerConfiguration()
+            configuration.delivery = delivery
+            configuration.flow = .erpToCRM
+            configuration.streams = [.orders]
+            configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "refused")
+            configuration.transactionalID = "refused-1"
+            configuration.sessionTimeoutMilliseconds = 6_000
+            let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
+            while worker.worker.metrics.assignedPartitions.load(ordering: .relaxed) == 0 {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            // The next commits answer as a group in the middle of a rebalance does; then one
+            // quiet burst of orders, all on one partition, and nothing after it.
+            cluster.failNextRequests(.offsetCommit, with: [.rebalanceInProgress, .rebalanceInProgress])
+            let source = try KafkaProducer(
+                configuration: ProducerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+            for index in 1...20 {
+                try source.send(
+                    OutgoingRecord(
+                        topic: "erp.orders.changes", key: Array("USMF/F000001".utf8),
+                        value: Array(#"{"SALESORDERNUMBER":"F000001"}"#.utf8),
+                        headers: [
+                            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "refused-\(index)"),
+                            KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
+                            KafkaHeader("ce_company", "USMF"),
+                        ]))
+            }
+            _ = try source.flush(timeout: .seconds(30))
+
+            let group = try KafkaConsumer(
+                configuration: ConsumerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers),
+                    groupID: configuration.resolvedGroupID))
+            let partitions = (0..<Int32(24)).map { TopicPartition("erp.orders.changes", $0) }
+            let ends = try partitions.map { try group.watermarks($0, timeout: .seconds(5)).high }
+            var committed: [Int64] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            repeat {
+                Thread.sleep(forTimeInterval: 0.2)
+                committed = try group.committed(partitions, timeout: .seconds(5)).map { max(0, $0.offset) }
+            } while committed != ends && ContinuousClock.now < deadline
+            try group.close()
+            return (committed, ends, worker.stop())
+        }
+        #expect(error == nil)
+        #expect(ends.reduce(0, +) == 20)
+        #expect(committed == ends, "the group's committed offsets stay behind the input")
+    }
+}
+
 @Suite("Poison events", .serialized, .timeLimit(.minutes(2)))
 struct PoisonTests {
     @Test("One event for each refusal code lands in the DLQ with its headers, and the same keys keep flowing behind it")
