@@ -337,3 +337,33 @@ private let rebalanceCallback:
         }
         if let failure { context.append(failure) }
     }
+
+extension KafkaConsumer {
+    /// Reads `positions` to the end of each partition, calling `body` for every record in
+    /// partition order. Needs `reportPartitionEnd`; fails when nothing arrives for `idle`.
+    public func readToEnd(
+        _ positions: [TopicPartitionOffset], idle: Duration = .seconds(30), _ body: (KafkaRecord) throws -> Void
+    ) throws {
+        guard !positions.isEmpty else { return }
+        try assign(positions)
+        var ended: Set<TopicPartition> = []
+        var lastSeen = ContinuousClock.now
+        while ended.count < positions.count {
+            guard ContinuousClock.now - lastSeen < idle else {
+                throw KafkaError(
+                    code: .timedOut,
+                    message: "\(positions.count - ended.count) partitions not read to their end: nothing for \(idle)")
+            }
+            switch try poll(timeout: .milliseconds(200)) {
+            case .record(let record)?:
+                lastSeen = .now
+                try body(record)
+            case .partitionEnd(let position)?:
+                lastSeen = .now
+                ended.insert(position.topicPartition)
+            case .error(let error)?: throw error
+            case nil: break
+            }
+        }
+    }
+}

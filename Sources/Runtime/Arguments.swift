@@ -1,3 +1,5 @@
+import Foundation
+
 /// A command's options, for parsing and for its `--help` text.
 public struct CommandSpec: Sendable {
     /// The words after `p2c`, e.g. `broker`.
@@ -133,6 +135,20 @@ public struct ParsedArguments: Sendable {
                 command: command)
         }
         return value
+    }
+
+    /// The ISO 8601 time of `--name` (e.g. 2026-11-22T10:00:00Z), in milliseconds since the epoch.
+    public func time(_ name: String) throws(UsageError) -> Int64? {
+        guard let text = values[name] else { return nil }
+        let plain = ISO8601DateFormatter()
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let date = plain.date(from: text) ?? fractional.date(from: text) else {
+            throw UsageError(
+                "option '--\(name)' expects an ISO 8601 time such as 2026-11-22T10:00:00Z, got '\(text)'",
+                command: command)
+        }
+        return Int64((date.timeIntervalSince1970 * 1000).rounded())
     }
 
     /// The value of `--name`, which must be one of `T`'s raw values.

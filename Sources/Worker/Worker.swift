@@ -15,12 +15,11 @@ public final class Worker: @unchecked Sendable {
     // handler runs inside `consumer.poll` on that same thread. `stopping` and `metrics` are atomic.
     public let configuration: WorkerConfiguration
     public let metrics: WorkerMetrics
-    private let mapper: Mapper
+    private let translator: RecordTranslator
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
-    /// Input topic → its route; output topics by stream.
+    /// Input topic → its route.
     private let routes: [String: Route]
-    private let outputTopics: [SyncStream: String]
     private let log: Log
     private let stopping = Atomic<Bool>(false)
 
@@ -44,7 +43,8 @@ public final class Worker: @unchecked Sendable {
         self.configuration = configuration
         metrics = WorkerMetrics(flow: configuration.flow)
         self.log = log.with([("flow", .string(configuration.flow.rawValue))])
-        mapper = try Mapper(configuration: configuration.mapping)
+        translator = RecordTranslator(
+            mapper: try Mapper(configuration: configuration.mapping), flow: configuration.flow, catalog: catalog)
         let routes = catalog.routes(for: configuration.flow).filter {
             configuration.streams.isEmpty || configuration.streams.contains($0.stream)
         }
@@ -53,10 +53,6 @@ public final class Worker: @unchecked Sendable {
                 "streams: none of \(configuration.streams.map(\.rawValue)) flows \(configuration.flow.rawValue)")
         }
         self.routes = Dictionary(uniqueKeysWithValues: routes.map { ($0.input.name, $0) })
-        outputTopics = Dictionary(
-            uniqueKeysWithValues: SyncStream.allCases.compactMap { stream in
-                catalog.topic(.inbound, side: configuration.flow.target, stream: stream).map { (stream, $0.name) }
-            })
 
         var consumerConfiguration = ConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
@@ -177,24 +173,12 @@ public final class Worker: @unchecked Sendable {
             finish(record, started: started)
             return
         }
-        let outcome: MappingOutcome
-        do {
-            var event = try CloudEvent(headers: record.headers.map { ($0.name, $0.value) }, value: record.value)
-            if event.subject == nil, let key = record.key { event.subject = String(decoding: key, as: UTF8.self) }
-            outcome = mapper.map(
-                event, flow: configuration.flow, stream: route.stream,
-                origin: "\(record.topic)/\(record.partition)/\(record.offset)")
-        } catch {
-            outcome = .refused(error)
-        }
+        let outcome = translator.outcome(of: record, stream: route.stream)
         switch outcome {
         case .mapped(let events):
             for mapped in events {
-                guard let topic = outputTopics[mapped.stream] else { continue }
-                try producer.send(
-                    OutgoingRecord(
-                        topic: topic, key: mapped.event.subject.map { Array($0.utf8) }, value: mapped.event.value,
-                        headers: mapped.event.headers.map { KafkaHeader($0.name, $0.value) }))
+                guard let output = translator.record(for: mapped) else { continue }
+                try producer.send(output)
                 metrics.streams[mapped.stream]?.produced.add()
             }
         case .filtered:

@@ -64,26 +64,15 @@ enum DLQCommand {
     }
 
     /// Reads every partition of `topics` from the beginning to its end.
-    private static func readAll(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> [String: [KafkaRecord]]
-    {
-        let partitions = topics.flatMap { topic in
-            (0..<topic.partitions).map { TopicPartitionOffset(topic.name, Int32($0), offset: KafkaOffset.beginning) }
-        }
-        try consumer.assign(partitions)
-        var ended: Set<TopicPartition> = []
+    static func readAll(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> [String: [KafkaRecord]] {
         var result: [String: [KafkaRecord]] = [:]
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ended.count < partitions.count {
-            guard ContinuousClock.now < deadline else {
-                throw KafkaError(code: .timedOut, message: "dead-letter topics not read to their end within 60 s")
+        try consumer.readToEnd(
+            topics.flatMap { topic in
+                (0..<topic.partitions).map {
+                    TopicPartitionOffset(topic.name, Int32($0), offset: KafkaOffset.beginning)
+                }
             }
-            switch try consumer.poll(timeout: .milliseconds(200)) {
-            case .record(let record)?: result[record.topic, default: []].append(record)
-            case .partitionEnd(let position)?: ended.insert(position.topicPartition)
-            case .error(let error)?: throw error
-            case nil: break
-            }
-        }
+        ) { result[$0.topic, default: []].append($0) }
         return result
     }
 }

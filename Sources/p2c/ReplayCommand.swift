@@ -1,14 +1,16 @@
 import Foundation
 import Kafka
+import ProspectToCash
 import Runtime
 import Topology
+import Worker
 
 /// `p2c replay`: moves a flow's committed offsets back, so its workers map that history again.
 enum ReplayCommand {
     static let spec = CommandSpec(
         name: "replay",
         summary:
-            "Move a flow's committed offsets (to the earliest record or an offset); the fleet must be scaled to zero.",
+            "Move a flow's committed offsets (the fleet scaled to zero), or map one document's or company's events again.",
         options: [
             OptionSpec("flow", value: "flow", help: "crm-to-erp or erp-to-crm."),
             OptionSpec(
@@ -20,7 +22,16 @@ enum ReplayCommand {
             OptionSpec(
                 "to-datetime", value: "time",
                 help: "Move to the first record at or after this ISO 8601 time (e.g. 2026-11-22T10:00:00Z)."),
-            OptionSpec("dry-run", help: "Print current → new offsets and change nothing."),
+            OptionSpec(
+                "key", value: "key",
+                help: "Targeted: map again just this document's change events (e.g. USMF/C000123); offsets stay."),
+            OptionSpec(
+                "company", value: "id", help: "Targeted: map again the change events of this company (with --since)."),
+            OptionSpec("since", value: "time", help: "Targeted: only events written at or after this ISO 8601 time."),
+            OptionSpec(
+                "config", value: "file",
+                help: "Targeted: the workers' configuration file, for the same maps and settings (or P2C_CONFIG)."),
+            OptionSpec("dry-run", help: "Print what would change (offsets, or events to send) and change nothing."),
             OptionSpec("group", value: "id", help: "The flow's consumer group. Default: p2c-<flow>."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
@@ -29,6 +40,10 @@ enum ReplayCommand {
             Replayed events get the same ce_id as the first time, so targets drop what they already have.
             To apply, replay joins the flow's group alone, commits the new offsets and leaves: while any
             worker of the flow is running it refuses (scale the flow to zero first).
+
+            Targeted (--key, or --company with --since): reads the flow's change topics, maps the matching
+            events with the workers' code and configuration and sends the outputs to the target's inbound
+            topics. The workers keep running; offsets, other records and dead letters are not touched.
             """
     )
 
@@ -39,6 +54,12 @@ enum ReplayCommand {
         let stream = try arguments.choice("stream", as: SyncStream.self)
         let routes = catalog.routes(for: flow).filter { stream == nil || $0.stream == stream }
         guard !routes.isEmpty else { throw usage("stream \(stream!.rawValue) does not flow \(flow.rawValue)") }
+        if arguments.string("key") != nil || arguments.string("company") != nil {
+            return try await targeted(arguments, flow: flow, catalog: catalog, routes: routes)
+        }
+        for option in ["since", "config"] where arguments.string(option) != nil {
+            throw usage("option '--\(option)' is for a targeted replay (with --key or --company)")
+        }
         let onlyPartition = try arguments.integer("partition", in: 0...10_000).map(Int32.init)
         var targetOffset: (partition: Int32, offset: Int64)?
         if let text = arguments.string("to-offset") {
@@ -49,17 +70,7 @@ enum ReplayCommand {
             guard routes.count == 1 else { throw usage("option '--to-offset' needs --stream (one topic)") }
             targetOffset = (partition, offset)
         }
-        var targetTime: Int64?
-        if let text = arguments.string("to-datetime") {
-            let formatter = ISO8601DateFormatter()
-            let fractional = ISO8601DateFormatter()
-            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            guard let date = formatter.date(from: text) ?? fractional.date(from: text) else {
-                throw usage(
-                    "option '--to-datetime' expects an ISO 8601 time such as 2026-11-22T10:00:00Z, got '\(text)'")
-            }
-            targetTime = Int64(date.timeIntervalSince1970 * 1000)
-        }
+        let targetTime = try arguments.time("to-datetime")
         guard [arguments.flag("to-earliest"), targetOffset != nil, targetTime != nil].filter({ $0 }).count == 1 else {
             throw usage("give exactly one of --to-earliest, --to-offset or --to-datetime")
         }
@@ -148,10 +159,46 @@ enum ReplayCommand {
         }
     }
 
+    /// `--key K` or `--company C --since T`: maps those events again; offsets stay.
+    private static func targeted(
+        _ arguments: ParsedArguments, flow: Flow, catalog: TopicCatalog, routes: [Route]
+    )
+        async throws -> Int32
+    {
+        func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
+        for option in ["to-earliest", "to-offset", "to-datetime", "partition", "group"]
+        where arguments.string(option) != nil || arguments.flag(option) {
+            throw usage("option '--\(option)' moves offsets; a targeted replay (--key, --company) does not")
+        }
+        let since = try arguments.time("since")
+        if arguments.string("key") == nil && since == nil {
+            throw usage("--company needs --since (a company's whole history is a flow replay: --to-earliest)")
+        }
+        var file = try ConfigurationFile.load(
+            arguments.string("config") ?? ProcessInfo.processInfo.environment["P2C_CONFIG"], command: spec.name)
+        try? file.set("flow", flow.rawValue)
+        guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-replay") else {
+            throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)")
+        }
+        var merged = kafka
+        merged.properties = file.worker.kafka.properties.merging(kafka.properties) { $1 }
+        let mapper: Mapper
+        do {
+            mapper = try Mapper(configuration: file.mapping)
+        } catch {
+            throw usage("mapping: \(error)")
+        }
+        let replay = TargetedReplay(
+            routes: routes, kafka: merged, translator: RecordTranslator(mapper: mapper, flow: flow, catalog: catalog),
+            key: arguments.string("key"), company: arguments.string("company"), since: since,
+            dryRun: arguments.flag("dry-run"))
+        return try await Blocking.run { try replay.run() }
+    }
+
     /// The first offset at or after `time` per partition: the broker's own lookup, or, where it
     /// answers nothing (librdkafka 2.0.2's mock has no lookup by time), a binary search over the
     /// records' timestamps (which assumes they grow along the partition, as CreateTime does).
-    private static func offsets(
+    static func offsets(
         at time: Int64, _ partitions: [TopicPartition], kafka: KafkaConfiguration, consumer: KafkaConsumer
     )
         throws -> [TopicPartition: Int64]

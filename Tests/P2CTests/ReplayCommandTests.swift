@@ -91,6 +91,109 @@ struct ReplayCommandTests {
     }
 
     @Test(
+        "A targeted replay maps one document or one company's recent events again, with the same ids and the current map, while the worker runs"
+    )
+    func targeted() async throws {
+        let outcome = try await Blocking.run {
+            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
+            let bootstrap = broker.readLine() ?? ""
+            defer { _ = broker.stop() }
+            let environment = [
+                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
+            ]
+            let producer = try KafkaProducer(
+                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            func origin(_ company: String, _ index: Int, echo: Bool = false) throws {
+                var headers = [
+                    KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(company)-origin-\(index)-\(echo)"),
+                    KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "SalesOrderOrigin.upserted"),
+                    KafkaHeader("ce_company", company),
+                ]
+                if echo { headers.append(KafkaHeader("ce_origin", "p2c")) }
+                try producer.send(
+                    OutgoingRecord(
+                        topic: "erp.origins.changes", key: Array("\(company)/O\(index)".utf8),
+                        value: Array(#"{"ORIGINCODE":"O\#(index)"}"#.utf8), headers: headers))
+            }
+            for index in 1...6 { try origin("USMF", index) }
+            try origin("USMF", 3, echo: true)
+            _ = try producer.flush(timeout: .seconds(10))
+            Thread.sleep(forTimeInterval: 0.05)
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let since = formatter.string(from: Date())
+            Thread.sleep(forTimeInterval: 0.05)
+            for index in 7...8 { try origin("DEMF", index) }
+            try origin("USMF", 9)
+            _ = try producer.flush(timeout: .seconds(10))
+
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: bootstrap), groupID: "targeted-reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["crm.origins.inbound"])
+            var outputs: [KafkaRecord] = []
+            func read(until count: Int) throws {
+                let deadline = ContinuousClock.now + .seconds(60)
+                while outputs.count < count && ContinuousClock.now < deadline {
+                    if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                        outputs.append(record)
+                    }
+                }
+            }
+            let worker = try Spawned(
+                p2cBinary, ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory],
+                environment: environment)
+            try read(until: 9)
+            let first = outputs.count
+            // The map changed since: the origins map gains a constant column.
+            let config = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "targeted-\(UUID().uuidString).json")
+            try
+                #"{"mapping": {"fieldMaps": [{"map": "Sales order origin codes -> msdyn_salesorderorigins", "fo_field": "none", "map_type": ">>", "ce_column": "msdyn_replayed", "default": "true"}]}}"#
+                .write(to: config, atomically: true, encoding: .utf8)
+            let replay = ["replay", "--flow", "erp-to-crm", "--topics", topicsDirectory, "--config", config.path]
+            let dryRun = try Spawned(p2cBinary, replay + ["--key", "USMF/O3", "--dry-run"], environment: environment)
+                .finish()
+            let one = try Spawned(p2cBinary, replay + ["--key", "USMF/O3"], environment: environment).finish()
+            let company = try Spawned(
+                p2cBinary, replay + ["--company", "DEMF", "--since", since], environment: environment
+            ).finish()
+            try read(until: first + 3)
+            // Anything more would be a record the replay should not have touched.
+            let quiet = ContinuousClock.now + .seconds(2)
+            while ContinuousClock.now < quiet {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) { outputs.append(record) }
+            }
+            _ = worker.stop(SIGTERM)
+            try reader.close()
+            return (Array(outputs.prefix(first)), Array(outputs.dropFirst(first)), dryRun, one, company)
+        }
+        let (first, replayed, dryRun, one, company) = outcome
+        #expect(first.count == 9, "10 origin events, one of them an echo")
+        #expect(dryRun.status == 0, "\(dryRun.stderr)")
+        #expect(dryRun.stdout.contains("→ crm.origins.inbound USMF/O3"))
+        #expect(dryRun.stdout.contains("not synced: echo of a p2c write"))
+        #expect(dryRun.stdout.contains("dry run: nothing sent"))
+        #expect(one.status == 0, "\(one.stderr)")
+        #expect(one.stdout.contains("2 of 10 change events selected; sent 1 to crm.origins.inbound; 1 not synced"))
+        #expect(company.status == 0, "\(company.stderr)")
+        #expect(company.stdout.contains("2 of "), "\(company.stdout)")
+        #expect(company.stdout.contains("sent 2 to crm.origins.inbound"))
+        // Exactly the three selected documents came again, with their first ids and the new map.
+        let keys = replayed.map { String(decoding: $0.key ?? [], as: UTF8.self) }
+        #expect(keys.sorted() == ["DEMF/O7", "DEMF/O8", "USMF/O3"])
+        let firstIDs = Dictionary(
+            first.map { (String(decoding: $0.key ?? [], as: UTF8.self), $0.header("ce_id")?.text ?? "") }
+        ) { a, _ in a }
+        for record in replayed {
+            let key = String(decoding: record.key ?? [], as: UTF8.self)
+            #expect(record.header("ce_id")?.text == firstIDs[key], "\(key)")
+            #expect(String(decoding: record.value ?? [], as: UTF8.self).contains(#""msdyn_replayed":true"#))
+        }
+    }
+
+    @Test(
         "--to-datetime finds the first record at or after the time, also on the mock (by searching record timestamps)")
     func toDatetime() async throws {
         let outcome = try await Blocking.run {
@@ -139,6 +242,16 @@ struct ReplayCommandTests {
             (
                 ["replay", "--flow", "crm-to-erp", "--stream", "invoices", "--to-earliest"],
                 "stream invoices does not flow crm-to-erp"
+            ),
+            (["replay", "--flow", "erp-to-crm", "--company", "USMF"], "--company needs --since"),
+            (
+                ["replay", "--flow", "erp-to-crm", "--key", "USMF/C1", "--to-earliest"],
+                "a targeted replay (--key, --company) does not"
+            ),
+            (["replay", "--flow", "erp-to-crm", "--key", "USMF/C1", "--since", "soon"], "expects an ISO 8601 time"),
+            (
+                ["replay", "--flow", "erp-to-crm", "--to-earliest", "--since", "2026-01-01T00:00:00Z"],
+                "targeted replay"
             ),
         ] as [([String], String)])
     func usage(arguments: [String], message: String) throws {

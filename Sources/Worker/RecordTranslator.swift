@@ -1,0 +1,48 @@
+import Kafka
+import ProspectToCash
+import Topology
+
+/// One input record to the other side's records: the code the live flow, a targeted replay and a
+/// re-driven dead letter share, so that the same input always gets the same output ids.
+public struct RecordTranslator: Sendable {
+    public let flow: Flow
+    private let mapper: Mapper
+    /// The target side's inbound topic per stream.
+    private let outputTopics: [SyncStream: String]
+
+    public init(mapper: Mapper, flow: Flow, catalog: TopicCatalog) {
+        self.mapper = mapper
+        self.flow = flow
+        outputTopics = Dictionary(
+            uniqueKeysWithValues: SyncStream.allCases.compactMap { stream in
+                catalog.topic(.inbound, side: flow.target, stream: stream).map { (stream, $0.name) }
+            })
+    }
+
+    /// Header a re-driven record carries: the position it was first read from, `topic/partition/offset`.
+    public static let redriveOriginHeader = "p2c_redrive_origin"
+
+    /// Decodes and maps `record` of `stream`. Output ids derive from where the record was first
+    /// read: its own position, or for a re-driven dead letter the original one.
+    public func outcome(of record: KafkaRecord, stream: SyncStream) -> MappingOutcome {
+        do {
+            var event = try CloudEvent(headers: record.headers.map { ($0.name, $0.value) }, value: record.value)
+            if event.subject == nil, let key = record.key { event.subject = String(decoding: key, as: UTF8.self) }
+            let origin =
+                record.headers.last { $0.name == Self.redriveOriginHeader }?.text
+                ?? "\(record.topic)/\(record.partition)/\(record.offset)"
+            return mapper.map(event, flow: flow, stream: stream, origin: origin)
+        } catch {
+            return .refused(error)
+        }
+    }
+
+    /// The Kafka record of one mapped event: keyed by its subject, to its stream's inbound topic;
+    /// nil when the catalog has no such topic.
+    public func record(for mapped: MappedEvent) -> OutgoingRecord? {
+        guard let topic = outputTopics[mapped.stream] else { return nil }
+        return OutgoingRecord(
+            topic: topic, key: mapped.event.subject.map { Array($0.utf8) }, value: mapped.event.value,
+            headers: mapped.event.headers.map { KafkaHeader($0.name, $0.value) })
+    }
+}
