@@ -1,3 +1,4 @@
+import Foundation
 import Kafka
 import ProspectToCash
 
@@ -11,6 +12,7 @@ enum DeadLetter {
         headers.append(KafkaHeader("p2c_source_topic", input.topic))
         headers.append(KafkaHeader("p2c_source_partition", String(input.partition)))
         headers.append(KafkaHeader("p2c_source_offset", String(input.offset)))
+        headers.append(KafkaHeader("p2c_dead_lettered_at", String(Int64(Date().timeIntervalSince1970 * 1000))))
         return OutgoingRecord(
             topic: topic, key: input.key, value: input.value, headers: headers,
             timestamp: input.timestamp >= 0 ? input.timestamp : nil)

@@ -3,19 +3,31 @@ import Kafka
 import Runtime
 import Topology
 
-/// `p2c dlq list`: what the dead-letter topics hold.
+/// `p2c dlq list`: what the dead-letter topics hold; `p2c dlq redrive`: put letters back on their source topic.
 enum DLQCommand {
     static let spec = CommandSpec(
         name: "dlq",
-        summary: "List dead letters per topic: counts by error code, offsets, samples.",
+        summary: "List dead letters (counts by error code, offsets, samples), or re-drive them to their source topic.",
         options: [
             OptionSpec("flow", value: "flow", help: "Only this flow's dead-letter topics. Default: both flows."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("samples", value: "n", help: "Samples shown per error code.", default: "3"),
             OptionSpec("show-payload", help: "Also print each sample's value (payloads stay hidden otherwise)."),
+            OptionSpec("code", value: "code", help: "redrive: only letters with this error code."),
+            OptionSpec(
+                "since", value: "time", help: "redrive: only letters dead-lettered at or after this ISO 8601 time."),
+            OptionSpec("batch", value: "n", help: "redrive: letters per transaction (default 500)."),
+            OptionSpec("dry-run", help: "redrive: show what would be re-driven and change nothing."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
-        subcommands: ["list"]
+        discussion: """
+            list shows the letters not yet re-driven. redrive re-publishes each selected letter's key, value
+            and headers to its source topic and partition (marked p2c_redrive_count, p2c_redrive_origin,
+            p2c_redriven_from) and marks the letter done in the same transaction; a letter that fails
+            again comes back as a new letter. A redrive stopped midway can simply be run again. The
+            workers map a re-driven event with the ids of its first time, so targets drop repeats.
+            """,
+        subcommands: ["list", "redrive"]
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -23,10 +35,25 @@ enum DLQCommand {
         let flows = try arguments.choice("flow", as: Flow.self).map { [$0] } ?? Flow.allCases
         let samples = try arguments.integer("samples", in: 0...100) ?? 3
         let showPayload = arguments.flag("show-payload")
+        let since = try arguments.time("since")
+        let batch = try arguments.integer("batch", in: 1...100_000) ?? 500
+        let subcommand = arguments.subcommand ?? "list"
+        if subcommand == "list" {
+            for option in ["code", "since", "batch"] where arguments.string(option) != nil {
+                throw UsageError("option '--\(option)' is for redrive", command: spec.name)
+            }
+        }
         guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-dlq") else {
-            throw UsageError("list needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
+            throw UsageError(
+                "\(subcommand) needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
         }
         let topics = flows.flatMap { catalog.routes(for: $0).map(\.deadLetters) }
+        if subcommand == "redrive" {
+            let redrive = DLQRedrive(
+                topics: topics, kafka: kafka, code: arguments.string("code"), since: since, batch: batch,
+                dryRun: arguments.flag("dry-run"))
+            return try await Blocking.run { try redrive.run() }
+        }
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-dlq-list-\(UUID().uuidString)")
         configuration.reportPartitionEnd = true
         let consumer: KafkaConsumer
@@ -35,10 +62,14 @@ enum DLQCommand {
         } catch {
             throw UsageError(error.message, command: spec.name)
         }
-        let letters = try await Blocking.run { try readAll(consumer, topics: topics) }
+        let contents = try await Blocking.run { try DLQRedrive.read(consumer, topics: topics) }
+        let letters = Dictionary(grouping: contents.pending, by: \.topic)
         for topic in topics {
             let records = letters[topic.name] ?? []
-            print("\(topic.name): \(records.count) dead letter\(records.count == 1 ? "" : "s")")
+            let redriven = contents.redriven.filter { $0.topicPartition.topic == topic.name }.count
+            print(
+                "\(topic.name): \(records.count) dead letter\(records.count == 1 ? "" : "s")"
+                    + (redriven > 0 ? " (\(redriven) re-driven before, not shown)" : ""))
             guard !records.isEmpty else { continue }
             for partition in Set(records.map(\.partition)).sorted() {
                 let offsets = records.filter { $0.partition == partition }.map(\.offset)

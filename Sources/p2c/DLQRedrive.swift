@@ -1,0 +1,136 @@
+import Foundation
+import Kafka
+import Topology
+import Worker
+
+/// `p2c dlq redrive`: puts dead letters back on their source topic (original partition, key, value
+/// and headers), for the workers to map again after a fix.
+///
+/// Each re-driven letter gets a marker in its own dead-letter partition, written in the same
+/// Kafka transaction as the re-published event: a letter with a marker is never re-driven again,
+/// and a run stopped midway leaves every letter either done (event and marker) or untouched.
+/// The event carries the position it was first read from, so the worker gives its outputs the
+/// ids they would have had the first time, and a target drops an output it already has.
+struct DLQRedrive {
+    var topics: [TopicDeclaration]
+    var kafka: KafkaConfiguration
+    var code: String?
+    /// Milliseconds since the epoch: only letters dead-lettered at or after it.
+    var since: Int64?
+    /// Letters per transaction.
+    var batch: Int
+    var dryRun: Bool
+
+    /// Marker header: the offset, in the same dead-letter partition, of the letter re-driven.
+    static let markerHeader = "p2c_redriven_offset"
+    /// Headers the worker adds to a dead letter; a re-driven event leaves them behind.
+    static let letterHeaders: Set<String> = [
+        "p2c_error_code", "p2c_error_message", "p2c_source_topic", "p2c_source_partition", "p2c_source_offset",
+        "p2c_dead_lettered_at", "p2c_redriven_from", "p2c_redrive_count", RecordTranslator.redriveOriginHeader,
+    ]
+
+    /// What the dead-letter topics hold: letters still to re-drive and the positions already done.
+    struct Contents {
+        var letters: [KafkaRecord] = []
+        var redriven: Set<TopicPartitionOffset> = []
+
+        var pending: [KafkaRecord] {
+            letters.filter { !redriven.contains(TopicPartitionOffset($0.topic, $0.partition, offset: $0.offset)) }
+        }
+    }
+
+    static func read(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> Contents {
+        var contents = Contents()
+        for record in try DLQCommand.readAll(consumer, topics: topics).values.joined() {
+            if let offset = record.header(markerHeader)?.text.flatMap({ Int64($0) }) {
+                contents.redriven.insert(TopicPartitionOffset(record.topic, record.partition, offset: offset))
+            } else {
+                contents.letters.append(record)
+            }
+        }
+        return contents
+    }
+
+    func run() throws -> Int32 {
+        var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-dlq-redrive-\(UUID().uuidString)")
+        configuration.reportPartitionEnd = true
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let contents = try Self.read(consumer, topics: topics)
+        try consumer.close()
+        let selected = contents.pending.filter { letter in
+            if let code, letter.header("p2c_error_code")?.text != code { return false }
+            if let since, Self.deadLetteredAt(letter) < since { return false }
+            return true
+        }
+        let byCode = Dictionary(grouping: selected) { $0.header("p2c_error_code")?.text ?? "(no code)" }
+        print(
+            "\(selected.count) of \(contents.pending.count) dead letters selected (\(contents.redriven.count) re-driven before)"
+                + (byCode.isEmpty ? "" : ": ")
+                + byCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.count)" }.joined(separator: ", "))
+        let records = try selected.map { letter in
+            guard let redriven = Self.redriven(letter) else {
+                throw KafkaError(
+                    code: .invalidConfiguration,
+                    message: "\(letter.topic)[\(letter.partition)]@\(letter.offset) has no p2c_source_* headers")
+            }
+            return (letter, redriven)
+        }
+        if dryRun {
+            for (letter, event) in records.prefix(50) {
+                print(
+                    "  \(letter.topic)[\(letter.partition)]@\(letter.offset) → \(event.topic)[\(event.partition ?? -1)] key \(event.key.map { String(decoding: $0, as: UTF8.self) } ?? "(none)")"
+                )
+            }
+            if records.count > 50 { print("  … \(records.count - 50) more") }
+            print("dry run: nothing re-driven")
+            return 0
+        }
+        guard !records.isEmpty else { return 0 }
+        // One fixed transactional id: a second redrive started meanwhile fences this one.
+        let producer = try KafkaProducer(
+            configuration: ProducerConfiguration(kafka: kafka, transactionalID: "p2c-dlq-redrive"))
+        try producer.initTransactions(timeout: .seconds(30))
+        var done = 0
+        for chunk in stride(from: 0, to: records.count, by: batch).map({ records[$0..<min($0 + batch, records.count)] })
+        {
+            try producer.beginTransaction()
+            for (letter, event) in chunk {
+                try producer.send(event)
+                try producer.send(
+                    OutgoingRecord(
+                        topic: letter.topic, partition: letter.partition, key: letter.key, value: nil,
+                        headers: [
+                            KafkaHeader(Self.markerHeader, String(letter.offset)),
+                            KafkaHeader("p2c_redriven_to", "\(event.topic)/\(event.partition ?? -1)"),
+                        ]))
+            }
+            try producer.commitTransaction()
+            done += chunk.count
+            print("re-driven \(done)/\(records.count)")
+            fflush(nil)
+        }
+        return 0
+    }
+
+    /// When the worker dead-lettered `letter` (the record's own time for letters without the header).
+    static func deadLetteredAt(_ letter: KafkaRecord) -> Int64 {
+        letter.header("p2c_dead_lettered_at")?.text.flatMap { Int64($0) } ?? letter.timestamp
+    }
+
+    /// The event to put back: the letter's key and value to its source partition, with its original
+    /// headers and the re-drive marks; nil when the letter does not say where it came from.
+    static func redriven(_ letter: KafkaRecord) -> OutgoingRecord? {
+        guard let topic = letter.header("p2c_source_topic")?.text,
+            let partition = letter.header("p2c_source_partition")?.text.flatMap({ Int32($0) }),
+            let offset = letter.header("p2c_source_offset")?.text
+        else { return nil }
+        let origin = letter.header(RecordTranslator.redriveOriginHeader)?.text ?? "\(topic)/\(partition)/\(offset)"
+        let count = (letter.header("p2c_redrive_count")?.text.flatMap { Int($0) } ?? 0) + 1
+        var headers = letter.headers.filter { !letterHeaders.contains($0.name) }
+        headers.append(KafkaHeader(RecordTranslator.redriveOriginHeader, origin))
+        headers.append(KafkaHeader("p2c_redrive_count", String(count)))
+        headers.append(KafkaHeader("p2c_redriven_from", "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
+        return OutgoingRecord(
+            topic: topic, partition: partition, key: letter.key, value: letter.value, headers: headers)
+    }
+}
