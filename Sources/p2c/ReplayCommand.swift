@@ -30,7 +30,7 @@ enum ReplayCommand {
             OptionSpec("since", value: "time", help: "Targeted: only events written at or after this ISO 8601 time."),
             OptionSpec(
                 "config", value: "file",
-                help: "Targeted: the workers' configuration file, for the same maps and settings (or P2C_CONFIG)."),
+                help: "Targeted: the workers' configuration file, for the same maps and settings."),
             OptionSpec("dry-run", help: "Print what would change (offsets, or events to send) and change nothing."),
             OptionSpec("group", value: "id", help: "The flow's consumer group. Default: p2c-<flow>."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
@@ -175,7 +175,7 @@ enum ReplayCommand {
             throw usage("--company needs --since (a company's whole history is a flow replay: --to-earliest)")
         }
         var file = try ConfigurationFile.load(
-            arguments.string("config") ?? ProcessInfo.processInfo.environment["P2C_CONFIG"], command: spec.name)
+            arguments.string("config"), command: spec.name)
         try? file.set("flow", flow.rawValue)
         guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-replay") else {
             throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)")
