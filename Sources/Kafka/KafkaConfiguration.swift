@@ -19,6 +19,31 @@ public struct KafkaConfiguration: Sendable, Equatable {
         self.properties = properties
     }
 
+    enum ClientRole { case producer, consumer }
+
+    /// The pass-through properties a producer or a consumer takes: one worker configuration
+    /// serves both clients, and librdkafka warns about a property of the other role.
+    func properties(for role: ClientRole) -> [(String, String)] {
+        let foreign = role == .producer ? Self.consumerOnly : Self.producerOnly
+        return properties.filter { property in !foreign.contains { property.key.hasPrefix($0) } }
+            .sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// Prefixes of librdkafka's consumer-only properties (CONFIGURATION.md, column C).
+    static let consumerOnly = [
+        "fetch.", "group.", "session.timeout.ms", "heartbeat.interval.ms", "auto.offset.reset", "auto.commit",
+        "enable.auto.", "isolation.level", "max.poll.interval.ms", "queued.", "max.partition.fetch.bytes",
+        "partition.assignment.strategy", "check.crcs", "enable.partition.eof", "consume.callback.max.messages",
+        "coordinator.query.interval.ms", "allow.auto.create.topics", "offset.store.",
+    ]
+    /// Prefixes of librdkafka's producer-only properties (CONFIGURATION.md, column P).
+    static let producerOnly = [
+        "linger.ms", "queue.buffering.", "batch.", "acks", "request.required.acks", "compression.",
+        "message.timeout.ms", "delivery.timeout.ms", "enable.idempotence", "enable.gapless.guarantee",
+        "transaction", "retries", "message.send.max.retries", "partitioner", "sticky.partitioning.linger.ms",
+        "request.timeout.ms", "queuing.strategy", "delivery.report.only.error", "retry.backoff.max.ms",
+    ]
+
     /// Checks `bootstrapServers` syntax, so a typo fails at once instead of as endless reconnects.
     public func validate() throws(KafkaError) {
         let entries = bootstrapServers.split(separator: ",", omittingEmptySubsequences: false)
@@ -85,7 +110,7 @@ public struct ProducerConfiguration: Sendable, Equatable {
             result.append(("transactional.id", transactionalID))
             result.append(("transaction.timeout.ms", String(transactionTimeoutMilliseconds)))
         }
-        return result + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return result + kafka.properties(for: .producer)
     }
 }
 
@@ -137,8 +162,18 @@ public struct ConsumerConfiguration: Sendable, Equatable {
             ("heartbeat.interval.ms", String(heartbeatIntervalMilliseconds)),
             ("statistics.interval.ms", String(statisticsIntervalMilliseconds)),
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
-        ] + kafka.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        ] + kafka.properties(for: .consumer)
     }
+}
+
+extension ProducerConfiguration {
+    /// Checks every property's name and value without creating a client.
+    public func validate() throws(KafkaError) { rd_kafka_conf_destroy(try makeConf(properties)) }
+}
+
+extension ConsumerConfiguration {
+    /// Checks every property's name and value without creating a client.
+    public func validate() throws(KafkaError) { rd_kafka_conf_destroy(try makeConf(properties)) }
 }
 
 /// Builds a `rd_kafka_conf_t`; the caller owns it until `rd_kafka_new` succeeds.

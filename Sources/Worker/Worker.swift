@@ -59,13 +59,15 @@ public final class Worker: @unchecked Sendable {
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
         consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
         consumerConfiguration.statisticsIntervalMilliseconds = 5_000
-        consumer = try KafkaConsumer(configuration: consumerConfiguration)
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
         let transactional = configuration.delivery == .exactlyOnce
-        producer = try KafkaProducer(
-            configuration: ProducerConfiguration(
-                kafka: configuration.kafka, transactionalID: transactional ? configuration.resolvedTransactionalID : nil
-            ))
+        let producerConfiguration = ProducerConfiguration(
+            kafka: configuration.kafka, transactionalID: transactional ? configuration.resolvedTransactionalID : nil)
+        // Both checked before either client starts talking to the cluster.
+        try consumerConfiguration.validate()
+        try producerConfiguration.validate()
+        consumer = try KafkaConsumer(configuration: consumerConfiguration)
+        producer = try KafkaProducer(configuration: producerConfiguration)
     }
 
     /// Asks `run()` to finish its batch, leave the group and return.

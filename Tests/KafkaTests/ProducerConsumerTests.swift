@@ -165,7 +165,7 @@ struct ProducerConsumerTests {
         "A bad property fails with the property named",
         arguments: [
             (["no.such.property": "1"], "kafka.no.such.property"),
-            (["linger.ms": "soon"], "kafka.linger.ms"),
+            (["socket.timeout.ms": "soon"], "kafka.socket.timeout.ms"),
             (["security.protocol": "carrier-pigeon"], "kafka.security.protocol"),
         ])
     func badProperty(properties: [String: String], named: String) {
@@ -179,6 +179,22 @@ struct ProducerConsumerTests {
         #expect(throws: KafkaError.self) {
             _ = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: configuration.kafka))
         }
+    }
+}
+
+@Suite("One configuration for both clients")
+struct SharedPropertiesTests {
+    @Test("A producer-only property is left out of the consumer, a consumer-only one out of the producer")
+    func rolesKeepTheirOwn() throws {
+        // Values that would fail if they were applied: the other client never sees them.
+        let kafka = KafkaConfiguration(
+            bootstrapServers: "127.0.0.1:1", properties: ["linger.ms": "soon", "fetch.wait.max.ms": "soon"])
+        #expect {
+            _ = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka))
+        } throws: { "\($0)".contains("linger.ms") }
+        #expect {
+            _ = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka))
+        } throws: { "\($0)".contains("fetch.wait.max.ms") }
     }
 }
 
