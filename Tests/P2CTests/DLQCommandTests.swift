@@ -7,11 +7,9 @@ struct DLQCommandTests {
     @Test("Dead letters per topic with counts by code, offsets and samples; payloads only on request")
     func list() async throws {
         let (plain, withPayload, other) = try await Blocking.run {
-            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
-            let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
-            let producer = try KafkaProducer(
-                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let (bootstrap, producer) = (broker.bootstrap, broker.producer)
             let letters = [
                 ("malformed_json", "USMF/C000001", "{oops"), ("bad_decimal", "USMF/C000002", #"{"quantity":"lots"}"#),
                 ("malformed_json", "USMF/C000003", "["),

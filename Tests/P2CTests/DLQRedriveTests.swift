@@ -10,12 +10,9 @@ struct DLQRedriveTests {
     func drainAfterAFix() async throws {
         let total = 400
         let outcome = try await Blocking.run {
-            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
-            let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
-            let environment = [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
-            ]
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let (bootstrap, environment, producer) = (broker.bootstrap, broker.environment, broker.producer)
             func config(_ companies: String) throws -> String {
                 let file = FileManager.default.temporaryDirectory.appendingPathComponent(
                     "redrive-\(UUID().uuidString).json")
@@ -32,8 +29,6 @@ struct DLQRedriveTests {
             }
             let dlq = ["dlq", "--flow", "erp-to-crm", "--topics", topicsDirectory]
             // Company DEMF is not configured yet: its origins are refused. One malformed event too.
-            let producer = try KafkaProducer(
-                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
             for index in 0...total {
                 try producer.send(
                     OutgoingRecord(

@@ -90,6 +90,26 @@ private final class Drained: Sendable {
     }
 }
 
+/// `p2c broker` in a process of its own for one test: its address, the environment a worker or an
+/// operator command needs to reach it, and a producer writing to it. Call `stop()` when done.
+final class TestBroker: @unchecked Sendable {
+    // @unchecked: used from one test at a time.
+    let bootstrap: String
+    let environment: [String: String]
+    let producer: KafkaProducer
+    private let process: Spawned
+
+    init() throws {
+        process = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
+        bootstrap = process.readLine() ?? ""
+        environment = ["P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0"]
+        producer = try KafkaProducer(
+            configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+    }
+
+    func stop() { _ = process.stop() }
+}
+
 /// Runs a command to completion.
 func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     try Spawned(executable, arguments).finish()

@@ -9,14 +9,9 @@ struct ReplayCommandTests {
     )
     func replayAFlow() async throws {
         let outcome = try await Blocking.run {
-            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
-            let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
-            let environment = [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
-            ]
-            let producer = try KafkaProducer(
-                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let (bootstrap, environment, producer) = (broker.bootstrap, broker.environment, broker.producer)
             for index in 1...6 {
                 try producer.send(
                     OutgoingRecord(
@@ -95,14 +90,9 @@ struct ReplayCommandTests {
     )
     func targeted() async throws {
         let outcome = try await Blocking.run {
-            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
-            let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
-            let environment = [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": "0",
-            ]
-            let producer = try KafkaProducer(
-                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let (bootstrap, environment, producer) = (broker.bootstrap, broker.environment, broker.producer)
             func origin(_ company: String, _ index: Int, echo: Bool = false) throws {
                 var headers = [
                     KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(company)-origin-\(index)-\(echo)"),
@@ -197,11 +187,9 @@ struct ReplayCommandTests {
         "--to-datetime finds the first record at or after the time, also on the mock (by searching record timestamps)")
     func toDatetime() async throws {
         let outcome = try await Blocking.run {
-            let broker = try Spawned(p2cBinary, ["broker", "--topics", topicsDirectory])
-            let bootstrap = broker.readLine() ?? ""
-            defer { _ = broker.stop() }
-            let producer = try KafkaProducer(
-                configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: bootstrap)))
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let (bootstrap, producer) = (broker.bootstrap, broker.producer)
             let start: Int64 = 1_795_000_000_000
             for index in 0..<6 {
                 try producer.send(
