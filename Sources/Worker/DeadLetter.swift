@@ -4,15 +4,27 @@ import ProspectToCash
 
 /// The record sent to `<input topic>.dlq` for a refused event: the original key, value and headers,
 /// untouched, with the reason and the source position added.
-enum DeadLetter {
+public enum DeadLetter {
+    public static let codeHeader = "p2c_error_code"
+    public static let messageHeader = "p2c_error_message"
+    public static let sourceTopicHeader = "p2c_source_topic"
+    public static let sourcePartitionHeader = "p2c_source_partition"
+    public static let sourceOffsetHeader = "p2c_source_offset"
+    /// Milliseconds since the epoch.
+    public static let deadLetteredAtHeader = "p2c_dead_lettered_at"
+    /// Every header a dead letter adds to the original ones.
+    public static let addedHeaders: Set<String> = [
+        codeHeader, messageHeader, sourceTopicHeader, sourcePartitionHeader, sourceOffsetHeader, deadLetteredAtHeader,
+    ]
+
     static func record(for input: KafkaRecord, error: MappingError, topic: String) -> OutgoingRecord {
         var headers = input.headers
-        headers.append(KafkaHeader("p2c_error_code", error.code.rawValue))
-        headers.append(KafkaHeader("p2c_error_message", error.message))
-        headers.append(KafkaHeader("p2c_source_topic", input.topic))
-        headers.append(KafkaHeader("p2c_source_partition", String(input.partition)))
-        headers.append(KafkaHeader("p2c_source_offset", String(input.offset)))
-        headers.append(KafkaHeader("p2c_dead_lettered_at", String(Int64(Date().timeIntervalSince1970 * 1000))))
+        headers.append(KafkaHeader(codeHeader, error.code.rawValue))
+        headers.append(KafkaHeader(messageHeader, error.message))
+        headers.append(KafkaHeader(sourceTopicHeader, input.topic))
+        headers.append(KafkaHeader(sourcePartitionHeader, String(input.partition)))
+        headers.append(KafkaHeader(sourceOffsetHeader, String(input.offset)))
+        headers.append(KafkaHeader(deadLetteredAtHeader, String(Int64(Date().timeIntervalSince1970 * 1000))))
         return OutgoingRecord(
             topic: topic, key: input.key, value: input.value, headers: headers,
             timestamp: input.timestamp >= 0 ? input.timestamp : nil)

@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import Runtime
 import Topology
+import Worker
 
 /// `p2c dlq list`: what the dead-letter topics hold; `p2c dlq redrive`: put letters back on their source topic.
 enum DLQCommand {
@@ -75,15 +76,17 @@ enum DLQCommand {
                 let offsets = records.filter { $0.partition == partition }.map(\.offset)
                 print("  partition \(partition): offsets \(offsets.min()!)…\(offsets.max()!)")
             }
-            let byCode = Dictionary(grouping: records) { $0.header("p2c_error_code")?.text ?? "(no code)" }
+            let byCode = Dictionary(grouping: records) { $0.header(DeadLetter.codeHeader)?.text ?? "(no code)" }
             for (code, group) in byCode.sorted(by: { $0.key < $1.key }) {
                 print("  \(code): \(group.count)")
                 for record in group.prefix(samples) {
                     let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? "(no key)"
-                    let source = ["p2c_source_topic", "p2c_source_partition", "p2c_source_offset"]
-                        .map { record.header($0)?.text ?? "?" }
+                    let source = [
+                        DeadLetter.sourceTopicHeader, DeadLetter.sourcePartitionHeader, DeadLetter.sourceOffsetHeader,
+                    ]
+                    .map { record.header($0)?.text ?? "?" }
                     print(
-                        "    [\(record.partition):\(record.offset)] key \(key) from \(source[0])[\(source[1])]@\(source[2]): \(record.header("p2c_error_message")?.text ?? "")"
+                        "    [\(record.partition):\(record.offset)] key \(key) from \(source[0])[\(source[1])]@\(source[2]): \(record.header(DeadLetter.messageHeader)?.text ?? "")"
                     )
                     if showPayload {
                         print("      value: \(record.value.map { String(decoding: $0, as: UTF8.self) } ?? "(null)")")

@@ -23,11 +23,12 @@ struct DLQRedrive {
 
     /// Marker header: the offset, in the same dead-letter partition, of the letter re-driven.
     static let markerHeader = "p2c_redriven_offset"
-    /// Headers the worker adds to a dead letter; a re-driven event leaves them behind.
-    static let letterHeaders: Set<String> = [
-        "p2c_error_code", "p2c_error_message", "p2c_source_topic", "p2c_source_partition", "p2c_source_offset",
-        "p2c_dead_lettered_at", "p2c_redriven_from", "p2c_redrive_count", RecordTranslator.redriveOriginHeader,
-    ]
+    static let countHeader = "p2c_redrive_count"
+    static let fromHeader = "p2c_redriven_from"
+    /// Headers of the letter and of an earlier re-drive; a re-driven event gets fresh ones.
+    static let letterHeaders = DeadLetter.addedHeaders.union([
+        countHeader, fromHeader, RecordTranslator.redriveOriginHeader,
+    ])
 
     /// What the dead-letter topics hold: letters still to re-drive and the positions already done.
     struct Contents {
@@ -58,11 +59,11 @@ struct DLQRedrive {
         let contents = try Self.read(consumer, topics: topics)
         try consumer.close()
         let selected = contents.pending.filter { letter in
-            if let code, letter.header("p2c_error_code")?.text != code { return false }
+            if let code, letter.header(DeadLetter.codeHeader)?.text != code { return false }
             if let since, Self.deadLetteredAt(letter) < since { return false }
             return true
         }
-        let byCode = Dictionary(grouping: selected) { $0.header("p2c_error_code")?.text ?? "(no code)" }
+        let byCode = Dictionary(grouping: selected) { $0.header(DeadLetter.codeHeader)?.text ?? "(no code)" }
         print(
             "\(selected.count) of \(contents.pending.count) dead letters selected (\(contents.redriven.count) re-driven before)"
                 + (byCode.isEmpty ? "" : ": ")
@@ -114,22 +115,22 @@ struct DLQRedrive {
 
     /// When the worker dead-lettered `letter` (the record's own time for letters without the header).
     static func deadLetteredAt(_ letter: KafkaRecord) -> Int64 {
-        letter.header("p2c_dead_lettered_at")?.text.flatMap { Int64($0) } ?? letter.timestamp
+        letter.header(DeadLetter.deadLetteredAtHeader)?.text.flatMap { Int64($0) } ?? letter.timestamp
     }
 
     /// The event to put back: the letter's key and value to its source partition, with its original
     /// headers and the re-drive marks; nil when the letter does not say where it came from.
     static func redriven(_ letter: KafkaRecord) -> OutgoingRecord? {
-        guard let topic = letter.header("p2c_source_topic")?.text,
-            let partition = letter.header("p2c_source_partition")?.text.flatMap({ Int32($0) }),
-            let offset = letter.header("p2c_source_offset")?.text
+        guard let topic = letter.header(DeadLetter.sourceTopicHeader)?.text,
+            let partition = letter.header(DeadLetter.sourcePartitionHeader)?.text.flatMap({ Int32($0) }),
+            let offset = letter.header(DeadLetter.sourceOffsetHeader)?.text
         else { return nil }
         let origin = letter.header(RecordTranslator.redriveOriginHeader)?.text ?? "\(topic)/\(partition)/\(offset)"
-        let count = (letter.header("p2c_redrive_count")?.text.flatMap { Int($0) } ?? 0) + 1
+        let count = (letter.header(countHeader)?.text.flatMap { Int($0) } ?? 0) + 1
         var headers = letter.headers.filter { !letterHeaders.contains($0.name) }
         headers.append(KafkaHeader(RecordTranslator.redriveOriginHeader, origin))
-        headers.append(KafkaHeader("p2c_redrive_count", String(count)))
-        headers.append(KafkaHeader("p2c_redriven_from", "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
+        headers.append(KafkaHeader(countHeader, String(count)))
+        headers.append(KafkaHeader(fromHeader, "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
         return OutgoingRecord(
             topic: topic, partition: partition, key: letter.key, value: letter.value, headers: headers)
     }
