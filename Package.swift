@@ -36,7 +36,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "MapBenchmark",
-            dependencies: ["Kafka", "ProspectToCash", "Topology", "Simulation"],
+            dependencies: ["Kafka", "ProspectToCash", "Topology", "Simulation", "Worker"],
             swiftSettings: strict
         ),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),

@@ -69,17 +69,38 @@ public struct CloudEvent: Sendable, Equatable {
     }
 
     /// Attributes as read from headers or a structured event, before they are checked.
-    fileprivate struct Attributes {
+    public struct Attributes: Sendable {
         var values = [String?](repeating: nil, count: CloudEvent.attributeNames.count)
+
+        public init() {}
 
         /// Stores `value` under the attribute at `index` of `attributeNames`.
         subscript(index: Int) -> String? {
             get { values[index] }
             set { values[index] = newValue }
         }
+
+        /// Reads one Kafka header: a `ce_*` attribute with a UTF-8 value is kept, others are ignored.
+        public mutating func read(header name: String, value: [UInt8]?) {
+            guard let value, let index = CloudEvent.attributeNames.firstIndex(where: { $0.header == name }) else {
+                return
+            }
+            // ASCII (the usual case) needs no validation.
+            if value.allSatisfy({ $0 < 0x80 }) {
+                values[index] = String(decoding: value, as: UTF8.self)
+            } else if let text = String(validating: value, as: UTF8.self) {
+                values[index] = text
+            }
+        }
+
+        /// The subject (`ce_subject`), when the headers had one.
+        public var subject: String? {
+            get { values[5] }
+            set { values[5] = newValue }
+        }
     }
 
-    fileprivate init(attributes: Attributes, data: JSONObject) throws(MappingError) {
+    init(attributes: Attributes, data: JSONObject) throws(MappingError) {
         guard let version = attributes[0], !version.isEmpty else {
             throw MappingError(.missingAttribute, "specversion is missing")
         }
@@ -100,12 +121,7 @@ extension CloudEvent {
     /// Reads an event in Kafka binary mode: attributes from `ce_*` headers, the record from the value.
     public init(headers: [(name: String, value: [UInt8]?)], value: [UInt8]?) throws(MappingError) {
         var attributes = Attributes()
-        for header in headers {
-            guard let index = Self.attributeNames.firstIndex(where: { $0.header == header.name }),
-                let bytes = header.value, let text = String(validating: bytes, as: UTF8.self)
-            else { continue }
-            attributes[index] = text
-        }
+        for header in headers { attributes.read(header: header.name, value: header.value) }
         guard let value, !value.isEmpty else { throw MappingError(.notAnObject, "the record value is empty") }
         let parsed: JSONValue
         do {
@@ -122,12 +138,28 @@ extension CloudEvent {
     /// The Kafka headers of binary mode, `content-type` included.
     public var headers: [(name: String, value: [UInt8])] {
         var result: [(name: String, value: [UInt8])] = []
-        for (names, value) in zip(Self.attributeNames, attributeValues) {
-            if let value { result.append((names.header, Array(value.utf8))) }
-        }
-        result.append(("content-type", Array("application/json".utf8)))
+        result.reserveCapacity(Self.attributeNames.count + 1)
+        forEachHeader { result.append(($0, $1)) }
         return result
     }
+
+    /// Calls `body` with each header of binary mode, in order, `content-type` last.
+    public func forEachHeader(_ body: (String, [UInt8]) -> Void) {
+        body("ce_specversion", Self.specVersionBytes)
+        body("ce_id", Array(id.utf8))
+        body("ce_source", Array(source.utf8))
+        body("ce_type", Array(type.utf8))
+        for (name, value) in [
+            ("ce_time", time), ("ce_subject", subject), ("ce_company", company), ("ce_origin", origin),
+            ("ce_causationid", causationID), ("ce_traceparent", traceparent),
+        ] {
+            if let value { body(name, Array(value.utf8)) }
+        }
+        body("content-type", Self.contentTypeBytes)
+    }
+
+    private static let specVersionBytes = Array("1.0".utf8)
+    private static let contentTypeBytes = Array("application/json".utf8)
 
     /// The Kafka value of binary mode: the record as one JSON object.
     public var value: [UInt8] { data.jsonBytes }

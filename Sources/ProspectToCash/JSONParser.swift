@@ -1,10 +1,12 @@
+import Foundation
+
 /// A strict RFC 8259 parser over bytes: numbers keep their text, strings must be valid UTF-8,
 /// nesting is bounded, and any defect is an error with its byte offset, never a crash.
 public struct JSONParser {
     /// The input, valid only while `parse` runs (it is taken inside `withUnsafeBufferPointer`).
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
-    /// FNV-1a hash of the raw bytes of the last string parsed, for cheap duplicate-key checks.
+    /// `OperationTable.hash` of the text of the last string parsed, for cheap duplicate-key checks.
     private var lastStringHash: UInt32 = 0
     /// Deepest nesting accepted; records are flat, so this only stops hostile input.
     public static let maximumDepth = 64
@@ -41,16 +43,15 @@ public struct JSONParser {
     /// known keys reuse interned strings. Anything else is parsed as `parse` does.
     public static func parseLazily(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
         let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(buffer)
-            return Result { () throws(JSONParseError) -> JSONValue in
-                parser.skipWhitespace()
-                guard parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "{") else {
-                    return try JSONParser.parse(buffer)
-                }
-                let object = try parser.scanObject(source: bytes)
-                parser.skipWhitespace()
-                guard parser.position == buffer.count else {
-                    throw parser.error("unexpected content after the JSON value")
+            Result { () throws(JSONParseError) -> JSONValue in
+                guard let members = try scanMembers(buffer) else { return try JSONParser.parse(buffer) }
+                var object = JSONObject()
+                object.fields.reserveCapacity(members.count)
+                for member in members {
+                    let raw = RawJSON(
+                        bytes: bytes, start: member.valueStart, end: member.valueEnd, isPlainString: member.plainString)
+                    object.fields.append(
+                        JSONObject.Field(key: member.key(in: buffer), keyHash: member.keyHash, storage: .raw(raw)))
                 }
                 return .object(object)
             }
@@ -169,19 +170,17 @@ public struct JSONParser {
         let start = position
         // Fast path: no escapes. ASCII needs no validation; anything else is validated once.
         var ascii = true
-        var hash: UInt32 = 2_166_136_261
         while position < bytes.count {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
-                lastStringHash = hash
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<position])
+                lastStringHash = OperationTable.hash(slice)
                 let text = ascii ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
                 guard let text else { throw error("invalid UTF-8 in string") }
                 position += 1
                 return text
             }
             if byte >= 0x80 { ascii = false }
-            hash = (hash ^ UInt32(byte)) &* 16_777_619
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in string") }
             position += 1
@@ -193,7 +192,7 @@ public struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 position += 1
-                lastStringHash = scratch.reduce(2_166_136_261) { ($0 ^ UInt32($1)) &* 16_777_619 }
+                lastStringHash = scratch.withUnsafeBufferPointer { OperationTable.hash($0) }
                 guard let text = String(validating: scratch, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string")
                 }
@@ -240,15 +239,127 @@ public struct JSONParser {
 
     // MARK: Validating without building
 
-    /// The top-level object, its values kept as raw ranges of `source`.
-    private mutating func scanObject(source: [UInt8]) throws(JSONParseError) -> JSONObject {
+    /// Scans a document whose top level is an object into its members' byte ranges, validating
+    /// every byte (duplicate keys included) without building a value. Nil when the top level is
+    /// not an object (`parse` then tells what it is, or what is wrong).
+    static func scanMembers(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> [Member]? {
+        var parser = JSONParser(buffer)
+        parser.skipWhitespace()
+        guard parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "{") else { return nil }
+        let members = try parser.scanMembers()
+        parser.skipWhitespace()
+        guard parser.position == buffer.count else { throw parser.error("unexpected content after the JSON value") }
+        return members
+    }
+
+    /// One member of a scanned object: where its key and value are in the input.
+    struct Member: Sendable {
+        /// The key's bytes between its quotes.
+        var keyStart: Int32
+        var keyEnd: Int32
+        /// The value's bytes, as they appear.
+        var valueStart: Int32
+        var valueEnd: Int32
+        /// `OperationTable.hash` of the key's text.
+        var keyHash: UInt32
+        /// The key has no escapes: its text is its bytes.
+        var plainKey: Bool
+        /// The value is a string literal without escapes: its text is the bytes between the quotes.
+        var plainString: Bool
+
+        var keyRange: Range<Int> { Int(keyStart)..<Int(keyEnd) }
+        var valueRange: Range<Int> { Int(valueStart)..<Int(valueEnd) }
+
+        /// The key's text (decoding its escapes when it has any).
+        func key(in buffer: UnsafeBufferPointer<UInt8>) -> String {
+            let bytes = UnsafeBufferPointer(rebasing: buffer[keyRange])
+            if plainKey {
+                return KeyInterner.shared.lookup(hash: keyHash, bytes: bytes) ?? String(decoding: bytes, as: UTF8.self)
+            }
+            return JSONParser.validatedString(
+                UnsafeBufferPointer(rebasing: buffer[Int(keyStart) - 1..<Int(keyEnd) + 1]))
+        }
+
+        /// Whether the value is an object or an array.
+        func isContainer(in buffer: UnsafeBufferPointer<UInt8>) -> Bool {
+            let first = buffer[Int(valueStart)]
+            return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+        }
+
+        /// The decoded value; the bytes were validated when they were scanned.
+        func value(in buffer: UnsafeBufferPointer<UInt8>) -> JSONValue {
+            JSONParser.value(in: buffer, valueRange, plainString: plainString)
+        }
+    }
+
+    /// The value at `range` of validated bytes.
+    static func value(in buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, plainString: Bool) -> JSONValue {
+        if plainString {
+            return .string(
+                String(
+                    decoding: UnsafeBufferPointer(rebasing: buffer[range.lowerBound + 1..<range.upperBound - 1]),
+                    as: UTF8.self))
+        }
+        do {
+            return try JSONParser.parse(UnsafeBufferPointer(rebasing: buffer[range]))
+        } catch {
+            preconditionFailure("validated JSON no longer parses: \(error)")
+        }
+    }
+
+    /// Where the member `key` (UTF-8) of the validated object `object` has its value, without
+    /// building anything; nil when there is none.
+    static func member(
+        named key: [UInt8], in object: UnsafeBufferPointer<UInt8>
+    ) -> (range: Range<Int>, plainString: Bool)? {
+        var parser = JSONParser(object)
+        parser.position = 1
+        do {
+            while true {
+                parser.skipWhitespace()
+                guard parser.position < object.count, object[parser.position] == UInt8(ascii: "\"") else { return nil }
+                let keyStart = parser.position
+                let plainKey = try parser.skipString(hashing: false)
+                let keyBytes = UnsafeBufferPointer(rebasing: object[keyStart + 1..<parser.position - 1])
+                let matches =
+                    plainKey
+                    ? keyBytes.elementsEqual(key)
+                    : validatedString(UnsafeBufferPointer(rebasing: object[keyStart..<parser.position])).utf8
+                        .elementsEqual(key)
+                parser.skipWhitespace()
+                parser.position += 1  // ':'
+                parser.skipWhitespace()
+                let valueStart = parser.position
+                let plainString = try parser.skipValue(depth: 1)
+                if matches { return (valueStart..<parser.position, plainString) }
+                parser.skipWhitespace()
+                guard parser.position < object.count, object[parser.position] == UInt8(ascii: ",") else { return nil }
+                parser.position += 1
+            }
+        } catch {
+            return nil
+        }
+    }
+
+    /// The text of a validated string literal (quotes included in `literal`).
+    private static func validatedString(_ literal: UnsafeBufferPointer<UInt8>) -> String {
+        var parser = JSONParser(literal)
+        do {
+            return try parser.parseString()
+        } catch {
+            preconditionFailure("validated JSON no longer parses: \(error)")
+        }
+    }
+
+    private mutating func scanMembers() throws(JSONParseError) -> [Member] {
         position += 1
-        var fields: [JSONObject.Field] = []
-        fields.reserveCapacity(64)
+        var members: [Member] = []
+        members.reserveCapacity(64)
+        var seen = HashFilter()
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
-            return JSONObject(fields)
+            return members
         }
         while true {
             skipWhitespace()
@@ -258,20 +369,14 @@ public struct JSONParser {
             let keyStart = position
             let plainKey = try skipString()
             let hash = lastStringHash
-            let key: String
-            if plainKey,
-                let known = KeyInterner.shared.lookup(
-                    hash: hash, bytes: UnsafeBufferPointer(rebasing: bytes[keyStart + 1..<position - 1]))
-            {
-                key = known
-            } else {
-                let end = position
-                position = keyStart
-                key = try parseString()
-                position = end
-            }
-            for field in fields where field.keyHash == hash && field.key == key {
-                throw error("duplicate key \"\(key)\"")
+            let member = Member(
+                keyStart: Int32(keyStart + 1), keyEnd: Int32(position - 1), valueStart: 0, valueEnd: 0, keyHash: hash,
+                plainKey: plainKey, plainString: false)
+            // Duplicate keys: a 256-bit filter of the hashes seen rules most keys out at once.
+            if seen.insert(hash) {
+                for known in members where known.keyHash == hash && sameKey(known, member) {
+                    throw error("duplicate key \"\(member.key(in: bytes))\"")
+                }
             }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
@@ -279,8 +384,10 @@ public struct JSONParser {
             skipWhitespace()
             let valueStart = position
             let plainString = try skipValue(depth: 1)
-            let raw = RawJSON(bytes: source, start: Int32(valueStart), end: Int32(position), isPlainString: plainString)
-            fields.append(JSONObject.Field(key: key, keyHash: hash, storage: .raw(raw)))
+            members.append(
+                Member(
+                    keyStart: member.keyStart, keyEnd: member.keyEnd, valueStart: Int32(valueStart),
+                    valueEnd: Int32(position), keyHash: hash, plainKey: plainKey, plainString: plainString))
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end of input") }
             if bytes[position] == UInt8(ascii: ",") {
@@ -289,8 +396,19 @@ public struct JSONParser {
             }
             guard bytes[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
             position += 1
-            return JSONObject(fields)
+            return members
         }
+    }
+
+    /// Whether two keys of the same hash are the same text (escapes make equal texts' bytes differ).
+    private func sameKey(_ lhs: Member, _ rhs: Member) -> Bool {
+        if lhs.plainKey && rhs.plainKey {
+            return lhs.keyEnd - lhs.keyStart == rhs.keyEnd - rhs.keyStart
+                && memcmp(
+                    bytes.baseAddress! + Int(lhs.keyStart), bytes.baseAddress! + Int(rhs.keyStart), lhs.keyRange.count)
+                    == 0
+        }
+        return lhs.key(in: bytes) == rhs.key(in: bytes)
     }
 
     /// Validates one value and moves past it; true when it is a string literal without escapes.
@@ -381,22 +499,35 @@ public struct JSONParser {
         position += 1
         let start = position
         var ascii = true
-        var hash: UInt32 = 2_166_136_261
-        while position < bytes.count {
-            let byte = bytes[position]
-            // One table test per byte: only quotes, backslashes, control and non-ASCII bytes stop here.
-            if JSONBytes.isSpecial[Int(byte)] == 0 {
-                if hashing { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-                position += 1
-                continue
+        let base = bytes.baseAddress!
+        while true {
+            // Eight bytes at a time to the first quote, backslash, control character or non-ASCII
+            // byte (the classic has-zero-byte and has-less-than tests; the lowest flag is exact).
+            while position + 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let quotes = word ^ (ones &* 0x22)
+                let backslashes = word ^ (ones &* 0x5C)
+                let special =
+                    (word | ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes)
+                        | ((backslashes &- ones) & ~backslashes)) & (ones &* 0x80)
+                if special != 0 {
+                    position += special.trailingZeroBitCount >> 3
+                    break
+                }
+                position += 8
             }
+            guard position < bytes.count else { throw error("unterminated string") }
+            let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 if !ascii
                     && String(validating: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self) == nil
                 {
                     throw error("invalid UTF-8 in string")
                 }
-                lastStringHash = hash
+                if hashing {
+                    lastStringHash = OperationTable.hash(UnsafeBufferPointer(rebasing: bytes[start..<position]))
+                }
                 position += 1
                 return true
             }
@@ -407,11 +538,10 @@ public struct JSONParser {
                 return false
             }
             if byte < 0x20 { throw error("control character in string") }
+            // Plain ASCII here is one of the last few bytes of the input.
             if byte >= 0x80 { ascii = false }
-            hash = (hash ^ UInt32(byte)) &* 16_777_619
             position += 1
         }
-        throw error("unterminated string")
     }
 
     private mutating func parseHex4() throws(JSONParseError) -> UInt32 {
@@ -475,6 +605,31 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     /// Byte offset of the defect.
     public var offset: Int
     public var description: String { "\(message) at byte \(offset)" }
+}
+
+/// A 256-bit filter of key hashes: `insert` tells whether the hash may have been seen before.
+private struct HashFilter {
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    mutating func insert(_ hash: UInt32) -> Bool {
+        let bit = UInt64(1) << UInt64(hash & 63)
+        let seen: Bool
+        switch (hash >> 6) & 3 {
+        case 0:
+            seen = words.0 & bit != 0
+            words.0 |= bit
+        case 1:
+            seen = words.1 & bit != 0
+            words.1 |= bit
+        case 2:
+            seen = words.2 & bit != 0
+            words.2 |= bit
+        default:
+            seen = words.3 & bit != 0
+            words.3 |= bit
+        }
+        return seen
+    }
 }
 
 /// Byte classes shared by the parser and the writer.

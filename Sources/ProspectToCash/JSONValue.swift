@@ -50,7 +50,7 @@ public struct JSONObject: Sendable, Equatable {
     /// input until something asks for it, so copying it to the output never decodes or re-encodes it.
     public struct Field: Sendable, Equatable {
         public var key: String
-        /// FNV-1a of the key's UTF-8, or 0 when not computed yet.
+        /// `OperationTable.hash` of the key's UTF-8, or 0 when not computed yet.
         var keyHash: UInt32
         var storage: Storage
 
@@ -179,6 +179,32 @@ struct JSONWriter {
             }
         }
         bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// A member of the object being written: a comma unless it is the first, then `prefix`
+    /// (`"key":`) and the value's bytes as they are.
+    mutating func member(_ prefix: [UInt8], raw value: UnsafeBufferPointer<UInt8>) {
+        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+        bytes.append(contentsOf: prefix)
+        bytes.append(contentsOf: value)
+    }
+
+    /// A member of the object being written, with a value to encode.
+    mutating func member(_ prefix: [UInt8], _ value: JSONValue) {
+        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+        bytes.append(contentsOf: prefix)
+        write(value)
+    }
+
+    /// A member of the object being written, from another object.
+    mutating func member(_ field: JSONObject.Field) {
+        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+        write(string: field.key)
+        bytes.append(UInt8(ascii: ":"))
+        switch field.storage {
+        case .parsed(let value): write(value)
+        case .raw(let raw): write(raw)
+        }
     }
 
     mutating func write(_ raw: RawJSON) {

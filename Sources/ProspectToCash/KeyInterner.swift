@@ -36,6 +36,13 @@ struct KeyInterner: Sendable {
         return nil
     }
 
+    /// Whether `name` is one of the names.
+    func contains(_ name: String) -> Bool {
+        let hash = OperationTable.hash(name)
+        var name = name
+        return name.withUTF8 { lookup(hash: hash, bytes: $0) != nil }
+    }
+
     /// Every name of the built-in maps (both sides, each step of a lookup path) and the event attributes.
     private static var knownNames: Set<String> {
         var names: Set<String> = [

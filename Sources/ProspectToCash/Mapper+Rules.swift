@@ -6,12 +6,12 @@ import Topology
 extension Mapper {
     /// Picks the map for the record: ERP customers are organisations (CRM accounts) or persons (CRM contacts).
     func choosePlan(
-        _ candidates: [MappingPlan], event: CloudEvent, action: CloudEvent.Action
+        _ candidates: [MappingPlan], data: JSONObject, action: CloudEvent.Action
     ) throws(MappingError)
         -> MappingPlan
     {
         guard candidates.count > 1 else { return candidates[0] }
-        guard let partyType = event.data["PARTYTYPE"] else {
+        guard let partyType = data["PARTYTYPE"] else {
             throw MappingError(.missingField, "PARTYTYPE is missing: cannot tell an organisation from a person")
         }
         guard case .string(let text) = partyType else {

@@ -20,10 +20,25 @@ public enum MappingOutcome: Sendable, Equatable {
     }
 }
 
-/// One output event and the stream whose inbound topic it goes to.
+/// One output event and the stream whose inbound topic it goes to: its attributes, and the
+/// record as the JSON bytes of its Kafka value (binary mode).
 public struct MappedEvent: Sendable, Equatable {
     public var stream: SyncStream
-    public var event: CloudEvent
+    /// The event's attributes; the record is `value` (this `data` is left empty).
+    public var attributes: CloudEvent
+    /// The record, compact JSON.
+    public var value: [UInt8]
+
+    /// The whole event, its record decoded from `value`.
+    public var event: CloudEvent {
+        var event = attributes
+        do {
+            if case .object(let data) = try JSONParser.parseLazily(value) { event.data = data }
+        } catch {
+            preconditionFailure("the mapper wrote JSON that does not parse: \(error)")
+        }
+        return event
+    }
 }
 
 /// Maps one system's change events to the other system's records: the maps of the dual-write
@@ -105,15 +120,58 @@ public final class Mapper: Sendable {
     /// `origin` identifies the input (topic/partition/offset, or its id) and makes output ids deterministic.
     public func map(_ event: CloudEvent, flow: Flow, stream: SyncStream? = nil, origin: String? = nil) -> MappingOutcome
     {
-        do {
-            return try mapOrThrow(event, flow: flow, stream: stream, origin: origin ?? event.id)
-        } catch {
-            return .refused(error)
+        var attributes = event
+        attributes.data = JSONObject()
+        return event.data.jsonBytes.withUnsafeBufferPointer { buffer in
+            do {
+                guard let members = try JSONParser.scanMembers(buffer) else {
+                    preconditionFailure("a JSON object was not written as one")
+                }
+                return try mapOrThrow(
+                    attributes, input: RecordInput(buffer, members), flow: flow, stream: stream,
+                    origin: origin ?? event.id)
+            } catch let error as MappingError {
+                return .refused(error)
+            } catch {
+                preconditionFailure("written JSON does not scan: \(error)")
+            }
         }
     }
 
+    /// Maps one event read in Kafka binary mode: attributes from its headers, the record from the
+    /// Kafka value, which is read once, in place, and never decoded as a whole.
+    public func map(
+        attributes: CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil, origin: String
+    ) -> MappingOutcome {
+        guard let value, !value.isEmpty else {
+            return .refused(MappingError(.notAnObject, "the record value is empty"))
+        }
+        return value.withUnsafeBufferPointer { buffer in
+            do {
+                let members: [JSONParser.Member]
+                do {
+                    guard let scanned = try JSONParser.scanMembers(buffer) else {
+                        let parsed = try JSONParser.parse(buffer)
+                        throw MappingError(.notAnObject, "the record value is a JSON \(parsed.typeName), not an object")
+                    }
+                    members = scanned
+                } catch let error as JSONParseError {
+                    throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
+                }
+                let event = try CloudEvent(attributes: attributes, data: JSONObject())
+                return try mapOrThrow(
+                    event, input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin)
+            } catch let error as MappingError {
+                return .refused(error)
+            } catch {
+                return .refused(MappingError(.malformedJSON, "\(error)"))
+            }
+        }
+    }
+
+    /// `event`'s attributes (its `data` is not read) and its record, scanned.
     private func mapOrThrow(
-        _ event: CloudEvent, flow: Flow, stream: SyncStream?, origin: String
+        _ event: CloudEvent, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String
     ) throws(MappingError)
         -> MappingOutcome
     {
@@ -125,7 +183,8 @@ public final class Mapper: Sendable {
         guard let (record, action) = event.recordAndAction else {
             throw MappingError(.unknownType, "type \"\(event.type)\" is not <record>.upserted or <record>.deleted")
         }
-        let company = try self.company(of: event)
+        let control = input.control
+        let company = try self.company(of: event, control: control)
         let key = PlanKey(flow: flow, record: String(record))
         guard let candidates = (companyPlans[company] ?? plans)[key] else {
             let flowsOtherWay = plans[PlanKey(flow: flow == .crmToERP ? .erpToCRM : .crmToERP, record: String(record))]
@@ -137,53 +196,50 @@ public final class Mapper: Sendable {
         if let stream, !candidates.contains(where: { $0.kind.stream == stream }) {
             throw MappingError(.unknownType, "\(record) does not belong to the \(stream.rawValue) stream")
         }
-        let plan = try choosePlan(candidates, event: event, action: action)
-        if let reason = filterReason(plan.kind, flow: flow, data: event.data, action: action) {
+        let plan = try choosePlan(candidates, data: control, action: action)
+        if let reason = filterReason(plan.kind, flow: flow, data: control, action: action) {
             return .filtered(reason)
         }
-        let number = try documentNumber(plan.kind, flow: flow, data: event.data)
+        let number = try documentNumber(plan.kind, flow: flow, data: control)
         let subject = "\(company)/\(number)"
         if let given = event.subject, given != subject {
             throw MappingError(.keyMismatch, "subject \"\(given)\" is not \(subject)")
         }
         try checkNumberSequence(plan.kind, number: number)
 
-        var data = try apply(plan, to: event.data, action: action)
-        if action == .upserted {
-            try applyRules(plan, input: event.data, output: &data, company: company)
-        }
-        if flow == .crmToERP { data["dataAreaId"] = .string(company) }
+        let value = try write(plan, input: input, action: action, company: company)
         var outputs = [
             MappedEvent(
                 stream: plan.kind.stream,
-                event: outputEvent(
-                    event, type: "\(plan.kind.name(on: flow.target)).\(action.rawValue)",
-                    subject: subject, company: company, data: data, id: "\(origin)#0"))
+                attributes: outputEvent(
+                    event, type: plan.type(action), subject: subject, company: company, id: origin + "#0"),
+                value: value)
         ]
-        if action == .upserted, let extra = try invoicedOrder(plan.kind, input: event.data, company: company) {
+        if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {
             outputs.append(
                 MappedEvent(
                     stream: .orders,
-                    event: outputEvent(
+                    attributes: outputEvent(
                         event, type: "salesorder.upserted", subject: extra.subject, company: company,
-                        data: extra.data, id: "\(origin)#1")))
+                        id: origin + "#1"),
+                    value: extra.data.jsonBytes))
         }
         return .mapped(outputs)
     }
 
     private func outputEvent(
-        _ input: CloudEvent, type: String, subject: String, company: String, data: JSONObject, id: String
+        _ input: CloudEvent, type: String, subject: String, company: String, id: String
     )
         -> CloudEvent
     {
         CloudEvent(
             id: id, source: input.source, type: type, time: input.time, subject: subject, company: company,
-            origin: nil, causationID: input.id, traceparent: input.traceparent, data: data)
+            origin: nil, causationID: input.id, traceparent: input.traceparent, data: JSONObject())
     }
 
     /// The company: `ce_company`, else the record's `dataAreaId`; both must agree and be allowed.
-    private func company(of event: CloudEvent) throws(MappingError) -> String {
-        let fromRecord = event.data["dataAreaId"]?.stringValue
+    private func company(of event: CloudEvent, control: JSONObject) throws(MappingError) -> String {
+        let fromRecord = control["dataAreaId"]?.stringValue
         guard let company = event.company ?? fromRecord, !company.isEmpty else {
             throw MappingError(.missingCompany, "neither ce_company nor dataAreaId names the company")
         }
@@ -221,31 +277,67 @@ public final class Mapper: Sendable {
         }
     }
 
-    /// Runs every field operation of `plan` over the input record.
-    private func apply(
-        _ plan: MappingPlan, to input: JSONObject, action: CloudEvent.Action
-    ) throws(MappingError)
-        -> JSONObject
-    {
-        var output = JSONObject()
-        output.fields.reserveCapacity(input.fields.count + plan.constants.count)
-        for field in input.fields {
-            guard let operations = plan.operations[field.key, hash: field.keyHash] else { continue }
+    /// The output record of `plan` as JSON bytes. Plain values of fields no rule touches are
+    /// written straight into the bytes as the input is walked; what needs a lookup, a nested
+    /// target, a constant or a rule is gathered in a small object written after them.
+    private func write(
+        _ plan: MappingPlan, input: RecordInput, action: CloudEvent.Action, company: String
+    ) throws(MappingError) -> [UInt8] {
+        let buffer = input.buffer
+        var writer = JSONWriter(capacity: buffer.count + 256)
+        writer.bytes.append(UInt8(ascii: "{"))
+        var gathered = JSONObject()
+        for member in input.members {
+            let operations =
+                member.plainKey
+                ? plan.operations[bytes: UnsafeBufferPointer(rebasing: buffer[member.keyRange]), hash: member.keyHash]
+                : plan.operations[member.key(in: buffer)]
+            guard let operations else { continue }
             for operation in operations {
-                // The common case: a plain value copied to a field of its own, moved as it was read.
-                if case .copy = operation.transform, operation.appendsDirectly, operation.sourcePath.count == 1,
-                    !field.isContainer
-                {
-                    output.fields.append(.init(key: operation.targetPath[0], keyHash: 0, storage: field.storage))
-                    continue
+                if operation.streams {
+                    var value = (range: member.valueRange, plainString: member.plainString)
+                    if operation.sourcePath.count == 2 {
+                        // A field inside a lookup: found without decoding the lookup; a null
+                        // lookup writes null, a missing field nothing.
+                        switch buffer[value.range.lowerBound] {
+                        case UInt8(ascii: "{"):
+                            guard
+                                let inner = JSONParser.member(
+                                    named: operation.innerKey, in: UnsafeBufferPointer(rebasing: buffer[value.range]))
+                            else { continue }
+                            value = (inner.range.shifted(by: value.range.lowerBound), inner.plainString)
+                        case UInt8(ascii: "n"): break
+                        default: value.range = value.range.lowerBound..<value.range.lowerBound
+                        }
+                    }
+                    if !value.range.isEmpty, buffer[value.range.lowerBound] != UInt8(ascii: "{"),
+                        buffer[value.range.lowerBound] != UInt8(ascii: "[")
+                    {
+                        switch operation.transform {
+                        case .copy:
+                            writer.member(
+                                operation.targetPrefix, raw: UnsafeBufferPointer(rebasing: buffer[value.range]))
+                            continue
+                        case .valueMap:
+                            let decoded = JSONParser.value(in: buffer, value.range, plainString: value.plainString)
+                            writer.member(operation.targetPrefix, try mappedValue(operation, decoded))
+                            continue
+                        default: break
+                        }
+                    }
                 }
-                try apply(operation, value: field.value, to: &output)
+                // Anything else (and every error) takes the general path.
+                try apply(operation, value: member.value(in: buffer), to: &gathered)
             }
         }
         if action == .upserted {
-            for constant in plan.constants { output.set(path: constant.path, to: constant.value) }
+            for constant in plan.constants { gathered.set(path: constant.path, to: constant.value) }
+            try applyRules(plan, input: input.control, output: &gathered, company: company)
         }
-        return output
+        if plan.flow == .crmToERP { gathered["dataAreaId"] = .string(company) }
+        for field in gathered.fields { writer.member(field) }
+        writer.bytes.append(UInt8(ascii: "}"))
+        return writer.bytes
     }
 
     private func apply(
@@ -285,17 +377,8 @@ public final class Mapper: Sendable {
             } else {
                 output.set(path: operation.targetPath, to: value)
             }
-        case .valueMap(let table):
-            if case .null = value {
-                output.set(path: operation.targetPath, to: .null)
-                return
-            }
-            guard let text = value.lookupText, let mapped = table[text] else {
-                throw MappingError(
-                    .unknownEnumValue,
-                    "\(operation.sourcePath.joined(separator: ".")) value \(value.jsonText) has no counterpart (\(operation.label))"
-                )
-            }
+        case .valueMap:
+            let mapped = try mappedValue(operation, value)
             if operation.appendsDirectly {
                 output.fields.append(.init(operation.targetPath[0], mapped))
             } else {
@@ -322,6 +405,51 @@ public final class Mapper: Sendable {
             )
         }
     }
+}
+
+extension Mapper {
+    /// The value map's counterpart of `value` (null stays null).
+    func mappedValue(_ operation: FieldOperation, _ value: JSONValue) throws(MappingError) -> JSONValue {
+        guard case .valueMap(let table) = operation.transform else { return value }
+        if case .null = value { return .null }
+        guard let text = value.lookupText, let mapped = table[text] else {
+            throw MappingError(
+                .unknownEnumValue,
+                "\(operation.sourcePath.joined(separator: ".")) value \(value.jsonText) has no counterpart (\(operation.label))"
+            )
+        }
+        return mapped
+    }
+}
+
+/// A record being mapped: its scanned members, and the fields the filters, keys and rules read.
+struct RecordInput {
+    let buffer: UnsafeBufferPointer<UInt8>
+    let members: [JSONParser.Member]
+    /// The decoded values of `MappingPlan.controlFields` present in the record.
+    let control: JSONObject
+
+    init(_ buffer: UnsafeBufferPointer<UInt8>, _ members: [JSONParser.Member]) {
+        self.buffer = buffer
+        self.members = members
+        var control = JSONObject()
+        for member in members {
+            let name: String?
+            if member.plainKey {
+                name = MappingPlan.controlFields.lookup(
+                    hash: member.keyHash, bytes: UnsafeBufferPointer(rebasing: buffer[member.keyRange]))
+            } else {
+                let key = member.key(in: buffer)
+                name = MappingPlan.controlFields.contains(key) ? key : nil
+            }
+            if let name { control.fields.append(.init(name, member.value(in: buffer))) }
+        }
+        self.control = control
+    }
+}
+
+extension Range<Int> {
+    fileprivate func shifted(by offset: Int) -> Range<Int> { lowerBound + offset..<upperBound + offset }
 }
 
 extension FieldOperation.Transform {

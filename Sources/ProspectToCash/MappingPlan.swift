@@ -41,20 +41,55 @@ struct MappingPlan: Sendable {
             let operation = FieldOperation(source: source, target: target, row: row, toCRM: toCRM)
             operations[operation.sourcePath[0], default: []].append(operation)
         }
-        // A single-level target written by nothing else is appended without looking for it first.
+        // A single-level target written by nothing else is appended without looking for it first;
+        // read from a plain field, not touched by a rule, it is written straight into the output.
         var writers: [String: Int] = [:]
         for operation in operations.values.joined() { writers[operation.targetPath[0], default: 0] += 1 }
         for constant in constants { writers[constant.path[0], default: 0] += 1 }
         self.operations = OperationTable(
             operations.mapValues { list in
                 list.map { operation in
-                    FieldOperation(
-                        operation,
-                        appendsDirectly: operation.targetPath.count == 1 && writers[operation.targetPath[0]] == 1)
+                    let appends = operation.targetPath.count == 1 && writers[operation.targetPath[0]] == 1
+                    return FieldOperation(
+                        operation, appendsDirectly: appends,
+                        streams: appends && operation.sourcePath.count <= 2
+                            && !Self.ruleFields.contains(operation.targetPath[0]) && operation.transform.isStreamable)
                 }
             })
         self.constants = constants
+        let target = kind.name(on: flow.target)
+        upsertedType = "\(target).upserted"
+        deletedType = "\(target).deleted"
     }
+
+    /// `ce_type` of the output for `action`.
+    func type(_ action: CloudEvent.Action) -> String { action == .upserted ? upsertedType : deletedType }
+    private let upsertedType: String
+    private let deletedType: String
+
+    /// Output fields the business rules read or write (Mapper+Rules): operations writing them
+    /// go through the record's rule stage instead of straight into the output.
+    static let ruleFields: Set<String> = [
+        "PRODUCTNUMBER", "SALESPRODUCTCATEGORYNAME", "PRODUCTNAME", "LINEDESCRIPTION", "SHIPPINGSITEID",
+        "SHIPPINGWAREHOUSEID", "SALESORDERSTATUS", "DOCUMENTSTATUS", "LINEDISCOUNTAMOUNT", "FIXEDPRICECHARGES",
+        "msdyn_processingstatus", "statecode", "manualdiscountamount", "dataAreaId",
+    ]
+
+    /// Input fields the filters, the document key, the company and the rules read: decoded for
+    /// every record (all other fields are only copied or transformed by their operations).
+    static let controlFields: KeyInterner = {
+        var names: Set<String> = [
+            "dataAreaId", "PARTYTYPE", "customertypecode", "msdyn_sellable", "msdyn_ordertype", "statecode",
+            "SALESORDERNUMBER", "manualdiscountamount", "quantity", "productdescription", "msdyn_processingstatus",
+            "SALESORDERSTATUS", "DOCUMENTSTATUS", "LINEDISCOUNTAMOUNT", "FIXEDPRICECHARGES", "ORDEREDSALESQUANTITY",
+            "REQUESTEDSALESQUANTITY",
+        ]
+        for kind in RecordKind.all {
+            names.insert(kind.erpKey)
+            names.insert(kind.crmKey[0])
+        }
+        return KeyInterner(names: names)
+    }()
 }
 
 /// One field row, compiled for one direction. A class, so that walking a plan retains one
@@ -67,6 +102,13 @@ final class FieldOperation: Sendable {
     let label: String
     /// Nothing else writes this single-level target, so the value is appended without a lookup.
     let appendsDirectly: Bool
+    /// A plain value of the source field is written straight into the output bytes (`targetPrefix`
+    /// and the value, or its mapped value).
+    let streams: Bool
+    /// `"target":` as JSON bytes.
+    let targetPrefix: [UInt8]
+    /// The UTF-8 of the source's second step (the field inside a lookup), or empty.
+    let innerKey: [UInt8]
 
     enum Transform: Sendable {
         case copy
@@ -79,16 +121,20 @@ final class FieldOperation: Sendable {
     }
 
     /// The same operation, told whether it may append without a lookup.
-    init(_ other: FieldOperation, appendsDirectly: Bool) {
+    init(_ other: FieldOperation, appendsDirectly: Bool, streams: Bool) {
         sourcePath = other.sourcePath
         targetPath = other.targetPath
         transform = other.transform
         label = other.label
+        targetPrefix = other.targetPrefix
+        innerKey = other.innerKey
         self.appendsDirectly = appendsDirectly
+        self.streams = streams
     }
 
     init(source: String, target: String, row: TableMap.Row, toCRM: Bool) {
         appendsDirectly = false
+        streams = false
         label = "\(row.erpField) \(row.type.rawValue) \(row.crmColumn)"
         sourcePath = Self.path(of: source)
         targetPath = Self.path(of: target)
@@ -107,6 +153,11 @@ final class FieldOperation: Sendable {
         } else {
             transform = .copy
         }
+        var writer = JSONWriter(capacity: target.utf8.count + 3)
+        writer.write(string: targetPath[0])
+        writer.bytes.append(UInt8(ascii: ":"))
+        targetPrefix = writer.bytes
+        innerKey = sourcePath.count > 1 ? Array(sourcePath[1].utf8) : []
     }
 
     /// `transactioncurrencyid.isocurrencycode` → [transactioncurrencyid, isocurrencycode]; the
@@ -114,6 +165,16 @@ final class FieldOperation: Sendable {
     static func path(of column: String) -> [String] {
         if let range = column.range(of: ".Account(") { return [String(column[..<range.lowerBound])] }
         return column.split(separator: ".").map(String.init)
+    }
+}
+
+extension FieldOperation.Transform {
+    /// Copies and value maps of a plain value can be written straight into the output.
+    var isStreamable: Bool {
+        switch self {
+        case .copy, .valueMap: true
+        case .customerToERP, .customerToCRM: false
+        }
     }
 }
 
@@ -143,12 +204,13 @@ extension JSONValue {
     }
 }
 
-/// Field operations by source field name: open addressing on an FNV-1a hash of the name's bytes,
+/// Field operations by source field name: open addressing on a hash of the name's bytes,
 /// cheaper per lookup than `Dictionary`'s seeded SipHash at these key lengths.
 struct OperationTable: Sendable {
     private struct Slot: Sendable {
         var hash: UInt32
         var key: String
+        var bytes: [UInt8]
         var operations: [FieldOperation]
     }
 
@@ -163,7 +225,7 @@ struct OperationTable: Sendable {
             let hash = Self.hash(key)
             var index = Int(hash) & (capacity - 1)
             while slots[index] != nil { index = (index + 1) & (capacity - 1) }
-            slots[index] = Slot(hash: hash, key: key, operations: operations)
+            slots[index] = Slot(hash: hash, key: key, bytes: Array(key.utf8), operations: operations)
         }
         self.slots = slots
         self.mask = capacity - 1
@@ -182,15 +244,49 @@ struct OperationTable: Sendable {
         return nil
     }
 
+    /// Looks up the field whose name is the plain bytes `key`, of hash `hash`.
+    subscript(bytes key: UnsafeBufferPointer<UInt8>, hash hash: UInt32) -> [FieldOperation]? {
+        var index = Int(hash) & mask
+        while let slot = slots[index] {
+            if slot.hash == hash && slot.bytes.count == key.count
+                && slot.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 })
+            {
+                return slot.operations
+            }
+            index = (index + 1) & mask
+        }
+        return nil
+    }
+
     var all: [FieldOperation] { slots.compactMap { $0?.operations }.flatMap { $0 } }
 
+    /// The hash of a name's UTF-8: eight bytes per step (names are short, and hashed per record).
     @inline(__always)
     static func hash(_ key: String) -> UInt32 {
         var key = key
-        return key.withUTF8 { bytes in
-            var hash: UInt32 = 2_166_136_261
-            for byte in bytes { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-            return hash
+        return key.withUTF8 { hash($0) }
+    }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        let prime: UInt64 = 0x0000_0100_0000_01B3
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(bytes.count)
+        guard let base = bytes.baseAddress else { return UInt32(truncatingIfNeeded: hash) }
+        var index = 0
+        while index + 8 <= bytes.count {
+            hash = (hash ^ UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) &* prime
+            hash ^= hash >> 29
+            index += 8
         }
+        if index < bytes.count {
+            var tail: UInt64 = 0
+            while index < bytes.count {
+                tail = tail << 8 | UInt64(bytes[index])
+                index += 1
+            }
+            hash = (hash ^ tail) &* prime
+            hash ^= hash >> 29
+        }
+        return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
     }
 }

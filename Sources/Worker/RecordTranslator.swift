@@ -25,24 +25,29 @@ public struct RecordTranslator: Sendable {
     /// Decodes and maps `record` of `stream`. Output ids derive from where the record was first
     /// read: its own position, or for a re-driven dead letter the original one.
     public func outcome(of record: KafkaRecord, stream: SyncStream) -> MappingOutcome {
-        do {
-            var event = try CloudEvent(headers: record.headers.map { ($0.name, $0.value) }, value: record.value)
-            if event.subject == nil, let key = record.key { event.subject = String(decoding: key, as: UTF8.self) }
-            let origin =
-                record.headers.last { $0.name == Self.redriveOriginHeader }?.text
-                ?? "\(record.topic)/\(record.partition)/\(record.offset)"
-            return mapper.map(event, flow: flow, stream: stream, origin: origin)
-        } catch {
-            return .refused(error)
+        var attributes = CloudEvent.Attributes()
+        var origin: String?
+        for header in record.headers {
+            if header.name == Self.redriveOriginHeader {
+                origin = header.text
+            } else {
+                attributes.read(header: header.name, value: header.value)
+            }
         }
+        if attributes.subject == nil, let key = record.key { attributes.subject = String(decoding: key, as: UTF8.self) }
+        return mapper.map(
+            attributes: attributes, value: record.value, flow: flow, stream: stream,
+            origin: origin ?? "\(record.topic)/\(record.partition)/\(record.offset)")
     }
 
     /// The Kafka record of one mapped event: keyed by its subject, to its stream's inbound topic;
     /// nil when the catalog has no such topic.
     public func record(for mapped: MappedEvent) -> OutgoingRecord? {
         guard let topic = outputTopics[mapped.stream] else { return nil }
+        var headers: [KafkaHeader] = []
+        headers.reserveCapacity(12)
+        mapped.attributes.forEachHeader { headers.append(KafkaHeader($0, $1)) }
         return OutgoingRecord(
-            topic: topic, key: mapped.event.subject.map { Array($0.utf8) }, value: mapped.event.value,
-            headers: mapped.event.headers.map { KafkaHeader($0.name, $0.value) })
+            topic: topic, key: mapped.attributes.subject.map { Array($0.utf8) }, value: mapped.value, headers: headers)
     }
 }

@@ -209,11 +209,37 @@ struct RefusedEventTests {
         let strict = try Mapper(configuration: configuration)
         let result: MappingOutcome
         do {
-            result = strict.map(try CloudEvent(structured: Array(entry.line.utf8)), flow: entry.flow)
+            let event = try CloudEvent(structured: Array(entry.line.utf8))
+            result = strict.map(event, flow: entry.flow, origin: "t/0/1")
+            // The worker's way in: headers and value bytes, read in place. Same outcome.
+            var attributes = CloudEvent.Attributes()
+            for header in event.headers { attributes.read(header: header.name, value: header.value) }
+            #expect(
+                strict.map(attributes: attributes, value: event.value, flow: entry.flow, origin: "t/0/1") == result,
+                "\(entry.label)")
         } catch {
             result = .refused(error)
         }
         #expect(result.errorCode == entry.code, "\(entry.label)")
+    }
+
+    @Test("A Kafka value that is empty, not JSON or not an object is refused in binary mode too")
+    func refusedValues() throws {
+        let mapper = try Mapper(configuration: testConfiguration())
+        var attributes = CloudEvent.Attributes()
+        for (name, value) in [
+            ("ce_specversion", "1.0"), ("ce_id", "1"), ("ce_source", "crm"), ("ce_type", "salesorder.upserted"),
+        ] {
+            attributes.read(header: name, value: Array(value.utf8))
+        }
+        for (value, code) in [
+            (nil, MappingError.Code.notAnObject), ([], .notAnObject), (Array("{oops".utf8), .malformedJSON),
+            (Array("[1]".utf8), .notAnObject), (Array(#"{"a":1,"a":2}"#.utf8), .malformedJSON),
+            (Array(#"{"a":"\u00e9","\u0061":2}"#.utf8), .malformedJSON),
+        ] as [([UInt8]?, MappingError.Code)] {
+            let outcome = mapper.map(attributes: attributes, value: value, flow: .crmToERP, origin: "t/0/1")
+            #expect(outcome.errorCode == code, "\(String(decoding: value ?? [], as: UTF8.self))")
+        }
     }
 
     @Test("The corpus covers every refusal code but one that needs a write-in line without a category")
