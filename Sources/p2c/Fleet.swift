@@ -36,22 +36,12 @@ final class Fleet {
         started += 1
         let port = LocalHTTP.freePort()
         let process = Process()
-        let arguments = [
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = [
             "worker", "--flow", flow.rawValue, "--bootstrap-servers", bootstrap, "--config", configuration,
             "--topics", topics, "--transactional-id", "p2c-\(name)-\(flow.rawValue)-\(started)",
             "--metrics-port", String(port),
         ]
-        // P2C_WORKER_WRAPPER runs each worker under another program, e.g. a profiler:
-        // "valgrind --tool=callgrind" starts `valgrind --tool=callgrind <p2c> worker ...`.
-        let wrapper = (ProcessInfo.processInfo.environment["P2C_WORKER_WRAPPER"] ?? "").split(separator: " ").map(
-            String.init)
-        if let program = wrapper.first {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [program] + wrapper.dropFirst() + [Self.executable] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: Self.executable)
-            process.arguments = arguments
-        }
         let log = logs.appendingPathComponent("worker-\(started)-\(flow.rawValue).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
