@@ -310,7 +310,7 @@ public struct JSONParser {
     /// Where the member `key` (UTF-8) of the validated object `object` has its value, without
     /// building anything; nil when there is none.
     static func member(
-        named key: [UInt8], in object: UnsafeBufferPointer<UInt8>
+        named key: UnsafeBufferPointer<UInt8>, in object: UnsafeBufferPointer<UInt8>
     ) -> (range: Range<Int>, plainString: Bool)? {
         var parser = JSONParser(object)
         parser.position = 1
@@ -323,7 +323,8 @@ public struct JSONParser {
                 let keyBytes = UnsafeBufferPointer(rebasing: object[keyStart + 1..<parser.position - 1])
                 let matches =
                     plainKey
-                    ? keyBytes.elementsEqual(key)
+                    ? keyBytes.count == key.count
+                        && (key.isEmpty || memcmp(key.baseAddress!, keyBytes.baseAddress!, key.count) == 0)
                     : validatedString(UnsafeBufferPointer(rebasing: object[keyStart..<parser.position])).utf8
                         .elementsEqual(key)
                 parser.skipWhitespace()

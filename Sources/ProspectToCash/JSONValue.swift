@@ -183,14 +183,14 @@ struct JSONWriter {
 
     /// A member of the object being written: a comma unless it is the first, then `prefix`
     /// (`"key":`) and the value's bytes as they are.
-    mutating func member(_ prefix: [UInt8], raw value: UnsafeBufferPointer<UInt8>) {
+    mutating func member(_ prefix: UnsafeBufferPointer<UInt8>, raw value: UnsafeBufferPointer<UInt8>) {
         if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
         bytes.append(contentsOf: prefix)
         bytes.append(contentsOf: value)
     }
 
     /// A member of the object being written, with a value to encode.
-    mutating func member(_ prefix: [UInt8], _ value: JSONValue) {
+    mutating func member(_ prefix: UnsafeBufferPointer<UInt8>, _ value: JSONValue) {
         if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
         bytes.append(contentsOf: prefix)
         write(value)

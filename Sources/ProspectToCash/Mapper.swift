@@ -287,47 +287,26 @@ public final class Mapper: Sendable {
         var writer = JSONWriter(capacity: buffer.count + 256)
         writer.bytes.append(UInt8(ascii: "{"))
         var gathered = JSONObject()
-        for member in input.members {
-            let operations =
-                member.plainKey
-                ? plan.operations[bytes: UnsafeBufferPointer(rebasing: buffer[member.keyRange]), hash: member.keyHash]
-                : plan.operations[member.key(in: buffer)]
-            guard let operations else { continue }
-            for operation in operations {
-                if operation.streams {
-                    var value = (range: member.valueRange, plainString: member.plainString)
-                    if operation.sourcePath.count == 2 {
-                        // A field inside a lookup: found without decoding the lookup; a null
-                        // lookup writes null, a missing field nothing.
-                        switch buffer[value.range.lowerBound] {
-                        case UInt8(ascii: "{"):
-                            guard
-                                let inner = JSONParser.member(
-                                    named: operation.innerKey, in: UnsafeBufferPointer(rebasing: buffer[value.range]))
-                            else { continue }
-                            value = (inner.range.shifted(by: value.range.lowerBound), inner.plainString)
-                        case UInt8(ascii: "n"): break
-                        default: value.range = value.range.lowerBound..<value.range.lowerBound
-                        }
+        let table = plan.operations
+        try table.steps.withUnsafeBufferPointer { steps throws(MappingError) in
+            try table.text.withUnsafeBufferPointer { text throws(MappingError) in
+                for member in input.members {
+                    let found: Range<Int>?
+                    if member.plainKey {
+                        found = table.steps(
+                            for: UnsafeBufferPointer(rebasing: buffer[member.keyRange]), hash: member.keyHash,
+                            text: text)
+                    } else {
+                        var key = member.key(in: buffer)
+                        found = key.withUTF8 { table.steps(for: $0, hash: OperationTable.hash($0), text: text) }
                     }
-                    if !value.range.isEmpty, buffer[value.range.lowerBound] != UInt8(ascii: "{"),
-                        buffer[value.range.lowerBound] != UInt8(ascii: "[")
-                    {
-                        switch operation.transform {
-                        case .copy:
-                            writer.member(
-                                operation.targetPrefix, raw: UnsafeBufferPointer(rebasing: buffer[value.range]))
-                            continue
-                        case .valueMap:
-                            let decoded = JSONParser.value(in: buffer, value.range, plainString: value.plainString)
-                            writer.member(operation.targetPrefix, try mappedValue(operation, decoded))
-                            continue
-                        default: break
-                        }
+                    guard let found else { continue }
+                    for index in found {
+                        try write(
+                            steps[index], of: member, table: table, text: text, input: input, to: &writer,
+                            gathering: &gathered)
                     }
                 }
-                // Anything else (and every error) takes the general path.
-                try apply(operation, value: member.value(in: buffer), to: &gathered)
             }
         }
         if action == .upserted {
@@ -338,6 +317,61 @@ public final class Mapper: Sendable {
         for field in gathered.fields { writer.member(field) }
         writer.bytes.append(UInt8(ascii: "}"))
         return writer.bytes
+    }
+
+    /// One step for one member: written straight into the output when it can be, else gathered.
+    @inline(__always)
+    private func write(
+        _ step: OperationTable.Step, of member: JSONParser.Member, table: OperationTable,
+        text: UnsafeBufferPointer<UInt8>, input: RecordInput, to writer: inout JSONWriter,
+        gathering gathered: inout JSONObject
+    ) throws(MappingError) {
+        let buffer = input.buffer
+        let inner = UnsafeBufferPointer(rebasing: text[Int(step.innerStart)..<Int(step.innerEnd)])
+        if step.streams {
+            var value = (range: member.valueRange, plainString: member.plainString)
+            if step.nested {
+                // A field inside a lookup: found without decoding the lookup; a null lookup
+                // writes null, a missing field nothing.
+                switch buffer[value.range.lowerBound] {
+                case UInt8(ascii: "{"):
+                    guard
+                        let found = JSONParser.member(
+                            named: inner, in: UnsafeBufferPointer(rebasing: buffer[value.range]))
+                    else { return }
+                    value = (found.range.shifted(by: value.range.lowerBound), found.plainString)
+                case UInt8(ascii: "n"): break
+                default: value.range = value.range.lowerBound..<value.range.lowerBound
+                }
+            }
+            if !value.range.isEmpty, buffer[value.range.lowerBound] != UInt8(ascii: "{"),
+                buffer[value.range.lowerBound] != UInt8(ascii: "[")
+            {
+                let prefix = UnsafeBufferPointer(rebasing: text[Int(step.prefixStart)..<Int(step.prefixEnd)])
+                if step.isCopy {
+                    writer.member(prefix, raw: UnsafeBufferPointer(rebasing: buffer[value.range]))
+                } else {
+                    let decoded = JSONParser.value(in: buffer, value.range, plainString: value.plainString)
+                    writer.member(prefix, try mappedValue(table.operations[Int(step.operation)], decoded))
+                }
+                return
+            }
+        }
+        // Anything else (and every error) takes the general path; a field inside a lookup is
+        // decoded alone.
+        let operation = table.operations[Int(step.operation)]
+        if step.nested, buffer[member.valueRange.lowerBound] == UInt8(ascii: "{") {
+            var lookup = JSONObject()
+            if let found = JSONParser.member(named: inner, in: UnsafeBufferPointer(rebasing: buffer[member.valueRange]))
+            {
+                let range = found.range.shifted(by: member.valueRange.lowerBound)
+                lookup.fields.append(
+                    .init(operation.sourcePath[1], JSONParser.value(in: buffer, range, plainString: found.plainString)))
+            }
+            try apply(operation, value: .object(lookup), to: &gathered)
+            return
+        }
+        try apply(operation, value: member.value(in: buffer), to: &gathered)
     }
 
     private func apply(

@@ -207,58 +207,114 @@ extension JSONValue {
 /// Field operations by source field name: open addressing on a hash of the name's bytes,
 /// cheaper per lookup than `Dictionary`'s seeded SipHash at these key lengths.
 struct OperationTable: Sendable {
-    private struct Slot: Sendable {
-        var hash: UInt32
-        var key: String
-        var bytes: [UInt8]
-        var operations: [FieldOperation]
+    /// What to do with one source field, as plain numbers: walking a record's fields touches no
+    /// reference count (the operation object is only read on the general path).
+    struct Step: Sendable {
+        /// Index into `operations`.
+        var operation: Int32
+        /// A plain value is written straight into the output (`FieldOperation.streams`).
+        var streams: Bool
+        var isCopy: Bool
+        /// The source is a field inside a lookup.
+        var nested: Bool
+        /// `"target":` and the inner key's UTF-8, as ranges of `text`.
+        var prefixStart: Int32
+        var prefixEnd: Int32
+        var innerStart: Int32
+        var innerEnd: Int32
     }
 
-    private let slots: [Slot?]
+    /// Open addressing over flat arrays: per slot the hash, the name (a range of `text`, length
+    /// -1 for an empty slot) and its steps (a range of `steps`).
+    private let hashes: [UInt32]
+    private let nameStarts: [Int32]
+    private let nameLengths: [Int32]
+    private let stepStarts: [Int32]
+    private let stepEnds: [Int32]
     private let mask: Int
+    let steps: [Step]
+    /// Names, prefixes and inner keys.
+    let text: [UInt8]
+    let operations: [FieldOperation]
 
     init(_ entries: [String: [FieldOperation]]) {
         var capacity = 8
         while capacity < entries.count * 2 { capacity *= 2 }
-        var slots = [Slot?](repeating: nil, count: capacity)
-        for (key, operations) in entries {
+        var hashes = [UInt32](repeating: 0, count: capacity)
+        var nameStarts = [Int32](repeating: 0, count: capacity)
+        var nameLengths = [Int32](repeating: -1, count: capacity)
+        var stepStarts = [Int32](repeating: 0, count: capacity)
+        var stepEnds = [Int32](repeating: 0, count: capacity)
+        var text: [UInt8] = []
+        var steps: [Step] = []
+        var operations: [FieldOperation] = []
+        func add(_ bytes: some Sequence<UInt8>) -> (Int32, Int32) {
+            let start = Int32(text.count)
+            text.append(contentsOf: bytes)
+            return (start, Int32(text.count))
+        }
+        for (key, list) in entries.sorted(by: { $0.key < $1.key }) {
             let hash = Self.hash(key)
             var index = Int(hash) & (capacity - 1)
-            while slots[index] != nil { index = (index + 1) & (capacity - 1) }
-            slots[index] = Slot(hash: hash, key: key, bytes: Array(key.utf8), operations: operations)
+            while nameLengths[index] >= 0 { index = (index + 1) & (capacity - 1) }
+            hashes[index] = hash
+            let name = add(key.utf8)
+            nameStarts[index] = name.0
+            nameLengths[index] = name.1 - name.0
+            stepStarts[index] = Int32(steps.count)
+            for operation in list {
+                let prefix = add(operation.targetPrefix)
+                let inner = add(operation.innerKey)
+                var isCopy = false
+                if case .copy = operation.transform { isCopy = true }
+                steps.append(
+                    Step(
+                        operation: Int32(operations.count), streams: operation.streams, isCopy: isCopy,
+                        nested: operation.sourcePath.count == 2, prefixStart: prefix.0, prefixEnd: prefix.1,
+                        innerStart: inner.0, innerEnd: inner.1))
+                operations.append(operation)
+            }
+            stepEnds[index] = Int32(steps.count)
         }
-        self.slots = slots
+        self.hashes = hashes
+        self.nameStarts = nameStarts
+        self.nameLengths = nameLengths
+        self.stepStarts = stepStarts
+        self.stepEnds = stepEnds
+        self.steps = steps
+        self.text = text
+        self.operations = operations
         self.mask = capacity - 1
     }
 
-    subscript(key: String) -> [FieldOperation]? { self[key, hash: 0] }
-
-    /// Looks `key` up, reusing its hash when the parser already computed it (0 when not).
-    subscript(key: String, hash known: UInt32) -> [FieldOperation]? {
-        let hash = known != 0 ? known : Self.hash(key)
-        var index = Int(hash) & mask
-        while let slot = slots[index] {
-            if slot.hash == hash && slot.key == key { return slot.operations }
-            index = (index + 1) & mask
+    subscript(key: String) -> [FieldOperation]? {
+        var key = key
+        return key.withUTF8 { bytes in
+            text.withUnsafeBufferPointer { text in
+                steps(for: bytes, hash: Self.hash(bytes), text: text).map { range in
+                    range.map { operations[Int(steps[$0].operation)] }
+                }
+            }
         }
-        return nil
     }
 
-    /// Looks up the field whose name is the plain bytes `key`, of hash `hash`.
-    subscript(bytes key: UnsafeBufferPointer<UInt8>, hash hash: UInt32) -> [FieldOperation]? {
+    /// The steps for the field whose name is `key`, of hash `hash`; `text` is `self.text`'s bytes.
+    @inline(__always)
+    func steps(for key: UnsafeBufferPointer<UInt8>, hash: UInt32, text: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
         var index = Int(hash) & mask
-        while let slot = slots[index] {
-            if slot.hash == hash && slot.bytes.count == key.count
-                && slot.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 })
+        while nameLengths[index] >= 0 {
+            if hashes[index] == hash && Int(nameLengths[index]) == key.count
+                && (key.isEmpty
+                    || memcmp(text.baseAddress! + Int(nameStarts[index]), key.baseAddress!, key.count) == 0)
             {
-                return slot.operations
+                return Int(stepStarts[index])..<Int(stepEnds[index])
             }
             index = (index + 1) & mask
         }
         return nil
     }
 
-    var all: [FieldOperation] { slots.compactMap { $0?.operations }.flatMap { $0 } }
+    var all: [FieldOperation] { operations }
 
     /// The hash of a name's UTF-8: eight bytes per step (names are short, and hashed per record).
     @inline(__always)
