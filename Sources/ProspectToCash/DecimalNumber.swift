@@ -82,13 +82,28 @@ public struct DecimalNumber: Sendable, Hashable, Comparable, CustomStringConvert
     }
 
     public var description: String {
-        let negative = mantissa < 0
-        var digits = String(negative ? Int128(0) - mantissa : mantissa)
-        if scale > 0 {
-            if digits.count <= scale { digits = String(repeating: "0", count: scale - digits.count + 1) + digits }
-            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -scale))
+        // Digits from the right into a small buffer: no intermediate strings.
+        var magnitude = mantissa < 0 ? Int128(0) - mantissa : mantissa
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48 + scale) { buffer in
+            var index = buffer.count
+            var written = 0
+            repeat {
+                if written == scale && scale > 0 {
+                    index -= 1
+                    buffer[index] = UInt8(ascii: ".")
+                }
+                let (quotient, digit) = magnitude.quotientAndRemainder(dividingBy: 10)
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") + UInt8(digit)
+                magnitude = quotient
+                written += 1
+            } while magnitude != 0 || written <= scale
+            if mantissa < 0 {
+                index -= 1
+                buffer[index] = UInt8(ascii: "-")
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[index...]), as: UTF8.self)
         }
-        return negative ? "-" + digits : digits
     }
 
     public var isZero: Bool { mantissa == 0 }

@@ -5,35 +5,57 @@ import Foundation
 struct KeyInterner: Sendable {
     static let shared = KeyInterner(names: knownNames)
 
-    private let slots: [(hash: UInt32, name: String, bytes: [UInt8])?]
+    /// Open addressing over flat arrays (a lookup touches no reference count until it finds a
+    /// name): per slot the hash, where the name's UTF-8 is in `text` (length -1: empty slot).
+    private let hashes: [UInt32]
+    private let starts: [Int32]
+    private let lengths: [Int32]
+    private let text: [UInt8]
+    private let names: [String]
     private let mask: Int
 
     init(names: Set<String>) {
         var capacity = 16
         while capacity < names.count * 2 { capacity *= 2 }
-        var slots = [(hash: UInt32, name: String, bytes: [UInt8])?](repeating: nil, count: capacity)
-        for name in names {
+        var hashes = [UInt32](repeating: 0, count: capacity)
+        var starts = [Int32](repeating: 0, count: capacity)
+        var lengths = [Int32](repeating: -1, count: capacity)
+        var text: [UInt8] = []
+        var slotNames = [String](repeating: "", count: capacity)
+        for name in names.sorted() {
             let hash = OperationTable.hash(name)
             var index = Int(hash) & (capacity - 1)
-            while slots[index] != nil { index = (index + 1) & (capacity - 1) }
-            slots[index] = (hash, name, Array(name.utf8))
+            while lengths[index] >= 0 { index = (index + 1) & (capacity - 1) }
+            hashes[index] = hash
+            starts[index] = Int32(text.count)
+            lengths[index] = Int32(name.utf8.count)
+            text.append(contentsOf: name.utf8)
+            slotNames[index] = name
         }
-        self.slots = slots
+        self.hashes = hashes
+        self.starts = starts
+        self.lengths = lengths
+        self.text = text
+        self.names = slotNames
         self.mask = capacity - 1
     }
 
     /// The interned name whose UTF-8 is `bytes`, if known.
     func lookup(hash: UInt32, bytes: UnsafeBufferPointer<UInt8>) -> String? {
-        var index = Int(hash) & mask
-        while let slot = slots[index] {
-            if slot.hash == hash && slot.bytes.count == bytes.count
-                && slot.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 })
-            {
-                return slot.name
+        let found: Int? = text.withUnsafeBufferPointer { text in
+            var index = Int(hash) & mask
+            while lengths[index] >= 0 {
+                if hashes[index] == hash && Int(lengths[index]) == bytes.count
+                    && (bytes.isEmpty
+                        || memcmp(text.baseAddress! + Int(starts[index]), bytes.baseAddress!, bytes.count) == 0)
+                {
+                    return index
+                }
+                index = (index + 1) & mask
             }
-            index = (index + 1) & mask
+            return nil
         }
-        return nil
+        return found.map { names[$0] }
     }
 
     /// Whether `name` is one of the names.
