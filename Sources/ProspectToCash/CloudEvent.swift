@@ -71,6 +71,9 @@ public struct CloudEvent: Sendable, Equatable {
     /// Attributes as read from headers or a structured event, before they are checked.
     public struct Attributes: Sendable {
         var values = [String?](repeating: nil, count: CloudEvent.attributeNames.count)
+        /// The header bytes an output event carries over unchanged (ce_id as its
+        /// ce_causationid, ce_source, ce_time, ce_traceparent), so they are not encoded again.
+        var carried = CarriedHeaders()
 
         public init() {}
 
@@ -90,6 +93,15 @@ public struct CloudEvent: Sendable, Equatable {
                 values[index] = String(decoding: value, as: UTF8.self)
             } else if let text = String(validating: value, as: UTF8.self) {
                 values[index] = text
+            } else {
+                return
+            }
+            switch index {
+            case 1: carried.id = value
+            case 2: carried.source = value
+            case 4: carried.time = value
+            case 9: carried.traceparent = value
+            default: break
             }
         }
 
@@ -145,17 +157,30 @@ extension CloudEvent {
 
     /// Calls `body` with each header of binary mode, in order, `content-type` last.
     public func forEachHeader(_ body: (String, [UInt8]) -> Void) {
+        forEachHeader(reusing: CarriedHeaders(), type: nil, body)
+    }
+
+    /// The same, taking the bytes of unchanged values from the input event's headers.
+    func forEachHeader(reusing carried: CarriedHeaders, type typeBytes: [UInt8]?, _ body: (String, [UInt8]) -> Void) {
         body("ce_specversion", Self.specVersionBytes)
         body("ce_id", Array(id.utf8))
-        body("ce_source", Array(source.utf8))
-        body("ce_type", Array(type.utf8))
-        for (name, value) in [
-            ("ce_time", time), ("ce_subject", subject), ("ce_company", company), ("ce_origin", origin),
-            ("ce_causationid", causationID), ("ce_traceparent", traceparent),
-        ] {
-            if let value { body(name, Array(value.utf8)) }
-        }
+        body("ce_source", carried.source ?? Array(source.utf8))
+        body("ce_type", typeBytes ?? Array(type.utf8))
+        if let time { body("ce_time", carried.time ?? Array(time.utf8)) }
+        if let subject { body("ce_subject", Array(subject.utf8)) }
+        if let company { body("ce_company", Array(company.utf8)) }
+        if let origin { body("ce_origin", Array(origin.utf8)) }
+        if let causationID { body("ce_causationid", carried.id ?? Array(causationID.utf8)) }
+        if let traceparent { body("ce_traceparent", carried.traceparent ?? Array(traceparent.utf8)) }
         body("content-type", Self.contentTypeBytes)
+    }
+
+    /// Header bytes of an input event that its outputs carry unchanged.
+    struct CarriedHeaders: Sendable {
+        var id: [UInt8]?
+        var source: [UInt8]?
+        var time: [UInt8]?
+        var traceparent: [UInt8]?
     }
 
     private static let specVersionBytes = Array("1.0".utf8)

@@ -28,6 +28,24 @@ public struct MappedEvent: Sendable, Equatable {
     public var attributes: CloudEvent
     /// The record, compact JSON.
     public var value: [UInt8]
+    /// Header bytes taken over from the input event, and `ce_type`'s bytes when precomputed.
+    var carried = CloudEvent.CarriedHeaders()
+    var typeBytes: [UInt8]?
+
+    init(stream: SyncStream, attributes: CloudEvent, value: [UInt8]) {
+        self.stream = stream
+        self.attributes = attributes
+        self.value = value
+    }
+
+    public static func == (lhs: MappedEvent, rhs: MappedEvent) -> Bool {
+        lhs.stream == rhs.stream && lhs.attributes == rhs.attributes && lhs.value == rhs.value
+    }
+
+    /// Calls `body` with each Kafka header of the event (binary mode), in order.
+    public func forEachHeader(_ body: (String, [UInt8]) -> Void) {
+        attributes.forEachHeader(reusing: carried, type: typeBytes, body)
+    }
 
     /// The whole event, its record decoded from `value`.
     public var event: CloudEvent {
@@ -160,7 +178,8 @@ public final class Mapper: Sendable {
                 }
                 let event = try CloudEvent(attributes: attributes, data: JSONObject())
                 return try mapOrThrow(
-                    event, input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin)
+                    event, input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin,
+                    carried: attributes.carried)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -171,7 +190,8 @@ public final class Mapper: Sendable {
 
     /// `event`'s attributes (its `data` is not read) and its record, scanned.
     private func mapOrThrow(
-        _ event: CloudEvent, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String
+        _ event: CloudEvent, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String,
+        carried: CloudEvent.CarriedHeaders = CloudEvent.CarriedHeaders()
     ) throws(MappingError)
         -> MappingOutcome
     {
@@ -208,13 +228,14 @@ public final class Mapper: Sendable {
         try checkNumberSequence(plan.kind, number: number)
 
         let value = try write(plan, input: input, action: action, company: company)
-        var outputs = [
-            MappedEvent(
-                stream: plan.kind.stream,
-                attributes: outputEvent(
-                    event, type: plan.type(action), subject: subject, company: company, id: origin + "#0"),
-                value: value)
-        ]
+        var mapped = MappedEvent(
+            stream: plan.kind.stream,
+            attributes: outputEvent(
+                event, type: plan.type(action), subject: subject, company: company, id: origin + "#0"),
+            value: value)
+        mapped.carried = carried
+        mapped.typeBytes = plan.typeBytes(action)
+        var outputs = [mapped]
         if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {
             outputs.append(
                 MappedEvent(

@@ -60,7 +60,16 @@ struct MappingPlan: Sendable {
         let target = kind.name(on: flow.target)
         upsertedType = "\(target).upserted"
         deletedType = "\(target).deleted"
+        upsertedTypeBytes = Array(upsertedType.utf8)
+        deletedTypeBytes = Array(deletedType.utf8)
     }
+
+    /// `ce_type`'s header bytes for `action`.
+    func typeBytes(_ action: CloudEvent.Action) -> [UInt8] {
+        action == .upserted ? upsertedTypeBytes : deletedTypeBytes
+    }
+    private let upsertedTypeBytes: [UInt8]
+    private let deletedTypeBytes: [UInt8]
 
     /// `ce_type` of the output for `action`.
     func type(_ action: CloudEvent.Action) -> String { action == .upserted ? upsertedType : deletedType }

@@ -46,7 +46,7 @@ public struct RecordTranslator: Sendable {
         guard let topic = outputTopics[mapped.stream] else { return nil }
         var headers: [KafkaHeader] = []
         headers.reserveCapacity(12)
-        mapped.attributes.forEachHeader { headers.append(KafkaHeader($0, $1)) }
+        mapped.forEachHeader { headers.append(KafkaHeader($0, $1)) }
         return OutgoingRecord(
             topic: topic, key: mapped.attributes.subject.map { Array($0.utf8) }, value: mapped.value, headers: headers)
     }

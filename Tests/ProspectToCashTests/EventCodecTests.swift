@@ -25,6 +25,30 @@ struct EventCodecTests {
         #expect(decoded == sample)
     }
 
+    @Test("Binary mode in, binary mode out: the same outputs, headers and bytes as mapping the decoded event")
+    func binaryMapping() throws {
+        let mapper = try Mapper(configuration: testConfiguration())
+        var attributes = CloudEvent.Attributes()
+        for header in sample.headers { attributes.read(header: header.name, value: header.value) }
+        let direct = mapper.map(attributes: attributes, value: sample.value, flow: .crmToERP, origin: sample.id)
+        let decoded = mapper.map(
+            try CloudEvent(headers: sample.headers.map { ($0.name, Optional($0.value)) }, value: sample.value),
+            flow: .crmToERP)
+        guard case .mapped(let outputs) = direct, case .mapped(let expected) = decoded else {
+            Issue.record("not mapped: \(direct), \(decoded)")
+            return
+        }
+        #expect(outputs == expected)
+        let output = try #require(outputs.first)
+        var headers: [(String, [UInt8])] = []
+        output.forEachHeader { headers.append(($0, $1)) }
+        #expect(headers.map(\.0) == output.attributes.headers.map(\.name))
+        #expect(headers.map(\.1) == output.attributes.headers.map(\.value))
+        #expect(output.attributes.causationID == sample.id)
+        #expect(output.event.data["SALESORDERNUMBER"] == .string("C000123"))
+        #expect(output.event.data["LINEDISCOUNTAMOUNT"] == .number("3.33"))
+    }
+
     @Test("Structured mode: one JSON object with data, and back unchanged")
     func structuredRoundTrip() throws {
         let text = sample.structured.jsonText
