@@ -51,7 +51,7 @@ public struct JSONParser {
                     let raw = RawJSON(
                         bytes: bytes, start: member.valueStart, end: member.valueEnd, isPlainString: member.plainString)
                     object.fields.append(
-                        JSONObject.Field(key: member.key(in: buffer), keyHash: member.keyHash, storage: .raw(raw)))
+                        JSONObject.Field(key: member.key(in: buffer), storage: .raw(raw)))
                 }
                 return .object(object)
             }

@@ -50,8 +50,6 @@ public struct JSONObject: Sendable, Equatable {
     /// input until something asks for it, so copying it to the output never decodes or re-encodes it.
     public struct Field: Sendable, Equatable {
         public var key: String
-        /// `OperationTable.hash` of the key's UTF-8, or 0 when not computed yet.
-        var keyHash: UInt32
         var storage: Storage
 
         enum Storage: Sendable {
@@ -61,13 +59,11 @@ public struct JSONObject: Sendable, Equatable {
 
         public init(_ key: String, _ value: JSONValue) {
             self.key = key
-            self.keyHash = 0
             self.storage = .parsed(value)
         }
 
-        init(key: String, keyHash: UInt32, storage: Storage) {
+        init(key: String, storage: Storage) {
             self.key = key
-            self.keyHash = keyHash
             self.storage = storage
         }
 

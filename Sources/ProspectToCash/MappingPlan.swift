@@ -296,17 +296,6 @@ struct OperationTable: Sendable {
         self.mask = capacity - 1
     }
 
-    subscript(key: String) -> [FieldOperation]? {
-        var key = key
-        return key.withUTF8 { bytes in
-            text.withUnsafeBufferPointer { text in
-                steps(for: bytes, hash: Self.hash(bytes), text: text).map { range in
-                    range.map { operations[Int(steps[$0].operation)] }
-                }
-            }
-        }
-    }
-
     /// The steps for the field whose name is `key`, of hash `hash`; `text` is `self.text`'s bytes.
     @inline(__always)
     func steps(for key: UnsafeBufferPointer<UInt8>, hash: UInt32, text: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
@@ -322,8 +311,6 @@ struct OperationTable: Sendable {
         }
         return nil
     }
-
-    var all: [FieldOperation] { operations }
 
     /// The hash of a name's UTF-8: eight bytes per step (names are short, and hashed per record).
     @inline(__always)
