@@ -48,9 +48,22 @@ public struct CloudEvent: Sendable, Equatable {
 
     /// The record name and action of `type`, e.g. (`salesorderdetail`, `.upserted`).
     public var recordAndAction: (record: Substring, action: Action)? {
-        guard let dot = type.lastIndex(of: ".") else { return nil }
-        guard let action = Action(rawValue: String(type[type.index(after: dot)...])) else { return nil }
-        return (type[..<dot], action)
+        guard let (length, action) = Self.split(type: type) else { return nil }
+        return (Substring(type.utf8.prefix(length)), action)
+    }
+
+    /// The UTF-8 length of the record name in `type` and the action, read off its bytes.
+    static func split(type: String) -> (recordLength: Int, action: Action)? {
+        var type = type
+        return type.withUTF8 { bytes in
+            var dot = bytes.count - 1
+            while dot >= 0 && bytes[dot] != UInt8(ascii: ".") { dot -= 1 }
+            guard dot >= 0 else { return nil }
+            let suffix = UnsafeBufferPointer(rebasing: bytes[(dot + 1)...])
+            if suffix.elementsEqual("upserted".utf8) { return (dot, .upserted) }
+            if suffix.elementsEqual("deleted".utf8) { return (dot, .deleted) }
+            return nil
+        }
     }
 
     public enum Action: String, Sendable {
@@ -70,32 +83,86 @@ public struct CloudEvent: Sendable, Equatable {
 
     /// Attributes as read from headers or a structured event, before they are checked.
     public struct Attributes: Sendable {
-        var values = [String?](repeating: nil, count: CloudEvent.attributeNames.count)
+        // One stored property per attribute (no array to allocate per record), in `attributeNames` order.
+        var specVersion, id, source, type, time: String?
+        public var subject: String?
+        var company, origin, causationID, traceparent: String?
         /// The header bytes an output event carries over unchanged (ce_id as its
         /// ce_causationid, ce_source, ce_time, ce_traceparent), so they are not encoded again.
         var carried = CarriedHeaders()
 
         public init() {}
 
-        /// Stores `value` under the attribute at `index` of `attributeNames`.
+        /// The attribute at `index` of `attributeNames`.
         subscript(index: Int) -> String? {
-            get { values[index] }
-            set { values[index] = newValue }
+            get {
+                switch index {
+                case 0: specVersion
+                case 1: id
+                case 2: source
+                case 3: type
+                case 4: time
+                case 5: subject
+                case 6: company
+                case 7: origin
+                case 8: causationID
+                default: traceparent
+                }
+            }
+            set {
+                switch index {
+                case 0: specVersion = newValue
+                case 1: id = newValue
+                case 2: source = newValue
+                case 3: type = newValue
+                case 4: time = newValue
+                case 5: subject = newValue
+                case 6: company = newValue
+                case 7: origin = newValue
+                case 8: causationID = newValue
+                default: traceparent = newValue
+                }
+            }
+        }
+
+        /// The index in `attributeNames` of the header `name`; the length settles most names.
+        static func index(ofHeader name: String) -> Int? {
+            let candidate: Int
+            switch name.utf8.count {
+            case 5: candidate = 1
+            case 7: candidate = name == "ce_type" ? 3 : 4
+            case 9: candidate = name == "ce_source" ? 2 : 7
+            case 10: candidate = name == "ce_subject" ? 5 : 6
+            case 14: candidate = name == "ce_specversion" ? 0 : name == "ce_causationid" ? 8 : 9
+            default: return nil
+            }
+            return name == CloudEvent.attributeNames[candidate].header ? candidate : nil
+        }
+
+        /// The text of a header value; nil when it is not UTF-8. ASCII, the usual case, is told
+        /// eight bytes at a time and needs no further validation.
+        static func text(_ value: [UInt8]) -> String? {
+            value.withUnsafeBufferPointer { buffer in
+                guard let base = buffer.baseAddress else { return "" }
+                var index = 0
+                var high: UInt64 = 0
+                while index + 8 <= buffer.count {
+                    high |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                    index += 8
+                }
+                while index < buffer.count {
+                    high |= UInt64(buffer[index])
+                    index += 1
+                }
+                if high & 0x8080_8080_8080_8080 == 0 { return String(decoding: buffer, as: UTF8.self) }
+                return String(validating: buffer, as: UTF8.self)
+            }
         }
 
         /// Reads one Kafka header: a `ce_*` attribute with a UTF-8 value is kept, others are ignored.
         public mutating func read(header name: String, value: [UInt8]?) {
-            guard let value, let index = CloudEvent.attributeNames.firstIndex(where: { $0.header == name }) else {
-                return
-            }
-            // ASCII (the usual case) needs no validation.
-            if value.allSatisfy({ $0 < 0x80 }) {
-                values[index] = String(decoding: value, as: UTF8.self)
-            } else if let text = String(validating: value, as: UTF8.self) {
-                values[index] = text
-            } else {
-                return
-            }
+            guard let value, let index = Self.index(ofHeader: name), let text = Self.text(value) else { return }
+            self[index] = text
             switch index {
             case 1: carried.id = value
             case 2: carried.source = value
@@ -103,12 +170,6 @@ public struct CloudEvent: Sendable, Equatable {
             case 9: carried.traceparent = value
             default: break
             }
-        }
-
-        /// The subject (`ce_subject`), when the headers had one.
-        public var subject: String? {
-            get { values[5] }
-            set { values[5] = newValue }
         }
     }
 

@@ -6,7 +6,7 @@ public struct JSONParser {
     /// The input, valid only while `parse` runs (it is taken inside `withUnsafeBufferPointer`).
     private let bytes: UnsafeBufferPointer<UInt8>
     private var position = 0
-    /// `OperationTable.hash` of the text of the last string parsed, for cheap duplicate-key checks.
+    /// `NameTable.hash` of the text of the last string parsed, for cheap duplicate-key checks.
     private var lastStringHash: UInt32 = 0
     /// Deepest nesting accepted; records are flat, so this only stops hostile input.
     public static let maximumDepth = 64
@@ -174,7 +174,7 @@ public struct JSONParser {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<position])
-                lastStringHash = OperationTable.hash(slice)
+                lastStringHash = NameTable.hash(slice)
                 let text = ascii ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
                 guard let text else { throw error("invalid UTF-8 in string") }
                 position += 1
@@ -192,7 +192,7 @@ public struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 position += 1
-                lastStringHash = scratch.withUnsafeBufferPointer { OperationTable.hash($0) }
+                lastStringHash = scratch.withUnsafeBufferPointer { NameTable.hash($0) }
                 guard let text = String(validating: scratch, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string")
                 }
@@ -260,7 +260,7 @@ public struct JSONParser {
         /// The value's bytes, as they appear.
         var valueStart: Int32
         var valueEnd: Int32
-        /// `OperationTable.hash` of the key's text.
+        /// `NameTable.hash` of the key's text.
         var keyHash: UInt32
         /// The key has no escapes: its text is its bytes.
         var plainKey: Bool
@@ -445,8 +445,9 @@ public struct JSONParser {
     private mutating func skipContainer(close: UInt8, depth: Int) throws(JSONParseError) {
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
         let isObject = close == UInt8(ascii: "}")
+        let open = position
         position += 1
-        var keys: [(hash: UInt32, start: Int, end: Int)] = []
+        var seen = HashFilter()
         skipWhitespace()
         if position < bytes.count, bytes[position] == close {
             position += 1
@@ -460,14 +461,10 @@ public struct JSONParser {
                 }
                 let start = position
                 _ = try skipString()
-                let hash = lastStringHash
-                for key in keys where key.hash == hash {
-                    // Same hash: compare the decoded keys (escapes make raw bytes differ).
-                    if try decodedString(key.start..<key.end) == decodedString(start..<position) {
-                        throw error("duplicate key")
-                    }
+                // A key whose hash may have been seen: compare it with the earlier keys' text.
+                if seen.insert(lastStringHash), try hasKey(decodedString(start..<position), before: start, from: open) {
+                    throw error("duplicate key")
                 }
-                keys.append((hash, start, position))
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 position += 1
@@ -484,6 +481,25 @@ public struct JSONParser {
             }
             position += 1
             return
+        }
+    }
+
+    /// Whether the validated object opening at `open` has a key `key` before `end` (rarely called:
+    /// only when the hash filter cannot rule a duplicate out).
+    private func hasKey(_ key: String, before end: Int, from open: Int) throws(JSONParseError) -> Bool {
+        var scanner = JSONParser(UnsafeBufferPointer(rebasing: bytes[..<end]))
+        scanner.position = open + 1
+        while true {
+            scanner.skipWhitespace()
+            guard scanner.position < end else { return false }
+            let start = scanner.position
+            _ = try scanner.skipString(hashing: false)
+            if try decodedString(start..<scanner.position) == key { return true }
+            scanner.skipWhitespace()
+            scanner.position += 1  // ':'
+            _ = try scanner.skipValue(depth: 1)
+            scanner.skipWhitespace()
+            scanner.position += 1  // ','
         }
     }
 
@@ -527,7 +543,7 @@ public struct JSONParser {
                     throw error("invalid UTF-8 in string")
                 }
                 if hashing {
-                    lastStringHash = OperationTable.hash(UnsafeBufferPointer(rebasing: bytes[start..<position]))
+                    lastStringHash = NameTable.hash(UnsafeBufferPointer(rebasing: bytes[start..<position]))
                 }
                 position += 1
                 return true
@@ -535,7 +551,7 @@ public struct JSONParser {
             if byte == UInt8(ascii: "\\") {
                 position = quote
                 let text = try parseString()
-                lastStringHash = OperationTable.hash(text)
+                lastStringHash = NameTable.hash(text)
                 return false
             }
             if byte < 0x20 { throw error("control character in string") }

@@ -140,63 +140,105 @@ public struct JSONObject: Sendable, Equatable {
 
 // MARK: - Writing
 
-/// Writes compact JSON straight into bytes (no String building on the way).
-struct JSONWriter {
-    var bytes: [UInt8] = []
+/// Writes compact JSON straight into a growable byte buffer of its own (no String building on
+/// the way, no `Array` append path per piece); `finish()` hands the bytes over as an array.
+struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity: Int
 
-    init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
+    init(capacity: Int = 1024) {
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// The bytes written.
+    consuming func finish() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        guard count + extra > capacity else { return }
+        capacity = max(capacity * 2, count + extra)
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        grown.update(from: base, count: count)
+        base.deallocate()
+        base = grown
+    }
+
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+        reserve(bytes.count)
+        (base + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func append(_ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { append($0) }
+    }
+
+    /// A comma unless the object or array being written has just been opened.
+    @inline(__always)
+    private mutating func separate() {
+        if count > 0 && base[count - 1] != UInt8(ascii: "{") && base[count - 1] != UInt8(ascii: "[") {
+            append(UInt8(ascii: ","))
+        }
+    }
 
     mutating func write(_ value: JSONValue) {
         switch value {
-        case .null: bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
+        case .null: write(raw: "null")
         case .bool(let flag): flag ? write(raw: "true") : write(raw: "false")
         case .number(let text): write(raw: text)
         case .string(let text): write(string: text)
         case .array(let values):
-            bytes.append(UInt8(ascii: "["))
-            for (index, value) in values.enumerated() {
-                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            append(UInt8(ascii: "["))
+            for value in values {
+                separate()
                 write(value)
             }
-            bytes.append(UInt8(ascii: "]"))
+            append(UInt8(ascii: "]"))
         case .object(let object): write(object)
         }
     }
 
     mutating func write(_ object: JSONObject) {
-        bytes.append(UInt8(ascii: "{"))
-        for (index, field) in object.fields.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            write(string: field.key)
-            bytes.append(UInt8(ascii: ":"))
-            switch field.storage {
-            case .parsed(let value): write(value)
-            case .raw(let raw): write(raw)
-            }
-        }
-        bytes.append(UInt8(ascii: "}"))
+        append(UInt8(ascii: "{"))
+        for field in object.fields { member(field) }
+        append(UInt8(ascii: "}"))
     }
 
     /// A member of the object being written: a comma unless it is the first, then `prefix`
     /// (`"key":`) and the value's bytes as they are.
+    @inline(__always)
     mutating func member(_ prefix: UnsafeBufferPointer<UInt8>, raw value: UnsafeBufferPointer<UInt8>) {
-        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
-        bytes.append(contentsOf: prefix)
-        bytes.append(contentsOf: value)
+        separate()
+        reserve(prefix.count + value.count)
+        append(prefix)
+        append(value)
     }
 
     /// A member of the object being written, with a value to encode.
     mutating func member(_ prefix: UnsafeBufferPointer<UInt8>, _ value: JSONValue) {
-        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
-        bytes.append(contentsOf: prefix)
+        separate()
+        append(prefix)
         write(value)
     }
 
     /// A member of the object being written, from another object.
     mutating func member(_ field: JSONObject.Field) {
-        if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+        separate()
         write(string: field.key)
-        bytes.append(UInt8(ascii: ":"))
+        append(UInt8(ascii: ":"))
         switch field.storage {
         case .parsed(let value): write(value)
         case .raw(let raw): write(raw)
@@ -204,43 +246,45 @@ struct JSONWriter {
     }
 
     mutating func write(_ raw: RawJSON) {
-        raw.bytes.withUnsafeBufferPointer {
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[Int(raw.start)..<Int(raw.end)]))
-        }
+        raw.bytes.withUnsafeBufferPointer { append(UnsafeBufferPointer(rebasing: $0[Int(raw.start)..<Int(raw.end)])) }
     }
 
     private mutating func write(raw text: String) {
         var text = text
-        text.withUTF8 { bytes.append(contentsOf: $0) }
+        text.withUTF8 { append($0) }
     }
 
     mutating func write(string text: String) {
         var text = text
-        text.withUTF8 { utf8 in
-            bytes.append(UInt8(ascii: "\""))
-            var plainStart = 0
-            for index in 0..<utf8.count {
-                let byte = utf8[index]
-                // Non-ASCII bytes are written as they are; only quotes, backslashes and controls are escaped.
-                guard JSONBytes.isSpecial[Int(byte)] != 0, byte < 0x80 else { continue }
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[plainStart..<index]))
-                switch byte {
-                case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
-                case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                default:
-                    let hex = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [
-                        0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)],
-                    ])
-                }
-                plainStart = index + 1
+        text.withUTF8 { write(string: $0) }
+    }
+
+    /// A string literal of the UTF-8 `utf8`.
+    mutating func write(string utf8: UnsafeBufferPointer<UInt8>) {
+        reserve(utf8.count + 2)
+        append(UInt8(ascii: "\""))
+        var plainStart = 0
+        for index in 0..<utf8.count {
+            let byte = utf8[index]
+            // Non-ASCII bytes are written as they are; only quotes, backslashes and controls are escaped.
+            guard JSONBytes.isSpecial[Int(byte)] != 0, byte < 0x80 else { continue }
+            append(UnsafeBufferPointer(rebasing: utf8[plainStart..<index]))
+            switch byte {
+            case UInt8(ascii: "\""): write(raw: "\\\"")
+            case UInt8(ascii: "\\"): write(raw: "\\\\")
+            case 0x0A: write(raw: "\\n")
+            case 0x0D: write(raw: "\\r")
+            case 0x09: write(raw: "\\t")
+            default:
+                let hex = Array("0123456789abcdef".utf8)
+                write(raw: "\\u00")
+                append(hex[Int(byte >> 4)])
+                append(hex[Int(byte & 0xF)])
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[plainStart...]))
-            bytes.append(UInt8(ascii: "\""))
+            plainStart = index + 1
         }
+        append(UnsafeBufferPointer(rebasing: utf8[plainStart...]))
+        append(UInt8(ascii: "\""))
     }
 }
 
@@ -252,7 +296,7 @@ extension JSONValue {
     public var jsonBytes: [UInt8] {
         var writer = JSONWriter()
         writer.write(self)
-        return writer.bytes
+        return writer.finish()
     }
 }
 
@@ -264,7 +308,7 @@ extension JSONObject {
     public var jsonBytes: [UInt8] {
         var writer = JSONWriter(capacity: 64 + fields.count * 48)
         writer.write(self)
-        return writer.bytes
+        return writer.finish()
     }
 }
 

@@ -64,9 +64,9 @@ public struct MappedEvent: Sendable, Equatable {
 public final class Mapper: Sendable {
     public let configuration: MappingConfiguration
     /// Plans by flow and source record name; customers from the ERP have two (organisation, person).
-    private let plans: [PlanKey: [MappingPlan]]
+    private let plans: PlanIndex
     /// The same for companies with their own field maps.
-    private let companyPlans: [String: [PlanKey: [MappingPlan]]]
+    private let companyPlans: [String: PlanIndex]
     private let allowedCompanies: Set<String>
     // Regex is not Sendable; these are built once and only read.
     nonisolated(unsafe) private let crmNumbers: Regex<AnyRegexOutput>?
@@ -102,7 +102,7 @@ public final class Mapper: Sendable {
             throw MappingError(.unknownType, "fieldMaps: there is no map named \"\(override.map)\"")
         }
         plans = try Self.compile(maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil })
-        var companyPlans: [String: [PlanKey: [MappingPlan]]] = [:]
+        var companyPlans: [String: PlanIndex] = [:]
         for company in Set(configuration.fieldMaps.compactMap(\.company)) {
             companyPlans[company] = try Self.compile(
                 maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil || $0.company == company })
@@ -113,7 +113,7 @@ public final class Mapper: Sendable {
     private static func compile(
         maps: [String: TableMap], overrides: [MappingConfiguration.FieldMapOverride]
     )
-        throws(MappingError) -> [PlanKey: [MappingPlan]]
+        throws(MappingError) -> PlanIndex
     {
         var result: [PlanKey: [MappingPlan]] = [:]
         for kind in RecordKind.all {
@@ -131,7 +131,7 @@ public final class Mapper: Sendable {
                 result[PlanKey(flow: flow, record: kind.name(on: flow.source)), default: []].append(plan)
             }
         }
-        return result
+        return PlanIndex(result)
     }
 
     /// Maps `event` for `flow`. `stream` is the stream of the topic it came from, when known;
@@ -200,21 +200,25 @@ public final class Mapper: Sendable {
             throw MappingError(
                 .wrongDirection, "source \"\(event.source)\" does not feed the \(flow.rawValue) flow")
         }
-        guard let (record, action) = event.recordAndAction else {
+        guard let (recordLength, action) = CloudEvent.split(type: event.type) else {
             throw MappingError(.unknownType, "type \"\(event.type)\" is not <record>.upserted or <record>.deleted")
         }
         let control = input.control
         let company = try self.company(of: event, control: control)
-        let key = PlanKey(flow: flow, record: String(record))
-        guard let candidates = (companyPlans[company] ?? plans)[key] else {
-            let flowsOtherWay = plans[PlanKey(flow: flow == .crmToERP ? .erpToCRM : .crmToERP, record: String(record))]
+        let index = companyPlans.isEmpty ? plans : companyPlans[company] ?? plans
+        guard let candidates = index.plans(flow: flow, type: event.type, recordLength: recordLength) else {
+            let record = Substring(event.type.utf8.prefix(recordLength))
+            let flowsOtherWay = plans.plans(
+                flow: flow == .crmToERP ? .erpToCRM : .crmToERP, type: event.type, recordLength: recordLength)
             if flowsOtherWay != nil || RecordKind.all.contains(where: { $0.name(on: flow.source) == record }) {
                 throw MappingError(.wrongDirection, "\(record) does not flow \(flow.rawValue)")
             }
             throw MappingError(.unknownType, "no map for \(flow.source.rawValue) record \"\(record)\"")
         }
         if let stream, !candidates.contains(where: { $0.kind.stream == stream }) {
-            throw MappingError(.unknownType, "\(record) does not belong to the \(stream.rawValue) stream")
+            throw MappingError(
+                .unknownType, "\(event.type.utf8.prefix(recordLength)) does not belong to the \(stream.rawValue) stream"
+            )
         }
         let plan = try choosePlan(candidates, data: control, action: action)
         if let reason = filterReason(plan.kind, flow: flow, data: control, action: action) {
@@ -306,8 +310,9 @@ public final class Mapper: Sendable {
     ) throws(MappingError) -> [UInt8] {
         let buffer = input.buffer
         var writer = JSONWriter(capacity: buffer.count + 256)
-        writer.bytes.append(UInt8(ascii: "{"))
+        writer.append(UInt8(ascii: "{"))
         var gathered = JSONObject()
+        gathered.fields.reserveCapacity(16)
         let table = plan.operations
         try table.steps.withUnsafeBufferPointer { steps throws(MappingError) in
             try table.text.withUnsafeBufferPointer { text throws(MappingError) in
@@ -315,11 +320,10 @@ public final class Mapper: Sendable {
                     let found: Range<Int>?
                     if member.plainKey {
                         found = table.steps(
-                            for: UnsafeBufferPointer(rebasing: buffer[member.keyRange]), hash: member.keyHash,
-                            text: text)
+                            for: UnsafeBufferPointer(rebasing: buffer[member.keyRange]), hash: member.keyHash)
                     } else {
                         var key = member.key(in: buffer)
-                        found = key.withUTF8 { table.steps(for: $0, hash: OperationTable.hash($0), text: text) }
+                        found = key.withUTF8 { table.steps(for: $0, hash: NameTable.hash($0)) }
                     }
                     guard let found else { continue }
                     for index in found {
@@ -336,8 +340,8 @@ public final class Mapper: Sendable {
         }
         if plan.flow == .crmToERP { gathered["dataAreaId"] = .string(company) }
         for field in gathered.fields { writer.member(field) }
-        writer.bytes.append(UInt8(ascii: "}"))
-        return writer.bytes
+        writer.append(UInt8(ascii: "}"))
+        return writer.finish()
     }
 
     /// One step for one member: written straight into the output when it can be, else gathered.
@@ -369,9 +373,16 @@ public final class Mapper: Sendable {
                 buffer[value.range.lowerBound] != UInt8(ascii: "[")
             {
                 let prefix = UnsafeBufferPointer(rebasing: text[Int(step.prefixStart)..<Int(step.prefixEnd)])
+                let bytes = UnsafeBufferPointer(rebasing: buffer[value.range])
                 if step.isCopy {
-                    writer.member(prefix, raw: UnsafeBufferPointer(rebasing: buffer[value.range]))
+                    writer.member(prefix, raw: bytes)
+                } else if step.valueMap >= 0,
+                    let mapped = Self.mapped(
+                        bytes, plainString: value.plainString, by: table.valueMaps[Int(step.valueMap)], text: text)
+                {
+                    writer.member(prefix, raw: mapped)
                 } else {
+                    // Null, a value the map lacks (refused below) or text that is not plain ASCII.
                     let decoded = JSONParser.value(in: buffer, value.range, plainString: value.plainString)
                     writer.member(prefix, try mappedValue(table.operations[Int(step.operation)], decoded))
                 }
@@ -393,6 +404,35 @@ public final class Mapper: Sendable {
             return
         }
         try apply(operation, value: member.value(in: buffer), to: &gathered)
+    }
+
+    /// The JSON bytes `map` gives for the scalar JSON `value`, looked up by the same text as
+    /// `JSONValue.lookupText` (a string lowercased, a number or boolean as written); nil for
+    /// null, a value the map lacks, or a string with escapes or non-ASCII text.
+    @inline(__always)
+    private static func mapped(
+        _ value: UnsafeBufferPointer<UInt8>, plainString: Bool, by map: OperationTable.ValueMap,
+        text: UnsafeBufferPointer<UInt8>
+    ) -> UnsafeBufferPointer<UInt8>? {
+        let found: Int32?
+        switch value[0] {
+        case UInt8(ascii: "\""):
+            let length = value.count - 2
+            guard plainString, length <= 64 else { return nil }
+            found = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { lower -> Int32? in
+                for index in 0..<length {
+                    let byte = value[index + 1]
+                    guard byte < 0x80 else { return nil }
+                    lower[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+                }
+                let key = UnsafeBufferPointer(rebasing: lower[0..<length])
+                return map.table.value(for: key, hash: NameTable.hash(key))
+            }
+        case UInt8(ascii: "n"): return nil
+        default: found = map.table.value(for: value, hash: NameTable.hash(value))
+        }
+        guard let found else { return nil }
+        return UnsafeBufferPointer(rebasing: text[Int(map.starts[Int(found)])..<Int(map.ends[Int(found)])])
     }
 
     private func apply(
@@ -474,6 +514,49 @@ extension Mapper {
             )
         }
         return mapped
+    }
+}
+
+/// Plans by flow and source record name, searched linearly over flat arrays: there are a few
+/// dozen, and an event's record name is compared as bytes, without building a `String`.
+struct PlanIndex: Sendable {
+    private let flows: [Flow]
+    private let nameStarts: [Int]
+    private let nameLengths: [Int]
+    private let names: [UInt8]
+    private let entries: [[MappingPlan]]
+
+    init(_ plans: [Mapper.PlanKey: [MappingPlan]]) {
+        let sorted = plans.sorted { ($0.key.record, $0.key.flow.rawValue) < ($1.key.record, $1.key.flow.rawValue) }
+        var names: [UInt8] = []
+        var starts: [Int] = []
+        for (key, _) in sorted {
+            starts.append(names.count)
+            names.append(contentsOf: key.record.utf8)
+        }
+        flows = sorted.map(\.key.flow)
+        nameStarts = starts
+        nameLengths = sorted.map(\.key.record.utf8.count)
+        self.names = names
+        entries = sorted.map(\.value)
+    }
+
+    /// The plans for the record named by the first `recordLength` bytes of `type`.
+    func plans(flow: Flow, type: String, recordLength: Int) -> [MappingPlan]? {
+        var type = type
+        let found: Int? = type.withUTF8 { bytes in
+            names.withUnsafeBufferPointer { names in
+                for index in flows.indices
+                where flows[index] == flow && nameLengths[index] == recordLength
+                    && (recordLength == 0
+                        || memcmp(names.baseAddress! + nameStarts[index], bytes.baseAddress!, recordLength) == 0)
+                {
+                    return index
+                }
+                return nil
+            }
+        }
+        return found.map { entries[$0] }
     }
 }
 

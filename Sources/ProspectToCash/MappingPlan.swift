@@ -2,7 +2,7 @@ import Foundation
 import Topology
 
 /// One flow's compiled map for one kind of record: what to do with each source field.
-struct MappingPlan: Sendable {
+final class MappingPlan: Sendable {
     let kind: RecordKind
     let flow: Flow
     /// Operations by the top-level source field they read.
@@ -164,8 +164,8 @@ final class FieldOperation: Sendable {
         }
         var writer = JSONWriter(capacity: target.utf8.count + 3)
         writer.write(string: targetPath[0])
-        writer.bytes.append(UInt8(ascii: ":"))
-        targetPrefix = writer.bytes
+        writer.append(UInt8(ascii: ":"))
+        targetPrefix = writer.finish()
         innerKey = sourcePath.count > 1 ? Array(sourcePath[1].utf8) : []
     }
 
@@ -213,11 +213,10 @@ extension JSONValue {
     }
 }
 
-/// Field operations by source field name: open addressing on a hash of the name's bytes,
-/// cheaper per lookup than `Dictionary`'s seeded SipHash at these key lengths.
+/// Field operations by source field name, and what the mapping path needs of them as plain
+/// numbers and bytes: walking a record's fields touches no reference count (the operation
+/// object is only read on the general path).
 struct OperationTable: Sendable {
-    /// What to do with one source field, as plain numbers: walking a record's fields touches no
-    /// reference count (the operation object is only read on the general path).
     struct Step: Sendable {
         /// Index into `operations`.
         var operation: Int32
@@ -226,6 +225,8 @@ struct OperationTable: Sendable {
         var isCopy: Bool
         /// The source is a field inside a lookup.
         var nested: Bool
+        /// Index into `valueMaps` for a value map, else -1.
+        var valueMap: Int32
         /// `"target":` and the inner key's UTF-8, as ranges of `text`.
         var prefixStart: Int32
         var prefixEnd: Int32
@@ -233,112 +234,84 @@ struct OperationTable: Sendable {
         var innerEnd: Int32
     }
 
-    /// Open addressing over flat arrays: per slot the hash, the name (a range of `text`, length
-    /// -1 for an empty slot) and its steps (a range of `steps`).
-    private let hashes: [UInt32]
-    private let nameStarts: [Int32]
-    private let nameLengths: [Int32]
+    /// A value map over bytes: the lookup text of a source value (`JSONValue.lookupText`) to the
+    /// JSON bytes of its counterpart.
+    struct ValueMap: Sendable {
+        let table: NameTable
+        /// The counterparts' JSON, as ranges of `OperationTable.text`.
+        let starts: [Int32]
+        let ends: [Int32]
+    }
+
+    /// Source field name → index into `stepStarts`/`stepEnds`.
+    private let names: NameTable
     private let stepStarts: [Int32]
     private let stepEnds: [Int32]
-    private let mask: Int
     let steps: [Step]
-    /// Names, prefixes and inner keys.
+    let valueMaps: [ValueMap]
+    /// Prefixes, inner keys and value-map counterparts.
     let text: [UInt8]
     let operations: [FieldOperation]
 
     init(_ entries: [String: [FieldOperation]]) {
-        var capacity = 8
-        while capacity < entries.count * 2 { capacity *= 2 }
-        var hashes = [UInt32](repeating: 0, count: capacity)
-        var nameStarts = [Int32](repeating: 0, count: capacity)
-        var nameLengths = [Int32](repeating: -1, count: capacity)
-        var stepStarts = [Int32](repeating: 0, count: capacity)
-        var stepEnds = [Int32](repeating: 0, count: capacity)
         var text: [UInt8] = []
         var steps: [Step] = []
         var operations: [FieldOperation] = []
+        var valueMaps: [ValueMap] = []
+        var stepStarts: [Int32] = []
+        var stepEnds: [Int32] = []
+        var names: [(name: [UInt8], value: Int32)] = []
         func add(_ bytes: some Sequence<UInt8>) -> (Int32, Int32) {
             let start = Int32(text.count)
             text.append(contentsOf: bytes)
             return (start, Int32(text.count))
         }
         for (key, list) in entries.sorted(by: { $0.key < $1.key }) {
-            let hash = Self.hash(key)
-            var index = Int(hash) & (capacity - 1)
-            while nameLengths[index] >= 0 { index = (index + 1) & (capacity - 1) }
-            hashes[index] = hash
-            let name = add(key.utf8)
-            nameStarts[index] = name.0
-            nameLengths[index] = name.1 - name.0
-            stepStarts[index] = Int32(steps.count)
+            names.append((Array(key.utf8), Int32(stepStarts.count)))
+            stepStarts.append(Int32(steps.count))
             for operation in list {
                 let prefix = add(operation.targetPrefix)
                 let inner = add(operation.innerKey)
                 var isCopy = false
-                if case .copy = operation.transform { isCopy = true }
+                var valueMap: Int32 = -1
+                switch operation.transform {
+                case .copy: isCopy = true
+                case .valueMap(let table):
+                    var keys: [(name: [UInt8], value: Int32)] = []
+                    var starts: [Int32] = []
+                    var ends: [Int32] = []
+                    for (source, target) in table.sorted(by: { $0.key < $1.key }) {
+                        keys.append((Array(source.utf8), Int32(starts.count)))
+                        let range = add(target.jsonBytes)
+                        starts.append(range.0)
+                        ends.append(range.1)
+                    }
+                    valueMap = Int32(valueMaps.count)
+                    valueMaps.append(ValueMap(table: NameTable(keys), starts: starts, ends: ends))
+                default: break
+                }
                 steps.append(
                     Step(
                         operation: Int32(operations.count), streams: operation.streams, isCopy: isCopy,
-                        nested: operation.sourcePath.count == 2, prefixStart: prefix.0, prefixEnd: prefix.1,
-                        innerStart: inner.0, innerEnd: inner.1))
+                        nested: operation.sourcePath.count == 2, valueMap: valueMap, prefixStart: prefix.0,
+                        prefixEnd: prefix.1, innerStart: inner.0, innerEnd: inner.1))
                 operations.append(operation)
             }
-            stepEnds[index] = Int32(steps.count)
+            stepEnds.append(Int32(steps.count))
         }
-        self.hashes = hashes
-        self.nameStarts = nameStarts
-        self.nameLengths = nameLengths
+        self.names = NameTable(names)
         self.stepStarts = stepStarts
         self.stepEnds = stepEnds
         self.steps = steps
+        self.valueMaps = valueMaps
         self.text = text
         self.operations = operations
-        self.mask = capacity - 1
     }
 
-    /// The steps for the field whose name is `key`, of hash `hash`; `text` is `self.text`'s bytes.
+    /// The steps for the field whose name is `key`, of `NameTable.hash` `hash`.
     @inline(__always)
-    func steps(for key: UnsafeBufferPointer<UInt8>, hash: UInt32, text: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
-        var index = Int(hash) & mask
-        while nameLengths[index] >= 0 {
-            if hashes[index] == hash && Int(nameLengths[index]) == key.count
-                && (key.isEmpty
-                    || memcmp(text.baseAddress! + Int(nameStarts[index]), key.baseAddress!, key.count) == 0)
-            {
-                return Int(stepStarts[index])..<Int(stepEnds[index])
-            }
-            index = (index + 1) & mask
-        }
-        return nil
-    }
-
-    /// The hash of a name's UTF-8: eight bytes per step (names are short, and hashed per record).
-    @inline(__always)
-    static func hash(_ key: String) -> UInt32 {
-        var key = key
-        return key.withUTF8 { hash($0) }
-    }
-
-    @inline(__always)
-    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        let prime: UInt64 = 0x0000_0100_0000_01B3
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(bytes.count)
-        guard let base = bytes.baseAddress else { return UInt32(truncatingIfNeeded: hash) }
-        var index = 0
-        while index + 8 <= bytes.count {
-            hash = (hash ^ UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) &* prime
-            hash ^= hash >> 29
-            index += 8
-        }
-        if index < bytes.count {
-            var tail: UInt64 = 0
-            while index < bytes.count {
-                tail = tail << 8 | UInt64(bytes[index])
-                index += 1
-            }
-            hash = (hash ^ tail) &* prime
-            hash ^= hash >> 29
-        }
-        return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+    func steps(for key: UnsafeBufferPointer<UInt8>, hash: UInt32) -> Range<Int>? {
+        guard let index = names.value(for: key, hash: hash) else { return nil }
+        return Int(stepStarts[Int(index)])..<Int(stepEnds[Int(index)])
     }
 }

@@ -270,6 +270,47 @@ struct BusinessRuleTests {
         #expect(outcome(echo, .crmToERP).isFiltered)
     }
 
+    @Test(
+        "Value maps read a text in any case, a number or boolean as written, escapes too, and refuse what they lack",
+        arguments: [
+            (#""UNITED States""#, #""us""#), (#""united states""#, #""us""#), (#""united\u0020states""#, #""us""#),
+            ("null", "null"), (#""Ünited States""#, nil), (#""Narnia""#, nil),
+        ] as [(String, String?)])
+    func valueMapInput(country: String, expected: String?) throws {
+        for (field, value, output) in [
+            ("shipto_country", country, expected),
+            ("msdyn_salesorderpromisingmethod", "192350000", #""none""#),
+            ("msdyn_salesorderpromisingmethod", #""192350000""#, #""none""#),
+            ("msdyn_arepricesincludingsalestax", "false", #""no""#),
+            ("msdyn_arepricesincludingsalestax", #""False""#, #""no""#),
+        ] {
+            let value = Array(
+                #"{"msdyn_salesordernumber":"C1","\#(field)":\#(value),"msdyn_processingstatus":192350000}"#.utf8)
+            var attributes = CloudEvent.Attributes()
+            for (name, text) in [
+                ("ce_specversion", "1.0"), ("ce_id", "1"), ("ce_source", "crm"), ("ce_type", "salesorder.upserted"),
+                ("ce_company", "USMF"),
+            ] {
+                attributes.read(header: name, value: Array(text.utf8))
+            }
+            let result = mapper.map(attributes: attributes, value: value, flow: .crmToERP, origin: "t/0/1")
+            let target =
+                field == "shipto_country"
+                ? "DELIVERYADDRESSCOUNTRYREGIONISOCODE"
+                : field == "msdyn_arepricesincludingsalestax"
+                    ? "AREPRICESINCLUDINGSALESTAX" : "SALESORDERPROMISINGMETHOD"
+            switch result {
+            case .mapped(let outputs):
+                let written = try #require(outputs.first).event.data[target]
+                #expect(written?.jsonText == output, "\(field): \(value)")
+            case .refused(let error):
+                #expect(output == nil && error.code == .unknownEnumValue, "\(field): \(value): \(error)")
+            case .filtered(let reason):
+                Issue.record("\(field): \(value) filtered: \(reason)")
+            }
+        }
+    }
+
     @Test("A deployment adds a per-company value map without a rebuild")
     func perCompanyValueMap() throws {
         var configuration = testConfiguration()

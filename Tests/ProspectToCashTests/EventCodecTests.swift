@@ -86,6 +86,21 @@ struct EventCodecTests {
         #expect(throws: JSONParseError.self) { _ = try JSONParser.parse(text) }
     }
 
+    @Test("Nested objects: many keys scan in place; a duplicate key among them is refused, escaped or not")
+    func nestedDuplicateKeys() throws {
+        let keys = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        for text in [#"{"a":{"# + keys + "}}", #"{"a":[{"# + keys + #"}],"b":{"k":1}}"#] {
+            let value = try JSONParser.parseLazily(Array(text.utf8))
+            #expect(value.objectValue?.fields.count == (text.hasPrefix(#"{"a":["#) ? 2 : 1))
+        }
+        for text in [
+            #"{"a":{"# + keys + #","k17":0}}"#, #"{"a":{"# + keys + #","k\u0031\u0037":0}}"#,
+            #"{"a":[{"k":1,"k":2}]}"#,
+        ] {
+            #expect(throws: JSONParseError.self) { _ = try JSONParser.parseLazily(Array(text.utf8)) }
+        }
+    }
+
     @Test("Invalid UTF-8 in a string is refused")
     func invalidUTF8() {
         #expect(throws: JSONParseError.self) { _ = try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
