@@ -11,6 +11,10 @@ public struct JSONParser {
     /// Deepest nesting accepted; records are flat, so this only stops hostile input.
     public static let maximumDepth = 64
 
+    /// Keys p2c knows reuse their interned `String` (the mapping path; not while the maps
+    /// themselves are loaded, which the interner is built from).
+    private var internsKeys = false
+
     private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// Parses one JSON document; trailing content other than whitespace is an error.
@@ -106,8 +110,8 @@ public struct JSONParser {
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
         position += 1
         var fields: [JSONObject.Field] = []
-        // Duplicate keys are refused; hashes computed while scanning keep that check cheap.
-        var hashes: [UInt32] = []
+        // Duplicate keys are refused; a filter of the keys' hashes rules most out at once.
+        var seen = HashFilter()
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -118,17 +122,14 @@ public struct JSONParser {
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key")
             }
-            let key = try parseString()
-            let keyHash = lastStringHash
+            let key = try parseString(interning: internsKeys)
+            if seen.insert(lastStringHash), fields.contains(where: { $0.key == key }) {
+                throw error("duplicate key \"\(key)\"")
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             let value = try parseValue(depth: depth)
-            let hash = keyHash
-            for (index, known) in hashes.enumerated() where known == hash && fields[index].key == key {
-                throw error("duplicate key \"\(key)\"")
-            }
-            hashes.append(hash)
             fields.append(JSONObject.Field(key, value))
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end of input") }
@@ -165,7 +166,9 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseString() throws(JSONParseError) -> String {
+    /// The text of the string literal at the position; a key without escapes that p2c knows
+    /// reuses its interned `String` when `interning`.
+    private mutating func parseString(interning: Bool = false) throws(JSONParseError) -> String {
         position += 1
         let start = position
         // Fast path: no escapes. ASCII needs no validation; anything else is validated once.
@@ -175,6 +178,10 @@ public struct JSONParser {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<position])
                 lastStringHash = NameTable.hash(slice)
+                if interning, let known = KeyInterner.shared.lookup(hash: lastStringHash, bytes: slice) {
+                    position += 1
+                    return known
+                }
                 let text = ascii ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
                 guard let text else { throw error("invalid UTF-8 in string") }
                 position += 1
@@ -300,8 +307,10 @@ public struct JSONParser {
                     decoding: UnsafeBufferPointer(rebasing: buffer[range.lowerBound + 1..<range.upperBound - 1]),
                     as: UTF8.self))
         }
+        var parser = JSONParser(UnsafeBufferPointer(rebasing: buffer[range]))
+        parser.internsKeys = true
         do {
-            return try JSONParser.parse(UnsafeBufferPointer(rebasing: buffer[range]))
+            return try parser.parseValue(depth: 0)
         } catch {
             preconditionFailure("validated JSON no longer parses: \(error)")
         }
@@ -362,43 +371,91 @@ public struct JSONParser {
             position += 1
             return members
         }
+        let base = bytes.baseAddress!
+        let count = bytes.count
         while true {
             skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
+            guard position < count, base[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key")
             }
-            let keyStart = position
-            let plainKey = try skipString()
-            let hash = lastStringHash
+            // Plain ASCII keys and string values (nearly all) are found here; anything else
+            // (escapes, other UTF-8, every defect) takes the general path from the same byte.
+            let keyStart = position + 1
+            var keyEnd = Self.plainEnd(base, count, from: keyStart)
+            let plainKey: Bool
+            let hash: UInt32
+            if keyEnd < count && base[keyEnd] == UInt8(ascii: "\"") {
+                plainKey = true
+                hash = NameTable.hash(UnsafeBufferPointer(start: base + keyStart, count: keyEnd - keyStart))
+                position = keyEnd + 1
+            } else {
+                plainKey = try skipString()
+                hash = lastStringHash
+                keyEnd = position - 1
+            }
             let member = Member(
-                keyStart: Int32(keyStart + 1), keyEnd: Int32(position - 1), valueStart: 0, valueEnd: 0, keyHash: hash,
+                keyStart: Int32(keyStart), keyEnd: Int32(keyEnd), valueStart: 0, valueEnd: 0, keyHash: hash,
                 plainKey: plainKey, plainString: false)
-            // Duplicate keys: a 256-bit filter of the hashes seen rules most keys out at once.
+            // Duplicate keys: a filter of the hashes seen rules most keys out at once.
             if seen.insert(hash) {
                 for known in members where known.keyHash == hash && sameKey(known, member) {
                     throw error("duplicate key \"\(member.key(in: bytes))\"")
                 }
             }
             skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            guard position < count, base[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             skipWhitespace()
             let valueStart = position
-            let plainString = try skipValue(depth: 1)
+            let plainString: Bool
+            if position < count, base[position] == UInt8(ascii: "\""),
+                case let valueEnd = Self.plainEnd(base, count, from: position + 1),
+                valueEnd < count, base[valueEnd] == UInt8(ascii: "\"")
+            {
+                position = valueEnd + 1
+                plainString = true
+            } else {
+                plainString = try skipValue(depth: 1)
+            }
             members.append(
                 Member(
                     keyStart: member.keyStart, keyEnd: member.keyEnd, valueStart: Int32(valueStart),
                     valueEnd: Int32(position), keyHash: hash, plainKey: plainKey, plainString: plainString))
             skipWhitespace()
-            guard position < bytes.count else { throw error("unexpected end of input") }
-            if bytes[position] == UInt8(ascii: ",") {
+            guard position < count else { throw error("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") {
                 position += 1
                 continue
             }
-            guard bytes[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
+            guard base[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
             position += 1
             return members
         }
+    }
+
+    /// The index of the first byte from `start` a string scan must look at (a quote, backslash,
+    /// control character or non-ASCII byte), or `count`: eight bytes at a time, with the classic
+    /// has-zero-byte and has-less-than tests (the lowest flag is exact).
+    @inline(__always)
+    static func plainEnd(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> Int {
+        var position = start
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        while position + 8 <= count {
+            let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+            let quotes = word ^ (ones &* 0x22)
+            let backslashes = word ^ (ones &* 0x5C)
+            let special =
+                (word | ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes)
+                    | ((backslashes &- ones) & ~backslashes)) & (ones &* 0x80)
+            if special != 0 { return position + special.trailingZeroBitCount >> 3 }
+            position += 8
+        }
+        while position < count {
+            let byte = base[position]
+            if byte == 0x22 || byte == 0x5C || byte < 0x20 || byte >= 0x80 { return position }
+            position += 1
+        }
+        return count
     }
 
     /// Whether two keys of the same hash are the same text (escapes make equal texts' bytes differ).
@@ -624,35 +681,16 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "\(message) at byte \(offset)" }
 }
 
-/// A 256-bit filter of key hashes: `insert` tells whether the hash may have been seen before.
+/// A 1,024-bit filter of key hashes: `insert` tells whether the hash may have been seen before
+/// (with a record's few dozen keys, a false "maybe" is rare, so the exact check seldom runs).
 private struct HashFilter {
-    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private var words = InlineArray<16, UInt64>(repeating: 0)
 
     mutating func insert(_ hash: UInt32) -> Bool {
         let bit = UInt64(1) << UInt64(hash & 63)
-        let seen: Bool
-        switch (hash >> 6) & 3 {
-        case 0:
-            seen = words.0 & bit != 0
-            words.0 |= bit
-        case 1:
-            seen = words.1 & bit != 0
-            words.1 |= bit
-        case 2:
-            seen = words.2 & bit != 0
-            words.2 |= bit
-        default:
-            seen = words.3 & bit != 0
-            words.3 |= bit
-        }
+        let index = Int((hash >> 6) & 15)
+        let seen = words[index] & bit != 0
+        words[index] |= bit
         return seen
-    }
-}
-
-/// Byte classes shared by the parser and the writer.
-enum JSONBytes {
-    /// Non-zero for bytes a string scan must look at: `"`, `\`, control characters and non-ASCII.
-    static let isSpecial: [UInt8] = (0...255).map { byte in
-        byte < 0x20 || byte >= 0x80 || byte == 0x22 || byte == 0x5C ? 1 : 0
     }
 }

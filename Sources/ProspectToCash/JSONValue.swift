@@ -119,22 +119,26 @@ public struct JSONObject: Sendable, Equatable {
     public var keys: [String] { fields.map(\.key) }
 
     /// Sets `value` at a dotted path, creating nested objects: `a.b` = x gives `{"a": {"b": x}}`.
-    public mutating func set(path: [String], to value: JSONValue) {
+    public mutating func set(path: [String], to value: JSONValue) { set(path: path[...], to: value) }
+
+    mutating func set(path: ArraySlice<String>, to value: JSONValue) {
         guard let first = path.first else { return }
         if path.count == 1 {
             self[first] = value
             return
         }
         var child = self[first]?.objectValue ?? JSONObject()
-        child.set(path: Array(path.dropFirst()), to: value)
+        child.set(path: path.dropFirst(), to: value)
         self[first] = .object(child)
     }
 
     /// The value at a dotted path, nil when any step is missing or not an object.
-    public func value(at path: [String]) -> JSONValue? {
+    public func value(at path: [String]) -> JSONValue? { value(at: path[...]) }
+
+    func value(at path: ArraySlice<String>) -> JSONValue? {
         guard let first = path.first, let value = self[first] else { return nil }
         if path.count == 1 { return value }
-        return value.objectValue?.value(at: Array(path.dropFirst()))
+        return value.objectValue?.value(at: path.dropFirst())
     }
 }
 
@@ -259,15 +263,25 @@ struct JSONWriter: ~Copyable {
         text.withUTF8 { write(string: $0) }
     }
 
-    /// A string literal of the UTF-8 `utf8`.
+    /// A string literal of the UTF-8 `utf8`: plain runs are copied whole, found eight bytes at a time.
     mutating func write(string utf8: UnsafeBufferPointer<UInt8>) {
         reserve(utf8.count + 2)
         append(UInt8(ascii: "\""))
+        guard let base = utf8.baseAddress else {
+            append(UInt8(ascii: "\""))
+            return
+        }
         var plainStart = 0
-        for index in 0..<utf8.count {
+        var index = 0
+        while true {
+            index = JSONParser.plainEnd(base, utf8.count, from: index)
+            guard index < utf8.count else { break }
             let byte = utf8[index]
             // Non-ASCII bytes are written as they are; only quotes, backslashes and controls are escaped.
-            guard JSONBytes.isSpecial[Int(byte)] != 0, byte < 0x80 else { continue }
+            if byte >= 0x80 {
+                index += 1
+                continue
+            }
             append(UnsafeBufferPointer(rebasing: utf8[plainStart..<index]))
             switch byte {
             case UInt8(ascii: "\""): write(raw: "\\\"")
@@ -281,7 +295,8 @@ struct JSONWriter: ~Copyable {
                 append(hex[Int(byte >> 4)])
                 append(hex[Int(byte & 0xF)])
             }
-            plainStart = index + 1
+            index += 1
+            plainStart = index
         }
         append(UnsafeBufferPointer(rebasing: utf8[plainStart...]))
         append(UInt8(ascii: "\""))

@@ -93,15 +93,16 @@ extension Mapper {
                 if output["LINEDESCRIPTION"] == nil { output["LINEDESCRIPTION"] = name }
             }
         }
-        for (field, fallback, label) in [
-            ("SHIPPINGSITEID", defaults?.site, "site"), ("SHIPPINGWAREHOUSEID", defaults?.warehouse, "warehouse"),
-        ] where output[field]?.stringValue == nil {
+        func fillIn(_ field: String, _ fallback: String?, _ label: String) throws(MappingError) {
+            guard output[field]?.stringValue == nil else { return }
             guard let fallback else {
                 throw MappingError(
                     .missingSiteOrWarehouse, "the line has no \(field) and company \(company) has no default \(label)")
             }
             output[field] = .string(fallback)
         }
+        try fillIn("SHIPPINGSITEID", defaults?.site, "site")
+        try fillIn("SHIPPINGWAREHOUSEID", defaults?.warehouse, "warehouse")
     }
 
     /// A synced invoice sets its order to Invoiced in the CRM (P2C: "Sales order status ... Invoiced").
@@ -118,7 +119,7 @@ extension Mapper {
             .init("msdyn_processingstatus", .number(OrderStatus.invoiced.crmValue)),
             .init("statecode", .number(OrderStatus.SalesState.invoiced.rawValue)),
         ])
-        return ("\(company)/\(order)", data)
+        return (String(company, "/", order), data)
     }
 }
 

@@ -225,7 +225,7 @@ public final class Mapper: Sendable {
             return .filtered(reason)
         }
         let number = try documentNumber(plan.kind, flow: flow, data: control)
-        let subject = "\(company)/\(number)"
+        let subject = String(company, "/", number)
         if let given = event.subject, given != subject {
             throw MappingError(.keyMismatch, "subject \"\(given)\" is not \(subject)")
         }
@@ -235,7 +235,7 @@ public final class Mapper: Sendable {
         var mapped = MappedEvent(
             stream: plan.kind.stream,
             attributes: outputEvent(
-                event, type: plan.type(action), subject: subject, company: company, id: origin + "#0"),
+                event, type: plan.type(action), subject: subject, company: company, id: String(origin, "#", "0")),
             value: value)
         mapped.carried = carried
         mapped.typeBytes = plan.typeBytes(action)
@@ -246,7 +246,7 @@ public final class Mapper: Sendable {
                     stream: .orders,
                     attributes: outputEvent(
                         event, type: "salesorder.upserted", subject: extra.subject, company: company,
-                        id: origin + "#1"),
+                        id: String(origin, "#", "1")),
                     value: extra.data.jsonBytes))
         }
         return .mapped(outputs)
@@ -452,7 +452,7 @@ public final class Mapper: Sendable {
                     "\(operation.sourcePath[0]) is a lookup and must be an object, got a \(top.typeName)")
             }
             if operation.sourcePath.count > 1 {
-                guard let inner = lookup.value(at: Array(operation.sourcePath.dropFirst())) else { return }
+                guard let inner = lookup.value(at: operation.sourcePath.dropFirst()) else { return }
                 value = inner
             }
         }
@@ -571,6 +571,7 @@ struct RecordInput {
         self.buffer = buffer
         self.members = members
         var control = JSONObject()
+        control.fields.reserveCapacity(8)
         for member in members {
             let name: String?
             if member.plainKey {

@@ -91,15 +91,40 @@ struct NameTable: Sendable {
             hash ^= hash >> 29
             index += 8
         }
-        if index < bytes.count {
+        let rest = bytes.count - index
+        if rest > 0 {
+            // The last bytes, first byte lowest: one load overlapping the last full word when
+            // there was one, else byte by byte.
             var tail: UInt64 = 0
-            while index < bytes.count {
-                tail = tail << 8 | UInt64(bytes[index])
-                index += 1
+            if bytes.count >= 8 {
+                tail =
+                    UnsafeRawPointer(base + bytes.count - 8).loadUnaligned(as: UInt64.self) >> UInt64(8 * (8 - rest))
+            } else {
+                for shift in 0..<rest { tail |= UInt64(bytes[index + shift]) << UInt64(8 * shift) }
             }
             hash = (hash ^ tail) &* prime
             hash ^= hash >> 29
         }
         return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+    }
+}
+
+extension String {
+    /// `first`, the ASCII `separator` and `second`, written into one new string: cheaper than
+    /// interpolation, which formats and grows piece by piece (built per record for ids and keys).
+    public init(_ first: String, _ separator: Unicode.Scalar, _ second: String) {
+        var first = first
+        var second = second
+        self = first.withUTF8 { head in
+            second.withUTF8 { tail in
+                String(unsafeUninitializedCapacity: head.count + 1 + tail.count) { buffer in
+                    var index = buffer.initialize(fromContentsOf: head)
+                    buffer[index] = UInt8(ascii: separator)
+                    index += 1
+                    index = buffer[index...].initialize(fromContentsOf: tail)
+                    return index
+                }
+            }
+        }
     }
 }

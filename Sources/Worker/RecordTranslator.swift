@@ -37,7 +37,7 @@ public struct RecordTranslator: Sendable {
         if attributes.subject == nil, let key = record.key { attributes.subject = String(decoding: key, as: UTF8.self) }
         return mapper.map(
             attributes: attributes, value: record.value, flow: flow, stream: stream,
-            origin: origin ?? "\(record.topic)/\(record.partition)/\(record.offset)")
+            origin: origin ?? String(record.topic, "/", String(String(record.partition), "/", String(record.offset))))
     }
 
     /// The Kafka record of one mapped event: keyed by its subject, to its stream's inbound topic;

@@ -49,6 +49,22 @@ struct EventCodecTests {
         #expect(output.event.data["LINEDISCOUNTAMOUNT"] == .number("3.33"))
     }
 
+    @Test("A long text with escapes and other scripts anywhere is copied to the output as it reads")
+    func longValues() throws {
+        let text = String(repeating: "Lagerplatz \"Süd\" \\ Reihe 7\n\t✓ ", count: 400) + "\u{01}end"
+        var event = sample
+        event.data["description"] = .string(text)
+        let result = mapper.map(event, flow: .crmToERP)
+        guard case .mapped(let outputs) = result else {
+            Issue.record("not mapped: \(result)")
+            return
+        }
+        let output = try #require(outputs.first)
+        #expect(output.value.count > 12_000)
+        #expect(output.event.data.fields.contains { $0.value == .string(text) })
+        #expect(try JSONParser.parse(output.value) == .object(output.event.data))
+    }
+
     @Test("Structured mode: one JSON object with data, and back unchanged")
     func structuredRoundTrip() throws {
         let text = sample.structured.jsonText
