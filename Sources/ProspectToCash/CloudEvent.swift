@@ -88,7 +88,8 @@ public struct CloudEvent: Sendable, Equatable {
         public var subject: String?
         var company, origin, causationID, traceparent: String?
         /// The header bytes an output event carries over unchanged (ce_id as its
-        /// ce_causationid, ce_source, ce_time, ce_traceparent), so they are not encoded again.
+        /// ce_causationid, ce_source, ce_time, ce_traceparent, and ce_subject and ce_company when
+        /// they are the output's too), so they are not encoded again.
         var carried = CarriedHeaders()
 
         public init() {}
@@ -159,6 +160,18 @@ public struct CloudEvent: Sendable, Equatable {
             }
         }
 
+        /// Takes the Kafka key as the subject when no `ce_subject` header gave one (a key that is
+        /// not UTF-8 is read with replacement characters, and so never matches the record's).
+        public mutating func read(key: [UInt8]?) {
+            guard subject == nil, let key else { return }
+            if let text = Self.text(key) {
+                subject = text
+                carried.subject = key
+            } else {
+                subject = String(decoding: key, as: UTF8.self)
+            }
+        }
+
         /// Reads one Kafka header: a `ce_*` attribute with a UTF-8 value is kept, others are ignored.
         public mutating func read(header name: String, value: [UInt8]?) {
             guard let value, let index = Self.index(ofHeader: name), let text = Self.text(value) else { return }
@@ -167,6 +180,8 @@ public struct CloudEvent: Sendable, Equatable {
             case 1: carried.id = value
             case 2: carried.source = value
             case 4: carried.time = value
+            case 5: carried.subject = value
+            case 6: carried.company = value
             case 9: carried.traceparent = value
             default: break
             }
@@ -228,8 +243,8 @@ extension CloudEvent {
         body("ce_source", carried.source ?? Array(source.utf8))
         body("ce_type", typeBytes ?? Array(type.utf8))
         if let time { body("ce_time", carried.time ?? Array(time.utf8)) }
-        if let subject { body("ce_subject", Array(subject.utf8)) }
-        if let company { body("ce_company", Array(company.utf8)) }
+        if let subject { body("ce_subject", carried.subject ?? Array(subject.utf8)) }
+        if let company { body("ce_company", carried.company ?? Array(company.utf8)) }
         if let origin { body("ce_origin", Array(origin.utf8)) }
         if let causationID { body("ce_causationid", carried.id ?? Array(causationID.utf8)) }
         if let traceparent { body("ce_traceparent", carried.traceparent ?? Array(traceparent.utf8)) }
@@ -241,6 +256,9 @@ extension CloudEvent {
         var id: [UInt8]?
         var source: [UInt8]?
         var time: [UInt8]?
+        /// The input's subject (or key) and company: an output carries them when it has the same.
+        var subject: [UInt8]?
+        var company: [UInt8]?
         var traceparent: [UInt8]?
     }
 

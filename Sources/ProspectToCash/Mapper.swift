@@ -47,6 +47,9 @@ public struct MappedEvent: Sendable, Equatable {
         attributes.forEachHeader(reusing: carried, type: typeBytes, body)
     }
 
+    /// The Kafka key: the subject's UTF-8.
+    public var key: [UInt8]? { carried.subject ?? attributes.subject.map { Array($0.utf8) } }
+
     /// The whole event, its record decoded from `value`.
     public var event: CloudEvent {
         var event = attributes
@@ -238,6 +241,9 @@ public final class Mapper: Sendable {
                 event, type: plan.type(action), subject: subject, company: company, id: String(origin, "#", "0")),
             value: value)
         mapped.carried = carried
+        // The input's subject is the output's (checked above); its company is the output's when given.
+        if event.subject == nil { mapped.carried.subject = nil }
+        if event.company == nil { mapped.carried.company = nil }
         mapped.typeBytes = plan.typeBytes(action)
         var outputs = [mapped]
         if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {
@@ -393,14 +399,13 @@ public final class Mapper: Sendable {
         // decoded alone.
         let operation = table.operations[Int(step.operation)]
         if step.nested, buffer[member.valueRange.lowerBound] == UInt8(ascii: "{") {
-            var lookup = JSONObject()
-            if let found = JSONParser.member(named: inner, in: UnsafeBufferPointer(rebasing: buffer[member.valueRange]))
-            {
-                let range = found.range.shifted(by: member.valueRange.lowerBound)
-                lookup.fields.append(
-                    .init(operation.sourcePath[1], JSONParser.value(in: buffer, range, plainString: found.plainString)))
-            }
-            try apply(operation, value: .object(lookup), to: &gathered)
+            guard
+                let found = JSONParser.member(
+                    named: inner, in: UnsafeBufferPointer(rebasing: buffer[member.valueRange]))
+            else { return }
+            let range = found.range.shifted(by: member.valueRange.lowerBound)
+            try apply(
+                operation, inner: JSONParser.value(in: buffer, range, plainString: found.plainString), to: &gathered)
             return
         }
         try apply(operation, value: member.value(in: buffer), to: &gathered)
@@ -456,6 +461,15 @@ public final class Mapper: Sendable {
                 value = inner
             }
         }
+        try apply(operation, inner: value, to: &output)
+    }
+
+    /// `operation` on the value it reads (for a field inside a lookup, that field's value).
+    private func apply(
+        _ operation: FieldOperation, inner value: JSONValue, to output: inout JSONObject
+    )
+        throws(MappingError)
+    {
         switch value {
         case .object, .array:
             if !operation.transform.readsLookup {

@@ -34,7 +34,7 @@ public struct RecordTranslator: Sendable {
                 attributes.read(header: header.name, value: header.value)
             }
         }
-        if attributes.subject == nil, let key = record.key { attributes.subject = String(decoding: key, as: UTF8.self) }
+        attributes.read(key: record.key)
         return mapper.map(
             attributes: attributes, value: record.value, flow: flow, stream: stream,
             origin: origin ?? String(record.topic, "/", String(String(record.partition), "/", String(record.offset))))
@@ -48,6 +48,6 @@ public struct RecordTranslator: Sendable {
         headers.reserveCapacity(12)
         mapped.forEachHeader { headers.append(KafkaHeader($0, $1)) }
         return OutgoingRecord(
-            topic: topic, key: mapped.attributes.subject.map { Array($0.utf8) }, value: mapped.value, headers: headers)
+            topic: topic, key: mapped.key, value: mapped.value, headers: headers)
     }
 }
