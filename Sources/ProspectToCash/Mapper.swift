@@ -71,10 +71,9 @@ public final class Mapper: Sendable {
     /// The same for companies with their own field maps.
     private let companyPlans: [String: PlanIndex]
     private let allowedCompanies: Set<String>
-    // Regex is not Sendable; these are built once and only read.
-    nonisolated(unsafe) private let crmNumbers: Regex<AnyRegexOutput>?
-    nonisolated(unsafe) private let erpNumbers: Regex<AnyRegexOutput>?
-    nonisolated(unsafe) private let personCustomers: Regex<AnyRegexOutput>?
+    private let crmNumbers: NumberPattern?
+    private let erpNumbers: NumberPattern?
+    private let personCustomers: NumberPattern?
 
     struct PlanKey: Hashable, Sendable {
         var flow: Flow
@@ -89,10 +88,10 @@ public final class Mapper: Sendable {
     {
         self.configuration = configuration
         allowedCompanies = Set(configuration.companies)
-        func regex(_ pattern: String?, _ name: String) throws(MappingError) -> Regex<AnyRegexOutput>? {
+        func regex(_ pattern: String?, _ name: String) throws(MappingError) -> NumberPattern? {
             guard let pattern else { return nil }
             do {
-                return try Regex(pattern)
+                return try NumberPattern(pattern)
             } catch {
                 throw MappingError(.wrongFieldType, "\(name): \"\(pattern)\" is not a regular expression")
             }
@@ -298,9 +297,7 @@ public final class Mapper: Sendable {
 
     private func checkNumberSequence(_ kind: RecordKind, number: String) throws(MappingError) {
         guard kind.stream == .orders || kind.stream == .quotes, let crmNumbers, let erpNumbers else { return }
-        let crm = (try? crmNumbers.wholeMatch(in: number)) != nil
-        let erp = (try? erpNumbers.wholeMatch(in: number)) != nil
-        if !crm && !erp {
+        if !crmNumbers.matches(number) && !erpNumbers.matches(number) {
             throw MappingError(
                 .numberSequenceClash,
                 "\(kind.stream.rawValue) number \(number) follows neither the CRM sequence \(configuration.numberSequences!.crm) nor the ERP sequence \(configuration.numberSequences!.erp): it could overwrite the other side's document"
@@ -507,7 +504,7 @@ public final class Mapper: Sendable {
                 if case .null = value { output.set(path: operation.targetPath, to: .null) }
                 return
             }
-            let isPerson = personCustomers.map { (try? $0.wholeMatch(in: account)) != nil } ?? false
+            let isPerson = personCustomers?.matches(account) ?? false
             output.set(
                 path: operation.targetPath,
                 to: .object(JSONObject([.init(isPerson ? "msdyn_contactpersonid" : "accountnumber", .string(account))]))

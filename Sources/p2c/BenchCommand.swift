@@ -18,6 +18,9 @@ enum BenchCommand {
             OptionSpec("lines", value: "n", help: "Lines per order document.", default: "5"),
             OptionSpec("workers", value: "n,n", help: "Worker counts to run.", default: "1,2"),
             OptionSpec(
+                "repeat", value: "n", help: "Runs of each side per configuration, alternating; medians are reported.",
+                default: "3"),
+            OptionSpec(
                 "delivery", value: "modes", help: "Delivery modes to run.", default: "exactly-once,at-least-once"),
             OptionSpec("rate", value: "events/s", help: "Fixed rate of the latency runs.", default: "1000"),
             OptionSpec("latency-seconds", value: "s", help: "Length of each latency run.", default: "10"),
@@ -26,9 +29,11 @@ enum BenchCommand {
         discussion: """
             Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
             then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
-            first in pass-through mode (records copied as they are: the baseline), then mapping. It
-            reports events/s (first to last output) and the workers' process CPU per event (from
-            /proc, between joining the group and the last output), and the ratios mapping/pass-through.
+            first in pass-through mode (records copied as they are: the baseline), then mapping,
+            alternating --repeat times. It reports the medians of events/s (first to last output) and
+            of the workers' process CPU per event (from /proc, between joining the group and the last
+            output), and the ratios mapping/pass-through of those medians (shared machines are noisy:
+            one slowed run moves no median).
             The latency runs feed one mapping worker at a fixed rate and read its output
             read_committed: end-to-end p50/p99 (source event time to read). Resident memory is the
             workers' largest VmRSS after a run.
@@ -38,6 +43,7 @@ enum BenchCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let events = try arguments.integer("events", in: 60...1_000_000)!
         let lines = try arguments.integer("lines", in: 1...50)!
+        let repeats = try arguments.integer("repeat", in: 1...15)!
         let rate = try arguments.integer("rate", in: 1...100_000)!
         let seconds = try arguments.integer("latency-seconds", in: 1...600)!
         let workerCounts = try (arguments.string("workers") ?? "1,2").split(separator: ",").map { text in
@@ -58,7 +64,8 @@ enum BenchCommand {
         let topics = URL(fileURLWithPath: directory).standardizedFileURL.path
         return try await Blocking.run {
             try Bench(
-                events: events, lines: lines, rate: rate, seconds: seconds, workerCounts: workerCounts,
+                events: events, lines: lines, repeats: repeats, rate: rate, seconds: seconds,
+                workerCounts: workerCounts,
                 deliveries: deliveries, catalog: catalog, topics: topics
             ).execute()
         }
@@ -73,6 +80,7 @@ enum BenchCommand {
 private struct Bench {
     var events: Int
     var lines: Int
+    var repeats: Int
     var rate: Int
     var seconds: Int
     var workerCounts: [Int]
@@ -97,7 +105,7 @@ private struct Bench {
         let records = sample(count: events)
         let bytes = records.reduce(0) { $0 + ($1.value?.count ?? 0) }
         print(
-            "p2c bench: \(records.count) order events per run (a header and \(lines) lines per document, \(bytes / records.count) bytes a value on average), embedded broker, \(ProcessInfo.processInfo.activeProcessorCount) cores"
+            "p2c bench: \(records.count) order events per run (a header and \(lines) lines per document, \(bytes / records.count) bytes a value on average), embedded broker, \(ProcessInfo.processInfo.activeProcessorCount) cores, medians of \(repeats) runs a side"
         )
         print("  delivery       workers  pass-through           mapping                ratio mapping/pass-through")
         print("                          events/s  CPU µs/ev    events/s  CPU µs/ev    CPU     events/s  worker RSS")
@@ -105,8 +113,14 @@ private struct Bench {
         var largestRSS = 0.0
         for delivery in deliveries {
             for workers in workerCounts {
-                let raw = try throughput(records, delivery: delivery, workers: workers, passThrough: true)
-                let mapped = try throughput(records, delivery: delivery, workers: workers, passThrough: false)
+                var raws: [Result] = []
+                var mappeds: [Result] = []
+                for _ in 0..<repeats {
+                    raws.append(try throughput(records, delivery: delivery, workers: workers, passThrough: true))
+                    mappeds.append(try throughput(records, delivery: delivery, workers: workers, passThrough: false))
+                }
+                let raw = Result(median: raws)
+                let mapped = Result(median: mappeds)
                 let cpuRatio = mapped.cpuPerEvent / raw.cpuPerEvent
                 let rateRatio = mapped.eventsPerSecond / raw.eventsPerSecond
                 largestRSS = max(largestRSS, mapped.residentMiB)
@@ -330,6 +344,20 @@ private struct Bench {
 
     private func format(_ value: Double, _ decimals: Int, _ width: Int) -> String {
         String(format: "%\(width).\(decimals)f", value)
+    }
+}
+
+extension Bench.Result {
+    /// The medians of several runs' figures (the largest resident memory).
+    fileprivate init(median runs: [Bench.Result]) {
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1
+                ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        self.init(
+            eventsPerSecond: median(runs.map(\.eventsPerSecond)), cpuPerEvent: median(runs.map(\.cpuPerEvent)),
+            residentMiB: runs.map(\.residentMiB).max() ?? 0)
     }
 }
 

@@ -222,6 +222,31 @@ struct BusinessRuleTests {
         #expect(erp["DOCUMENTSTATUS"] == .string(document))
     }
 
+    @Test(
+        "Number sequences decide as the regular expression would, whatever shape the deployment writes",
+        arguments: [
+            #"C\d+"#, #"^C\d+$"#, #"^SO-\d{6}$"#, #"F[0-9]*"#, #"Q\d{2,4}"#, #"Q\d{3,}"#, #"C\-\d+"#, #"C"#,
+            #"(C|F)\d+"#, #"C\d+|X.*"#, #"c\d+"#,
+        ])
+    func numberSequenceShapes(pattern: String) throws {
+        var configuration = testConfiguration()
+        configuration.numberSequences = .init(crm: pattern, erp: #"Z\d{30}"#)
+        let strict = try Mapper(configuration: configuration)
+        let regex = try Regex(pattern)
+        let header = kind("salesorder")
+        for number in [
+            "C1", "C", "C123456", "C-12", "SO-123456", "SO-12345", "SO-1234567", "F", "F12", "F12a", "Q1", "Q12",
+            "Q1234",
+            "Q12345", "C\u{661}\u{662}", "c1", "XC1", "X", "C 1", "ÄC1",
+        ] {
+            let expected = (try? regex.wholeMatch(in: number)) != nil
+            let result = outcome(
+                event(header, side: .crm, data: JSONObject(["msdyn_salesordernumber": .string(number)])), .crmToERP,
+                using: strict)
+            #expect((result.errorCode != .numberSequenceClash) == expected, "\(pattern) on \(number): \(result)")
+        }
+    }
+
     @Test("A number following neither side's sequence is refused; both sequences are accepted both ways")
     func numberSequences() {
         let header = kind("salesorder")
