@@ -575,22 +575,7 @@ public struct JSONParser {
         var ascii = true
         let base = bytes.baseAddress!
         while true {
-            // Eight bytes at a time to the first quote, backslash, control character or non-ASCII
-            // byte (the classic has-zero-byte and has-less-than tests; the lowest flag is exact).
-            while position + 8 <= bytes.count {
-                let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
-                let ones: UInt64 = 0x0101_0101_0101_0101
-                let quotes = word ^ (ones &* 0x22)
-                let backslashes = word ^ (ones &* 0x5C)
-                let special =
-                    (word | ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes)
-                        | ((backslashes &- ones) & ~backslashes)) & (ones &* 0x80)
-                if special != 0 {
-                    position += special.trailingZeroBitCount >> 3
-                    break
-                }
-                position += 8
-            }
+            position = Self.plainEnd(base, bytes.count, from: position)
             guard position < bytes.count else { throw error("unterminated string") }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
@@ -612,8 +597,8 @@ public struct JSONParser {
                 return false
             }
             if byte < 0x20 { throw error("control character in string") }
-            // Plain ASCII here is one of the last few bytes of the input.
-            if byte >= 0x80 { ascii = false }
+            // What is left of the bytes a scan stops at: a byte of other UTF-8, validated at the end.
+            ascii = false
             position += 1
         }
     }
