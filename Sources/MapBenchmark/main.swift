@@ -41,19 +41,17 @@ func cpuSeconds() -> Double {
 }
 
 // 1. Mapping alone: consumed record → outcome → produced records, as the worker does per record.
-/// Translates every record `rounds` times; returns output bytes (kept so nothing is optimised away).
+/// Translates every record once; returns output bytes (kept so nothing is optimised away).
 @inline(never)
-func measureMapping(_ records: [KafkaRecord], rounds: Int) -> Int {
+func measureMapping(_ records: [KafkaRecord]) -> Int {
     var total = 0
-    for _ in 0..<rounds {
-        for record in records {
-            guard case .mapped(let outputs) = translator.outcome(of: record, stream: .orders) else {
-                fatalError("benchmark record \(record.offset) was not mapped")
-            }
-            for output in outputs {
-                guard let produced = translator.record(for: output) else { fatalError("no output topic") }
-                total &+= (produced.value?.count ?? 0) &+ produced.headers.count
-            }
+    for record in records {
+        guard case .mapped(let outputs) = translator.outcome(of: record, stream: .orders) else {
+            fatalError("benchmark record \(record.offset) was not mapped")
+        }
+        for output in outputs {
+            guard let produced = translator.record(for: output) else { fatalError("no output topic") }
+            total &+= (produced.value?.count ?? 0) &+ produced.headers.count
         }
     }
     return total
@@ -66,13 +64,6 @@ func threadCPUSeconds() -> Double {
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
-/// The median of `values`.
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted.count % 2 == 1
-        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-}
-
 let parts = 5
 // Warm-up: what is built once per process (interned names, plans) is not part of the figure.
 for record in consumed.prefix(60) { _ = translator.outcome(of: record, stream: .orders) }
@@ -80,17 +71,19 @@ for record in consumed.prefix(60) { _ = translator.outcome(of: record, stream: .
 /// One mapping round over every event: (this thread's CPU, the whole process's CPU) in seconds.
 func mappingRound() -> (thread: Double, process: Double, produced: Int) {
     let start = (thread: threadCPUSeconds(), process: cpuSeconds())
-    let produced = measureMapping(consumed, rounds: 1)
+    let produced = measureMapping(consumed)
     return (threadCPUSeconds() - start.thread, cpuSeconds() - start.process, produced)
 }
 
-func report(mapping: [Double], produced: Int) {
-    let cpu = median(mapping)
+/// Prints the mapping's CPU per event over `rounds` (each a round's CPU per event) and returns it.
+func report(mapping rounds: [Double], produced: Int) -> Double {
+    let cpu = rounds.reduce(0, +) / Double(rounds.count)
     print(
         String(
             format:
-                "mapping:      %7.2f µs CPU per event (median of %d rounds, fastest %.2f), %8.0f events/s on one core (%d output bytes per event)",
-            cpu * 1e6, mapping.count, mapping.min()! * 1e6, 1 / cpu, produced / events.count))
+                "mapping:      %7.2f µs CPU per event (%d rounds, fastest %.2f), %8.0f events/s on one core (%d output bytes per event)",
+            cpu * 1e6, rounds.count, rounds.min()! * 1e6, 1 / cpu, produced / events.count))
+    return cpu
 }
 
 if CommandLine.arguments.contains("--map-only") {
@@ -101,7 +94,7 @@ if CommandLine.arguments.contains("--map-only") {
         mapping.append(round.thread / Double(events.count))
         produced = round.produced
     }
-    report(mapping: mapping, produced: produced)
+    _ = report(mapping: mapping, produced: produced)
     exit(0)
 }
 
@@ -141,7 +134,9 @@ let sink = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka))
 // The CPU clock starts before subscribing, so fetching counts; joining the group idles. The last
 // part ends after the producer's flush.
 let chunk = (events.count + parts - 1) / parts
-var passParts: [Double] = []
+// Background threads fetch ahead while a mapping round runs, so single parts move CPU between
+// them: only the totals over the interleaved run are exact.
+var passTotal = 0.0
 var mapParts: [Double] = []
 var produced = 0
 var partStart = cpuSeconds()
@@ -166,24 +161,15 @@ for part in 0..<parts {
         }
     }
     if part == parts - 1 { _ = try sink.flush(timeout: .seconds(60)) }
-    let passCPU = cpuSeconds() - partStart
+    let partCPU = cpuSeconds() - partStart
     let round = mappingRound()
     produced = round.produced
     mapParts.append(round.thread / Double(events.count))
-    passParts.append((passCPU + round.process - round.thread) / Double(end - part * chunk))
+    passTotal += partCPU + round.process - round.thread
     partStart = cpuSeconds()
 }
-// Background threads fetch ahead while a mapping round runs, so single parts move CPU between
-// them; the totals over the interleaved run are exact, and give the figures.
-let mapCPU = mapParts.reduce(0, +) / Double(parts)
-let passCPU =
-    passParts.enumerated().reduce(0) { $0 + $1.element * Double(min(chunk, events.count - $1.offset * chunk)) }
-    / Double(events.count)
-print(
-    String(
-        format:
-            "mapping:      %7.2f µs CPU per event (%d rounds, fastest %.2f), %8.0f events/s on one core (%d output bytes per event)",
-        mapCPU * 1e6, parts, mapParts.min()! * 1e6, 1 / mapCPU, produced / events.count))
+let mapCPU = report(mapping: mapParts, produced: produced)
+let passCPU = passTotal / Double(events.count)
 print(
     String(
         format:

@@ -186,10 +186,6 @@ struct JSONWriter: ~Copyable {
         count += bytes.count
     }
 
-    mutating func append(_ bytes: [UInt8]) {
-        bytes.withUnsafeBufferPointer { append($0) }
-    }
-
     /// A comma unless the object or array being written has just been opened.
     @inline(__always)
     private mutating func separate() {

@@ -239,10 +239,8 @@ public final class Mapper: Sendable {
             attributes: outputEvent(
                 event, type: plan.type(action), subject: subject, company: company, id: String(origin, "#", "0")),
             value: value)
+        // The input's subject is the output's (checked above), its company the output's when given.
         mapped.carried = carried
-        // The input's subject is the output's (checked above); its company is the output's when given.
-        if event.subject == nil { mapped.carried.subject = nil }
-        if event.company == nil { mapped.carried.company = nil }
         mapped.typeBytes = plan.typeBytes(action)
         var outputs = [mapped]
         if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {
