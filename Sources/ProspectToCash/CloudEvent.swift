@@ -188,18 +188,23 @@ public struct CloudEvent: Sendable, Equatable {
         }
     }
 
-    init(attributes: Attributes, data: JSONObject) throws(MappingError) {
-        guard let version = attributes[0], !version.isEmpty else {
+    /// Checks `attributes` and takes their values over (moved, not copied).
+    init(attributes: consuming Attributes, data: JSONObject) throws(MappingError) {
+        guard let version = attributes.specVersion, !version.isEmpty else {
             throw MappingError(.missingAttribute, "specversion is missing")
         }
         guard version == "1.0" else { throw MappingError(.unsupportedSpecVersion, "specversion \(version) is not 1.0") }
-        for index in 1...3 where (attributes[index] ?? "").isEmpty {
-            throw MappingError(.missingAttribute, "\(Self.attributeNames[index].structured) is missing")
+        guard let id = attributes.id.take(), !id.isEmpty else { throw MappingError(.missingAttribute, "id is missing") }
+        guard let source = attributes.source.take(), !source.isEmpty else {
+            throw MappingError(.missingAttribute, "source is missing")
+        }
+        guard let type = attributes.type.take(), !type.isEmpty else {
+            throw MappingError(.missingAttribute, "type is missing")
         }
         self.init(
-            id: attributes[1]!, source: attributes[2]!, type: attributes[3]!, time: attributes[4],
-            subject: attributes[5], company: attributes[6], origin: attributes[7], causationID: attributes[8],
-            traceparent: attributes[9], data: data)
+            id: id, source: source, type: type, time: attributes.time.take(), subject: attributes.subject.take(),
+            company: attributes.company.take(), origin: attributes.origin.take(),
+            causationID: attributes.causationID.take(), traceparent: attributes.traceparent.take(), data: data)
     }
 }
 

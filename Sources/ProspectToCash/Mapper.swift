@@ -161,10 +161,19 @@ public final class Mapper: Sendable {
     /// Maps one event read in Kafka binary mode: attributes from its headers, the record from the
     /// Kafka value, which is read once, in place, and never decoded as a whole.
     public func map(
-        attributes: CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil, origin: String
+        attributes: consuming CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil,
+        origin: String
     ) -> MappingOutcome {
+        let carried = attributes.carried
         guard let value, !value.isEmpty else {
             return .refused(MappingError(.notAnObject, "the record value is empty"))
+        }
+        // Checked here (the attributes move into the event), reported after the value's own defects.
+        let checked: Result<CloudEvent, MappingError>
+        do throws(MappingError) {
+            checked = .success(try CloudEvent(attributes: attributes, data: JSONObject()))
+        } catch {
+            checked = .failure(error)
         }
         return value.withUnsafeBufferPointer { buffer in
             do {
@@ -178,10 +187,9 @@ public final class Mapper: Sendable {
                 } catch let error as JSONParseError {
                     throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
                 }
-                let event = try CloudEvent(attributes: attributes, data: JSONObject())
                 return try mapOrThrow(
-                    event, input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin,
-                    carried: attributes.carried)
+                    checked.get(), input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin,
+                    carried: carried)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -581,14 +589,15 @@ struct RecordInput {
         self.members = members
         var control = JSONObject()
         control.fields.reserveCapacity(8)
+        let controlFields = MappingPlan.controlFields
         for member in members {
             let name: String?
             if member.plainKey {
-                name = MappingPlan.controlFields.lookup(
+                name = controlFields.lookup(
                     hash: member.keyHash, bytes: UnsafeBufferPointer(rebasing: buffer[member.keyRange]))
             } else {
                 let key = member.key(in: buffer)
-                name = MappingPlan.controlFields.contains(key) ? key : nil
+                name = controlFields.contains(key) ? key : nil
             }
             if let name { control.fields.append(.init(name, member.value(in: buffer))) }
         }

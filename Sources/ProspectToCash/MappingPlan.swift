@@ -235,12 +235,19 @@ struct OperationTable: Sendable {
     }
 
     /// A value map over bytes: the lookup text of a source value (`JSONValue.lookupText`) to the
-    /// JSON bytes of its counterpart.
-    struct ValueMap: Sendable {
+    /// JSON bytes of its counterpart. A class: a struct of seven arrays was retained and released
+    /// seven times over for every value-mapped field of every event.
+    final class ValueMap: Sendable {
         let table: NameTable
         /// The counterparts' JSON, as ranges of `OperationTable.text`.
         let starts: [Int32]
         let ends: [Int32]
+
+        init(table: NameTable, starts: [Int32], ends: [Int32]) {
+            self.table = table
+            self.starts = starts
+            self.ends = ends
+        }
     }
 
     /// Source field name → index into `stepStarts`/`stepEnds`.

@@ -2,8 +2,9 @@
 /// of the mapping configuration, checked for every order and quote event. The shapes deployments
 /// write for them (a literal prefix, then digits: `C\d+`, `^SO-\d{6}$`, `F[0-9]*`) are matched by
 /// hand, byte by byte; anything else, and any text that is not ASCII, by Swift's `Regex`, whose
-/// answer the hand-made match always agrees with (the tests compare them).
-struct NumberPattern: Sendable {
+/// answer the hand-made match always agrees with (the tests compare them). A class: one retain
+/// where a struct holding a `Regex` would copy field by field.
+final class NumberPattern: Sendable {
     /// The pattern as configured.
     let source: String
     // Regex is not Sendable; it is built once and only read.

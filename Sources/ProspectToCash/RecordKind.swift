@@ -1,19 +1,40 @@
 import Topology
 
 /// A kind of record p2c syncs: its name on each side, its stream, its map and its number field.
-public struct RecordKind: Sendable, Equatable {
-    public var stream: SyncStream
+/// A class: the mapping reads it for every event, and a reference is copied with one retain.
+public final class RecordKind: Sendable, Equatable {
+    public let stream: SyncStream
     /// ERP data-entity name, as in `ce_type` (`SalesOrderLine`).
-    public var erpName: String
+    public let erpName: String
     /// CRM table (singular logical name), as in `ce_type` (`salesorderdetail`).
-    public var crmName: String
+    public let crmName: String
     /// The table map in `TableMap.builtIn`.
-    public var mapName: String
+    public let mapName: String
     /// The ERP field holding the document or record number (the key after `<company>/`).
-    public var erpKey: String
+    public let erpKey: String
     /// The CRM column path holding the same number.
-    public var crmKey: [String]
-    public var role: Role
+    public let crmKey: [String]
+    public let role: Role
+
+    init(
+        stream: SyncStream, erpName: String, crmName: String, mapName: String, erpKey: String, crmKey: [String],
+        role: Role
+    ) {
+        self.stream = stream
+        self.erpName = erpName
+        self.crmName = crmName
+        self.mapName = mapName
+        self.erpKey = erpKey
+        self.crmKey = crmKey
+        self.role = role
+    }
+
+    public static func == (lhs: RecordKind, rhs: RecordKind) -> Bool {
+        lhs === rhs
+            || (lhs.stream == rhs.stream && lhs.erpName == rhs.erpName && lhs.crmName == rhs.crmName
+                && lhs.mapName == rhs.mapName && lhs.erpKey == rhs.erpKey && lhs.crmKey == rhs.crmKey
+                && lhs.role == rhs.role)
+    }
 
     public enum Role: Sendable, Equatable {
         case master, header, line
