@@ -173,8 +173,11 @@ public struct CloudEvent: Sendable, Equatable {
         }
 
         /// Reads one Kafka header: a `ce_*` attribute with a UTF-8 value is kept, others are ignored.
-        public mutating func read(header name: String, value: [UInt8]?) {
-            guard let value, let index = Self.index(ofHeader: name), let text = Self.text(value) else { return }
+        /// True when `name` is an attribute's header (whether or not its value was usable).
+        @discardableResult
+        public mutating func read(header name: String, value: [UInt8]?) -> Bool {
+            guard let index = Self.index(ofHeader: name) else { return false }
+            guard let value, let text = Self.text(value) else { return true }
             self[index] = text
             switch index {
             case 1: carried.id = value
@@ -185,6 +188,7 @@ public struct CloudEvent: Sendable, Equatable {
             case 9: carried.traceparent = value
             default: break
             }
+            return true
         }
     }
 

@@ -147,9 +147,10 @@ public final class Mapper: Sendable {
                 guard let members = try JSONParser.scanMembers(buffer) else {
                     preconditionFailure("a JSON object was not written as one")
                 }
+                var carried = CloudEvent.CarriedHeaders()
                 return try mapOrThrow(
                     attributes, input: RecordInput(buffer, members), flow: flow, stream: stream,
-                    origin: origin ?? event.id)
+                    origin: origin ?? event.id, carried: &carried)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -164,7 +165,9 @@ public final class Mapper: Sendable {
         attributes: consuming CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil,
         origin: String
     ) -> MappingOutcome {
-        let carried = attributes.carried
+        // Moved out, not copied: the output takes these bytes over.
+        var carried = CloudEvent.CarriedHeaders()
+        swap(&carried, &attributes.carried)
         guard let value, !value.isEmpty else {
             return .refused(MappingError(.notAnObject, "the record value is empty"))
         }
@@ -189,7 +192,7 @@ public final class Mapper: Sendable {
                 }
                 return try mapOrThrow(
                     checked.get(), input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin,
-                    carried: carried)
+                    carried: &carried)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -201,7 +204,7 @@ public final class Mapper: Sendable {
     /// `event`'s attributes (its `data` is not read) and its record, scanned.
     private func mapOrThrow(
         _ event: CloudEvent, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String,
-        carried: CloudEvent.CarriedHeaders = CloudEvent.CarriedHeaders()
+        carried: inout CloudEvent.CarriedHeaders
     ) throws(MappingError)
         -> MappingOutcome
     {
@@ -248,7 +251,7 @@ public final class Mapper: Sendable {
                 event, type: plan.type(action), subject: subject, company: company, id: String(origin, "#", "0")),
             value: value)
         // The input's subject is the output's (checked above), its company the output's when given.
-        mapped.carried = carried
+        swap(&mapped.carried, &carried)
         mapped.typeBytes = plan.typeBytes(action)
         var outputs = [mapped]
         if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {

@@ -28,11 +28,9 @@ public struct RecordTranslator: Sendable {
         var attributes = CloudEvent.Attributes()
         var origin: String?
         for header in record.headers {
-            if header.name == Self.redriveOriginHeader {
-                origin = header.text
-            } else {
-                attributes.read(header: header.name, value: header.value)
-            }
+            // Attribute headers first: most headers are, and their names are cheap to tell.
+            if attributes.read(header: header.name, value: header.value) { continue }
+            if header.name == Self.redriveOriginHeader { origin = header.text }
         }
         attributes.read(key: record.key)
         return mapper.map(
