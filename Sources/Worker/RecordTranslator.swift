@@ -7,16 +7,16 @@ import Topology
 public struct RecordTranslator: Sendable {
     public let flow: Flow
     private let mapper: Mapper
-    /// The target side's inbound topic per stream.
-    private let outputTopics: [SyncStream: String]
+    /// The target side's inbound topic per stream: a few pairs, searched in order (a dictionary
+    /// would hash the stream's name for every record).
+    private let outputTopics: [(stream: SyncStream, topic: String)]
 
     public init(mapper: Mapper, flow: Flow, catalog: TopicCatalog) {
         self.mapper = mapper
         self.flow = flow
-        outputTopics = Dictionary(
-            uniqueKeysWithValues: SyncStream.allCases.compactMap { stream in
-                catalog.topic(.inbound, side: flow.target, stream: stream).map { (stream, $0.name) }
-            })
+        outputTopics = SyncStream.allCases.compactMap { stream in
+            catalog.topic(.inbound, side: flow.target, stream: stream).map { (stream, $0.name) }
+        }
     }
 
     /// Header a re-driven record carries: the position it was first read from, `topic/partition/offset`.
@@ -41,7 +41,7 @@ public struct RecordTranslator: Sendable {
     /// The Kafka record of one mapped event: keyed by its subject, to its stream's inbound topic;
     /// nil when the catalog has no such topic.
     public func record(for mapped: MappedEvent) -> OutgoingRecord? {
-        guard let topic = outputTopics[mapped.stream] else { return nil }
+        guard let topic = outputTopics.first(where: { $0.stream == mapped.stream })?.topic else { return nil }
         var headers: [KafkaHeader] = []
         headers.reserveCapacity(12)
         mapped.forEachHeader { headers.append(KafkaHeader($0, $1)) }

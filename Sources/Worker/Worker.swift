@@ -37,6 +37,18 @@ public final class Worker: @unchecked Sendable {
     /// Without this, a quiet partition that stays here keeps its old committed offset for good.
     private var refusedOffsets: [TopicPartition: Int64] = [:]
     private var refusedAt = ContinuousClock.now
+    /// At-least-once: closed batches whose offsets wait for their outputs' delivery reports (the
+    /// loop never blocks on a flush), what has been delivered, and the open batch's last send.
+    private var sealed: [SealedBatch] = []
+    private var deliveries = DeliveryWindow()
+    private var lastSentID: UInt64?
+
+    private struct SealedBatch {
+        var offsets: [TopicPartitionOffset]
+        /// The batch's last send; its offsets are committed once it and every send before it is delivered.
+        var lastSentID: UInt64?
+        var timestamps: [Int64]
+    }
 
     /// Builds the clients and the maps; fails naming the bad setting.
     public init(configuration: WorkerConfiguration, catalog: TopicCatalog, log: Log = Log()) throws {
@@ -102,7 +114,7 @@ public final class Worker: @unchecked Sendable {
             try? consumer.close()
             throw error
         }
-        try commitBatch()
+        try commitBatch(draining: true)
         try consumer.close()
         _ = try? producer.flush(timeout: .seconds(10))
         log.info("worker stopped", metrics.logFields)
@@ -147,6 +159,7 @@ public final class Worker: @unchecked Sendable {
                 break
             }
             drainDeliveryReports()
+            if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
             if pendingRecords == 0 && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
                 try commitDuringRebalanceIfNeeded([])
             }
@@ -169,7 +182,7 @@ public final class Worker: @unchecked Sendable {
         if pendingRecords == 0 { batchStarted = .now }
         try ensureTransaction()
         if configuration.passThrough {
-            try producer.send(
+            try send(
                 OutgoingRecord(topic: route.output.name, key: record.key, value: record.value, headers: record.headers))
             counters.produced.add()
             finish(record, started: started)
@@ -180,7 +193,7 @@ public final class Worker: @unchecked Sendable {
         case .mapped(let events):
             for mapped in events {
                 guard let output = translator.record(for: mapped) else { continue }
-                try producer.send(output)
+                try send(output)
                 metrics.streams[mapped.stream]?.produced.add()
             }
         case .filtered:
@@ -190,7 +203,7 @@ public final class Worker: @unchecked Sendable {
                 counters.filtered.add()
             }
         case .refused(let error):
-            try producer.send(DeadLetter.record(for: record, error: error, topic: route.deadLetters.name))
+            try send(DeadLetter.record(for: record, error: error, topic: route.deadLetters.name))
             counters.deadLettered.add()
             log.warning(
                 "dead-lettered",
@@ -200,6 +213,15 @@ public final class Worker: @unchecked Sendable {
                 ])
         }
         finish(record, started: started)
+    }
+
+    /// Sends one output or dead letter, keeping its id for at-least-once commits.
+    private func send(_ record: OutgoingRecord) throws {
+        let id = try producer.send(record)
+        if configuration.delivery == .atLeastOnce {
+            deliveries.sent(id)
+            lastSentID = id
+        }
     }
 
     /// Counts `record` into the open batch.
@@ -224,39 +246,51 @@ public final class Worker: @unchecked Sendable {
         pending.map { TopicPartitionOffset($0.key, offset: $0.value) }.sorted { $0.description < $1.description }
     }
 
-    /// Commits the open batch: outputs and offsets together (exactly-once), or offsets after every
-    /// output is delivered (at-least-once). An abortable failure aborts and rewinds instead.
-    private func commitBatch() throws {
+    /// Commits the open batch: outputs and offsets together (exactly-once). At-least-once closes
+    /// it instead: its offsets are committed once its outputs are delivered (`commitDelivered`),
+    /// or at once after waiting for every delivery when `draining` (a revoke, the shutdown). An
+    /// abortable failure aborts and rewinds instead.
+    private func commitBatch(draining: Bool = false) throws {
+        if configuration.delivery == .atLeastOnce {
+            if pendingRecords > 0 {
+                sealed.append(SealedBatch(offsets: pendingOffsets, lastSentID: lastSentID, timestamps: batchTimestamps))
+                lastSentID = nil
+                pending.removeAll(keepingCapacity: true)
+                pendingRecords = 0
+                batchTimestamps.removeAll(keepingCapacity: true)
+            }
+            if draining && !sealed.isEmpty {
+                switch Result(catching: { () throws(KafkaError) in try producer.flush(timeout: .seconds(60)) }) {
+                case .success(let reports): record(reports)
+                case .failure(let error) where error.isFatal: throw error
+                case .failure(let error): deliveryFailure = deliveryFailure ?? error
+                }
+            }
+            if sealed.isEmpty {
+                if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
+                return
+            }
+            try commitDelivered()
+            return
+        }
         guard pendingRecords > 0 || inTransaction else {
             if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
             return
         }
         let offsets = pendingOffsets
         do {
-            if configuration.delivery == .exactlyOnce {
-                if !offsets.isEmpty {
-                    try retrying { () throws(KafkaError) in
-                        try producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
-                    }
+            if !offsets.isEmpty {
+                try retrying { () throws(KafkaError) in
+                    try producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
                 }
-                try retrying { () throws(KafkaError) in try producer.commitTransaction() }
-                inTransaction = false
-                drainDeliveryReports()
-                if commitsOutsideTransaction && !offsets.isEmpty { try commitDuringRebalanceIfNeeded(offsets) }
-            } else {
-                let reports = try producer.flush(timeout: .seconds(60))
-                if let failed = reports.first(where: { $0.error != nil })?.error ?? deliveryFailure {
-                    deliveryFailure = nil
-                    throw KafkaError(code: failed.code, message: failed.message, requiresAbort: true)
-                }
-                try commitDuringRebalanceIfNeeded(offsets)
             }
-            metrics.commits.add()
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            for timestamp in batchTimestamps {
-                metrics.endToEnd.observe(seconds: Double(max(0, now - timestamp)) / 1000)
-            }
-        } catch let error as KafkaError where error.requiresAbort && !error.isFatal {
+            try retrying { () throws(KafkaError) in try producer.commitTransaction() }
+            inTransaction = false
+            drainDeliveryReports()
+            if commitsOutsideTransaction && !offsets.isEmpty { try commitDuringRebalanceIfNeeded(offsets) }
+            committed(timestamps: batchTimestamps)
+        } catch {
+            guard error.requiresAbort && !error.isFatal else { throw error }
             log.warning("batch aborted, rewinding", [("error", .string(error.description))])
             try abortBatch()
             return
@@ -264,6 +298,39 @@ public final class Worker: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
+    }
+
+    /// At-least-once: commits the offsets of the closed batches whose outputs are all delivered,
+    /// oldest first; a failed delivery aborts and rewinds to the committed offsets instead.
+    private func commitDelivered() throws {
+        if let failed = deliveryFailure {
+            deliveryFailure = nil
+            log.warning("delivery failed, rewinding", [("error", .string(failed.description))])
+            try abortBatch()
+            return
+        }
+        var done = 0
+        var offsets: [TopicPartition: Int64] = [:]
+        var timestamps: [Int64] = []
+        for batch in sealed {
+            if let last = batch.lastSentID, !deliveries.isDelivered(through: last) { break }
+            for offset in batch.offsets { offsets[offset.topicPartition] = offset.offset }
+            timestamps.append(contentsOf: batch.timestamps)
+            done += 1
+        }
+        guard done > 0 else { return }
+        sealed.removeFirst(done)
+        try commitDuringRebalanceIfNeeded(offsets.map { TopicPartitionOffset($0.key, offset: $0.value) })
+        committed(timestamps: timestamps)
+    }
+
+    /// Counts a commit and the end-to-end latency of its records.
+    private func committed(timestamps: [Int64]) {
+        metrics.commits.add()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for timestamp in timestamps {
+            metrics.endToEnd.observe(seconds: Double(max(0, now - timestamp)) / 1000)
+        }
     }
 
     /// Commits consumer offsets, with any refused earlier. A group in the middle of a rebalance
@@ -306,6 +373,9 @@ public final class Worker: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
+        // At-least-once: closed batches are redone too (what was delivered of them is sent again).
+        sealed.removeAll()
+        lastSentID = nil
         metrics.aborts.add()
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return }
@@ -340,9 +410,16 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    private func drainDeliveryReports() {
-        for report in producer.poll() where report.error != nil {
-            deliveryFailure = deliveryFailure ?? report.error
+    private func drainDeliveryReports() { record(producer.poll()) }
+
+    /// Takes delivery reports in: failures to abort on, deliveries for at-least-once commits.
+    private func record(_ reports: [DeliveryReport]) {
+        for report in reports {
+            if let error = report.error {
+                deliveryFailure = deliveryFailure ?? error
+            } else if configuration.delivery == .atLeastOnce {
+                deliveries.delivered(report.id)
+            }
         }
     }
 
@@ -357,7 +434,7 @@ public final class Worker: @unchecked Sendable {
                 log.info("assigned", [("partitions", .int(Int64(partitions.count)))])
             case .revoked(let partitions):
                 log.info("revoked", [("partitions", .int(Int64(partitions.count)))])
-                try commitBatch()
+                try commitBatch(draining: true)
                 // Their next owner starts from what the group holds.
                 for partition in partitions { refusedOffsets[partition] = nil }
             case .lost(let partitions):
@@ -370,6 +447,8 @@ public final class Worker: @unchecked Sendable {
                 pendingRecords = 0
                 batchTimestamps.removeAll()
                 refusedOffsets.removeAll()
+                sealed.removeAll()
+                lastSentID = nil
             }
         } catch let error as KafkaError {
             rebalanceFailure = error
