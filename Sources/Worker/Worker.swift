@@ -42,6 +42,9 @@ public final class Worker: @unchecked Sendable {
     private var sealed: [SealedBatch] = []
     private var deliveries = DeliveryWindow()
     private var lastSentID: UInt64?
+    /// Every send up to this id was given up by a rewind: its late reports change nothing.
+    private var abandonedThrough: UInt64?
+    private var highestSentID: UInt64?
 
     private struct SealedBatch {
         var offsets: [TopicPartitionOffset]
@@ -221,6 +224,7 @@ public final class Worker: @unchecked Sendable {
         if configuration.delivery == .atLeastOnce {
             deliveries.sent(id)
             lastSentID = id
+            highestSentID = id
         }
     }
 
@@ -373,9 +377,13 @@ public final class Worker: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
-        // At-least-once: closed batches are redone too (what was delivered of them is sent again).
+        // At-least-once: closed batches are redone too (what was delivered of them is sent again),
+        // and what is still in flight no longer counts.
         sealed.removeAll()
         lastSentID = nil
+        deliveries = DeliveryWindow()
+        abandonedThrough = highestSentID
+        deliveryFailure = nil
         metrics.aborts.add()
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return }
@@ -415,6 +423,9 @@ public final class Worker: @unchecked Sendable {
     /// Takes delivery reports in: failures to abort on, deliveries for at-least-once commits.
     private func record(_ reports: [DeliveryReport]) {
         for report in reports {
+            if configuration.delivery == .atLeastOnce, let abandoned = abandonedThrough, report.id <= abandoned {
+                continue
+            }
             if let error = report.error {
                 deliveryFailure = deliveryFailure ?? error
             } else if configuration.delivery == .atLeastOnce {

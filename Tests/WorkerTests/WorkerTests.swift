@@ -299,6 +299,74 @@ struct WorkerFaultTests {
     }
 }
 
+extension WorkerFaultTests {
+    @Test("At-least-once: outputs the broker refuses rewind the worker to its committed offsets, and nothing is lost")
+    func atLeastOnceRefusedDelivery() async throws {
+        let outcome = try await Blocking.run {
+            let cluster = try EmbeddedCluster(brokers: 1)
+            let catalog = try TopicCatalog.load(directory: topicsDirectory)
+            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let source = try KafkaProducer(
+                configuration: ProducerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+            for index in 1...300 {
+                let number = "F\(String(format: "%06d", index))"
+                try source.send(
+                    OutgoingRecord(
+                        topic: "erp.orders.changes", key: Array("USMF/\(number)".utf8),
+                        value: Array(#"{"SALESORDERNUMBER":"\#(number)"}"#.utf8),
+                        headers: [
+                            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "a-\(index)"),
+                            KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
+                            KafkaHeader("ce_company", "USMF"),
+                        ]))
+            }
+            _ = try source.flush(timeout: .seconds(30))
+            // The inputs are in; the worker's first produce requests are refused for good (not
+            // retried), so some outputs fail their delivery.
+            cluster.failNextRequests(.produce, with: [.topicAuthorizationFailed, .topicAuthorizationFailed])
+            var configuration = WorkerConfiguration()
+            configuration.delivery = .atLeastOnce
+            configuration.flow = .erpToCRM
+            configuration.streams = [.orders]
+            configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "alo-fault")
+            configuration.sessionTimeoutMilliseconds = 6_000
+            let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
+
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "alo-fault-reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["crm.orders.inbound"])
+            var ids: Set<String> = []
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ids.count < 300 && ContinuousClock.now < deadline {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                    ids.insert(record.header("ce_causationid")?.text ?? "")
+                }
+            }
+            try reader.close()
+            let error = worker.stop()
+            // What the group committed: every input, once the worker has stopped.
+            let admin = try KafkaConsumer(
+                configuration: ConsumerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers),
+                    groupID: configuration.resolvedGroupID))
+            let partitions = catalog["erp.orders.changes"]?.partitions ?? 0
+            let committed = try admin.committed(
+                (0..<Int32(partitions)).map { TopicPartition("erp.orders.changes", $0) })
+            try admin.close()
+            return (ids, error, worker.worker.metrics.aborts.value, committed.map { max(0, $0.offset) }.reduce(0, +))
+        }
+        let (ids, error, aborts, committed) = outcome
+        #expect(error == nil)
+        let missing = Set((1...300).map { "a-\($0)" }).subtracting(ids)
+        #expect(missing.isEmpty, "\(missing.count) inputs have no output, e.g. \(missing.sorted().prefix(5))")
+        #expect(aborts >= 1, "no delivery failed: the injected errors did not reach the worker")
+        #expect(committed == 300)
+    }
+}
+
 @Suite("A worker whose offset commit is refused", .serialized, .timeLimit(.minutes(2)))
 struct RefusedCommitTests {
     @Test(
