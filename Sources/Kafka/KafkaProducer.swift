@@ -113,7 +113,8 @@ public final class KafkaProducer: Sendable {
     public func flush(timeout: Duration) throws(KafkaError) -> [DeliveryReport] {
         let (err, reports) = pollLock.withLock { _ in
             let err = rd_kafka_flush(handle.pointer, timeout.milliseconds)
-            return (err, takeReports())
+            // On a timeout the reports gathered so far stay for the next `poll`.
+            return (err, err == RD_KAFKA_RESP_ERR_NO_ERROR ? takeReports() : [])
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             throw KafkaError(err, "flush: \(outstanding) records still queued after \(timeout)")

@@ -45,6 +45,9 @@ public final class Worker: @unchecked Sendable {
     /// Every send up to this id was given up by a rewind: its late reports change nothing.
     private var abandonedThrough: UInt64?
     private var highestSentID: UInt64?
+    /// At-least-once: sends allowed in flight (two batches' worth) before the worker stops
+    /// reading to let deliveries catch up.
+    private var maxInFlight: Int { max(2_000, configuration.commitMaxRecords * 2) }
 
     private struct SealedBatch {
         var offsets: [TopicPartitionOffset]
@@ -146,6 +149,12 @@ public final class Worker: @unchecked Sendable {
             metrics.tick()
             if !metrics.isReady && !consumer.memberID.isEmpty { metrics.joined.store(true, ordering: .relaxed) }
             if let failure = rebalanceFailure { throw failure }
+            if configuration.delivery == .atLeastOnce && producer.outstanding > maxInFlight {
+                // Backpressure: no more input until deliveries catch up (memory stays bounded).
+                record(producer.poll(timeout: .milliseconds(1)))
+                if !sealed.isEmpty { try commitDelivered() }
+                continue
+            }
             switch try consumer.poll(timeout: .milliseconds(50)) {
             case .record(let record)?:
                 do {
