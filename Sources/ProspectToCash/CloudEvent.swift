@@ -2,25 +2,99 @@ import Foundation
 
 /// A CloudEvents 1.0 event carrying one CRM or ERP record, with p2c's extensions.
 public struct CloudEvent: Sendable, Equatable {
-    public var id: String
+    public var id: String {
+        get { attributes.id }
+        set { uniqueAttributes().id = newValue }
+    }
     /// `crm` or `erp`: the system that made the change.
-    public var source: String
+    public var source: String {
+        get { attributes.source }
+        set { uniqueAttributes().source = newValue }
+    }
     /// `<record name>.upserted` or `<record name>.deleted`.
-    public var type: String
+    public var type: String {
+        get { attributes.type }
+        set { uniqueAttributes().type = newValue }
+    }
     /// RFC 3339 time of the change, when known.
-    public var time: String?
+    public var time: String? {
+        get { attributes.time }
+        set { uniqueAttributes().time = newValue }
+    }
     /// The Kafka key: `<company>/<record number>`.
-    public var subject: String?
+    public var subject: String? {
+        get { attributes.subject }
+        set { uniqueAttributes().subject = newValue }
+    }
     /// Extension `company`: the ERP legal entity (dataAreaId).
-    public var company: String?
+    public var company: String? {
+        get { attributes.company }
+        set { uniqueAttributes().company = newValue }
+    }
     /// Extension `origin`: `p2c` when the change was made by applying a sync event.
-    public var origin: String?
+    public var origin: String? {
+        get { attributes.origin }
+        set { uniqueAttributes().origin = newValue }
+    }
     /// Extension `causationid`: the id of the event that caused this one.
-    public var causationID: String?
+    public var causationID: String? {
+        get { attributes.causationID }
+        set { uniqueAttributes().causationID = newValue }
+    }
     /// Extension `traceparent`: W3C trace context.
-    public var traceparent: String?
+    public var traceparent: String? {
+        get { attributes.traceparent }
+        set { uniqueAttributes().traceparent = newValue }
+    }
     /// The record: column or field names as the mapping reference spells them.
     public var data: JSONObject
+
+    /// The attributes, in one reference copied on write: an event is copied and destroyed several
+    /// times on its way through a worker, and one retain or release costs less than nine.
+    private var attributes: Stored
+
+    private final class Stored: @unchecked Sendable {
+        // @unchecked: changed only through `uniqueAttributes()`, i.e. when not shared.
+        var id, source, type: String
+        var time, subject, company, origin, causationID, traceparent: String?
+
+        init(
+            id: String, source: String, type: String, time: String?, subject: String?, company: String?,
+            origin: String?, causationID: String?, traceparent: String?
+        ) {
+            self.id = id
+            self.source = source
+            self.type = type
+            self.time = time
+            self.subject = subject
+            self.company = company
+            self.origin = origin
+            self.causationID = causationID
+            self.traceparent = traceparent
+        }
+
+        func copy() -> Stored {
+            Stored(
+                id: id, source: source, type: type, time: time, subject: subject, company: company, origin: origin,
+                causationID: causationID, traceparent: traceparent)
+        }
+
+        func isEqual(to other: Stored) -> Bool {
+            self === other
+                || (id == other.id && source == other.source && type == other.type && time == other.time
+                    && subject == other.subject && company == other.company && origin == other.origin
+                    && causationID == other.causationID && traceparent == other.traceparent)
+        }
+    }
+
+    private mutating func uniqueAttributes() -> Stored {
+        if !isKnownUniquelyReferenced(&attributes) { attributes = attributes.copy() }
+        return attributes
+    }
+
+    public static func == (lhs: CloudEvent, rhs: CloudEvent) -> Bool {
+        lhs.attributes.isEqual(to: rhs.attributes) && lhs.data == rhs.data
+    }
 
     public init(
         id: String,
@@ -34,15 +108,9 @@ public struct CloudEvent: Sendable, Equatable {
         traceparent: String? = nil,
         data: JSONObject
     ) {
-        self.id = id
-        self.source = source
-        self.type = type
-        self.time = time
-        self.subject = subject
-        self.company = company
-        self.origin = origin
-        self.causationID = causationID
-        self.traceparent = traceparent
+        attributes = Stored(
+            id: id, source: source, type: type, time: time, subject: subject, company: company, origin: origin,
+            causationID: causationID, traceparent: traceparent)
         self.data = data
     }
 
