@@ -211,6 +211,18 @@ struct WorkerHealthTests {
     }
 }
 
+/// ERP order header `F<index>` of company USMF, event id `id`, as the ERP publishes it.
+private func erpOrder(_ index: Int, id: String) -> OutgoingRecord {
+    let number = "F\(String(format: "%06d", index))"
+    return OutgoingRecord(
+        topic: "erp.orders.changes", key: Array("USMF/\(number)".utf8),
+        value: Array(#"{"SALESORDERNUMBER":"\#(number)"}"#.utf8),
+        headers: [
+            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", id), KafkaHeader("ce_source", "erp"),
+            KafkaHeader("ce_type", "SalesOrderHeader.upserted"), KafkaHeader("ce_company", "USMF"),
+        ])
+}
+
 @Suite("A worker through broker trouble", .serialized, .timeLimit(.minutes(3)))
 struct WorkerFaultTests {
     @Test("Injected NOT_COORDINATOR, REQUEST_TIMED_OUT and transport errors and a broker outage lose nothing")
@@ -230,18 +242,7 @@ struct WorkerFaultTests {
                 configuration: ProducerConfiguration(
                     kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
             func produce(_ range: ClosedRange<Int>, waitForDelivery: Bool = true) throws {
-                for index in range {
-                    let number = "F\(String(format: "%06d", index))"
-                    try source.send(
-                        OutgoingRecord(
-                            topic: "erp.orders.changes", key: Array("USMF/\(number)".utf8),
-                            value: Array(#"{"SALESORDERNUMBER":"\#(number)"}"#.utf8),
-                            headers: [
-                                KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "f-\(index)"),
-                                KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
-                                KafkaHeader("ce_company", "USMF"),
-                            ]))
-                }
+                for index in range { try source.send(erpOrder(index, id: "f-\(index)")) }
                 if waitForDelivery { _ = try source.flush(timeout: .seconds(60)) }
             }
             try produce(1...200)
@@ -309,18 +310,7 @@ extension WorkerFaultTests {
             let source = try KafkaProducer(
                 configuration: ProducerConfiguration(
                     kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
-            for index in 1...300 {
-                let number = "F\(String(format: "%06d", index))"
-                try source.send(
-                    OutgoingRecord(
-                        topic: "erp.orders.changes", key: Array("USMF/\(number)".utf8),
-                        value: Array(#"{"SALESORDERNUMBER":"\#(number)"}"#.utf8),
-                        headers: [
-                            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "a-\(index)"),
-                            KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "SalesOrderHeader.upserted"),
-                            KafkaHeader("ce_company", "USMF"),
-                        ]))
-            }
+            for index in 1...300 { try source.send(erpOrder(index, id: "a-\(index)")) }
             _ = try source.flush(timeout: .seconds(30))
             // The inputs are in; the worker's first produce requests are refused for good (not
             // retried), so some outputs fail their delivery.
