@@ -206,7 +206,8 @@ public final class Worker: @unchecked Sendable {
             for mapped in events {
                 guard let output = translator.record(for: mapped) else { continue }
                 try send(output)
-                metrics.streams[mapped.stream]?.produced.add()
+                // Usually the input's stream: no lookup (hashing a stream hashes its name).
+                (mapped.stream == route.stream ? counters : metrics.streams[mapped.stream])?.produced.add()
             }
         case .filtered:
             if outcome.isEcho {
