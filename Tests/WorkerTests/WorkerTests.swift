@@ -11,6 +11,14 @@ import Topology
 private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
+/// An embedded cluster of `brokers` with every topic of `Topics/`, and that catalog.
+private func clusterWithTopics(brokers: Int) throws -> (EmbeddedCluster, TopicCatalog) {
+    let cluster = try EmbeddedCluster(brokers: brokers)
+    let catalog = try TopicCatalog.load(directory: topicsDirectory)
+    for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+    return (cluster, catalog)
+}
+
 /// A worker on its own thread, as `p2c worker` runs it.
 private final class RunningWorker: Sendable {
     let worker: Worker
@@ -72,9 +80,7 @@ struct WorkerTests {
         arguments: [WorkerConfiguration.Delivery.exactlyOnce, .atLeastOnce])
     func ordersFlow(delivery: WorkerConfiguration.Delivery) async throws {
         let outcome = try await Blocking.run { [self] in
-            let cluster = try EmbeddedCluster(brokers: 1)
-            let catalog = try TopicCatalog.load(directory: topicsDirectory)
-            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
             var inputs: [OutgoingRecord] = []
             for order in 1...50 {
                 let number = "C\(String(format: "%06d", order))"
@@ -228,9 +234,7 @@ struct WorkerFaultTests {
     @Test("Injected NOT_COORDINATOR, REQUEST_TIMED_OUT and transport errors and a broker outage lose nothing")
     func survivesFaults() async throws {
         let outcome = try await Blocking.run {
-            let cluster = try EmbeddedCluster(brokers: 3)
-            let catalog = try TopicCatalog.load(directory: topicsDirectory)
-            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let (cluster, catalog) = try clusterWithTopics(brokers: 3)
             var configuration = WorkerConfiguration()
             configuration.flow = .erpToCRM
             configuration.streams = [.orders]
@@ -304,9 +308,7 @@ extension WorkerFaultTests {
     @Test("At-least-once: outputs the broker refuses rewind the worker to its committed offsets, and nothing is lost")
     func atLeastOnceRefusedDelivery() async throws {
         let outcome = try await Blocking.run {
-            let cluster = try EmbeddedCluster(brokers: 1)
-            let catalog = try TopicCatalog.load(directory: topicsDirectory)
-            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
             let source = try KafkaProducer(
                 configuration: ProducerConfiguration(
                     kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
@@ -364,9 +366,7 @@ struct RefusedCommitTests {
         arguments: [WorkerConfiguration.Delivery.atLeastOnce, .exactlyOnce])
     func refusedCommit(delivery: WorkerConfiguration.Delivery) async throws {
         let (committed, ends, error) = try await Blocking.run {
-            let cluster = try EmbeddedCluster(brokers: 1)
-            let catalog = try TopicCatalog.load(directory: topicsDirectory)
-            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
             var configuration = WorkerConfiguration()
             configuration.delivery = delivery
             configuration.flow = .erpToCRM
@@ -480,9 +480,7 @@ struct PoisonTests {
             ),
         ]
         let outcome = try await Blocking.run {
-            let cluster = try EmbeddedCluster(brokers: 1)
-            let catalog = try TopicCatalog.load(directory: topicsDirectory)
-            for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
             let source = try KafkaProducer(
                 configuration: ProducerConfiguration(
                     kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
