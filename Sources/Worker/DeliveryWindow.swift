@@ -8,6 +8,8 @@ struct DeliveryWindow {
     private var flags: [Bool] = []
     /// Flags before `head` are delivered and no longer looked at.
     private var head = 0
+    /// Sends below this id were given up (`abandon()`): their late reports do not count.
+    private var abandonedBelow: UInt64 = 0
 
     /// Records sent and not yet reported delivered.
     var outstanding: Int { flags[head...].lazy.filter { !$0 }.count }
@@ -38,6 +40,18 @@ struct DeliveryWindow {
 
     /// Whether every record sent up to and including `id` is delivered.
     func isDelivered(through id: UInt64) -> Bool { head == flags.count || id < start }
+
+    /// Whether a report for `id` still counts (its send was not given up).
+    func counts(_ id: UInt64) -> Bool { id >= abandonedBelow }
+
+    /// Gives up every send so far (a rewind redoes their work): the window starts empty and
+    /// their reports, successes and failures alike, no longer count.
+    mutating func abandon() {
+        abandonedBelow = start + UInt64(flags.count - head)
+        flags.removeAll(keepingCapacity: true)
+        head = 0
+        start = abandonedBelow
+    }
 
     private mutating func advance() {
         while head < flags.count && flags[head] {

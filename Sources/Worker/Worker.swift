@@ -42,9 +42,6 @@ public final class Worker: @unchecked Sendable {
     private var sealed: [SealedBatch] = []
     private var deliveries = DeliveryWindow()
     private var lastSentID: UInt64?
-    /// Every send up to this id was given up by a rewind: its late reports change nothing.
-    private var abandonedThrough: UInt64?
-    private var highestSentID: UInt64?
     /// At-least-once: sends allowed in flight (two batches' worth) before the worker stops
     /// reading to let deliveries catch up.
     private var maxInFlight: Int { max(2_000, configuration.commitMaxRecords * 2) }
@@ -234,7 +231,6 @@ public final class Worker: @unchecked Sendable {
         if configuration.delivery == .atLeastOnce {
             deliveries.sent(id)
             lastSentID = id
-            highestSentID = id
         }
     }
 
@@ -391,8 +387,7 @@ public final class Worker: @unchecked Sendable {
         // and what is still in flight no longer counts.
         sealed.removeAll()
         lastSentID = nil
-        deliveries = DeliveryWindow()
-        abandonedThrough = highestSentID
+        deliveries.abandon()
         deliveryFailure = nil
         metrics.aborts.add()
         let assigned = try consumer.assignment()
@@ -433,9 +428,7 @@ public final class Worker: @unchecked Sendable {
     /// Takes delivery reports in: failures to abort on, deliveries for at-least-once commits.
     private func record(_ reports: [DeliveryReport]) {
         for report in reports {
-            if configuration.delivery == .atLeastOnce, let abandoned = abandonedThrough, report.id <= abandoned {
-                continue
-            }
+            if configuration.delivery == .atLeastOnce && !deliveries.counts(report.id) { continue }
             if let error = report.error {
                 deliveryFailure = deliveryFailure ?? error
             } else if configuration.delivery == .atLeastOnce {

@@ -44,6 +44,25 @@ struct DeliveryWindowTests {
         #expect(window.isDelivered(through: 9))
     }
 
+    @Test("After a rewind gives up what was in flight, its late reports do not count and new sends start afresh")
+    func abandon() {
+        var window = DeliveryWindow()
+        for id in UInt64(1)...5 { window.sent(id) }
+        window.delivered(1)
+        window.abandon()
+        #expect(!window.counts(2))
+        #expect(!window.counts(5))
+        window.delivered(3)  // a late report of a given-up send
+        window.sent(6)
+        window.sent(7)
+        #expect(window.counts(6))
+        #expect(!window.isDelivered(through: 6))
+        window.delivered(6)
+        #expect(window.isDelivered(through: 6))
+        #expect(!window.isDelivered(through: 7))
+        #expect(window.outstanding == 1)
+    }
+
     @Test("A long run with one straggler: everything after it waits, and the window stays correct as it compacts")
     func straggler() {
         var window = DeliveryWindow()
