@@ -30,8 +30,8 @@ enum BenchCommand {
             Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
             then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
             first in pass-through mode (records copied as they are: the baseline), then mapping,
-            alternating --repeat times. It reports the medians of events/s (steady rate: from a tenth
-            of the outputs out to nine tenths) and
+            alternating --repeat times. It reports the medians of events/s (steady rate, from the
+            outputs' own timestamps: from a tenth of them out to nine tenths) and
             of the workers' process CPU per event (from /proc, between joining the group and the last
             output), and the ratios mapping/pass-through of those medians (shared machines are noisy:
             one slowed run moves no median).
@@ -205,32 +205,52 @@ private struct Bench {
         let startCPU = fleet.members.map { cpuSeconds($0.process.processIdentifier) }
         let probe = try OutputProbe(
             bootstrap: cluster.bootstrapServers, topic: Self.output, partitions: partitions(Self.output))
-        // The rate is the steady one: from a tenth of the outputs to nine tenths (the first and the
-        // last moments of a short run are ramp-up and stragglers).
         let total = Int64(records.count)
-        var first: Int64?
-        var last: Int64?
         var done = false
         let deadline = EventTime.nowMilliseconds() + 300_000
         while EventTime.nowMilliseconds() < deadline {
-            let count = probe.count()
-            let now = EventTime.nowMilliseconds()
-            if count * 10 >= total && first == nil { first = now }
-            if count * 10 >= total * 9 && last == nil { last = now }
-            if count >= total {
+            if probe.count() >= total {
                 done = true
                 break
             }
-            usleep(10_000)
+            usleep(50_000)
         }
-        guard let first, let last, done else {
+        guard done else {
             throw BenchError("the workers did not publish all \(records.count) events within 300 s")
         }
         let cpu = zip(fleet.members, startCPU).reduce(0.0) { $0 + cpuSeconds($1.0.process.processIdentifier) - $1.1 }
         let rss = fleet.members.map { residentMiB($0.process.processIdentifier) }.max() ?? 0
+        fleet.stopAll()
+        // The rate is the steady one, from the outputs' own timestamps (set by the workers'
+        // producers as they send): from the time a tenth of them were out to nine tenths (the
+        // first and last moments of a short run are ramp-up and stragglers). Polling a count
+        // instead measured the poll's own steps, tens of ms against a window of a few hundred.
+        let times = try outputTimestamps(bootstrap: cluster.bootstrapServers).sorted()
+        guard times.count >= records.count else {
+            throw BenchError("read back \(times.count) of the \(records.count) outputs")
+        }
+        let first = times[times.count / 10]
+        let last = times[times.count * 9 / 10]
         return Result(
-            eventsPerSecond: Double(records.count) * 0.8 / (Double(max(1, last - first)) / 1000),
+            eventsPerSecond: Double(times.count * 9 / 10 - times.count / 10) / (Double(max(1, last - first)) / 1000),
             cpuPerEvent: cpu / Double(records.count), residentMiB: rss)
+    }
+
+    /// The timestamps of every record on the output topic.
+    private func outputTimestamps(bootstrap: String) throws -> [Int64] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: bootstrap, clientID: "p2c-bench-reader"),
+            groupID: "p2c-bench-reader")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        defer { try? reader.close() }
+        var times: [Int64] = []
+        try reader.readToEnd(
+            (0..<Int32(partitions(Self.output))).map {
+                TopicPartitionOffset(Self.output, $0, offset: KafkaOffset.beginning)
+            }
+        ) { times.append($0.timestamp) }
+        return times
     }
 
     /// One latency run: a mapping worker fed at a fixed rate; p50, p99 in ms and its RSS.
