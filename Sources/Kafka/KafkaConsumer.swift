@@ -11,6 +11,12 @@ public final class KafkaConsumer: @unchecked Sendable {
     // thread at a time; everything else is librdkafka's thread-safe handle or behind a Mutex.
     let handle: KafkaHandle
     private var topicNames: [OpaquePointer: String] = [:]
+    /// Records returned, and whether the queue held a backlog since the fetchers were last woken (`wakeFetchers`).
+    private var read = 0
+    private var sawBacklog = false
+    private let wakes = Atomic<Int>(0)
+    /// The queue `poll` reads (every assigned partition's records end up there).
+    private let queue: OpaquePointer
     private let polling = Atomic<Bool>(false)
     private let closed = Atomic<Bool>(false)
 
@@ -24,10 +30,12 @@ public final class KafkaConsumer: @unchecked Sendable {
         handle = try KafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf, context: context)
         // One poll point: the main queue (errors, rebalances) is served by consumer_poll.
         rd_kafka_poll_set_consumer(handle.pointer)
+        queue = rd_kafka_queue_get_consumer(handle.pointer)
     }
 
     deinit {
         if !closed.load(ordering: .relaxed) { rd_kafka_consumer_close(handle.pointer) }
+        rd_kafka_queue_destroy(queue)
     }
 
     /// The client name librdkafka gave this consumer.
@@ -67,11 +75,16 @@ public final class KafkaConsumer: @unchecked Sendable {
             "KafkaConsumer.poll called from two threads at once"
         )
         defer { polling.store(false, ordering: .releasing) }
-        guard let message = rd_kafka_consumer_poll(handle.pointer, timeout.milliseconds) else { return nil }
+        guard let message = rd_kafka_consumer_poll(handle.pointer, timeout.milliseconds) else {
+            if sawBacklog { wakeFetchers() }
+            return nil
+        }
         // Copy out at once; the message goes back to librdkafka when this returns.
         defer { rd_kafka_message_destroy(message) }
         let entry = message.pointee
         if entry.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            read &+= 1
+            if read % 64 == 0 { watchQueue() }
             return .record(copyRecord(message))
         }
         let topic = entry.rkt.map { topicName($0) } ?? ""
@@ -110,6 +123,42 @@ public final class KafkaConsumer: @unchecked Sendable {
             headers: headers,
             timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : timestamp
         )
+    }
+
+    /// Queue lengths (records) that count as a backlog, and under which a backlog's queue runs low.
+    static let backlog = 1_000
+    static let runningLow = 250
+
+    /// Every 64 records: notes a backlog in the queue, and wakes the fetchers when it has run low.
+    private func watchQueue() {
+        let length = rd_kafka_queue_length(queue)
+        if length >= Self.backlog {
+            sawBacklog = true
+        } else if sawBacklog && length < Self.runningLow {
+            wakeFetchers()
+        }
+    }
+
+    /// How many times `poll` woke the fetchers (see `wakeFetchers`).
+    public var fetcherWakes: Int { wakes.load(ordering: .relaxed) }
+
+    /// librdkafka 2.0.2 stops fetching a partition once the prefetch queue is over
+    /// `queued.max.messages.kbytes` and looks at it again only when its broker thread next wakes:
+    /// on network traffic or a request, else after a second (`fetch.queue.backoff.ms`, which bounds
+    /// that, arrived in 2.2.0). A consumer with a backlog that reads its prefetch faster sat idle
+    /// for the rest of each second (a worker read 13 k records a second, idle four fifths of the
+    /// time). So when a queue that held a backlog runs low or empty, a metadata request (one round
+    /// trip, to any broker) wakes a broker thread, which fetches again at once; with several
+    /// brokers, successive wakes reach the others. A consumer that keeps up (its queue never holds
+    /// a backlog) or is idle sends nothing.
+    /// (The watermarks of an assigned partition, tried first, woke the partition's leader but
+    /// delayed the fetches behind them: at-least-once p99 15 → 41 ms at 1 000 records a second.)
+    private func wakeFetchers() {
+        sawBacklog = false
+        wakes.add(1, ordering: .relaxed)
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        _ = rd_kafka_metadata(handle.pointer, 0, nil, &metadata, 1_000)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
     }
 
     /// Topic names are interned per topic handle, so long names are not allocated per record.

@@ -75,6 +75,38 @@ struct ProducerConsumerTests {
         #expect(reports.allSatisfy { $0.error == nil })
     }
 
+    @Test(
+        "A backlog larger than the consumer's prefetch is read whole and in order, its fetchers woken as the queue runs low; an idle consumer sends no wake-up"
+    )
+    func backlogWakesFetchers() async throws {
+        let topic = try TestCluster.topic("backlog", partitions: 1)
+        // 20 000 records of 100 bytes, four times what the consumer may hold in its queue.
+        let outgoing = (0..<20_000).map { index in
+            OutgoingRecord(
+                topic: topic, key: nil,
+                value: Array(String(format: "%08d", index).utf8) + [UInt8](repeating: 7, count: 92))
+        }
+        let (received, wakesWhenDone, wakesLater) = try await Blocking.run {
+            _ = try TestCluster.producer().sendAll(outgoing)
+            let consumer = try TestCluster.consumer(group: TestCluster.unique("backlog")) {
+                $0.maxPrefetchKilobytes = 512
+            }
+            try consumer.subscribe([topic])
+            let received = try consumer.records(count: outgoing.count, limit: .seconds(90))
+            // The drained queue: the last wake-up, if the backlog's end did not already send it.
+            _ = try consumer.poll(timeout: .milliseconds(100))
+            let wakesWhenDone = consumer.fetcherWakes
+            _ = try consumer.records(for: .milliseconds(500))
+            let wakesLater = consumer.fetcherWakes
+            try consumer.close()
+            return (received, wakesWhenDone, wakesLater)
+        }
+        #expect(received.count == outgoing.count)
+        #expect(received.map(\.value) == outgoing.map(\.value))
+        #expect(wakesWhenDone > 0, "the backlog never woke the fetchers")
+        #expect(wakesLater == wakesWhenDone, "an idle consumer sent wake-ups")
+    }
+
     @Test("A record larger than the broker accepts fails with its error code")
     func oversizedRecordFails() async throws {
         let topic = try TestCluster.topic("oversized", partitions: 1)

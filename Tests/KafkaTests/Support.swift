@@ -46,7 +46,8 @@ enum TestCluster {
     }
 
     static func consumer(
-        group: String, readCommitted: Bool = true, reportPartitionEnd: Bool = false
+        group: String, readCommitted: Bool = true, reportPartitionEnd: Bool = false,
+        tune: (inout ConsumerConfiguration) -> Void = { _ in }
     ) throws -> KafkaConsumer {
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: group)
         configuration.readCommitted = readCommitted
@@ -54,6 +55,7 @@ enum TestCluster {
         // The embedded cluster notices a departed member only after session.timeout.ms - 1 s.
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.heartbeatIntervalMilliseconds = 1_000
+        tune(&configuration)
         return try KafkaConsumer(configuration: configuration)
     }
 }
