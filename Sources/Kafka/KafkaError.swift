@@ -102,6 +102,7 @@ extension KafkaError {
         public static let timedOut = Code(RD_KAFKA_RESP_ERR__TIMED_OUT)
         public static let queueFull = Code(RD_KAFKA_RESP_ERR__QUEUE_FULL)
         public static let partitionEOF = Code(RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        public static let unknownPartition = Code(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
         public static let fenced = Code(RD_KAFKA_RESP_ERR__FENCED)
         public static let fatal = Code(RD_KAFKA_RESP_ERR__FATAL)
         public static let state = Code(RD_KAFKA_RESP_ERR__STATE)

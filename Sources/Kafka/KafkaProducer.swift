@@ -13,6 +13,8 @@ public final class KafkaProducer: Sendable {
     private let pollLock = Mutex<Void>(())
     /// Whether `initTransactions` is needed before use.
     public let isTransactional: Bool
+    /// Topic handles held for the producer's lifetime, so that their metadata stays known (`prepare`).
+    private let preparedTopics = Mutex<[OpaquePointer]>([])
 
     /// Creates the producer; fails with the offending property named when the config is bad.
     public init(configuration: ProducerConfiguration) throws(KafkaError) {
@@ -23,6 +25,27 @@ public final class KafkaProducer: Sendable {
         rd_kafka_conf_set_dr_msg_cb(conf, deliveryCallback)
         handle = try KafkaHandle(type: RD_KAFKA_PRODUCER, conf: conf, context: context)
         isTransactional = configuration.transactionalID != nil
+    }
+
+    deinit {
+        preparedTopics.withLock { topics in
+            for topic in topics { rd_kafka_topic_destroy(topic) }
+        }
+    }
+
+    /// Learns the partitions and leaders of `topics` now, in one metadata request, and keeps them
+    /// for the producer's lifetime. librdkafka 2.0.2 asks for a topic it first produces to only at
+    /// its next one-second topic scan, so without this a new worker's first records wait up to a
+    /// second (and an exactly-once worker's first commit with them). Blocks for up to `timeout`.
+    public func prepare(topics: [String], timeout: Duration) throws(KafkaError) {
+        preparedTopics.withLock { prepared in
+            for topic in topics { prepared.append(rd_kafka_topic_new(handle.pointer, topic, nil)) }
+        }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        // Not all topics: the ones this client knows, which now include `topics`.
+        let err = rd_kafka_metadata(handle.pointer, 0, nil, &metadata, timeout.milliseconds)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "metadata for \(topics)") }
     }
 
     /// The client name librdkafka gave this producer.

@@ -19,6 +19,9 @@ public struct RecordTranslator: Sendable {
         }
     }
 
+    /// Every topic `record(for:)` can return.
+    public var outputTopicNames: [String] { outputTopics.map(\.topic) }
+
     /// Header a re-driven record carries: the position it was first read from, `topic/partition/offset`.
     public static let redriveOriginHeader = "p2c_redrive_origin"
 

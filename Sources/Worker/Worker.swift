@@ -106,6 +106,13 @@ public final class Worker: @unchecked Sendable {
                     [("cluster", .string(cluster))])
             }
         }
+        let outputs = Set(translator.outputTopicNames + routes.values.map(\.deadLetters.name)).sorted()
+        do {
+            try producer.prepare(topics: outputs, timeout: .seconds(5))
+        } catch {
+            // Only a head start: sending learns the same later.
+            log.warning("output topics' metadata not known yet", [("error", .string(error.description))])
+        }
         try consumer.subscribe(Array(routes.keys).sorted())
         log.info("worker started", [("topics", .string(routes.keys.sorted().joined(separator: ",")))])
         do {

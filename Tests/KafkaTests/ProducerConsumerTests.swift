@@ -107,6 +107,27 @@ struct ProducerConsumerTests {
         #expect(wakesLater == wakesWhenDone, "an idle consumer sent wake-ups")
     }
 
+    @Test(
+        "A producer that prepared its topics knows their partitions before its first send; one that did not learns them only later"
+    )
+    func preparedTopicsAreKnown() async throws {
+        let topic = try TestCluster.topic("prepared", partitions: 3)
+        let (refused, acceptedUnprepared) = try await Blocking.run {
+            // Partition 7 does not exist: refused at once only when the partitions are known.
+            let record = OutgoingRecord(topic: topic, partition: 7, key: nil, value: [1])
+            let prepared = try TestCluster.producer()
+            try prepared.prepare(topics: [topic], timeout: .seconds(10))
+            var refused: KafkaError?
+            do { try prepared.send(record) } catch { refused = error as? KafkaError }
+            let unprepared = try TestCluster.producer()
+            let accepted = (try? unprepared.send(record)) != nil
+            _ = try? unprepared.flush(timeout: .seconds(5))
+            return (refused, accepted)
+        }
+        #expect(refused?.code == .unknownPartition, "\(String(describing: refused))")
+        #expect(acceptedUnprepared, "a new producer queues records for a topic it knows nothing of yet")
+    }
+
     @Test("A record larger than the broker accepts fails with its error code")
     func oversizedRecordFails() async throws {
         let topic = try TestCluster.topic("oversized", partitions: 1)
