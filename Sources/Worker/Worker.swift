@@ -45,6 +45,14 @@ public final class Worker: @unchecked Sendable {
     /// At-least-once: sends allowed in flight (two batches' worth) before the worker stops
     /// reading to let deliveries catch up.
     private var maxInFlight: Int { max(2_000, configuration.commitMaxRecords * 2) }
+    /// Exactly-once: outputs held back while more input is at hand, then handed to the producer
+    /// together (at most `outboxLimit`, when the input runs dry, before a commit). librdkafka adds
+    /// a transaction's partitions in rounds of AddPartitionsToTxn, each started 1 ms after the
+    /// first partition that waits for it, and 2.0.2 spins its main thread through that millisecond
+    /// (fixed in 2.3.1): outputs sent one by one, to partitions joining the transaction one by one,
+    /// started a round (and a spin) every millisecond — up to a third of a worker's CPU.
+    private var outbox: [OutgoingRecord] = []
+    private static let outboxLimit = 250
 
     private struct SealedBatch {
         var offsets: [TopicPartitionOffset]
@@ -159,7 +167,9 @@ public final class Worker: @unchecked Sendable {
                 if !sealed.isEmpty { try commitDelivered() }
                 continue
             }
-            switch try consumer.poll(timeout: .milliseconds(50)) {
+            // With outputs held back, only look: an empty queue sends them at once.
+            let event = try consumer.poll(timeout: outbox.isEmpty ? .milliseconds(50) : .zero)
+            switch event {
             case .record(let record)?:
                 do {
                     try process(record)
@@ -174,6 +184,7 @@ public final class Worker: @unchecked Sendable {
             case .partitionEnd?, nil:
                 break
             }
+            if !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) { try sendOutbox() }
             drainDeliveryReports()
             if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
             if pendingRecords == 0 && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
@@ -232,13 +243,37 @@ public final class Worker: @unchecked Sendable {
         finish(record, started: started)
     }
 
-    /// Sends one output or dead letter, keeping its id for at-least-once commits.
+    /// Sends one output or dead letter (exactly-once: into the outbox), keeping its id for
+    /// at-least-once commits.
     private func send(_ record: OutgoingRecord) throws {
+        if configuration.delivery == .exactlyOnce {
+            outbox.append(record)
+            return
+        }
         let id = try producer.send(record)
         if configuration.delivery == .atLeastOnce {
             deliveries.sent(id)
             lastSentID = id
         }
+    }
+
+    /// Hands the outbox to the producer, in order; a send refused aborts the batch, as one refused
+    /// in `loop` does. False when it aborted.
+    @discardableResult
+    private func sendOutbox() throws -> Bool {
+        var records: [OutgoingRecord] = []
+        swap(&records, &outbox)
+        do {
+            for record in records { try producer.send(record) }
+        } catch {
+            guard !error.isFatal && producer.fatalError == nil else { throw error }
+            log.warning("send failed, aborting the batch", [("error", .string(error.description))])
+            try abortBatch()
+            return false
+        }
+        records.removeAll(keepingCapacity: true)
+        swap(&records, &outbox)
+        return true
     }
 
     /// Counts `record` into the open batch.
@@ -294,6 +329,7 @@ public final class Worker: @unchecked Sendable {
             if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
             return
         }
+        guard try sendOutbox() else { return }
         let offsets = pendingOffsets
         do {
             if !offsets.isEmpty {
@@ -390,6 +426,7 @@ public final class Worker: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
+        outbox.removeAll(keepingCapacity: true)
         // At-least-once: closed batches are redone too (what was delivered of them is sent again),
         // and what is still in flight no longer counts.
         sealed.removeAll()
