@@ -134,8 +134,9 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     public var heartbeatIntervalMilliseconds: Int = 3_000
     /// How often librdkafka reports statistics (lag, queues); 0 turns them off. Default: 0.
     public var statisticsIntervalMilliseconds: Int = 0
-    /// Prefetched data kept per consumer, in kilobytes. Default: 16 384.
-    public var maxPrefetchKilobytes: Int = 16_384
+    /// Prefetched data kept per consumer, in kilobytes. `poll` wakes the fetchers as soon as a full
+    /// queue runs low, so a small one costs no throughput. Default: 8 192.
+    public var maxPrefetchKilobytes: Int = 8_192
 
     public init(kafka: KafkaConfiguration = KafkaConfiguration(), groupID: String = "p2c") {
         self.kafka = kafka
