@@ -34,8 +34,21 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     deinit {
-        if !closed.load(ordering: .relaxed) { rd_kafka_consumer_close(handle.pointer) }
+        if !closed.load(ordering: .relaxed) {
+            keepIfDestroyWouldCrash()
+            rd_kafka_consumer_close(handle.pointer)
+        }
         rd_kafka_queue_destroy(queue)
+    }
+
+    /// librdkafka 2.0.2 asserts (SIGABRT) when it destroys a cooperative-sticky member that joined
+    /// its group but has not been handed its first assignment yet (fixed in 2.3.0): a worker
+    /// stopped while it joins crashed on the way out. Such a handle is closed but not destroyed;
+    /// the process ends soon after in every case where this happens.
+    private func keepIfDestroyWouldCrash() {
+        if !memberID.isEmpty && !handle.context.everAssigned.load(ordering: .relaxed) {
+            handle.mustNotDestroy.store(true, ordering: .relaxed)
+        }
     }
 
     /// The client name librdkafka gave this consumer.
@@ -313,6 +326,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func close() throws(KafkaError) {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
+        keepIfDestroyWouldCrash()
         try KafkaError.check(rd_kafka_consumer_close(handle.pointer), "close")
     }
 }
@@ -370,6 +384,7 @@ private let rebalanceCallback:
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { failure = KafkaError(result, "assign") }
             }
             if failure == nil { handler?(.assigned(moved)) }
+            context.everAssigned.store(true, ordering: .relaxed)
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             handler?(rd_kafka_assignment_lost(rk) != 0 ? .lost(moved) : .revoked(moved))
             if cooperative {

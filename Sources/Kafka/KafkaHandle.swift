@@ -10,6 +10,9 @@ final class KafkaHandle: Sendable {
     nonisolated(unsafe) let pointer: OpaquePointer
     /// What the callbacks reach; kept alive as long as the handle.
     let context: ClientContext
+    /// Set when destroying the handle would crash (see `KafkaConsumer.close`): it is then left to
+    /// the end of the process.
+    let mustNotDestroy = Atomic<Bool>(false)
 
     /// Creates the handle; `rd_kafka_new` takes the conf on success only, so it is freed here on failure.
     init(type: rd_kafka_type_t, conf: OpaquePointer, context: ClientContext) throws(KafkaError) {
@@ -23,7 +26,7 @@ final class KafkaHandle: Sendable {
     }
 
     deinit {
-        rd_kafka_destroy(pointer)
+        if !mustNotDestroy.load(ordering: .relaxed) { rd_kafka_destroy(pointer) }
     }
 
     /// The client's name, e.g. `p2c#producer-1`.
@@ -80,6 +83,8 @@ final class ClientContext: @unchecked Sendable {
     let rebalanceHandler = Mutex<(@Sendable (RebalanceEvent) -> Void)?>(nil)
     /// Receives librdkafka's statistics JSON (every `statistics.interval.ms`), inside poll.
     let statisticsHandler = Mutex<(@Sendable ([UInt8]) -> Void)?>(nil)
+    /// Whether the group ever handed this consumer an assignment (even an empty one).
+    let everAssigned = Atomic<Bool>(false)
     var pendingReports: [DeliveryReport] = []
 
     func append(_ error: KafkaError) {

@@ -199,10 +199,11 @@ private struct Bench {
     ) throws -> Result {
         let cluster = try cluster()
         try produce(records, to: cluster.bootstrapServers)
+        var startCPU: [Double] = []
         let fleet = try startWorkers(
-            workers, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: passThrough)
+            workers, bootstrap: cluster.bootstrapServers, delivery: delivery, passThrough: passThrough
+        ) { startCPU = $0.members.map { cpuSeconds($0.process.processIdentifier) } }
         defer { fleet.stopAll() }
-        let startCPU = fleet.members.map { cpuSeconds($0.process.processIdentifier) }
         let probe = try OutputProbe(
             bootstrap: cluster.bootstrapServers, topic: Self.output, partitions: partitions(Self.output))
         let total = Int64(records.count)
@@ -319,7 +320,8 @@ private struct Bench {
     private func partitions(_ topic: String) -> Int { catalog[topic]?.partitions ?? 1 }
 
     private func startWorkers(
-        _ count: Int, bootstrap: String, delivery: BenchCommand.WorkerMode, passThrough: Bool, fetchWait: Int = 10
+        _ count: Int, bootstrap: String, delivery: BenchCommand.WorkerMode, passThrough: Bool, fetchWait: Int = 10,
+        joined: (Fleet) -> Void = { _ in }
     ) throws -> Fleet {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
             "p2c-bench-\(ProcessInfo.processInfo.processIdentifier)")
@@ -337,6 +339,9 @@ private struct Bench {
             fleet.stopAll()
             throw BenchError("workers not ready within 60 s; logs in \(folder.path)")
         }
+        // CPU counts from here: once the group hands out partitions, a small run may be over
+        // before the next look.
+        joined(fleet)
         // Ready means joined; measure only once the group has handed out every input partition.
         let deadline = EventTime.nowMilliseconds() + 60_000
         while EventTime.nowMilliseconds() < deadline {
@@ -348,15 +353,19 @@ private struct Bench {
         throw BenchError("the workers' group did not settle within 60 s; logs in \(folder.path)")
     }
 
-    /// User + system CPU seconds of a process, all threads (/proc/<pid>/stat).
+    /// CPU seconds of a process: its threads' run time in nanoseconds (/proc/<pid>/task/*/schedstat),
+    /// as /proc/<pid>/stat's clock ticks (10 ms) are too coarse for a run of a few hundred events.
     private func cpuSeconds(_ pid: Int32) -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After the command name: state is field 3, utime 14 and stime 15.
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let tasks = "/proc/\(pid)/task"
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return 0 }
+        var nanoseconds = 0.0
+        for thread in threads {
+            guard let text = try? String(contentsOfFile: "\(tasks)/\(thread)/schedstat", encoding: .utf8),
+                let first = text.split(separator: " ").first, let value = Double(first)
+            else { continue }
+            nanoseconds += value
+        }
+        return nanoseconds / 1e9
     }
 
     /// Resident memory of a process in MiB (/proc/<pid>/status VmRSS).
