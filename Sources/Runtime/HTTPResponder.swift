@@ -106,18 +106,37 @@ public struct HTTPError: Error, CustomStringConvertible {
 /// The client side of the probes, for local use (the demo waiting for its workers, tests): a plain
 /// socket, one GET, no keep-alive.
 public enum LocalHTTP {
-    /// A loopback port nothing listens on right now.
+    /// A loopback port nothing listens on right now, for a child process to listen on. Chosen
+    /// below the kernel's ephemeral range (`ip_local_port_range`), where outgoing connections never
+    /// land: a port the kernel handed out for a bind to port 0 was now and then taken by a Kafka
+    /// client's connection before the child bound it ("Address already in use", exit code 2).
     public static func freePort() -> Int {
+        let firstEphemeral =
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+        if firstEphemeral > 11_000 {
+            for _ in 0..<200 {
+                let port = Int.random(in: 10_000..<firstEphemeral)
+                if bind(port: port) != nil { return port }
+            }
+        }
+        return bind(port: 0) ?? 0
+    }
+
+    /// Binds a socket to `port` on every interface (as the responder listens) and closes it: the
+    /// port it got, or nil when taken.
+    private static func bind(port: Int) -> Int? {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        _ = withUnsafePointer(to: &address) {
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                Glibc.bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
+        guard bound == 0 else { return nil }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
