@@ -4,10 +4,17 @@ import Foundation
 public struct Log: Sendable {
     /// Fields every line of this logger carries, e.g. the component.
     public var fields: [(String, LogValue)]
-    /// Lines below this level are dropped. Default: `.info`.
+    /// Lines below this level are dropped. Default: `P2C_LOG_LEVEL`, else `.info`.
     public var minimumLevel: Level
 
-    public init(_ fields: [(String, LogValue)] = [], minimumLevel: Level = .info) {
+    /// The level `P2C_LOG_LEVEL` names (`debug`, `info`, `warning` or `error`), `.info` when it is
+    /// not set, nil when it names something else (the program refuses to start).
+    public static let configuredLevel: Level? = {
+        guard let text = ProcessInfo.processInfo.environment["P2C_LOG_LEVEL"] else { return .info }
+        return Level(rawValue: text.lowercased())
+    }()
+
+    public init(_ fields: [(String, LogValue)] = [], minimumLevel: Level = Log.configuredLevel ?? .info) {
         self.fields = fields
         self.minimumLevel = minimumLevel
     }

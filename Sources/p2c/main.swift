@@ -38,6 +38,12 @@ let topLevelHelp = """
     """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+guard Log.configuredLevel != nil else {
+    let value = ProcessInfo.processInfo.environment["P2C_LOG_LEVEL"] ?? ""
+    FileHandle.standardError.write(
+        Data("p2c: P2C_LOG_LEVEL: expected debug, info, warning or error, got '\(value)'\n".utf8))
+    exit(2)
+}
 guard let name = arguments.first, name != "--help", name != "-h", name != "help" else {
     print(topLevelHelp)
     exit(arguments.isEmpty ? 2 : 0)
