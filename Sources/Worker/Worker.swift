@@ -173,11 +173,8 @@ public final class Worker: @unchecked Sendable {
             case .record(let record)?:
                 do {
                     try process(record)
-                } catch let error as KafkaError where !error.isFatal && producer.fatalError == nil {
-                    // A send refused inside a transaction (it turned abortable) or a full failure of
-                    // the queue: abort the batch and redo it from the committed offsets.
-                    log.warning("send failed, aborting the batch", [("error", .string(error.description))])
-                    try abortBatch()
+                } catch let error as KafkaError {
+                    try abortBatch(refusedSend: error)
                 }
             case .error(let error)?:
                 log.warning("consumer error", [("error", .string(error.description))])
@@ -257,23 +254,25 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Hands the outbox to the producer, in order; a send refused aborts the batch, as one refused
-    /// in `loop` does. False when it aborted.
+    /// Hands the outbox to the producer, in order; a send refused aborts the batch. False when it aborted.
     @discardableResult
     private func sendOutbox() throws -> Bool {
-        var records: [OutgoingRecord] = []
-        swap(&records, &outbox)
         do {
-            for record in records { try producer.send(record) }
+            for record in outbox { try producer.send(record) }
         } catch {
-            guard !error.isFatal && producer.fatalError == nil else { throw error }
-            log.warning("send failed, aborting the batch", [("error", .string(error.description))])
-            try abortBatch()
+            try abortBatch(refusedSend: error)
             return false
         }
-        records.removeAll(keepingCapacity: true)
-        swap(&records, &outbox)
+        outbox.removeAll(keepingCapacity: true)
         return true
+    }
+
+    /// A send refused inside a transaction (it turned abortable) or a full failure of the queue:
+    /// aborts the batch to redo it from the committed offsets. A fatal error ends the worker.
+    private func abortBatch(refusedSend error: KafkaError) throws {
+        guard !error.isFatal && producer.fatalError == nil else { throw error }
+        log.warning("send failed, aborting the batch", [("error", .string(error.description))])
+        try abortBatch()
     }
 
     /// Counts `record` into the open batch.
