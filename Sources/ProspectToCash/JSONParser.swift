@@ -259,6 +259,10 @@ public struct JSONParser {
         return members
     }
 
+    /// Whether a value starting with `first` is an object or an array.
+    @inline(__always)
+    static func isContainer(_ first: UInt8) -> Bool { first == UInt8(ascii: "{") || first == UInt8(ascii: "[") }
+
     /// One member of a scanned object: where its key and value are in the input.
     struct Member: Sendable {
         /// The key's bytes between its quotes.
@@ -321,6 +325,14 @@ public struct JSONParser {
     static func member(
         named key: UnsafeBufferPointer<UInt8>, in object: UnsafeBufferPointer<UInt8>
     ) -> (range: Range<Int>, plainString: Bool)? {
+        // A lookup of one plain member, the usual shape, is read off its bytes.
+        if let base = object.baseAddress, let end = plainPairEnd(base, object.count, from: 0), end == object.count {
+            let keyEnd = plainEnd(base, object.count, from: 2)
+            guard keyEnd - 2 == key.count, key.isEmpty || memcmp(base + 2, key.baseAddress!, key.count) == 0 else {
+                return nil
+            }
+            return (keyEnd + 2..<end - 1, true)
+        }
         var parser = JSONParser(object)
         parser.position = 1
         do {
@@ -414,6 +426,10 @@ public struct JSONParser {
             {
                 position = valueEnd + 1
                 plainString = true
+            } else if let end = Self.plainPairEnd(base, count, from: position) {
+                // A lookup of one plain member (`{"accountnumber":"C-1"}`): valid as it stands.
+                position = end
+                plainString = false
             } else {
                 plainString = try skipValue(depth: 1)
             }
@@ -472,6 +488,25 @@ public struct JSONParser {
             position += 1
         }
         return count
+    }
+
+    /// The end of the object at `start` when it is exactly `{"<plain>":"<plain>"}` (no spaces,
+    /// escapes, control characters or other UTF-8: valid JSON as it stands, and one key has no
+    /// duplicate); nil for anything else, which the general path then reads.
+    @inline(__always)
+    static func plainPairEnd(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> Int? {
+        guard start + 7 <= count, base[start] == UInt8(ascii: "{"), base[start + 1] == UInt8(ascii: "\"") else {
+            return nil
+        }
+        let keyEnd = plainEnd(base, count, from: start + 2)
+        guard keyEnd + 3 < count, base[keyEnd] == UInt8(ascii: "\""), base[keyEnd + 1] == UInt8(ascii: ":"),
+            base[keyEnd + 2] == UInt8(ascii: "\"")
+        else { return nil }
+        let valueEnd = plainEnd(base, count, from: keyEnd + 3)
+        guard valueEnd + 1 < count, base[valueEnd] == UInt8(ascii: "\""), base[valueEnd + 1] == UInt8(ascii: "}") else {
+            return nil
+        }
+        return valueEnd + 2
     }
 
     /// Whether two keys of the same hash are the same text (escapes make equal texts' bytes differ).

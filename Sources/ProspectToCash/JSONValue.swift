@@ -77,6 +77,23 @@ public struct JSONObject: Sendable, Equatable {
             set { storage = .parsed(newValue) }
         }
 
+        /// Whether the value is null, without decoding it.
+        var isNull: Bool {
+            switch storage {
+            case .parsed(let value): value == .null
+            case .raw(let raw): raw.bytes[Int(raw.start)] == UInt8(ascii: "n")
+            }
+        }
+
+        /// Whether the value is a string, without decoding it.
+        var isString: Bool {
+            switch storage {
+            case .parsed(.string): true
+            case .parsed: false
+            case .raw(let raw): raw.bytes[Int(raw.start)] == UInt8(ascii: "\"")
+            }
+        }
+
         /// Whether the value is an object or an array, without decoding it.
         var isContainer: Bool {
             switch storage {
@@ -114,6 +131,12 @@ public struct JSONObject: Sendable, Equatable {
         let length = key.utf8.count
         return fields.firstIndex { $0.key.utf8.count == length && $0.key == key }
     }
+
+    /// Whether `key` is present and not null (a value kept as input bytes is not decoded to tell).
+    func hasValue(_ key: String) -> Bool { index(of: key).map { !fields[$0].isNull } ?? false }
+
+    /// Whether `key` holds a string (likewise without decoding).
+    func hasString(_ key: String) -> Bool { index(of: key).map { fields[$0].isString } ?? false }
 
     public var isEmpty: Bool { fields.isEmpty }
     public var keys: [String] { fields.map(\.key) }

@@ -79,7 +79,7 @@ extension Mapper {
         }
         try LineDiscount.toERP(input: input, output: &output)
         let defaults = configuration.companyDefaults[company]
-        if output["PRODUCTNUMBER"] == nil || output["PRODUCTNUMBER"] == .null {
+        if !output.hasValue("PRODUCTNUMBER") {
             // A write-in product: the ERP line names a sales category instead of a product.
             guard let category = output["SALESPRODUCTCATEGORYNAME"]?.stringValue ?? defaults?.writeInCategory else {
                 throw MappingError(
@@ -94,7 +94,7 @@ extension Mapper {
             }
         }
         func fillIn(_ field: String, _ fallback: String?, _ label: String) throws(MappingError) {
-            guard output[field]?.stringValue == nil else { return }
+            guard !output.hasString(field) else { return }
             guard let fallback else {
                 throw MappingError(
                     .missingSiteOrWarehouse, "the line has no \(field) and company \(company) has no default \(label)")

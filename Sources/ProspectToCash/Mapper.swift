@@ -142,14 +142,15 @@ public final class Mapper: Sendable {
     {
         var attributes = event
         attributes.data = JSONObject()
-        return event.data.jsonBytes.withUnsafeBufferPointer { buffer in
+        let bytes = event.data.jsonBytes
+        return bytes.withUnsafeBufferPointer { buffer in
             do {
                 guard let members = try JSONParser.scanMembers(buffer) else {
                     preconditionFailure("a JSON object was not written as one")
                 }
                 var carried = CloudEvent.CarriedHeaders()
                 return try mapOrThrow(
-                    attributes, input: RecordInput(buffer, members), flow: flow, stream: stream,
+                    attributes, input: RecordInput(bytes, buffer, members), flow: flow, stream: stream,
                     origin: origin ?? event.id, carried: &carried)
             } catch let error as MappingError {
                 return .refused(error)
@@ -191,7 +192,8 @@ public final class Mapper: Sendable {
                     throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
                 }
                 return try mapOrThrow(
-                    checked.get(), input: RecordInput(buffer, members), flow: flow, stream: stream, origin: origin,
+                    checked.get(), input: RecordInput(value, buffer, members), flow: flow, stream: stream,
+                    origin: origin,
                     carried: &carried)
             } catch let error as MappingError {
                 return .refused(error)
@@ -402,16 +404,29 @@ public final class Mapper: Sendable {
             }
         }
         // Anything else (and every error) takes the general path; a field inside a lookup is
-        // decoded alone.
+        // decoded alone. A plain copy for the rule stage keeps the input's bytes, decoded only
+        // if a rule reads it.
         let operation = table.operations[Int(step.operation)]
+        let copiesRaw: Bool
+        if case .copy = operation.transform, operation.appendsDirectly { copiesRaw = true } else { copiesRaw = false }
         if step.nested, buffer[member.valueRange.lowerBound] == UInt8(ascii: "{") {
             guard
                 let found = JSONParser.member(
                     named: inner, in: UnsafeBufferPointer(rebasing: buffer[member.valueRange]))
             else { return }
             let range = found.range.shifted(by: member.valueRange.lowerBound)
+            if copiesRaw, !JSONParser.isContainer(buffer[range.lowerBound]) {
+                gathered.fields.append(
+                    input.rawField(operation.targetPath[0], range: range, plainString: found.plainString))
+                return
+            }
             try apply(
                 operation, inner: JSONParser.value(in: buffer, range, plainString: found.plainString), to: &gathered)
+            return
+        }
+        if copiesRaw, !step.nested, !member.isContainer(in: buffer) {
+            gathered.fields.append(
+                input.rawField(operation.targetPath[0], range: member.valueRange, plainString: member.plainString))
             return
         }
         try apply(operation, value: member.value(in: buffer), to: &gathered)
@@ -582,12 +597,15 @@ struct PlanIndex: Sendable {
 
 /// A record being mapped: its scanned members, and the fields the filters, keys and rules read.
 struct RecordInput {
+    /// The record's JSON, and the same bytes in place (`bytes` is what raw output fields share).
+    let bytes: [UInt8]
     let buffer: UnsafeBufferPointer<UInt8>
     let members: [JSONParser.Member]
     /// The decoded values of `MappingPlan.controlFields` present in the record.
     let control: JSONObject
 
-    init(_ buffer: UnsafeBufferPointer<UInt8>, _ members: [JSONParser.Member]) {
+    init(_ bytes: [UInt8], _ buffer: UnsafeBufferPointer<UInt8>, _ members: [JSONParser.Member]) {
+        self.bytes = bytes
         self.buffer = buffer
         self.members = members
         var control = JSONObject()
@@ -605,6 +623,16 @@ struct RecordInput {
             if let name { control.fields.append(.init(name, member.value(in: buffer))) }
         }
         self.control = control
+    }
+
+    /// An output field holding the validated scalar at `range` as it is written in the input.
+    func rawField(_ key: String, range: Range<Int>, plainString: Bool) -> JSONObject.Field {
+        JSONObject.Field(
+            key: key,
+            storage: .raw(
+                RawJSON(
+                    bytes: bytes, start: Int32(range.lowerBound), end: Int32(range.upperBound),
+                    isPlainString: plainString)))
     }
 }
 

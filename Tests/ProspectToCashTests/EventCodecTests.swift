@@ -117,6 +117,49 @@ struct EventCodecTests {
         }
     }
 
+    @Test("A lookup of one member maps the same in every spelling; a broken one is refused")
+    func singleMemberLookups() throws {
+        let mapper = try Mapper(configuration: testConfiguration())
+        var attributes = CloudEvent.Attributes()
+        for header in sample.headers { attributes.read(header: header.name, value: header.value) }
+        func outcome(_ lookup: String) -> MappingOutcome {
+            let value =
+                #"{"quantity":3,"manualdiscountamount":10.00,"salesorderid":"# + lookup
+                + #","productid":{"msdyn_productnumber":"D0001"}}"#
+            return mapper.map(attributes: attributes, value: Array(value.utf8), flow: .crmToERP, origin: "t/0/1")
+        }
+        let plain = outcome(#"{"msdyn_salesordernumber":"C000123"}"#)
+        guard case .mapped(let outputs) = plain else {
+            Issue.record("not mapped: \(plain)")
+            return
+        }
+        #expect(outputs[0].event.data["SALESORDERNUMBER"] == .string("C000123"))
+        #expect(outputs[0].event.data["PRODUCTNUMBER"] == .string("D0001"))
+        for spelling in [
+            #"{ "msdyn_salesordernumber" : "C000123" }"#, #"{"msdyn_salesordernumber":"C\u0030\u0030\u0030123"}"#,
+            #"{"msdyn_salesordernumber":"C000123","name":"x"}"#, #"{"name":"x","msdyn_salesordernumber":"C000123"}"#,
+            #"{"msdyn_salesorde\u0072number":"C000123"}"#,
+        ] {
+            // The same record (an escaped value is copied as it is written: equal text, other bytes).
+            guard case .mapped(let spelled) = outcome(spelling) else {
+                Issue.record("not mapped: \(spelling)")
+                continue
+            }
+            #expect(spelled.map(\.event) == outputs.map(\.event), "\(spelling)")
+        }
+        for broken in [
+            #"{"msdyn_salesordernumber":"C000123""#, #"{"msdyn_salesordernumber":"C000123"]"#,
+            #"{"msdyn_salesordernumber":"C000123",}"#, #"{"msdyn_salesordernumber":"C000\q"}"#,
+            "{\"msdyn_salesordernumber\":\"C00\u{01}\"}",
+        ] {
+            guard case .refused(let error) = outcome(broken) else {
+                Issue.record("not refused: \(broken)")
+                continue
+            }
+            #expect(error.code == .malformedJSON, "\(broken)")
+        }
+    }
+
     @Test("Invalid UTF-8 in a string is refused")
     func invalidUTF8() {
         #expect(throws: JSONParseError.self) { _ = try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
