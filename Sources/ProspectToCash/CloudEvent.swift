@@ -123,15 +123,17 @@ public struct CloudEvent: Sendable, Equatable {
     /// The UTF-8 length of the record name in `type` and the action, read off its bytes.
     static func split(type: String) -> (recordLength: Int, action: Action)? {
         var type = type
-        return type.withUTF8 { bytes in
-            var dot = bytes.count - 1
-            while dot >= 0 && bytes[dot] != UInt8(ascii: ".") { dot -= 1 }
-            guard dot >= 0 else { return nil }
-            let suffix = UnsafeBufferPointer(rebasing: bytes[(dot + 1)...])
-            if suffix.elementsEqual("upserted".utf8) { return (dot, .upserted) }
-            if suffix.elementsEqual("deleted".utf8) { return (dot, .deleted) }
-            return nil
-        }
+        return type.withUTF8 { split(type: $0) }
+    }
+
+    static func split(type bytes: UnsafeBufferPointer<UInt8>) -> (recordLength: Int, action: Action)? {
+        var dot = bytes.count - 1
+        while dot >= 0 && bytes[dot] != UInt8(ascii: ".") { dot -= 1 }
+        guard dot >= 0 else { return nil }
+        let suffix = UnsafeBufferPointer(rebasing: bytes[(dot + 1)...])
+        if suffix.elementsEqual("upserted".utf8) { return (dot, .upserted) }
+        if suffix.elementsEqual("deleted".utf8) { return (dot, .deleted) }
+        return nil
     }
 
     public enum Action: String, Sendable {
@@ -149,21 +151,31 @@ public struct CloudEvent: Sendable, Equatable {
         ["1.0", id, source, type, time, subject, company, origin, causationID, traceparent]
     }
 
-    /// Attributes as read from headers or a structured event, before they are checked.
+    /// Attributes as read from headers or a structured event, before they are checked: the UTF-8
+    /// of each value, kept as read. A worker reads them per record, and most travel to the output
+    /// unchanged, so text is built only where one is needed.
     public struct Attributes: Sendable {
         // One stored property per attribute (no array to allocate per record), in `attributeNames` order.
-        var specVersion, id, source, type, time: String?
-        public var subject: String?
-        var company, origin, causationID, traceparent: String?
-        /// The header bytes an output event carries over unchanged (ce_id as its
-        /// ce_causationid, ce_source, ce_time, ce_traceparent, and ce_subject and ce_company when
-        /// they are the output's too), so they are not encoded again.
-        var carried = CarriedHeaders()
+        var specVersion, id, source, type, time, subject, company, origin, causationID, traceparent: [UInt8]?
 
         public init() {}
 
+        /// The attributes of `event`, as its headers would carry them.
+        init(_ event: CloudEvent) {
+            specVersion = CloudEvent.specVersionBytes
+            id = Array(event.id.utf8)
+            source = Array(event.source.utf8)
+            type = Array(event.type.utf8)
+            time = event.time.map { Array($0.utf8) }
+            subject = event.subject.map { Array($0.utf8) }
+            company = event.company.map { Array($0.utf8) }
+            origin = event.origin.map { Array($0.utf8) }
+            causationID = event.causationID.map { Array($0.utf8) }
+            traceparent = event.traceparent.map { Array($0.utf8) }
+        }
+
         /// The attribute at `index` of `attributeNames`.
-        subscript(index: Int) -> String? {
+        subscript(index: Int) -> [UInt8]? {
             get {
                 switch index {
                 case 0: specVersion
@@ -208,11 +220,11 @@ public struct CloudEvent: Sendable, Equatable {
             return name == CloudEvent.attributeNames[candidate].header ? candidate : nil
         }
 
-        /// The text of a header value; nil when it is not UTF-8. ASCII, the usual case, is told
-        /// eight bytes at a time and needs no further validation.
-        static func text(_ value: [UInt8]) -> String? {
+        /// Whether `value` is UTF-8. ASCII, the usual case, is told eight bytes at a time and needs
+        /// no further validation.
+        static func isUTF8(_ value: [UInt8]) -> Bool {
             value.withUnsafeBufferPointer { buffer in
-                guard let base = buffer.baseAddress else { return "" }
+                guard let base = buffer.baseAddress else { return true }
                 var index = 0
                 var high: UInt64 = 0
                 while index + 8 <= buffer.count {
@@ -223,21 +235,18 @@ public struct CloudEvent: Sendable, Equatable {
                     high |= UInt64(buffer[index])
                     index += 1
                 }
-                if high & 0x8080_8080_8080_8080 == 0 { return String(decoding: buffer, as: UTF8.self) }
-                return String(validating: buffer, as: UTF8.self)
+                return high & 0x8080_8080_8080_8080 == 0 || String(validating: buffer, as: UTF8.self) != nil
             }
         }
+
+        /// The text of an attribute's bytes (validated UTF-8 when read from a header).
+        static func text(_ bytes: [UInt8]?) -> String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
 
         /// Takes the Kafka key as the subject when no `ce_subject` header gave one (a key that is
         /// not UTF-8 is read with replacement characters, and so never matches the record's).
         public mutating func read(key: [UInt8]?) {
             guard subject == nil, let key else { return }
-            if let text = Self.text(key) {
-                subject = text
-                carried.subject = key
-            } else {
-                subject = String(decoding: key, as: UTF8.self)
-            }
+            subject = Self.isUTF8(key) ? key : Array(String(decoding: key, as: UTF8.self).utf8)
         }
 
         /// Reads one Kafka header: a `ce_*` attribute with a UTF-8 value is kept, others are ignored.
@@ -245,38 +254,34 @@ public struct CloudEvent: Sendable, Equatable {
         @discardableResult
         public mutating func read(header name: String, value: [UInt8]?) -> Bool {
             guard let index = Self.index(ofHeader: name) else { return false }
-            guard let value, let text = Self.text(value) else { return true }
-            self[index] = text
-            switch index {
-            case 1: carried.id = value
-            case 2: carried.source = value
-            case 4: carried.time = value
-            case 5: carried.subject = value
-            case 6: carried.company = value
-            case 9: carried.traceparent = value
-            default: break
-            }
+            guard let value, Self.isUTF8(value) else { return true }
+            self[index] = value
             return true
+        }
+
+        /// Refuses attributes an event must have: specversion 1.0, an id, a source and a type.
+        func check() throws(MappingError) {
+            guard let version = specVersion, !version.isEmpty else {
+                throw MappingError(.missingAttribute, "specversion is missing")
+            }
+            guard version == CloudEvent.specVersionBytes else {
+                throw MappingError(.unsupportedSpecVersion, "specversion \(Self.text(version)!) is not 1.0")
+            }
+            guard let id, !id.isEmpty else { throw MappingError(.missingAttribute, "id is missing") }
+            guard let source, !source.isEmpty else { throw MappingError(.missingAttribute, "source is missing") }
+            guard let type, !type.isEmpty else { throw MappingError(.missingAttribute, "type is missing") }
         }
     }
 
-    /// Checks `attributes` and takes their values over (moved, not copied).
-    init(attributes: consuming Attributes, data: JSONObject) throws(MappingError) {
-        guard let version = attributes.specVersion, !version.isEmpty else {
-            throw MappingError(.missingAttribute, "specversion is missing")
-        }
-        guard version == "1.0" else { throw MappingError(.unsupportedSpecVersion, "specversion \(version) is not 1.0") }
-        guard let id = attributes.id.take(), !id.isEmpty else { throw MappingError(.missingAttribute, "id is missing") }
-        guard let source = attributes.source.take(), !source.isEmpty else {
-            throw MappingError(.missingAttribute, "source is missing")
-        }
-        guard let type = attributes.type.take(), !type.isEmpty else {
-            throw MappingError(.missingAttribute, "type is missing")
-        }
+    /// Checks `attributes` and decodes them.
+    init(attributes: Attributes, data: JSONObject) throws(MappingError) {
+        try attributes.check()
         self.init(
-            id: id, source: source, type: type, time: attributes.time.take(), subject: attributes.subject.take(),
-            company: attributes.company.take(), origin: attributes.origin.take(),
-            causationID: attributes.causationID.take(), traceparent: attributes.traceparent.take(), data: data)
+            id: Attributes.text(attributes.id)!, source: Attributes.text(attributes.source)!,
+            type: Attributes.text(attributes.type)!, time: Attributes.text(attributes.time),
+            subject: Attributes.text(attributes.subject), company: Attributes.text(attributes.company),
+            origin: Attributes.text(attributes.origin), causationID: Attributes.text(attributes.causationID),
+            traceparent: Attributes.text(attributes.traceparent), data: data)
     }
 }
 
@@ -310,37 +315,21 @@ extension CloudEvent {
 
     /// Calls `body` with each header of binary mode, in order, `content-type` last.
     public func forEachHeader(_ body: (String, [UInt8]) -> Void) {
-        forEachHeader(reusing: CarriedHeaders(), type: nil, body)
-    }
-
-    /// The same, taking the bytes of unchanged values from the input event's headers.
-    func forEachHeader(reusing carried: CarriedHeaders, type typeBytes: [UInt8]?, _ body: (String, [UInt8]) -> Void) {
         body("ce_specversion", Self.specVersionBytes)
         body("ce_id", Array(id.utf8))
-        body("ce_source", carried.source ?? Array(source.utf8))
-        body("ce_type", typeBytes ?? Array(type.utf8))
-        if let time { body("ce_time", carried.time ?? Array(time.utf8)) }
-        if let subject { body("ce_subject", carried.subject ?? Array(subject.utf8)) }
-        if let company { body("ce_company", carried.company ?? Array(company.utf8)) }
+        body("ce_source", Array(source.utf8))
+        body("ce_type", Array(type.utf8))
+        if let time { body("ce_time", Array(time.utf8)) }
+        if let subject { body("ce_subject", Array(subject.utf8)) }
+        if let company { body("ce_company", Array(company.utf8)) }
         if let origin { body("ce_origin", Array(origin.utf8)) }
-        if let causationID { body("ce_causationid", carried.id ?? Array(causationID.utf8)) }
-        if let traceparent { body("ce_traceparent", carried.traceparent ?? Array(traceparent.utf8)) }
+        if let causationID { body("ce_causationid", Array(causationID.utf8)) }
+        if let traceparent { body("ce_traceparent", Array(traceparent.utf8)) }
         body("content-type", Self.contentTypeBytes)
     }
 
-    /// Header bytes of an input event that its outputs carry unchanged.
-    struct CarriedHeaders: Sendable {
-        var id: [UInt8]?
-        var source: [UInt8]?
-        var time: [UInt8]?
-        /// The input's subject (or key) and company: an output carries them when it has the same.
-        var subject: [UInt8]?
-        var company: [UInt8]?
-        var traceparent: [UInt8]?
-    }
-
-    private static let specVersionBytes = Array("1.0".utf8)
-    private static let contentTypeBytes = Array("application/json".utf8)
+    static let specVersionBytes = Array("1.0".utf8)
+    static let contentTypeBytes = Array("application/json".utf8)
 
     /// The Kafka value of binary mode: the record as one JSON object.
     public var value: [UInt8] { data.jsonBytes }
@@ -370,7 +359,7 @@ extension CloudEvent {
             guard case .string(let text) = attribute else {
                 throw MappingError(.wrongFieldType, "attribute \(name) must be a string, got a \(attribute.typeName)")
             }
-            attributes[index] = text
+            attributes[index] = Array(text.utf8)
         }
         guard let data = object["data"] else { throw MappingError(.notAnObject, "the event has no data") }
         guard case .object(let record) = data else {

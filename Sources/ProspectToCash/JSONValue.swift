@@ -159,9 +159,13 @@ public struct JSONObject: Sendable, Equatable {
     public func value(at path: [String]) -> JSONValue? { value(at: path[...]) }
 
     func value(at path: ArraySlice<String>) -> JSONValue? {
-        guard let first = path.first, let value = self[first] else { return nil }
-        if path.count == 1 { return value }
-        return value.objectValue?.value(at: path.dropFirst())
+        guard let first = path.first, let index = index(of: first) else { return nil }
+        if path.count == 1 { return fields[index].value }
+        // A lookup kept as input bytes: the field inside is found there, the lookup not decoded.
+        if path.count == 2, case .raw(let raw) = fields[index].storage, raw.isObject {
+            return raw.member(named: path[path.startIndex + 1])
+        }
+        return fields[index].value.objectValue?.value(at: path.dropFirst())
     }
 }
 
@@ -357,6 +361,22 @@ struct RawJSON: Sendable {
     var isContainer: Bool {
         let first = bytes[Int(start)]
         return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+    }
+
+    var isObject: Bool { bytes[Int(start)] == UInt8(ascii: "{") }
+
+    /// The value of the member `key` of this object, decoded alone; nil when there is none.
+    func member(named key: String) -> JSONValue? {
+        var key = key
+        return bytes.withUnsafeBufferPointer { buffer in
+            key.withUTF8 { key in
+                let object = Int(start)..<Int(end)
+                guard let found = JSONParser.member(named: key, in: UnsafeBufferPointer(rebasing: buffer[object]))
+                else { return nil }
+                let range = found.range.lowerBound + object.lowerBound..<found.range.upperBound + object.lowerBound
+                return JSONParser.value(in: buffer, range, plainString: found.plainString)
+            }
+        }
     }
 
     /// The decoded value; the bytes were validated when they were read.

@@ -24,31 +24,62 @@ public enum MappingOutcome: Sendable, Equatable {
 /// record as the JSON bytes of its Kafka value (binary mode).
 public struct MappedEvent: Sendable, Equatable {
     public var stream: SyncStream
-    /// The event's attributes; the record is `value` (this `data` is left empty).
-    public var attributes: CloudEvent
     /// The record, compact JSON.
     public var value: [UInt8]
-    /// Header bytes taken over from the input event, and `ce_type`'s bytes when precomputed.
-    var carried = CloudEvent.CarriedHeaders()
-    var typeBytes: [UInt8]?
+    /// The output's attributes as the UTF-8 of its headers: its own id, type, subject and company,
+    /// the input's source, time and trace context, and the input's id as the causation id (an
+    /// input's header bytes are shared, not copied).
+    let id: [UInt8]
+    let type: [UInt8]
+    let subject: [UInt8]
+    let company: [UInt8]
+    let source: [UInt8]
+    let time: [UInt8]?
+    let causationID: [UInt8]
+    let traceparent: [UInt8]?
 
-    init(stream: SyncStream, attributes: CloudEvent, value: [UInt8]) {
+    init(
+        stream: SyncStream, value: [UInt8], input: borrowing CloudEvent.Attributes, id: [UInt8], type: [UInt8],
+        subject: [UInt8], company: [UInt8]
+    ) {
         self.stream = stream
-        self.attributes = attributes
         self.value = value
+        self.id = id
+        self.type = type
+        self.subject = subject
+        self.company = company
+        source = input.source ?? []
+        time = input.time
+        causationID = input.id ?? []
+        traceparent = input.traceparent
     }
 
-    public static func == (lhs: MappedEvent, rhs: MappedEvent) -> Bool {
-        lhs.stream == rhs.stream && lhs.attributes == rhs.attributes && lhs.value == rhs.value
+    /// The event's attributes (its `data` is left empty; the record is `value`).
+    public var attributes: CloudEvent {
+        let text = CloudEvent.Attributes.text
+        return CloudEvent(
+            id: text(id)!, source: text(source)!, type: text(type)!, time: text(time), subject: text(subject),
+            company: text(company), origin: nil, causationID: text(causationID), traceparent: text(traceparent),
+            data: JSONObject())
     }
 
-    /// Calls `body` with each Kafka header of the event (binary mode), in order.
+    /// Calls `body` with each Kafka header of the event (binary mode), in order, as
+    /// `CloudEvent.forEachHeader` would write them.
     public func forEachHeader(_ body: (String, [UInt8]) -> Void) {
-        attributes.forEachHeader(reusing: carried, type: typeBytes, body)
+        body("ce_specversion", CloudEvent.specVersionBytes)
+        body("ce_id", id)
+        body("ce_source", source)
+        body("ce_type", type)
+        if let time { body("ce_time", time) }
+        body("ce_subject", subject)
+        body("ce_company", company)
+        body("ce_causationid", causationID)
+        if let traceparent { body("ce_traceparent", traceparent) }
+        body("content-type", CloudEvent.contentTypeBytes)
     }
 
     /// The Kafka key: the subject's UTF-8.
-    public var key: [UInt8]? { carried.subject ?? attributes.subject.map { Array($0.utf8) } }
+    public var key: [UInt8]? { subject }
 
     /// The whole event, its record decoded from `value`.
     public var event: CloudEvent {
@@ -140,18 +171,16 @@ public final class Mapper: Sendable {
     /// `origin` identifies the input (topic/partition/offset, or its id) and makes output ids deterministic.
     public func map(_ event: CloudEvent, flow: Flow, stream: SyncStream? = nil, origin: String? = nil) -> MappingOutcome
     {
-        var attributes = event
-        attributes.data = JSONObject()
+        let attributes = CloudEvent.Attributes(event)
         let bytes = event.data.jsonBytes
         return bytes.withUnsafeBufferPointer { buffer in
             do {
                 guard let members = try JSONParser.scanMembers(buffer) else {
                     preconditionFailure("a JSON object was not written as one")
                 }
-                var carried = CloudEvent.CarriedHeaders()
                 return try mapOrThrow(
                     attributes, input: RecordInput(bytes, buffer, members), flow: flow, stream: stream,
-                    origin: origin ?? event.id, carried: &carried)
+                    origin: origin ?? event.id)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -163,21 +192,10 @@ public final class Mapper: Sendable {
     /// Maps one event read in Kafka binary mode: attributes from its headers, the record from the
     /// Kafka value, which is read once, in place, and never decoded as a whole.
     public func map(
-        attributes: consuming CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil,
-        origin: String
+        attributes: CloudEvent.Attributes, value: [UInt8]?, flow: Flow, stream: SyncStream? = nil, origin: String
     ) -> MappingOutcome {
-        // Moved out, not copied: the output takes these bytes over.
-        var carried = CloudEvent.CarriedHeaders()
-        swap(&carried, &attributes.carried)
         guard let value, !value.isEmpty else {
             return .refused(MappingError(.notAnObject, "the record value is empty"))
-        }
-        // Checked here (the attributes move into the event), reported after the value's own defects.
-        let checked: Result<CloudEvent, MappingError>
-        do throws(MappingError) {
-            checked = .success(try CloudEvent(attributes: attributes, data: JSONObject()))
-        } catch {
-            checked = .failure(error)
         }
         return value.withUnsafeBufferPointer { buffer in
             do {
@@ -191,10 +209,10 @@ public final class Mapper: Sendable {
                 } catch let error as JSONParseError {
                     throw MappingError(.malformedJSON, "the record value is not JSON: \(error)")
                 }
+                // The attributes are checked after the value's own defects.
+                try attributes.check()
                 return try mapOrThrow(
-                    checked.get(), input: RecordInput(value, buffer, members), flow: flow, stream: stream,
-                    origin: origin,
-                    carried: &carried)
+                    attributes, input: RecordInput(value, buffer, members), flow: flow, stream: stream, origin: origin)
             } catch let error as MappingError {
                 return .refused(error)
             } catch {
@@ -203,28 +221,33 @@ public final class Mapper: Sendable {
         }
     }
 
-    /// `event`'s attributes (its `data` is not read) and its record, scanned.
+    /// An event's attributes and its record, scanned.
     private func mapOrThrow(
-        _ event: CloudEvent, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String,
-        carried: inout CloudEvent.CarriedHeaders
+        _ attributes: CloudEvent.Attributes, input: RecordInput, flow: Flow, stream: SyncStream?, origin: String
     ) throws(MappingError)
         -> MappingOutcome
     {
-        if event.origin == "p2c" { return .filtered(MappingOutcome.echoReason) }
-        guard event.source == flow.source.rawValue else {
-            throw MappingError(
-                .wrongDirection, "source \"\(event.source)\" does not feed the \(flow.rawValue) flow")
+        let text = CloudEvent.Attributes.text
+        if let origin = attributes.origin, origin.elementsEqual("p2c".utf8) {
+            return .filtered(MappingOutcome.echoReason)
         }
-        guard let (recordLength, action) = CloudEvent.split(type: event.type) else {
-            throw MappingError(.unknownType, "type \"\(event.type)\" is not <record>.upserted or <record>.deleted")
+        let source = attributes.source ?? []
+        guard source.elementsEqual(flow.source.rawValue.utf8) else {
+            throw MappingError(
+                .wrongDirection, "source \"\(text(source)!)\" does not feed the \(flow.rawValue) flow")
+        }
+        let type = attributes.type ?? []
+        guard let (recordLength, action) = type.withUnsafeBufferPointer({ CloudEvent.split(type: $0) }) else {
+            throw MappingError(
+                .unknownType, "type \"\(text(type)!)\" is not <record>.upserted or <record>.deleted")
         }
         let control = input.control
-        let company = try self.company(of: event, control: control)
+        let company = try self.company(of: attributes, control: control)
         let index = companyPlans.isEmpty ? plans : companyPlans[company] ?? plans
-        guard let candidates = index.plans(flow: flow, type: event.type, recordLength: recordLength) else {
-            let record = Substring(event.type.utf8.prefix(recordLength))
+        guard let candidates = index.plans(flow: flow, type: type, recordLength: recordLength) else {
+            let record = Substring(text(Array(type[..<recordLength]))!)
             let flowsOtherWay = plans.plans(
-                flow: flow == .crmToERP ? .erpToCRM : .crmToERP, type: event.type, recordLength: recordLength)
+                flow: flow == .crmToERP ? .erpToCRM : .crmToERP, type: type, recordLength: recordLength)
             if flowsOtherWay != nil || RecordKind.all.contains(where: { $0.name(on: flow.source) == record }) {
                 throw MappingError(.wrongDirection, "\(record) does not flow \(flow.rawValue)")
             }
@@ -232,8 +255,8 @@ public final class Mapper: Sendable {
         }
         if let stream, !candidates.contains(where: { $0.kind.stream == stream }) {
             throw MappingError(
-                .unknownType, "\(event.type.utf8.prefix(recordLength)) does not belong to the \(stream.rawValue) stream"
-            )
+                .unknownType,
+                "\(text(Array(type[..<recordLength]))!) does not belong to the \(stream.rawValue) stream")
         }
         let plan = try choosePlan(candidates, data: control, action: action)
         if let reason = filterReason(plan.kind, flow: flow, data: control, action: action) {
@@ -241,47 +264,52 @@ public final class Mapper: Sendable {
         }
         let number = try documentNumber(plan.kind, flow: flow, data: control)
         let subject = String(company, "/", number)
-        if let given = event.subject, given != subject {
-            throw MappingError(.keyMismatch, "subject \"\(given)\" is not \(subject)")
+        // The input's subject (or key) and company are the output's when they agree, shared as they are.
+        var subjectBytes = attributes.subject ?? []
+        if let given = attributes.subject {
+            guard given.elementsEqual(subject.utf8) else {
+                throw MappingError(.keyMismatch, "subject \"\(text(given)!)\" is not \(subject)")
+            }
+        } else {
+            subjectBytes = Array(subject.utf8)
         }
+        let companyBytes = attributes.company ?? Array(company.utf8)
         try checkNumberSequence(plan.kind, number: number)
 
         let value = try write(plan, input: input, action: action, company: company)
-        var mapped = MappedEvent(
-            stream: plan.kind.stream,
-            attributes: outputEvent(
-                event, type: plan.type(action), subject: subject, company: company, id: String(origin, "#", "0")),
-            value: value)
-        // The input's subject is the output's (checked above), its company the output's when given.
-        swap(&mapped.carried, &carried)
-        mapped.typeBytes = plan.typeBytes(action)
-        var outputs = [mapped]
+        var outputs = [
+            MappedEvent(
+                stream: plan.kind.stream, value: value, input: attributes, id: Self.outputID(origin, 0),
+                type: plan.typeBytes(action), subject: subjectBytes, company: companyBytes)
+        ]
         if action == .upserted, let extra = try invoicedOrder(plan.kind, input: control, company: company) {
             outputs.append(
                 MappedEvent(
-                    stream: .orders,
-                    attributes: outputEvent(
-                        event, type: "salesorder.upserted", subject: extra.subject, company: company,
-                        id: String(origin, "#", "1")),
-                    value: extra.data.jsonBytes))
+                    stream: .orders, value: extra.data.jsonBytes, input: attributes, id: Self.outputID(origin, 1),
+                    type: Self.salesOrderUpserted, subject: Array(extra.subject.utf8), company: companyBytes))
         }
         return .mapped(outputs)
     }
 
-    private func outputEvent(
-        _ input: CloudEvent, type: String, subject: String, company: String, id: String
-    )
-        -> CloudEvent
-    {
-        CloudEvent(
-            id: id, source: input.source, type: type, time: input.time, subject: subject, company: company,
-            origin: nil, causationID: input.id, traceparent: input.traceparent, data: JSONObject())
+    private static let salesOrderUpserted = Array("salesorder.upserted".utf8)
+
+    /// The id of output `index` of the input at `origin`: `<origin>#<index>`.
+    private static func outputID(_ origin: String, _ index: UInt8) -> [UInt8] {
+        var origin = origin
+        return origin.withUTF8 { head in
+            [UInt8](unsafeUninitializedCapacity: head.count + 2) { buffer, count in
+                _ = buffer.initialize(fromContentsOf: head)
+                buffer[head.count] = UInt8(ascii: "#")
+                buffer[head.count + 1] = UInt8(ascii: "0") + index
+                count = head.count + 2
+            }
+        }
     }
 
     /// The company: `ce_company`, else the record's `dataAreaId`; both must agree and be allowed.
-    private func company(of event: CloudEvent, control: JSONObject) throws(MappingError) -> String {
+    private func company(of attributes: CloudEvent.Attributes, control: JSONObject) throws(MappingError) -> String {
         let fromRecord = control["dataAreaId"]?.stringValue
-        guard let company = event.company ?? fromRecord, !company.isEmpty else {
+        guard let company = CloudEvent.Attributes.text(attributes.company) ?? fromRecord, !company.isEmpty else {
             throw MappingError(.missingCompany, "neither ce_company nor dataAreaId names the company")
         }
         if let fromRecord, fromRecord.caseInsensitiveCompare(company) != .orderedSame {
@@ -577,9 +605,8 @@ struct PlanIndex: Sendable {
     }
 
     /// The plans for the record named by the first `recordLength` bytes of `type`.
-    func plans(flow: Flow, type: String, recordLength: Int) -> [MappingPlan]? {
-        var type = type
-        let found: Int? = type.withUTF8 { bytes in
+    func plans(flow: Flow, type: [UInt8], recordLength: Int) -> [MappingPlan]? {
+        let found: Int? = type.withUnsafeBufferPointer { bytes in
             names.withUnsafeBufferPointer { names in
                 for index in flows.indices
                 where flows[index] == flow && nameLengths[index] == recordLength
@@ -601,7 +628,8 @@ struct RecordInput {
     let bytes: [UInt8]
     let buffer: UnsafeBufferPointer<UInt8>
     let members: [JSONParser.Member]
-    /// The decoded values of `MappingPlan.controlFields` present in the record.
+    /// The values of `MappingPlan.controlFields` present in the record, kept as the input's bytes
+    /// and decoded where a filter, key or rule reads them.
     let control: JSONObject
 
     init(_ bytes: [UInt8], _ buffer: UnsafeBufferPointer<UInt8>, _ members: [JSONParser.Member]) {
@@ -620,13 +648,20 @@ struct RecordInput {
                 let key = member.key(in: buffer)
                 name = controlFields.contains(key) ? key : nil
             }
-            if let name { control.fields.append(.init(name, member.value(in: buffer))) }
+            if let name {
+                control.fields.append(
+                    Self.rawField(name, bytes: bytes, range: member.valueRange, plainString: member.plainString))
+            }
         }
         self.control = control
     }
 
-    /// An output field holding the validated scalar at `range` as it is written in the input.
+    /// A field holding the validated value at `range` as it is written in the input.
     func rawField(_ key: String, range: Range<Int>, plainString: Bool) -> JSONObject.Field {
+        Self.rawField(key, bytes: bytes, range: range, plainString: plainString)
+    }
+
+    static func rawField(_ key: String, bytes: [UInt8], range: Range<Int>, plainString: Bool) -> JSONObject.Field {
         JSONObject.Field(
             key: key,
             storage: .raw(
