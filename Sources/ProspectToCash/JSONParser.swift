@@ -326,12 +326,11 @@ public struct JSONParser {
         named key: UnsafeBufferPointer<UInt8>, in object: UnsafeBufferPointer<UInt8>
     ) -> (range: Range<Int>, plainString: Bool)? {
         // A lookup of one plain member, the usual shape, is read off its bytes.
-        if let base = object.baseAddress, let end = plainPairEnd(base, object.count, from: 0), end == object.count {
-            let keyEnd = plainEnd(base, object.count, from: 2)
-            guard keyEnd - 2 == key.count, key.isEmpty || memcmp(base + 2, key.baseAddress!, key.count) == 0 else {
+        if let base = object.baseAddress, let pair = plainPair(base, object.count, from: 0), pair.end == object.count {
+            guard pair.keyEnd - 2 == key.count, key.isEmpty || memcmp(base + 2, key.baseAddress!, key.count) == 0 else {
                 return nil
             }
-            return (keyEnd + 2..<end - 1, true)
+            return (pair.keyEnd + 2..<pair.end - 1, true)
         }
         var parser = JSONParser(object)
         parser.position = 1
@@ -495,6 +494,12 @@ public struct JSONParser {
     /// duplicate); nil for anything else, which the general path then reads.
     @inline(__always)
     static func plainPairEnd(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> Int? {
+        plainPair(base, count, from: start)?.end
+    }
+
+    /// The same, with where the key ends (its closing quote).
+    @inline(__always)
+    static func plainPair(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> (keyEnd: Int, end: Int)? {
         guard start + 7 <= count, base[start] == UInt8(ascii: "{"), base[start + 1] == UInt8(ascii: "\"") else {
             return nil
         }
@@ -506,7 +511,7 @@ public struct JSONParser {
         guard valueEnd + 1 < count, base[valueEnd] == UInt8(ascii: "\""), base[valueEnd + 1] == UInt8(ascii: "}") else {
             return nil
         }
-        return valueEnd + 2
+        return (keyEnd, valueEnd + 2)
     }
 
     /// Whether two keys of the same hash are the same text (escapes make equal texts' bytes differ).
