@@ -131,10 +131,13 @@ public struct CloudEvent: Sendable, Equatable {
         while dot >= 0 && bytes[dot] != UInt8(ascii: ".") { dot -= 1 }
         guard dot >= 0 else { return nil }
         let suffix = UnsafeBufferPointer(rebasing: bytes[(dot + 1)...])
-        if suffix.elementsEqual("upserted".utf8) { return (dot, .upserted) }
-        if suffix.elementsEqual("deleted".utf8) { return (dot, .deleted) }
+        if suffix.elementsEqual(upserted) { return (dot, .upserted) }
+        if suffix.elementsEqual(deleted) { return (dot, .deleted) }
         return nil
     }
+
+    private static let upserted = Array("upserted".utf8)
+    private static let deleted = Array("deleted".utf8)
 
     public enum Action: String, Sendable {
         case upserted, deleted

@@ -387,6 +387,13 @@ struct RawJSON: Sendable {
                     String(
                         decoding: UnsafeBufferPointer(rebasing: buffer[Int(start) + 1..<Int(end) - 1]), as: UTF8.self))
             }
+            // A number, the other usual scalar, is its text.
+            switch buffer[Int(start)] {
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return .number(
+                    String(decoding: UnsafeBufferPointer(rebasing: buffer[Int(start)..<Int(end)]), as: UTF8.self))
+            default: break
+            }
             do {
                 return try JSONParser.parse(UnsafeBufferPointer(rebasing: buffer[Int(start)..<Int(end)]))
             } catch {

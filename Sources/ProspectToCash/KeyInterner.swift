@@ -1,8 +1,9 @@
 import Foundation
 
 /// The field and attribute names p2c knows, so that reading a record reuses one `String` per
-/// name instead of allocating it again for every event. Read-only after it is built.
-struct KeyInterner: Sendable {
+/// name instead of allocating it again for every event. Read-only after it is built; a class, so
+/// that using it retains one reference instead of its arrays.
+final class KeyInterner: Sendable {
     static let shared = KeyInterner(names: knownNames)
 
     private let table: NameTable
@@ -15,7 +16,7 @@ struct KeyInterner: Sendable {
 
     /// The interned name whose UTF-8 is `bytes` (of `NameTable.hash` `hash`), if known.
     func lookup(hash: UInt32, bytes: UnsafeBufferPointer<UInt8>) -> String? {
-        table.value(for: bytes, hash: hash).map { names[Int($0)] }
+        return table.value(for: bytes, hash: hash).map { names[Int($0)] }
     }
 
     /// Whether `name` is one of the names.
