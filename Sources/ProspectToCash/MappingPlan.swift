@@ -58,10 +58,8 @@ final class MappingPlan: Sendable {
             })
         self.constants = constants
         let target = kind.name(on: flow.target)
-        upsertedType = "\(target).upserted"
-        deletedType = "\(target).deleted"
-        upsertedTypeBytes = Array(upsertedType.utf8)
-        deletedTypeBytes = Array(deletedType.utf8)
+        upsertedTypeBytes = Array("\(target).upserted".utf8)
+        deletedTypeBytes = Array("\(target).deleted".utf8)
     }
 
     /// `ce_type`'s header bytes for `action`.
@@ -70,11 +68,6 @@ final class MappingPlan: Sendable {
     }
     private let upsertedTypeBytes: [UInt8]
     private let deletedTypeBytes: [UInt8]
-
-    /// `ce_type` of the output for `action`.
-    func type(_ action: CloudEvent.Action) -> String { action == .upserted ? upsertedType : deletedType }
-    private let upsertedType: String
-    private let deletedType: String
 
     /// Output fields the business rules read or write (Mapper+Rules): operations writing them
     /// go through the record's rule stage instead of straight into the output.

@@ -73,7 +73,10 @@ struct NameTable: Sendable {
         return key.withUTF8 { value(for: $0, hash: Self.hash($0)) }
     }
 
-    /// The hash of a name's UTF-8: eight bytes per step (names are short, and hashed per record).
+    /// The hash of a name's UTF-8 (names are short, and hashed per record): its length and its
+    /// eight-byte words (the last one overlapping the one before), each multiplied on its own so
+    /// that the steps do not wait on one another, as they do in a byte-serial hash. A collision
+    /// costs a comparison of bytes, nothing else.
     @inline(__always)
     static func hash(_ key: String) -> UInt32 {
         var key = key
@@ -82,29 +85,28 @@ struct NameTable: Sendable {
 
     @inline(__always)
     static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        let prime: UInt64 = 0x0000_0100_0000_01B3
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(bytes.count)
-        guard let base = bytes.baseAddress else { return UInt32(truncatingIfNeeded: hash) }
-        var index = 0
-        while index + 8 <= bytes.count {
-            hash = (hash ^ UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) &* prime
-            hash ^= hash >> 29
-            index += 8
-        }
-        let rest = bytes.count - index
-        if rest > 0 {
-            // The last bytes, first byte lowest: one load overlapping the last full word when
-            // there was one, else byte by byte.
-            var tail: UInt64 = 0
-            if bytes.count >= 8 {
-                tail =
-                    UnsafeRawPointer(base + bytes.count - 8).loadUnaligned(as: UInt64.self) >> UInt64(8 * (8 - rest))
-            } else {
-                for shift in 0..<rest { tail |= UInt64(bytes[index + shift]) << UInt64(8 * shift) }
+        let count = bytes.count
+        var hash = UInt64(truncatingIfNeeded: count) &* 0x9E37_79B9_7F4A_7C15
+        guard let base = bytes.baseAddress, count > 0 else { return UInt32(truncatingIfNeeded: hash >> 32) }
+        if count >= 8 {
+            let first = UnsafeRawPointer(base).loadUnaligned(as: UInt64.self)
+            let last = UnsafeRawPointer(base + count - 8).loadUnaligned(as: UInt64.self)
+            hash ^= (first ^ 0xA076_1D64_78BD_642F) &* 0xE703_7ED1_A0B4_28DB
+            hash ^= (last ^ 0x8EBC_6AF0_9C88_C6E3) &* 0x5899_65CC_7537_4CC3
+            // The words between, each mixed with its position: no step waits on the one before.
+            var offset = 8
+            while offset < count - 8 {
+                let word = UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self)
+                hash ^= (word ^ (UInt64(truncatingIfNeeded: offset) &* 0x1D8E_4E27_C47D_124F)) &* 0xC2B2_AE3D_27D4_EB4F
+                offset += 8
             }
-            hash = (hash ^ tail) &* prime
-            hash ^= hash >> 29
+        } else {
+            var tail: UInt64 = 0
+            for index in 0..<count { tail |= UInt64(base[index]) << UInt64(8 * index) }
+            hash ^= (tail ^ 0xA076_1D64_78BD_642F) &* 0xE703_7ED1_A0B4_28DB
         }
+        hash ^= hash >> 29
+        hash &*= 0x94D0_49BB_1331_11EB
         return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
     }
 }
