@@ -53,6 +53,12 @@ public final class Worker: @unchecked Sendable {
     /// started a round (and a spin) every millisecond — up to a third of a worker's CPU.
     private var outbox: [OutgoingRecord] = []
     private static let outboxLimit = 250
+    /// Exactly-once: the batch being committed on `commitQueue` while the loop reads and maps the
+    /// next one (its outputs wait in the outbox: a transaction begins only once the one before
+    /// has committed). A commit waits for the broker to take every record of the transaction,
+    /// tens of milliseconds a batch, which the worker otherwise spent idle.
+    private var inFlight: CommitInFlight?
+    private let commitQueue = DispatchQueue(label: "p2c.worker.commit")
 
     private struct SealedBatch {
         var offsets: [TopicPartitionOffset]
@@ -128,6 +134,7 @@ public final class Worker: @unchecked Sendable {
         } catch {
             log.error("worker failing", [("error", .string("\(error)"))])
             // Leave the group at once so that the partitions move to the rest of the fleet.
+            _ = inFlight?.wait()
             if inTransaction { try? producer.abortTransaction(timeout: .seconds(5)) }
             try? consumer.close()
             throw error
@@ -167,8 +174,14 @@ public final class Worker: @unchecked Sendable {
                 if !sealed.isEmpty { try commitDelivered() }
                 continue
             }
-            // With outputs held back, only look: an empty queue sends them at once.
-            let event = try consumer.poll(timeout: outbox.isEmpty ? .milliseconds(50) : .zero)
+            if let commit = inFlight, commit.isDone {
+                try finishCommitInFlight()
+                if !outbox.isEmpty { try ensureTransaction() }
+            }
+            // With outputs held back, only look: an empty queue sends them at once. While a commit
+            // is in flight, look every millisecond for its end.
+            let event = try consumer.poll(
+                timeout: inFlight != nil ? .milliseconds(1) : outbox.isEmpty ? .milliseconds(50) : .zero)
             switch event {
             case .record(let record)?:
                 do {
@@ -181,8 +194,11 @@ public final class Worker: @unchecked Sendable {
             case .partitionEnd?, nil:
                 break
             }
-            if !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) { try sendOutbox() }
-            drainDeliveryReports()
+            if inTransaction && !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) {
+                try sendOutbox()
+            }
+            // The commit in flight serves the producer's callbacks meanwhile.
+            if inFlight == nil { drainDeliveryReports() }
             if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
             if pendingRecords == 0 && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
                 try commitDuringRebalanceIfNeeded([])
@@ -203,6 +219,7 @@ public final class Worker: @unchecked Sendable {
         let started = ContinuousClock.now
         let counters = metrics.streams[route.stream]!
         counters.consumed.add()
+        if inFlight != nil { metrics.readWhileCommitting.add() }
         if pendingRecords == 0 { batchStarted = .now }
         try ensureTransaction()
         if configuration.passThrough {
@@ -288,7 +305,7 @@ public final class Worker: @unchecked Sendable {
     // MARK: - Batches
 
     private func ensureTransaction() throws {
-        guard configuration.delivery == .exactlyOnce, !inTransaction else { return }
+        guard configuration.delivery == .exactlyOnce, !inTransaction, inFlight == nil else { return }
         try producer.beginTransaction()
         inTransaction = true
     }
@@ -324,32 +341,57 @@ public final class Worker: @unchecked Sendable {
             try commitDelivered()
             return
         }
+        // One commit at a time: the one before ends (and its outcome is handled) first.
+        try finishCommitInFlight()
         guard pendingRecords > 0 || inTransaction else {
             if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
             return
         }
+        // Outputs read while the commit before was in flight wait for this transaction.
+        try ensureTransaction()
         guard try sendOutbox() else { return }
-        let offsets = pendingOffsets
-        do {
-            if !offsets.isEmpty {
-                try retrying { () throws(KafkaError) in
-                    try producer.sendOffsetsToTransaction(offsets, groupMetadata: consumer.groupMetadata())
-                }
-            }
-            try retrying { () throws(KafkaError) in try producer.commitTransaction() }
-            inTransaction = false
-            drainDeliveryReports()
-            if commitsOutsideTransaction && !offsets.isEmpty { try commitDuringRebalanceIfNeeded(offsets) }
-            committed(timestamps: batchTimestamps)
-        } catch {
-            guard error.requiresAbort && !error.isFatal else { throw error }
-            log.warning("batch aborted, rewinding", [("error", .string(error.description))])
-            try abortBatch()
-            return
-        }
+        let commit = CommitInFlight(offsets: pendingOffsets, timestamps: batchTimestamps)
+        inTransaction = false
         pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
+        let metadata = commit.offsets.isEmpty ? nil : consumer.groupMetadata()
+        commitQueue.async { [producer, log] in
+            commit.finish(
+                Result { () throws(KafkaError) in
+                    if let metadata {
+                        try Self.retrying(log: log) { () throws(KafkaError) in
+                            try producer.sendOffsetsToTransaction(commit.offsets, groupMetadata: metadata)
+                        }
+                    }
+                    try Self.retrying(log: log) { () throws(KafkaError) in try producer.commitTransaction() }
+                })
+        }
+        inFlight = commit
+        // A revoke, a lost assignment or the shutdown needs the batch committed before it goes on.
+        if draining { try finishCommitInFlight() }
+    }
+
+    /// Waits for the commit in flight, if any, and takes its outcome in: the batch counts as
+    /// committed, or is aborted and rewound (with what was read meanwhile) when the commit failed
+    /// abortably. A fatal failure ends the worker.
+    private func finishCommitInFlight() throws {
+        guard let commit = inFlight else { return }
+        inFlight = nil
+        switch commit.wait() {
+        case .success:
+            drainDeliveryReports()
+            if commitsOutsideTransaction && !commit.offsets.isEmpty {
+                try commitDuringRebalanceIfNeeded(commit.offsets)
+            }
+            committed(timestamps: commit.timestamps)
+        case .failure(let error):
+            guard error.requiresAbort && !error.isFatal else { throw error }
+            log.warning("batch aborted, rewinding", [("error", .string(error.description))])
+            // The transaction to abort is the one that failed to commit.
+            inTransaction = true
+            try abortBatch()
+        }
     }
 
     /// At-least-once: commits the offsets of the closed batches whose outputs are all delivered,
@@ -417,6 +459,11 @@ public final class Worker: @unchecked Sendable {
 
     /// Drops the open batch and moves every assigned partition back to its committed offset.
     private func abortBatch() throws {
+        // A commit in flight ends first; if it fails, its own abort rewinds everything.
+        if inFlight != nil {
+            try finishCommitInFlight()
+            guard pendingRecords > 0 || inTransaction || !outbox.isEmpty else { return }
+        }
         if configuration.delivery == .exactlyOnce && inTransaction {
             // An abort that fails retriably, or asks to be aborted again, is simply called again.
             try retrying(alsoWhenAbortRequired: true) { () throws(KafkaError) in try producer.abortTransaction() }
@@ -450,6 +497,12 @@ public final class Worker: @unchecked Sendable {
     /// another abort), with a short growing pause, up to ten times.
     private func retrying(alsoWhenAbortRequired: Bool = false, _ body: () throws(KafkaError) -> Void) throws(KafkaError)
     {
+        try Self.retrying(log: log, alsoWhenAbortRequired: alsoWhenAbortRequired, body)
+    }
+
+    private static func retrying(
+        log: Log, alsoWhenAbortRequired: Bool = false, _ body: () throws(KafkaError) -> Void
+    ) throws(KafkaError) {
         var attempt = 0
         while true {
             do {
@@ -496,6 +549,14 @@ public final class Worker: @unchecked Sendable {
                 for partition in partitions { refusedOffsets[partition] = nil }
             case .lost(let partitions):
                 log.warning("lost", [("partitions", .int(Int64(partitions.count)))])
+                // What was committing may have made it; what did not is redone by the next owner.
+                if let commit = inFlight {
+                    inFlight = nil
+                    if case .failure = commit.wait(), configuration.delivery == .exactlyOnce {
+                        try? producer.abortTransaction()
+                    }
+                }
+                outbox.removeAll(keepingCapacity: true)
                 if configuration.delivery == .exactlyOnce && inTransaction {
                     try producer.abortTransaction()
                     inTransaction = false
@@ -522,6 +583,8 @@ public final class WorkerMetrics: Sendable {
     public let streams: [SyncStream: StreamCounters]
     public let commits = Counter()
     public let aborts = Counter()
+    /// Exactly-once: records read and mapped while the batch before them was committing.
+    public let readWhileCommitting = Counter()
     public let rebalances = Counter()
     /// Decode, map and send of one record.
     public let processing = Histogram(
@@ -624,6 +687,10 @@ public final class WorkerMetrics: Sendable {
                 "p2c_transactions_aborted_total", type: "counter", help: "Batches aborted and redone.",
                 samples: [(flowLabel, Double(aborts.value))]),
             Exposition.family(
+                "p2c_records_read_while_committing_total", type: "counter",
+                help: "Exactly-once: records read and mapped while the batch before them was committing.",
+                samples: [(flowLabel, Double(readWhileCommitting.value))]),
+            Exposition.family(
                 "p2c_rebalances_total", type: "counter", help: "Assignment changes.",
                 samples: [(flowLabel, Double(rebalances.value))]),
             Exposition.family(
@@ -647,5 +714,33 @@ public final class WorkerMetrics: Sendable {
             ("echoes", .int(Int64(total(\.echoes)))), ("commits", .int(Int64(commits.value))),
             ("aborts", .int(Int64(aborts.value))),
         ]
+    }
+}
+
+/// An exactly-once commit running off the worker's loop: the batch's offsets and source
+/// timestamps, and the outcome once `finish` has been called.
+private final class CommitInFlight: Sendable {
+    let offsets: [TopicPartitionOffset]
+    let timestamps: [Int64]
+    private let outcome = Mutex<Result<Void, KafkaError>?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(offsets: [TopicPartitionOffset], timestamps: [Int64]) {
+        self.offsets = offsets
+        self.timestamps = timestamps
+    }
+
+    var isDone: Bool { outcome.withLock { $0 != nil } }
+
+    func finish(_ result: Result<Void, KafkaError>) {
+        outcome.withLock { $0 = result }
+        done.signal()
+    }
+
+    /// Blocks until the commit has ended; its outcome.
+    func wait() -> Result<Void, KafkaError> {
+        if let result = outcome.withLock({ $0 }) { return result }
+        done.wait()
+        return outcome.withLock { $0! }
     }
 }

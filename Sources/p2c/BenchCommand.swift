@@ -19,7 +19,7 @@ enum BenchCommand {
             OptionSpec("workers", value: "n,n", help: "Worker counts to run.", default: "1,2"),
             OptionSpec(
                 "repeat", value: "n", help: "Runs of each side per configuration, alternating; medians are reported.",
-                default: "3"),
+                default: "5"),
             OptionSpec(
                 "delivery", value: "modes", help: "Delivery modes to run.", default: "exactly-once,at-least-once"),
             OptionSpec("rate", value: "events/s", help: "Fixed rate of the latency runs.", default: "1000"),
@@ -34,7 +34,7 @@ enum BenchCommand {
             outputs' own timestamps: from a tenth of them out to nine tenths) and
             of the workers' process CPU per event (from /proc, between joining the group and the last
             output), and the ratios mapping/pass-through of those medians (shared machines are noisy:
-            one slowed run moves no median).
+            with five runs a side, two slowed runs move no median).
             The latency runs feed one mapping worker at a fixed rate and read its output
             read_committed: end-to-end p50/p99 (source event time to read). Resident memory is the
             workers' largest VmRSS after a run.

@@ -305,6 +305,57 @@ struct WorkerFaultTests {
 }
 
 extension WorkerFaultTests {
+    @Test(
+        "Exactly-once on a slow broker: the next batch is read while the one before commits, and each input comes out once"
+    )
+    func readsWhileCommitting() async throws {
+        let outcome = try await Blocking.run {
+            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
+            let source = try KafkaProducer(
+                configuration: ProducerConfiguration(
+                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+            for index in 1...600 { try source.send(erpOrder(index, id: "s-\(index)")) }
+            _ = try source.flush(timeout: .seconds(60))
+            // Every request now takes 20 ms more: a commit (offsets, then the transaction's end)
+            // takes several round trips, a batch of 100 records far less to read and map.
+            try cluster.setRoundTripTime(broker: 1, milliseconds: 20)
+            var configuration = WorkerConfiguration()
+            configuration.flow = .erpToCRM
+            configuration.streams = [.orders]
+            configuration.commitMaxRecords = 100
+            configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "slow-test")
+            configuration.transactionalID = "slow-test-1"
+            configuration.sessionTimeoutMilliseconds = 6_000
+            let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
+            var readerConfiguration = ConsumerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "slow-reader")
+            readerConfiguration.sessionTimeoutMilliseconds = 6_000
+            let reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.subscribe(["crm.orders.inbound"])
+            var ids: [String] = []
+            let deadline = ContinuousClock.now + .seconds(90)
+            while Set(ids).count < 600 && ContinuousClock.now < deadline {
+                if case .record(let record)? = try reader.poll(timeout: .milliseconds(100)) {
+                    ids.append(record.header("ce_causationid")?.text ?? "")
+                }
+            }
+            ids += try reader.records(for: .seconds(1)).map { $0.header("ce_causationid")?.text ?? "" }
+            try reader.close()
+            let error = worker.stop()
+            let metrics = worker.worker.metrics
+            return (ids, error, metrics.readWhileCommitting.value, metrics.commits.value, metrics.aborts.value)
+        }
+        let (ids, error, readWhileCommitting, commits, aborts) = outcome
+        #expect(error == nil)
+        #expect(aborts == 0)
+        #expect(Set(ids) == Set((1...600).map { "s-\($0)" }))
+        #expect(ids.count == 600, "\(ids.count - Set(ids).count) outputs repeated")
+        #expect(commits >= 6)
+        // Records were read and mapped while a commit was in flight, not after it.
+        #expect(readWhileCommitting > 0)
+        print("slow broker: \(commits) commits, \(readWhileCommitting) of 600 records read while committing")
+    }
+
     @Test("At-least-once: outputs the broker refuses rewind the worker to its committed offsets, and nothing is lost")
     func atLeastOnceRefusedDelivery() async throws {
         let outcome = try await Blocking.run {
