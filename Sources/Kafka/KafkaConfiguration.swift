@@ -135,8 +135,8 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     /// How often librdkafka reports statistics (lag, queues); 0 turns them off. Default: 0.
     public var statisticsIntervalMilliseconds: Int = 0
     /// Prefetched data kept per consumer, in kilobytes. `poll` wakes the fetchers as soon as a full
-    /// queue runs low, so a small one costs no throughput. Default: 8 192.
-    public var maxPrefetchKilobytes: Int = 8_192
+    /// queue runs low, so a small one costs no throughput. Default: 4 096.
+    public var maxPrefetchKilobytes: Int = 4_096
 
     public init(kafka: KafkaConfiguration = KafkaConfiguration(), groupID: String = "p2c") {
         self.kafka = kafka
