@@ -217,6 +217,17 @@ struct WorkerHealthTests {
     }
 }
 
+/// A one-broker cluster holding ERP order headers 1...`count` on erp.orders.changes, with event
+/// ids `<ids>-<index>`.
+private func clusterWithERPOrders(_ count: Int, ids: String) throws -> (EmbeddedCluster, TopicCatalog) {
+    let (cluster, catalog) = try clusterWithTopics(brokers: 1)
+    let source = try KafkaProducer(
+        configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+    for index in 1...count { try source.send(erpOrder(index, id: "\(ids)-\(index)")) }
+    _ = try source.flush(timeout: .seconds(60))
+    return (cluster, catalog)
+}
+
 /// ERP order header `F<index>` of company USMF, event id `id`, as the ERP publishes it.
 private func erpOrder(_ index: Int, id: String) -> OutgoingRecord {
     let number = "F\(String(format: "%06d", index))"
@@ -310,12 +321,7 @@ extension WorkerFaultTests {
     )
     func readsWhileCommitting() async throws {
         let outcome = try await Blocking.run {
-            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
-            let source = try KafkaProducer(
-                configuration: ProducerConfiguration(
-                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
-            for index in 1...600 { try source.send(erpOrder(index, id: "s-\(index)")) }
-            _ = try source.flush(timeout: .seconds(60))
+            let (cluster, catalog) = try clusterWithERPOrders(600, ids: "s")
             // Every request now takes 20 ms more: a commit (offsets, then the transaction's end)
             // takes several round trips, a batch of 100 records far less to read and map.
             try cluster.setRoundTripTime(broker: 1, milliseconds: 20)
@@ -359,12 +365,7 @@ extension WorkerFaultTests {
     @Test("At-least-once: outputs the broker refuses rewind the worker to its committed offsets, and nothing is lost")
     func atLeastOnceRefusedDelivery() async throws {
         let outcome = try await Blocking.run {
-            let (cluster, catalog) = try clusterWithTopics(brokers: 1)
-            let source = try KafkaProducer(
-                configuration: ProducerConfiguration(
-                    kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
-            for index in 1...300 { try source.send(erpOrder(index, id: "a-\(index)")) }
-            _ = try source.flush(timeout: .seconds(30))
+            let (cluster, catalog) = try clusterWithERPOrders(300, ids: "a")
             // The inputs are in; the worker's first produce requests are refused for good (not
             // retried), so some outputs fail their delivery.
             cluster.failNextRequests(.produce, with: [.topicAuthorizationFailed, .topicAuthorizationFailed])
