@@ -293,8 +293,7 @@ public struct JSONParser {
 
         /// Whether the value is an object or an array.
         func isContainer(in buffer: UnsafeBufferPointer<UInt8>) -> Bool {
-            let first = buffer[Int(valueStart)]
-            return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+            JSONParser.isContainer(buffer[Int(valueStart)])
         }
 
         /// The decoded value; the bytes were validated when they were scanned.
@@ -425,9 +424,9 @@ public struct JSONParser {
             {
                 position = valueEnd + 1
                 plainString = true
-            } else if let end = Self.plainPairEnd(base, count, from: position) {
+            } else if let pair = Self.plainPair(base, count, from: position) {
                 // A lookup of one plain member (`{"accountnumber":"C-1"}`): valid as it stands.
-                position = end
+                position = pair.end
                 plainString = false
             } else {
                 plainString = try skipValue(depth: 1)
@@ -489,15 +488,10 @@ public struct JSONParser {
         return count
     }
 
-    /// The end of the object at `start` when it is exactly `{"<plain>":"<plain>"}` (no spaces,
+    /// Where the key ends (its closing quote) and where the object at `start` ends, when it is exactly
+    /// `{"<plain>":"<plain>"}` (no spaces,
     /// escapes, control characters or other UTF-8: valid JSON as it stands, and one key has no
     /// duplicate); nil for anything else, which the general path then reads.
-    @inline(__always)
-    static func plainPairEnd(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> Int? {
-        plainPair(base, count, from: start)?.end
-    }
-
-    /// The same, with where the key ends (its closing quote).
     @inline(__always)
     static func plainPair(_ base: UnsafePointer<UInt8>, _ count: Int, from start: Int) -> (keyEnd: Int, end: Int)? {
         guard start + 7 <= count, base[start] == UInt8(ascii: "{"), base[start + 1] == UInt8(ascii: "\"") else {

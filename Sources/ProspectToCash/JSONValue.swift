@@ -358,10 +358,7 @@ struct RawJSON: Sendable {
     /// A string literal without escapes: its text is the bytes between the quotes.
     let isPlainString: Bool
 
-    var isContainer: Bool {
-        let first = bytes[Int(start)]
-        return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
-    }
+    var isContainer: Bool { JSONParser.isContainer(bytes[Int(start)]) }
 
     var isObject: Bool { bytes[Int(start)] == UInt8(ascii: "{") }
 

@@ -120,11 +120,8 @@ struct WorkerTests {
 
             let first = RunningWorker(
                 try Worker(configuration: configuration(cluster, delivery: delivery), catalog: catalog))
-            var readerConfiguration = ConsumerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "reader")
-            readerConfiguration.sessionTimeoutMilliseconds = 6_000
-            let reader = try KafkaConsumer(configuration: readerConfiguration)
-            try reader.subscribe(["erp.orders.inbound", "crm.orders.changes.dlq"])
+            let reader = try subscribedReader(
+                cluster, group: "reader", topics: ["erp.orders.inbound", "crm.orders.changes.dlq"])
             var outputs: [KafkaRecord] = []
             var deadLetters: [KafkaRecord] = []
             let deadline = ContinuousClock.now + .seconds(60)
@@ -217,6 +214,16 @@ struct WorkerHealthTests {
     }
 }
 
+/// A consumer of `topics` in its own group, as the tests read a worker's outputs.
+private func subscribedReader(_ cluster: EmbeddedCluster, group: String, topics: [String]) throws -> KafkaConsumer {
+    var configuration = ConsumerConfiguration(
+        kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: group)
+    configuration.sessionTimeoutMilliseconds = 6_000
+    let reader = try KafkaConsumer(configuration: configuration)
+    try reader.subscribe(topics)
+    return reader
+}
+
 /// A one-broker cluster holding ERP order headers 1...`count` on erp.orders.changes, with event
 /// ids `<ids>-<index>`.
 private func clusterWithERPOrders(_ count: Int, ids: String) throws -> (EmbeddedCluster, TopicCatalog) {
@@ -277,11 +284,7 @@ struct WorkerFaultTests {
             try cluster.setBrokerUp(2)
             try produce(501...600)
 
-            var readerConfiguration = ConsumerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "fault-reader")
-            readerConfiguration.sessionTimeoutMilliseconds = 6_000
-            let reader = try KafkaConsumer(configuration: readerConfiguration)
-            try reader.subscribe(["crm.orders.inbound"])
+            let reader = try subscribedReader(cluster, group: "fault-reader", topics: ["crm.orders.inbound"])
             var records: [KafkaRecord] = []
             var ids: Set<String> = []
             let deadline = ContinuousClock.now + .seconds(90)
@@ -333,11 +336,7 @@ extension WorkerFaultTests {
             configuration.transactionalID = "slow-test-1"
             configuration.sessionTimeoutMilliseconds = 6_000
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
-            var readerConfiguration = ConsumerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "slow-reader")
-            readerConfiguration.sessionTimeoutMilliseconds = 6_000
-            let reader = try KafkaConsumer(configuration: readerConfiguration)
-            try reader.subscribe(["crm.orders.inbound"])
+            let reader = try subscribedReader(cluster, group: "slow-reader", topics: ["crm.orders.inbound"])
             var ids: [String] = []
             let deadline = ContinuousClock.now + .seconds(90)
             while Set(ids).count < 600 && ContinuousClock.now < deadline {
@@ -377,11 +376,7 @@ extension WorkerFaultTests {
             configuration.sessionTimeoutMilliseconds = 6_000
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
 
-            var readerConfiguration = ConsumerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "alo-fault-reader")
-            readerConfiguration.sessionTimeoutMilliseconds = 6_000
-            let reader = try KafkaConsumer(configuration: readerConfiguration)
-            try reader.subscribe(["crm.orders.inbound"])
+            let reader = try subscribedReader(cluster, group: "alo-fault-reader", topics: ["crm.orders.inbound"])
             var ids: Set<String> = []
             let deadline = ContinuousClock.now + .seconds(60)
             while ids.count < 300 && ContinuousClock.now < deadline {
@@ -575,11 +570,8 @@ struct PoisonTests {
                 site: "1", warehouse: "13", writeInCategory: "Write-in")
             configuration.mapping.numberSequences = .init(crm: #"C\d+"#, erp: #"F\d+"#)
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
-            var readerConfiguration = ConsumerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "poison-reader")
-            readerConfiguration.sessionTimeoutMilliseconds = 6_000
-            let reader = try KafkaConsumer(configuration: readerConfiguration)
-            try reader.subscribe(["erp.orders.inbound", "crm.orders.changes.dlq"])
+            let reader = try subscribedReader(
+                cluster, group: "poison-reader", topics: ["erp.orders.inbound", "crm.orders.changes.dlq"])
             var outputs: [KafkaRecord] = []
             var letters: [KafkaRecord] = []
             let deadline = ContinuousClock.now + .seconds(60)
