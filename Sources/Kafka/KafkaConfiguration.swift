@@ -128,6 +128,8 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     public var enableAutoCommit: Bool = false
     /// Reports `ConsumerEvent.partitionEnd` when a partition is caught up. Default: false.
     public var reportPartitionEnd: Bool = false
+    /// Static membership: this member's `group.instance.id`, unique per live member. Default: nil.
+    public var groupInstanceID: String? = nil
     /// A member that misses heartbeats this long leaves the group. Default: 45 000 ms.
     public var sessionTimeoutMilliseconds: Int = 45_000
     /// How often the member tells the coordinator it is alive; below the session timeout. Default: 3 000 ms.
@@ -163,7 +165,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
             ("heartbeat.interval.ms", String(heartbeatIntervalMilliseconds)),
             ("statistics.interval.ms", String(statisticsIntervalMilliseconds)),
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
-        ] + kafka.properties(for: .consumer)
+        ] + (groupInstanceID.map { [("group.instance.id", $0)] } ?? []) + kafka.properties(for: .consumer)
     }
 }
 

@@ -233,6 +233,38 @@ public final class KafkaConsumer: @unchecked Sendable {
         if let failure { throw failure }
     }
 
+    /// Commits `offsets` and waits at most `timeout` for the coordinator's answer: a timed-out
+    /// commit throws `.timedOut` (retriable; the commit may still land). A plain synchronous commit
+    /// waits as long as the coordinator takes, which during a rebalance or a network partition can
+    /// be far longer than a stopping worker has.
+    public func commit(_ offsets: [TopicPartitionOffset], timeout: Duration) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let queue = rd_kafka_queue_new(handle.pointer)
+        // Destroying the queue first is safe: an answer that comes later is dropped with it.
+        defer { rd_kafka_queue_destroy(queue) }
+        let err = PartitionList.with(offsets) { rd_kafka_commit_queue(handle.pointer, $0, queue, nil, nil) }
+        try KafkaError.check(err, "commit")
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let left = deadline - .now
+            guard left > .zero, let event = rd_kafka_queue_poll(queue, max(1, min(100, left.milliseconds))) else {
+                guard ContinuousClock.now < deadline else {
+                    throw KafkaError(code: .timedOut, message: "commit: no answer within \(timeout)", isRetriable: true)
+                }
+                continue
+            }
+            defer { rd_kafka_event_destroy(event) }
+            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_OFFSET_COMMIT else { continue }
+            let eventError = rd_kafka_event_error(event)
+            if eventError == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
+            try KafkaError.check(eventError, "commit")
+            if let list = rd_kafka_event_topic_partition_list(event), let failure = PartitionList.firstError(list) {
+                throw failure
+            }
+            return
+        }
+    }
+
     /// Commits `offsets`, or every stored offset when nil. Blocks until the broker answers unless `async`.
     public func commit(_ offsets: [TopicPartitionOffset]? = nil, async: Bool = false) throws(KafkaError) {
         let err: rd_kafka_resp_err_t
@@ -328,6 +360,38 @@ public final class KafkaConsumer: @unchecked Sendable {
         else { return }
         keepIfDestroyWouldCrash()
         try KafkaError.check(rd_kafka_consumer_close(handle.pointer), "close")
+    }
+
+    /// Leaves the group as `close()` does, serving the rebalance handler on this thread, but gives
+    /// up after `timeout`: false when the close had not finished by then. librdkafka's close waits
+    /// as long as the group takes (2.0.2 can hang when an assignment arrives while closing,
+    /// upstream #4528); a consumer given up on is never destroyed (destroying it would wait for
+    /// the same close), so the process should end soon after. Blocks for at most `timeout`.
+    public func close(timeout: Duration) throws(KafkaError) -> Bool {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return true }
+        keepIfDestroyWouldCrash()
+        let queue = rd_kafka_queue_new(handle.pointer)!
+        defer { rd_kafka_queue_destroy(queue) }
+        try KafkaError.check(rd_kafka_consumer_close_queue(handle.pointer, queue))
+        let deadline = ContinuousClock.now + timeout
+        while rd_kafka_consumer_closed(handle.pointer) == 0 {
+            let left = deadline - .now
+            guard left > .zero else {
+                handle.mustNotDestroy.store(true, ordering: .relaxed)
+                return false
+            }
+            // Served here: the rebalance callback runs inside this poll; other events are dropped.
+            if let event = rd_kafka_queue_poll(queue, max(1, min(100, left.milliseconds))) {
+                if rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE {
+                    rebalanceCallback(
+                        handle.pointer, rd_kafka_event_error(event), rd_kafka_event_topic_partition_list(event),
+                        Unmanaged.passUnretained(handle.context).toOpaque())
+                }
+                rd_kafka_event_destroy(event)
+            }
+        }
+        return true
     }
 }
 

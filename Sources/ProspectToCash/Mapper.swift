@@ -111,20 +111,20 @@ public final class Mapper: Sendable {
         var record: String
     }
 
-    /// Compiles the built-in maps with `configuration`'s overrides; fails naming what is wrong.
+    /// Compiles the built-in maps with `configuration`'s overrides; fails naming the setting that is wrong.
     public init(
         configuration: MappingConfiguration = MappingConfiguration(), maps: [String: TableMap] = TableMap.builtIn
     )
-        throws(MappingError)
+        throws(ConfigurationError)
     {
         self.configuration = configuration
         allowedCompanies = Set(configuration.companies)
-        func regex(_ pattern: String?, _ name: String) throws(MappingError) -> NumberPattern? {
+        func regex(_ pattern: String?, _ name: String) throws(ConfigurationError) -> NumberPattern? {
             guard let pattern else { return nil }
             do {
                 return try NumberPattern(pattern)
             } catch {
-                throw MappingError(.wrongFieldType, "\(name): \"\(pattern)\" is not a regular expression")
+                throw ConfigurationError(name, "\"\(pattern)\" is not a regular expression")
             }
         }
         crmNumbers = try regex(configuration.numberSequences?.crm, "numberSequences.crm")
@@ -132,7 +132,7 @@ public final class Mapper: Sendable {
         personCustomers = try regex(configuration.personCustomerPattern, "personCustomerPattern")
 
         for override in configuration.fieldMaps where maps[override.map] == nil {
-            throw MappingError(.unknownType, "fieldMaps: there is no map named \"\(override.map)\"")
+            throw ConfigurationError("fieldMaps", "there is no map named \"\(override.map)\"")
         }
         plans = try Self.compile(maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil })
         var companyPlans: [String: PlanIndex] = [:]
@@ -146,12 +146,12 @@ public final class Mapper: Sendable {
     private static func compile(
         maps: [String: TableMap], overrides: [MappingConfiguration.FieldMapOverride]
     )
-        throws(MappingError) -> PlanIndex
+        throws(ConfigurationError) -> PlanIndex
     {
         var result: [PlanKey: [MappingPlan]] = [:]
         for kind in RecordKind.all {
             guard var rows = maps[kind.mapName]?.rows else {
-                throw MappingError(.unknownType, "the maps have no \"\(kind.mapName)\"")
+                throw ConfigurationError("maps", "the maps have no \"\(kind.mapName)\"")
             }
             for override in overrides where override.map == kind.mapName {
                 let row = try TableMap.Row(override: override)
@@ -683,15 +683,15 @@ extension FieldOperation.Transform {
 }
 
 extension TableMap.Row {
-    init(override: MappingConfiguration.FieldMapOverride) throws(MappingError) {
+    init(override: MappingConfiguration.FieldMapOverride) throws(ConfigurationError) {
         guard let type = TableMap.MapType(rawValue: override.map_type) else {
-            throw MappingError(
-                .unknownEnumValue, "fieldMaps: map_type \"\(override.map_type)\" is not one of = >< > >> < <<")
+            throw ConfigurationError(
+                "fieldMaps", "map_type \"\(override.map_type)\" is not one of = >< > >> < <<")
         }
         var pairs: [(erp: String, crm: String)] = []
         for pair in override.value_map ?? [] {
             guard pair.count == 2 else {
-                throw MappingError(.wrongFieldType, "fieldMaps: value_map entries are [erp, crm] pairs")
+                throw ConfigurationError("fieldMaps", "value_map entries are [erp, crm] pairs")
             }
             pairs.append((pair[0], pair[1]))
         }

@@ -17,7 +17,7 @@ final class MappingPlan: Sendable {
         "MULTILINEDISCOUNTPERCENTAGE", "FIXEDPRICECHARGES", "TOTALDISCOUNTAMOUNT", "TOTALDISCOUNTPERCENTAGE",
     ]
 
-    init(kind: RecordKind, flow: Flow, rows: [TableMap.Row]) throws(MappingError) {
+    init(kind: RecordKind, flow: Flow, rows: [TableMap.Row]) throws(ConfigurationError) {
         self.kind = kind
         self.flow = flow
         var operations: [String: [FieldOperation]] = [:]
@@ -33,7 +33,8 @@ final class MappingPlan: Sendable {
             if target == "none" { continue }
             if source == "none" {
                 guard let constant = row.constant else {
-                    throw MappingError(.missingField, "map \(kind.mapName): constant row for \(target) has no default")
+                    throw ConfigurationError(
+                        "fieldMaps", "map \(kind.mapName): constant row for \(target) has no default")
                 }
                 constants.append((FieldOperation.path(of: target), toCRM ? .crmValue(constant) : .string(constant)))
                 continue

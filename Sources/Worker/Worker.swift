@@ -15,6 +15,8 @@ public final class Worker: @unchecked Sendable {
     // handler runs inside `consumer.poll` on that same thread. `stopping` and `metrics` are atomic.
     public let configuration: WorkerConfiguration
     public let metrics: WorkerMetrics
+    /// The producer's transactional id (exactly-once), resolved once for this worker.
+    public let transactionalID: String?
     private let translator: RecordTranslator
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
@@ -22,6 +24,10 @@ public final class Worker: @unchecked Sendable {
     private let routes: [String: Route]
     private let log: Log
     private let stopping = Atomic<Bool>(false)
+    /// When `stop()` was first called: the shutdown deadline counts from there.
+    private let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+    /// Set once the worker is on its way out (a stop, or a failure): every wait ends by then.
+    private var shutdownDeadline: ContinuousClock.Instant?
 
     private var pending: [TopicPartition: Int64] = [:]
     private var pendingRecords = 0
@@ -86,12 +92,12 @@ public final class Worker: @unchecked Sendable {
         var consumerConfiguration = ConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+        consumerConfiguration.groupInstanceID = configuration.groupInstanceID
         consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
         consumerConfiguration.statisticsIntervalMilliseconds = 5_000
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
-        let transactional = configuration.delivery == .exactlyOnce
-        let producerConfiguration = ProducerConfiguration(
-            kafka: configuration.kafka, transactionalID: transactional ? configuration.resolvedTransactionalID : nil)
+        transactionalID = configuration.delivery == .exactlyOnce ? configuration.makeTransactionalID() : nil
+        let producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
         // Both checked before either client starts talking to the cluster.
         try consumerConfiguration.validate()
         try producerConfiguration.validate()
@@ -99,8 +105,25 @@ public final class Worker: @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration)
     }
 
-    /// Asks `run()` to finish its batch, leave the group and return.
-    public func stop() { stopping.store(true, ordering: .relaxed) }
+    /// Asks `run()` to finish its batch, leave the group and return, within
+    /// `shutdownTimeoutMilliseconds` of this call.
+    public func stop() {
+        stopRequested.withLock { $0 = $0 ?? .now }
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    /// `normal`, or what is left until the shutdown deadline once the worker is on its way out.
+    private func timeout(_ normal: Duration) -> Duration {
+        guard let deadline = shutdownDeadline else { return normal }
+        return max(.zero, min(normal, deadline - .now))
+    }
+
+    /// Starts the shutdown clock (from the stop request when there was one).
+    private func beginShutdown() {
+        guard shutdownDeadline == nil else { return }
+        let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
+        shutdownDeadline = (stopRequested.withLock { $0 } ?? .now) + budget
+    }
 
     /// Runs until `stop()`; throws on fatal errors (fenced, broker-rejected configuration...).
     public func run() throws {
@@ -128,21 +151,65 @@ public final class Worker: @unchecked Sendable {
             log.warning("output topics' metadata not known yet", [("error", .string(error.description))])
         }
         try consumer.subscribe(Array(routes.keys).sorted())
-        log.info("worker started", [("topics", .string(routes.keys.sorted().joined(separator: ",")))])
+        var started: [(String, LogValue)] = [
+            ("topics", .string(routes.keys.sorted().joined(separator: ","))),
+            ("group_id", .string(configuration.resolvedGroupID)),
+            ("delivery", .string(configuration.delivery.rawValue)),
+        ]
+        if let transactionalID { started.append(("transactional_id", .string(transactionalID))) }
+        if let instance = configuration.groupInstanceID { started.append(("group_instance_id", .string(instance))) }
+        log.info("worker started", started)
         do {
             try loop()
         } catch {
             log.error("worker failing", [("error", .string("\(error)"))])
             // Leave the group at once so that the partitions move to the rest of the fleet.
-            _ = inFlight?.wait()
-            if inTransaction { try? producer.abortTransaction(timeout: .seconds(5)) }
-            try? consumer.close()
+            beginShutdown()
+            if let commit = inFlight, commit.wait(until: shutdownDeadline) != nil { inFlight = nil }
+            if inTransaction && inFlight == nil { try? producer.abortTransaction(timeout: timeout(.seconds(5))) }
+            leaveGroup()
             throw error
         }
-        try commitBatch(draining: true)
-        try consumer.close()
-        _ = try? producer.flush(timeout: .seconds(10))
+        shutDown()
         log.info("worker stopped", metrics.logFields)
+    }
+
+    /// The way out after a stop: the last commit, leaving the group and the final flush, each
+    /// bounded by the shutdown deadline. What cannot finish by then is given up and logged, never
+    /// waited for: its records are redone by the partitions' next owner, with the same output ids.
+    private func shutDown() {
+        beginShutdown()
+        do {
+            try commitBatch(draining: true)
+        } catch {
+            log.warning(
+                "last batch not committed; the partitions' next owner redoes it",
+                [("records", .int(Int64(pendingRecords))), ("error", .string("\(error)"))])
+            if configuration.delivery == .exactlyOnce && inTransaction && inFlight == nil {
+                try? producer.abortTransaction(timeout: timeout(.seconds(5)))
+            }
+        }
+        leaveGroup()
+        if configuration.delivery == .atLeastOnce, producer.outstanding > 0 {
+            _ = try? producer.flush(timeout: timeout(.seconds(10)))
+        }
+    }
+
+    /// Leaves the group by the shutdown deadline, or logs that it gave up: the group then moves
+    /// this member's partitions only once its session times out.
+    private func leaveGroup() {
+        do {
+            if try !consumer.close(timeout: timeout(.seconds(30))) {
+                log.warning(
+                    "gave up leaving the group at the shutdown deadline; its partitions move when the session times out",
+                    [("session_timeout_ms", .int(Int64(configuration.sessionTimeoutMilliseconds)))])
+            }
+        } catch {
+            log.warning("leaving the group failed", [("error", .string(error.description))])
+        }
+        if let failure = rebalanceFailure {
+            log.warning("work on revoked partitions given up", [("error", .string("\(failure)"))])
+        }
     }
 
     /// Registers the transactional id in short steps, so that a stop request is honoured while the
@@ -328,7 +395,8 @@ public final class Worker: @unchecked Sendable {
                 batchTimestamps.removeAll(keepingCapacity: true)
             }
             if draining && !sealed.isEmpty {
-                switch Result(catching: { () throws(KafkaError) in try producer.flush(timeout: .seconds(60)) }) {
+                switch Result(catching: { () throws(KafkaError) in try producer.flush(timeout: timeout(.seconds(60))) })
+                {
                 case .success(let reports): record(reports)
                 case .failure(let error) where error.isFatal: throw error
                 case .failure(let error): deliveryFailure = deliveryFailure ?? error
@@ -356,15 +424,19 @@ public final class Worker: @unchecked Sendable {
         pendingRecords = 0
         batchTimestamps.removeAll(keepingCapacity: true)
         let metadata = commit.offsets.isEmpty ? nil : consumer.groupMetadata()
-        commitQueue.async { [producer, log] in
+        commitQueue.async { [producer, log, shutdownDeadline] in
+            func timeout() -> Duration { shutdownDeadline.map { max(.zero, $0 - .now) } ?? .seconds(60) }
             commit.finish(
                 Result { () throws(KafkaError) in
                     if let metadata {
-                        try Self.retrying(log: log) { () throws(KafkaError) in
-                            try producer.sendOffsetsToTransaction(commit.offsets, groupMetadata: metadata)
+                        try Self.retrying(log: log, deadline: shutdownDeadline) { () throws(KafkaError) in
+                            try producer.sendOffsetsToTransaction(
+                                commit.offsets, groupMetadata: metadata, timeout: timeout())
                         }
                     }
-                    try Self.retrying(log: log) { () throws(KafkaError) in try producer.commitTransaction() }
+                    try Self.retrying(log: log, deadline: shutdownDeadline) { () throws(KafkaError) in
+                        try producer.commitTransaction(timeout: timeout())
+                    }
                 })
         }
         inFlight = commit
@@ -377,8 +449,12 @@ public final class Worker: @unchecked Sendable {
     /// abortably. A fatal failure ends the worker.
     private func finishCommitInFlight() throws {
         guard let commit = inFlight else { return }
+        guard let outcome = commit.wait(until: shutdownDeadline) else {
+            throw KafkaError(
+                code: .timedOut, message: "the batch's transaction was still committing at the shutdown deadline")
+        }
         inFlight = nil
-        switch commit.wait() {
+        switch outcome {
         case .success:
             drainDeliveryReports()
             if commitsOutsideTransaction && !commit.offsets.isEmpty {
@@ -437,7 +513,8 @@ public final class Worker: @unchecked Sendable {
         for offset in offsets { all[offset.topicPartition] = max(all[offset.topicPartition] ?? 0, offset.offset) }
         guard !all.isEmpty else { return }
         do {
-            try consumer.commit(all.map { TopicPartitionOffset($0.key, offset: $0.value) })
+            try consumer.commit(
+                all.map { TopicPartitionOffset($0.key, offset: $0.value) }, timeout: timeout(.seconds(30)))
             if !refusedOffsets.isEmpty {
                 log.info("offsets refused during a rebalance now committed", [("partitions", .int(Int64(all.count)))])
             }
@@ -453,8 +530,9 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// Refusals that keep the offsets for later: a rebalance, or no answer in time.
     private static let rebalanceCodes: Set<KafkaError.Code> = [
-        .illegalGeneration, .unknownMemberID, .rebalanceInProgress,
+        .illegalGeneration, .unknownMemberID, .rebalanceInProgress, .timedOut,
     ]
 
     /// Drops the open batch and moves every assigned partition back to its committed offset.
@@ -466,7 +544,9 @@ public final class Worker: @unchecked Sendable {
         }
         if configuration.delivery == .exactlyOnce && inTransaction {
             // An abort that fails retriably, or asks to be aborted again, is simply called again.
-            try retrying(alsoWhenAbortRequired: true) { () throws(KafkaError) in try producer.abortTransaction() }
+            try retrying(alsoWhenAbortRequired: true) { () throws(KafkaError) in
+                try producer.abortTransaction(timeout: timeout(.seconds(60)))
+            }
             inTransaction = false
         }
         pending.removeAll(keepingCapacity: true)
@@ -483,25 +563,27 @@ public final class Worker: @unchecked Sendable {
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return }
         // A partition whose last commit was refused restarts after its delivered work.
-        let committed = try consumer.committed(assigned).map { position in
+        let committed = try consumer.committed(assigned, timeout: timeout(.seconds(10))).map { position in
             if let done = refusedOffsets[position.topicPartition] {
                 return TopicPartitionOffset(position.topicPartition, offset: done)
             }
             return position.offset >= 0
                 ? position : TopicPartitionOffset(position.topicPartition, offset: KafkaOffset.beginning)
         }
-        try consumer.seek(committed)
+        try consumer.seek(committed, timeout: timeout(.seconds(10)))
     }
 
     /// Calls `body` again while it fails retriably (or, with `alsoWhenAbortRequired`, asks for
     /// another abort), with a short growing pause, up to ten times.
     private func retrying(alsoWhenAbortRequired: Bool = false, _ body: () throws(KafkaError) -> Void) throws(KafkaError)
     {
-        try Self.retrying(log: log, alsoWhenAbortRequired: alsoWhenAbortRequired, body)
+        try Self.retrying(log: log, deadline: shutdownDeadline, alsoWhenAbortRequired: alsoWhenAbortRequired, body)
     }
 
+    /// Retries stop at `deadline` (the shutdown's), if any.
     private static func retrying(
-        log: Log, alsoWhenAbortRequired: Bool = false, _ body: () throws(KafkaError) -> Void
+        log: Log, deadline: ContinuousClock.Instant?, alsoWhenAbortRequired: Bool = false,
+        _ body: () throws(KafkaError) -> Void
     ) throws(KafkaError) {
         var attempt = 0
         while true {
@@ -511,10 +593,14 @@ public final class Worker: @unchecked Sendable {
             } catch
                 where !error.isFatal && attempt < 10
                 && (error.isRetriable && !error.requiresAbort || alsoWhenAbortRequired && error.requiresAbort)
+                && deadline.map({ ContinuousClock.now < $0 }) ?? true
             {
                 attempt += 1
                 log.warning("retrying", [("attempt", .int(Int64(attempt))), ("error", .string(error.description))])
-                Thread.sleep(forTimeInterval: 0.1 * Double(attempt))
+                var pause = Duration.milliseconds(100 * attempt)
+                if let deadline { pause = min(pause, max(.zero, deadline - .now)) }
+                Thread.sleep(
+                    forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
             }
         }
     }
@@ -550,15 +636,15 @@ public final class Worker: @unchecked Sendable {
             case .lost(let partitions):
                 log.warning("lost", [("partitions", .int(Int64(partitions.count)))])
                 // What was committing may have made it; what did not is redone by the next owner.
-                if let commit = inFlight {
+                if let commit = inFlight, let outcome = commit.wait(until: shutdownDeadline) {
                     inFlight = nil
-                    if case .failure = commit.wait(), configuration.delivery == .exactlyOnce {
-                        try? producer.abortTransaction()
+                    if case .failure = outcome, configuration.delivery == .exactlyOnce {
+                        try? producer.abortTransaction(timeout: timeout(.seconds(60)))
                     }
                 }
                 outbox.removeAll(keepingCapacity: true)
-                if configuration.delivery == .exactlyOnce && inTransaction {
-                    try producer.abortTransaction()
+                if configuration.delivery == .exactlyOnce && inTransaction && inFlight == nil {
+                    try producer.abortTransaction(timeout: timeout(.seconds(60)))
                     inTransaction = false
                 }
                 pending.removeAll()
@@ -737,10 +823,18 @@ private final class CommitInFlight: Sendable {
         done.signal()
     }
 
-    /// Blocks until the commit has ended; its outcome.
-    func wait() -> Result<Void, KafkaError> {
+    /// Blocks until the commit has ended, or until `deadline` when there is one: its outcome,
+    /// nil when it was still running at the deadline.
+    func wait(until deadline: ContinuousClock.Instant?) -> Result<Void, KafkaError>? {
         if let result = outcome.withLock({ $0 }) { return result }
-        done.wait()
+        if let deadline {
+            let left = max(.zero, deadline - .now)
+            let nanoseconds = left.components.seconds * 1_000_000_000 + left.components.attoseconds / 1_000_000_000
+            guard done.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .success else { return nil }
+        } else {
+            done.wait()
+        }
+        done.signal()
         return outcome.withLock { $0! }
     }
 }

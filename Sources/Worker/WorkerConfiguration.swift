@@ -13,8 +13,16 @@ public struct WorkerConfiguration: Sendable {
     public var kafka = KafkaConfiguration()
     /// The flow's consumer group. Default: `p2c-<flow>`.
     public var groupID: String?
-    /// The transactional id, stable and unique per process (a pod name). Default: `p2c-<flow>-<host name>`.
+    /// The transactional id; unique per live process. Zombie workers are fenced through the
+    /// consumer group generation that each transaction's offsets carry (KIP-447), so the id need not
+    /// survive a restart; two live workers sharing one fence each other in turn. The chart sets the
+    /// pod name. Default: `p2c-<flow>-<host name>-<8 random hex digits>`, new for every worker.
     public var transactionalID: String?
+    /// Static group membership (KIP-345): a member that comes back with the same instance id within
+    /// the session timeout takes its partitions back without a rebalance, but a static member does
+    /// not leave the group when it stops, so its partitions wait for the session timeout. Unique per
+    /// live worker (the chart can set the pod name). Default: nil (dynamic membership).
+    public var groupInstanceID: String?
     /// Exactly-once (one transaction per batch) or at-least-once (idempotent, offsets after delivery).
     /// Default: `exactly-once`.
     public var delivery: Delivery = .exactlyOnce
@@ -27,6 +35,10 @@ public struct WorkerConfiguration: Sendable {
     public var commitOffsetsOutsideTransaction: Bool = false
     /// Session timeout of the consumer group member. Default: 45 000 ms.
     public var sessionTimeoutMilliseconds: Int = 45_000
+    /// How long a stop (SIGTERM) may take from the request to the end of `run()`: the last commit,
+    /// leaving the group and the final flush all end by then, and what cannot finish is given up
+    /// (and logged). Keep it under the pod's termination grace period. Default: 8 000 ms.
+    public var shutdownTimeoutMilliseconds: Int = 8_000
     /// Port of the HTTP responder for `/metrics`, `/healthz` and `/readyz`; 0 picks a free one. Default: 9464.
     public var metricsPort: Int = 9464
     /// `/healthz` fails when the loop has not turned for this long. Default: 120 s.
@@ -46,7 +58,11 @@ public struct WorkerConfiguration: Sendable {
 
     public var resolvedGroupID: String { groupID ?? "p2c-\(flow.rawValue)" }
 
-    public var resolvedTransactionalID: String {
-        transactionalID ?? "p2c-\(flow.rawValue)-\(ProcessInfo.processInfo.hostName)"
+    /// The configured transactional id, or a new default one (a fresh random suffix each call).
+    public func makeTransactionalID() -> String {
+        if let transactionalID { return transactionalID }
+        let suffix = String(UInt32.random(in: .min ... .max), radix: 16)
+        return
+            "p2c-\(flow.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(repeating: "0", count: 8 - suffix.count))\(suffix)"
     }
 }

@@ -9,8 +9,9 @@ import Worker
 struct ConfigurationFile {
     /// The top-level keys a file may have; anything else is a typo and fails.
     static let keys: Set<String> = [
-        "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "transactionalId",
-        "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs", "kafka",
+        "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "groupInstanceId", "transactionalId",
+        "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs",
+        "shutdownTimeoutMs", "kafka",
         "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
     ]
@@ -79,13 +80,6 @@ struct ConfigurationFile {
             }
             return text
         }
-        func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
-            guard let value = object[key] else { return nil }
-            guard !(value is Bool), let number = value as? Int, range.contains(number) else {
-                throw UsageError("\(key) must be an integer from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return number
-        }
         if let text = try string("flow") { try set("flow", text) }
         if let value = object["streams"] {
             guard let list = value as? [String] else { throw UsageError("streams must be an array of stream names") }
@@ -96,13 +90,14 @@ struct ConfigurationFile {
         if let text = try string("clientId") { worker.kafka.clientID = text }
         if let text = try string("groupId") { worker.groupID = text }
         if let text = try string("transactionalId") { worker.transactionalID = text }
-        if let number = try integer("commitIntervalMs", 1...60_000) { worker.commitIntervalMilliseconds = number }
-        if let number = try integer("commitMaxRecords", 1...1_000_000) { worker.commitMaxRecords = number }
-        if let number = try integer("sessionTimeoutMs", 1_000...3_600_000) {
-            worker.sessionTimeoutMilliseconds = number
+        if let text = try string("groupInstanceId") { worker.groupInstanceID = text }
+        for setting in Self.integers {
+            guard let value = object[setting.key] else { continue }
+            guard !(value is Bool), let number = value as? Int else {
+                throw UsageError("\(setting.key) must be \(setting.expected), got \(value)")
+            }
+            try set(setting, number)
         }
-        if let number = try integer("metricsPort", 0...65_535) { worker.metricsPort = number }
-        if let number = try integer("watchdogSeconds", 1...86_400) { worker.watchdogSeconds = number }
         for (key, path) in [
             ("commitOffsetsOutsideTransaction", \WorkerConfiguration.commitOffsetsOutsideTransaction),
             ("passThrough", \WorkerConfiguration.passThrough),
@@ -131,10 +126,10 @@ struct ConfigurationFile {
         let names: [String: String] = [
             "P2C_FLOW": "flow", "P2C_STREAMS": "streams", "P2C_DELIVERY": "delivery",
             "P2C_BOOTSTRAP_SERVERS": "bootstrap-servers", "P2C_GROUP_ID": "group",
-            "P2C_TRANSACTIONAL_ID": "transactional-id",
+            "P2C_TRANSACTIONAL_ID": "transactional-id", "P2C_GROUP_INSTANCE_ID": "group-instance-id",
             "P2C_COMMIT_INTERVAL_MS": "commitIntervalMs", "P2C_COMMIT_MAX_RECORDS": "commitMaxRecords",
-            "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs", "P2C_METRICS_PORT": "metrics-port",
-            "P2C_WATCHDOG_SECONDS": "watchdogSeconds",
+            "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs", "P2C_SHUTDOWN_TIMEOUT_MS": "shutdownTimeoutMs",
+            "P2C_METRICS_PORT": "metrics-port", "P2C_WATCHDOG_SECONDS": "watchdogSeconds",
         ]
         for (variable, key) in names.sorted(by: { $0.key < $1.key }) {
             guard let value = environment[variable], !value.isEmpty else { continue }
@@ -195,22 +190,43 @@ struct ConfigurationFile {
         case "bootstrap-servers": worker.kafka.bootstrapServers = value
         case "group": worker.groupID = value
         case "transactional-id": worker.transactionalID = value
-        case "metrics-port":
-            guard let port = Int(value), (0...65_535).contains(port) else {
-                throw UsageError("metrics port must be 0 to 65535, got '\(value)'")
-            }
-            worker.metricsPort = port
-        case "commitIntervalMs", "commitMaxRecords", "sessionTimeoutMs", "watchdogSeconds":
-            guard let number = Int(value), number > 0 else {
-                throw UsageError("\(key) must be a positive integer, got '\(value)'")
-            }
-            if key == "commitIntervalMs" { worker.commitIntervalMilliseconds = number }
-            if key == "commitMaxRecords" { worker.commitMaxRecords = number }
-            if key == "sessionTimeoutMs" { worker.sessionTimeoutMilliseconds = number }
-            if key == "watchdogSeconds" { worker.watchdogSeconds = number }
+        case "group-instance-id": worker.groupInstanceID = value
         default:
-            throw UsageError("unknown setting \(key)")
+            guard let setting = Self.integers.first(where: { $0.key == key || $0.flag == key }) else {
+                throw UsageError("unknown setting \(key)")
+            }
+            guard let number = Int(value) else {
+                throw UsageError("\(setting.key) must be \(setting.expected), got '\(value)'")
+            }
+            try set(setting, number)
         }
+    }
+
+    /// An integer setting: its file key, its flag (if any), the values it takes and where it goes.
+    /// The file, the environment and the flags all check it here, so they accept the same values.
+    struct IntegerSetting: Sendable {
+        let key: String
+        var flag: String? = nil
+        let range: ClosedRange<Int>
+        let path: WritableKeyPath<WorkerConfiguration, Int> & Sendable
+
+        var expected: String { "an integer from \(range.lowerBound) to \(range.upperBound)" }
+    }
+
+    static let integers: [IntegerSetting] = [
+        IntegerSetting(key: "commitIntervalMs", range: 1...60_000, path: \.commitIntervalMilliseconds),
+        IntegerSetting(key: "commitMaxRecords", range: 1...1_000_000, path: \.commitMaxRecords),
+        IntegerSetting(key: "sessionTimeoutMs", range: 1_000...3_600_000, path: \.sessionTimeoutMilliseconds),
+        IntegerSetting(key: "shutdownTimeoutMs", range: 1_000...600_000, path: \.shutdownTimeoutMilliseconds),
+        IntegerSetting(key: "metricsPort", flag: "metrics-port", range: 0...65_535, path: \.metricsPort),
+        IntegerSetting(key: "watchdogSeconds", range: 1...86_400, path: \.watchdogSeconds),
+    ]
+
+    private mutating func set(_ setting: IntegerSetting, _ number: Int) throws {
+        guard setting.range.contains(number) else {
+            throw UsageError("\(setting.key) must be \(setting.expected), got \(number)")
+        }
+        worker[keyPath: setting.path] = number
     }
 
     private static func keyPath(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {

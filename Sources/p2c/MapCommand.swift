@@ -29,7 +29,7 @@ enum MapCommand {
         do {
             mapper = try Mapper(configuration: configuration)
         } catch {
-            throw UsageError("mapping configuration: \(error.message)", command: spec.name)
+            throw UsageError("mapping.\(error)", command: spec.name)
         }
         var output = OutputBuffer()
         var lines = LineReader(fileDescriptor: 0)

@@ -186,7 +186,7 @@ enum ReplayCommand {
         do {
             mapper = try Mapper(configuration: file.mapping)
         } catch {
-            throw usage("mapping: \(error)")
+            throw usage("mapping.\(error)")
         }
         let replay = TargetedReplay(
             routes: routes, kafka: merged, translator: RecordTranslator(mapper: mapper, flow: flow, catalog: catalog),

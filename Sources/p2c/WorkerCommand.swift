@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import ProspectToCash
 import Runtime
 import Synchronization
 import Topology
@@ -18,7 +19,11 @@ enum WorkerCommand {
             OptionSpec("delivery", value: "mode", help: "exactly-once or at-least-once.", default: nil),
             OptionSpec("group", value: "id", help: "Consumer group. Default: p2c-<flow>."),
             OptionSpec(
-                "transactional-id", value: "id", help: "Stable, unique per process. Default: p2c-<flow>-<host name>."),
+                "transactional-id", value: "id",
+                help: "Unique per live worker. Default: p2c-<flow>-<host name>-<random>, new at every start."),
+            OptionSpec(
+                "group-instance-id", value: "id",
+                help: "Static group membership (e.g. the pod name); unique per live worker. Default: none."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
@@ -36,7 +41,8 @@ enum WorkerCommand {
         var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         do {
             for key in [
-                "flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id", "metrics-port",
+                "flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id", "group-instance-id",
+                "metrics-port",
             ] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
@@ -52,6 +58,8 @@ enum WorkerCommand {
             throw UsageError(error.message, command: spec.name)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
+        } catch let error as ConfigurationError {
+            throw UsageError("mapping.\(error)", command: spec.name)
         }
         let watchdog = Duration.seconds(file.worker.watchdogSeconds)
         let metrics = worker.metrics
@@ -84,10 +92,19 @@ enum WorkerCommand {
             result.finish()
         }
         thread.start()
+        let shutdownBudget = Duration.milliseconds(file.worker.shutdownTimeoutMilliseconds)
         let signalTask = Task {
             let signal = await Signals.termination()
-            log.info("stopping", [("signal", .int(Int64(signal)))])
+            log.info(
+                "stopping",
+                [("signal", .int(Int64(signal))), ("timeout_ms", .int(Int64(shutdownBudget / .milliseconds(1))))])
             worker.stop()
+            // The worker bounds each of its own waits; this is the backstop for a call into
+            // librdkafka that ignores its timeout: the process ends 1 s after the worker's budget.
+            try? await Task.sleep(for: shutdownBudget + .seconds(1))
+            guard !Task.isCancelled else { return }
+            log.warning("the worker did not stop within its shutdown timeout; exiting without it")
+            result.finish()
         }
         await result.waitUntilFinished()
         signalTask.cancel()

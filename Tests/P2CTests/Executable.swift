@@ -54,6 +54,28 @@ final class Spawned: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// Sends `signal` and waits up to `limit` for the exit: its status and how long it took, or nil
+    /// when it was still running (it is then killed with SIGKILL).
+    func stop(_ signal: Int32, within limit: Duration) -> (status: Int32, took: Duration)? {
+        let started = ContinuousClock.now
+        kill(process.processIdentifier, signal)
+        return waitForExit(since: started, within: limit)
+    }
+
+    /// Waits up to `limit` (counted from `since`) for the process to end: its status and the time
+    /// from `since`, or nil when it was still running (it is then killed with SIGKILL).
+    func waitForExit(since started: ContinuousClock.Instant, within limit: Duration) -> (status: Int32, took: Duration)?
+    {
+        while process.isRunning && ContinuousClock.now - started < limit { Thread.sleep(forTimeInterval: 0.02) }
+        guard !process.isRunning else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, ContinuousClock.now - started)
+    }
+
     /// Waits for the process to end and returns its status, standard output and standard error.
     func finish() -> (status: Int32, stdout: String, stderr: String) {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()

@@ -26,7 +26,6 @@ private final class Fleet: @unchecked Sendable {
             p2cBinary, ["worker", "--flow", flow, "--streams", "orders", "--topics", topicsDirectory],
             environment: [
                 "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": String(port),
-                "P2C_TRANSACTIONAL_ID": "fleet-\(flow)-\(nextWorker)",
             ])
         return nextWorker
     }
@@ -82,10 +81,51 @@ private final class Fleet: @unchecked Sendable {
         }
     }
 
+    /// A counter or gauge of one worker's /metrics (the first sample of that name), nil when it does not answer.
+    func metric(_ id: Int, _ name: String) async -> Int? {
+        guard let port = ports[id], let text = await get(port, "/metrics")?.body,
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+            )
+        else { return nil }
+        return Int(Double(line.split(separator: " ").last ?? "") ?? -1)
+    }
+
+    /// SIGTERM to every worker at once; each one's exit status and time, nil for a worker still
+    /// running after `limit` (then killed; its last log lines are printed).
+    func terminateAll(within limit: Duration) -> [(status: Int32, took: Duration)?] {
+        let started = ContinuousClock.now
+        let running = workers.sorted { $0.key < $1.key }.map(\.value)
+        for worker in running { Glibc.kill(worker.process.processIdentifier, SIGTERM) }
+        var ended: [Duration?] = Array(repeating: nil, count: running.count)
+        while ContinuousClock.now - started < limit && ended.contains(where: { $0 == nil }) {
+            for (index, worker) in running.enumerated() where ended[index] == nil && !worker.process.isRunning {
+                ended[index] = ContinuousClock.now - started
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let outcomes = zip(running, ended).map { worker, took -> (status: Int32, took: Duration)? in
+            let outcome = worker.waitForExit(since: started, within: .zero).map {
+                (status: $0.status, took: took ?? $0.took)
+            }
+            if outcome?.status != 0 {
+                print(
+                    "worker \(worker.process.processIdentifier) ended with \(outcome.map { "\($0.status)" } ?? "no exit"):\n"
+                        + worker.standardError.split(separator: "\n").suffix(6).joined(separator: "\n"))
+            }
+            return outcome
+        }
+        workers.removeAll()
+        return outcomes
+    }
+
+    /// The logs of the workers stopped so far.
+    var logs: [String] = []
+
     /// SIGTERM to one worker; its exit code (its log is printed when it is not 0).
     func stop(_ id: Int) -> Int32 {
         guard let worker = workers.removeValue(forKey: id) else { return -1 }
         let status = worker.stop(SIGTERM)
+        logs.append(worker.standardError)
         if status != 0 {
             print(
                 "worker \(id) exited with \(status):\n"
@@ -221,6 +261,19 @@ struct FleetTests {
             return (toERP, toCRM, fleet.stopAll())
         }
         let (toERP, toCRM, statuses) = outcome
+        // Five workers on one host, none configured with a transactional id: each has its own
+        // (a shared one would fence the others), and says which in its start line.
+        let started = fleet.logs.compactMap { log in
+            log.split(separator: "\n").first { $0.contains(#""msg":"worker started""#) }.map(String.init)
+        }
+        let ids = started.compactMap { line in
+            line.firstMatch(of: /"transactional_id":"([^"]+)"/).map { String($0.1) }
+        }
+        #expect(ids.count == 5 && Set(ids).count == 5, "\(ids)")
+        #expect(
+            started.allSatisfy {
+                $0.contains(#""group_id":"p2c-crm-to-erp""#) || $0.contains(#""group_id":"p2c-erp-to-crm""#)
+            })
         let erp = check(toERP, orders: 1_000, lines: 4, header: "SalesOrderHeader", line: "SalesOrderLine")
         let crm = check(toCRM, orders: 500, lines: 4, header: "salesorder", line: "salesorderdetail")
         #expect(erp.distinct == 5_000)
@@ -266,6 +319,42 @@ struct FleetTests {
                 #expect(result.duplicates == 0)
             }
         }
+    }
+
+    @Test(
+        "SIGTERM to a fleet right after a killed worker's partitions were reassigned: every worker exits 0 within 10 s"
+    )
+    func terminateDuringReassignment() async throws {
+        let fleet = try await Blocking.run {
+            let fleet = try Fleet()
+            for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
+            return fleet
+        }
+        await fleet.waitUntilAssigned(partitions: 24)
+        let produced = fleet.produceInBackground(batches: 100, ordersPerBatch: 20, pause: 0.05)
+        let survivors = fleet.workers.keys.sorted().dropFirst()
+        var before: [Int: Int] = [:]
+        for id in survivors { before[id] = await fleet.metric(id, "p2c_rebalances_total") ?? 0 }
+        fleet.kill(fleet.workers.keys.sorted().first!)
+        let replacement = try await Blocking.run { try fleet.startWorker(flow: "crm-to-erp") }
+        // The replacement's join starts the rebalance that hands out the killed worker's partitions.
+        var reassigned = false
+        let waitingSince = ContinuousClock.now
+        while !reassigned && ContinuousClock.now - waitingSince < .seconds(30) {
+            try await Task.sleep(for: .milliseconds(20))
+            for id in survivors where await fleet.metric(id, "p2c_rebalances_total") ?? 0 > before[id]! {
+                reassigned = true
+            }
+            if await fleet.metric(replacement, "p2c_assigned_partitions") ?? 0 > 0 { reassigned = true }
+        }
+        #expect(reassigned)
+        let outcomes = try await Blocking.run { fleet.terminateAll(within: .seconds(10)) }
+        try await Blocking.run { produced.wait() }
+        _ = fleet.stopAll()
+        print(
+            "SIGTERM during reassignment: \(outcomes.map { $0.map { "\($0.status) after \($0.took)" } ?? "no exit" })")
+        #expect(outcomes.count == 3)
+        #expect(outcomes.allSatisfy { $0?.status == 0 })
     }
 
     @Test("Scaling 1 → 4 → 2 workers while orders arrive: nothing lost, order kept, every worker exits 0")

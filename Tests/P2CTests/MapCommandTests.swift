@@ -44,13 +44,32 @@ struct MapCommandTests {
         #expect(result.stderr.split(separator: "\n").count == 1)
     }
 
-    @Test("A configuration value of the wrong type is named with its key")
-    func badConfigurationValue() throws {
+    @Test(
+        "A bad mapping setting is named with its key and exits 2, in p2c map and in a targeted replay alike",
+        arguments: [
+            (["map", "--flow", "crm-to-erp"], #"{"mapping": {"syncProspects": "yes"}}"#, "mapping.syncProspects"),
+            (
+                ["map", "--flow", "crm-to-erp"],
+                #"{"mapping": {"numberSequences": {"crm": "C(\\d+", "erp": "^F\\d+$"}}}"#,
+                #"mapping.numberSequences.crm: "C(\d+" is not a regular expression"#
+            ),
+            (
+                [
+                    "replay", "--flow", "crm-to-erp", "--key", "USMF/C1", "--bootstrap-servers", "127.0.0.1:9",
+                    "--topics", topicsDirectory,
+                ],
+                #"{"mapping": {"numberSequences": {"crm": "C(\\d+", "erp": "^F\\d+$"}}}"#,
+                #"mapping.numberSequences.crm: "C(\d+" is not a regular expression"#
+            ),
+        ])
+    func badConfigurationValue(arguments: [String], text: String, message: String) throws {
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("p2c-bad-\(UUID().uuidString).json")
-        try #"{"mapping": {"syncProspects": "yes"}}"#.write(to: config, atomically: true, encoding: .utf8)
-        let result = try runWithInput(p2cBinary, ["map", "--flow", "crm-to-erp", "--config", config.path], input: "")
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        let result = try runWithInput(
+            p2cBinary, arguments + ["--config", config.path], input: "")
         #expect(result.status == 2)
-        #expect(result.stderr.contains("mapping.syncProspects"))
+        #expect(result.stderr.contains(message))
+        #expect(result.stderr.split(separator: "\n").count == 1)
     }
 }
 

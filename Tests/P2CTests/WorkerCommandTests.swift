@@ -165,7 +165,16 @@ struct WorkerCommandTests {
             (["worker", "--flow", "crm-to-erp", "--streams", "leads"], [:], "'leads' is not one of"),
             (
                 ["worker", "--flow", "crm-to-erp"], ["P2C_COMMIT_INTERVAL_MS": "soon"],
-                "P2C_COMMIT_INTERVAL_MS: commitIntervalMs must be a positive integer"
+                "P2C_COMMIT_INTERVAL_MS: commitIntervalMs must be an integer from 1 to 60000, got 'soon'"
+            ),
+            // The file and the environment accept the same values (the file's test has the same line).
+            (
+                ["worker", "--flow", "crm-to-erp"], ["P2C_SESSION_TIMEOUT_MS": "1"],
+                "P2C_SESSION_TIMEOUT_MS: sessionTimeoutMs must be an integer from 1000 to 3600000, got 1"
+            ),
+            (
+                ["worker", "--flow", "crm-to-erp"], ["P2C_SHUTDOWN_TIMEOUT_MS": "0"],
+                "P2C_SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs must be an integer from 1000 to 600000, got 0"
             ),
             (["worker", "--flow", "crm-to-erp"], ["P2C_KAFKA_LINGER_MS": "soon"], "kafka.linger.ms"),
             (
@@ -186,6 +195,17 @@ struct WorkerCommandTests {
             (#"{"flow": "crm-to-erp", "partitions": 3}"#, #"unknown key "partitions""#),
             (#"{"kafka": {"linger.ms": "soon"}}"#, "kafka.linger.ms"),
             (#"{"mapping": {"syncProspects": "yes"}}"#, "mapping.syncProspects"),
+            (#"{"sessionTimeoutMs": 1}"#, "sessionTimeoutMs must be an integer from 1000 to 3600000, got 1"),
+            // A mapping setting that cannot be compiled is the deployment's to fix: exit 2, not a
+            // restart loop, and named as the file names it.
+            (
+                #"{"mapping": {"numberSequences": {"crm": "C(\\d+", "erp": "^F\\d+$"}}}"#,
+                #"mapping.numberSequences.crm: "C(\d+" is not a regular expression"#
+            ),
+            (
+                #"{"mapping": {"fieldMaps": [{"map": "No such map", "fo_field": "X", "map_type": "=", "ce_column": "x"}]}}"#,
+                #"mapping.fieldMaps: there is no map named "No such map""#
+            ),
         ])
     func badFile(text: String, message: String) throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("p2c-worker-\(UUID().uuidString).json")

@@ -360,7 +360,7 @@ struct BusinessRuleTests {
         let demf = try #require(
             mapped(event(header, side: .crm, data: data, company: "DEMF"), .crmToERP, using: custom))
         #expect(demf["DELIVERYMODECODE"] == .string("Air"))
-        #expect(throws: MappingError.self) {
+        #expect(throws: ConfigurationError("fieldMaps", "there is no map named \"No such map\"")) {
             var bad = MappingConfiguration()
             bad.fieldMaps = [.init(map: "No such map", fo_field: "X", map_type: "=", ce_column: "x")]
             _ = try Mapper(configuration: bad)
