@@ -32,14 +32,20 @@ enum ReplayCommand {
                 "config", value: "file",
                 help: "Targeted: the workers' configuration file, for the same maps and settings."),
             OptionSpec("dry-run", help: "Print what would change (offsets, or events to send) and change nothing."),
+            OptionSpec(
+                "wait", value: "seconds",
+                help: "While the group still has members, wait up to this long for them to leave. Default: 0."),
             OptionSpec("group", value: "id", help: "The flow's consumer group. Default: p2c-<flow>."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
         discussion: """
             Replayed events get the same ce_id as the first time, so targets drop what they already have.
-            To apply, replay joins the flow's group alone, commits the new offsets and leaves: while any
-            worker of the flow is running it refuses (scale the flow to zero first).
+            The group must be empty (scale the flow to zero first): replay asks the cluster to describe the
+            group, without joining it, and refuses while members remain, naming them (client id, host,
+            instance id), unless --wait gives them time to leave. Where the cluster cannot describe groups
+            (the embedded broker), replay joins the group alone instead, and refuses unless it is given
+            every partition.
 
             Targeted (--key, or --company with --since): reads the flow's change topics, maps the matching
             events with the workers' code and configuration and sends the outputs to the target's inbound
@@ -99,6 +105,7 @@ enum ReplayCommand {
         }
         guard !partitions.isEmpty else { throw usage("no partition matches") }
         let dryRun = arguments.flag("dry-run")
+        let wait = Duration.seconds(try arguments.integer("wait", in: 0...86_400) ?? 0)
         let selected = partitions
         let time = targetTime
         let target = targetOffset.map { $0.offset }
@@ -118,36 +125,28 @@ enum ReplayCommand {
                 print("dry run: nothing changed")
                 return 0
             }
-            // Join alone: if another member is alive, this one never holds every partition.
-            try consumer.subscribe(Array(Set(partitions.map(\.topic))).sorted())
-            let wanted = Set(partitions.map(\.topic))
-            var held: Set<TopicPartition> = []
-            var allOfThem: Set<TopicPartition> = []
-            for route in routes {
-                for index in 0..<Int32(route.input.partitions) {
-                    allOfThem.insert(TopicPartition(route.input.name, index))
-                }
-            }
-            let deadline = ContinuousClock.now + .seconds(30)
-            var settledSince: ContinuousClock.Instant?
-            while ContinuousClock.now < deadline {
-                _ = try consumer.poll(timeout: .milliseconds(100))
-                let now = Set(try consumer.assignment().filter { wanted.contains($0.topic) })
-                if now != held {
-                    held = now
-                    settledSince = now.isEmpty ? nil : .now
-                }
-                if held == allOfThem, let since = settledSince, ContinuousClock.now - since > .seconds(1) { break }
-            }
-            guard held == allOfThem else {
-                try? consumer.close()
+            let deadline = ContinuousClock.now + wait
+            let applied: Bool
+            switch try describedGroup(group, kafka: kafka, until: deadline) {
+            case .inactive:
+                try consumer.commit(moves, timeout: .seconds(30))
+                applied = true
+            case .members(let members):
                 FileHandle.standardError.write(
                     Data(
-                        "p2c replay: the group \(group) has live members (this tool got \(held.count) of \(allOfThem.count) partitions): scale the flow to zero first\n"
-                            .utf8))
+                        ("p2c replay: the group \(group) has \(members.count) live member\(members.count == 1 ? "" : "s"): "
+                            + members.map(\.description).joined(separator: "; ")
+                            + ": scale the flow to zero first, or give them time with --wait <seconds>\n").utf8))
+                applied = false
+            case .cannotDescribe:
+                applied = try probe(
+                    group: group, consumer: consumer, routes: routes, partitions: partitions, moves: moves,
+                    until: deadline + .seconds(30))
+            }
+            guard applied else {
+                try? consumer.close()
                 return 1
             }
-            try consumer.commit(moves)
             let after = try consumer.committed(partitions)
             try consumer.close()
             guard after.map(\.offset) == moves.map(\.offset) else {
@@ -157,6 +156,78 @@ enum ReplayCommand {
             print("moved \(moves.count) partition\(moves.count == 1 ? "" : "s") of group \(group)")
             return 0
         }
+    }
+
+    /// What the cluster says of the group's members.
+    private enum Membership {
+        /// No member: offsets can be moved without joining.
+        case inactive
+        /// Still there at the deadline.
+        case members([KafkaAdmin.GroupDescription.Member])
+        /// The cluster does not offer DescribeGroups (librdkafka 2.0.2's mock).
+        case cannotDescribe
+    }
+
+    /// Describes `group` every second until it has no member or `deadline` passes. Describing
+    /// never joins the group, so a live fleet is not rebalanced by asking.
+    private static func describedGroup(
+        _ group: String, kafka: KafkaConfiguration, until deadline: ContinuousClock.Instant
+    ) throws -> Membership {
+        let admin = try KafkaAdmin(configuration: kafka)
+        var reported = false
+        while true {
+            let answer = Result { () throws(KafkaError) in try admin.describeGroup(group) }
+            if case .failure(let error) = answer, [.unsupportedFeature, .unsupportedVersion].contains(error.code) {
+                return .cannotDescribe
+            }
+            let description = try answer.get()
+            if description.isInactive { return .inactive }
+            guard ContinuousClock.now < deadline else { return .members(description.members) }
+            if !reported {
+                print(
+                    "waiting for \(description.members.count) member(s) of \(group) to leave (state \(description.state))"
+                )
+                reported = true
+            }
+            Thread.sleep(forTimeInterval: 1)
+        }
+    }
+
+    /// Where the cluster cannot describe groups: joins the group alone and commits `moves` once it
+    /// holds every partition of `routes` (a live member keeps some). False when it did not by `deadline`.
+    private static func probe(
+        group: String, consumer: KafkaConsumer, routes: [Route], partitions: [TopicPartition],
+        moves: [TopicPartitionOffset], until deadline: ContinuousClock.Instant
+    ) throws -> Bool {
+        print("the cluster cannot describe groups; joining \(group) alone to check that it is empty")
+        try consumer.subscribe(Array(Set(partitions.map(\.topic))).sorted())
+        let wanted = Set(partitions.map(\.topic))
+        var held: Set<TopicPartition> = []
+        var allOfThem: Set<TopicPartition> = []
+        for route in routes {
+            for index in 0..<Int32(route.input.partitions) {
+                allOfThem.insert(TopicPartition(route.input.name, index))
+            }
+        }
+        var settledSince: ContinuousClock.Instant?
+        while ContinuousClock.now < deadline {
+            _ = try consumer.poll(timeout: .milliseconds(100))
+            let now = Set(try consumer.assignment().filter { wanted.contains($0.topic) })
+            if now != held {
+                held = now
+                settledSince = now.isEmpty ? nil : .now
+            }
+            if held == allOfThem, let since = settledSince, ContinuousClock.now - since > .seconds(1) { break }
+        }
+        guard held == allOfThem else {
+            FileHandle.standardError.write(
+                Data(
+                    "p2c replay: the group \(group) has live members (this tool got \(held.count) of \(allOfThem.count) partitions): scale the flow to zero first, or give them time with --wait <seconds>\n"
+                        .utf8))
+            return false
+        }
+        try consumer.commit(moves)
+        return true
     }
 
     /// `--key K` or `--company C --since T`: maps those events again; offsets stay.

@@ -45,9 +45,11 @@ struct ReplayCommandTests {
             try read(until: 6, into: &outputs)
             let refused = try Spawned(p2cBinary, replay + ["--to-earliest"], environment: environment).finish()
             _ = first.stop(SIGTERM)
+            let stopped = ContinuousClock.now
             let dryRun = try Spawned(p2cBinary, replay + ["--to-offset", "2:1", "--dry-run"], environment: environment)
                 .finish()
             let applied = try Spawned(p2cBinary, replay + ["--to-earliest"], environment: environment).finish()
+            print("replay: accepted \(ContinuousClock.now - stopped) after the worker stopped")
             // The map changed before the replay: the origins map gains a constant column.
             let config = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "replay-\(UUID().uuidString).json")
@@ -83,6 +85,35 @@ struct ReplayCommandTests {
             String(decoding: $0.value ?? [], as: UTF8.self).contains(#""msdyn_replayed":true"#)
         }
         #expect(changed == Array(repeating: false, count: 6) + Array(repeating: true, count: 6))
+    }
+
+    @Test("Started while the fleet still runs, replay --wait goes through once the last worker has stopped")
+    func replayWaitsForTheFleet() async throws {
+        let outcome = try await Blocking.run {
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            let worker = ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory]
+            let fleet = try (0..<2).map { _ in try Spawned(p2cBinary, worker, environment: broker.environment) }
+            // Both workers hold partitions before the replay starts.
+            Thread.sleep(forTimeInterval: 5)
+            let replay = try Spawned(
+                p2cBinary,
+                [
+                    "replay", "--flow", "erp-to-crm", "--stream", "origins", "--to-earliest", "--wait", "40",
+                    "--topics", topicsDirectory,
+                ],
+                environment: broker.environment)
+            Thread.sleep(forTimeInterval: 1)
+            let statuses = fleet.map { $0.stop(SIGTERM) }
+            let stopped = ContinuousClock.now
+            let result = replay.finish()
+            return (statuses, result, ContinuousClock.now - stopped)
+        }
+        let (statuses, result, after) = outcome
+        print("replay --wait: done \(after) after the fleet stopped")
+        #expect(statuses == [0, 0])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("moved 3 partitions of group p2c-erp-to-crm"))
     }
 
     @Test(
