@@ -102,9 +102,17 @@ for flow, deployment in deployments.items():
           and not security["allowPrivilegeEscalation"], f"{flow}: restrictive container securityContext")
     check(pod["securityContext"]["runAsNonRoot"], f"{flow}: runs as non-root")
     check(pod["terminationGracePeriodSeconds"] > 10, f"{flow}: grace period above the worker's 10 s drain")
+    check("P2C_GROUP_INSTANCE_ID" not in env, f"{flow}: dynamic group membership by default")
 check(len(kinds(defaults, "PodDisruptionBudget")) == 2, "a PodDisruptionBudget per flow")
 config = json.loads(kinds(defaults, "ConfigMap")[0]["data"]["worker.json"])
 check(config["delivery"] == "exactly-once", "the default delivery is exactly-once")
+check(config["sessionTimeoutMs"] == 15000 and config["shutdownTimeoutMs"] == 8000,
+      f"session and shutdown timeouts: {config['sessionTimeoutMs']}, {config['shutdownTimeoutMs']}")
+static = render({"worker": {"staticMembership": True}})
+for deployment in kinds(static, "Deployment"):
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env.get("P2C_GROUP_INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+          "staticMembership: P2C_GROUP_INSTANCE_ID is the pod name")
 
 keda = rendered["keda.yaml"]
 for scaled in kinds(keda, "ScaledObject"):
@@ -154,6 +162,8 @@ bad = {
     "KEDA and HPA together": {"autoscaling": {"keda": {"enabled": True}, "hpa": {"enabled": True}}},
     "SASL without a Secret": {"kafka": {"sasl": {"enabled": True}}},
     "a short grace period": {"terminationGracePeriodSeconds": 5},
+    "a shutdown longer than the grace period": {"worker": {"shutdownTimeoutMs": 40000}},
+    "a session timeout of one millisecond": {"worker": {"sessionTimeoutMs": 1}},
     "an unknown flow": {"flows": {"both-ways": {"enabled": True, "replicas": 1}}},
 }
 for label, values in bad.items():

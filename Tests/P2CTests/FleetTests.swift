@@ -17,16 +17,19 @@ private final class Fleet: @unchecked Sendable {
         bootstrap = broker.readLine() ?? ""
     }
 
+    /// Starts a worker; with `instance`, a static member of its group (`P2C_GROUP_INSTANCE_ID`).
     @discardableResult
-    func startWorker(flow: String) throws -> Int {
+    func startWorker(flow: String, instance: String? = nil) throws -> Int {
         nextWorker += 1
         let port = freePort()
         ports[nextWorker] = port
+        var environment = [
+            "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": String(port),
+        ]
+        environment["P2C_GROUP_INSTANCE_ID"] = instance
         workers[nextWorker] = try Spawned(
             p2cBinary, ["worker", "--flow", flow, "--streams", "orders", "--topics", topicsDirectory],
-            environment: [
-                "P2C_BOOTSTRAP_SERVERS": bootstrap, "P2C_SESSION_TIMEOUT_MS": "6000", "P2C_METRICS_PORT": String(port),
-            ])
+            environment: environment)
         return nextWorker
     }
 
@@ -327,7 +330,8 @@ struct FleetTests {
     func terminateDuringReassignment() async throws {
         let fleet = try await Blocking.run {
             let fleet = try Fleet()
-            for _ in 0..<3 { try fleet.startWorker(flow: "crm-to-erp") }
+            // One of them a static member (no LeaveGroup on its way out).
+            for index in 0..<3 { try fleet.startWorker(flow: "crm-to-erp", instance: index == 2 ? "static-3" : nil) }
             return fleet
         }
         await fleet.waitUntilAssigned(partitions: 24)
@@ -355,6 +359,38 @@ struct FleetTests {
             "SIGTERM during reassignment: \(outcomes.map { $0.map { "\($0.status) after \($0.took)" } ?? "no exit" })")
         #expect(outcomes.count == 3)
         #expect(outcomes.allSatisfy { $0?.status == 0 })
+    }
+
+    @Test(
+        "kill -9 of one of two workers while orders arrive: the other takes its partitions over and nothing is lost")
+    func failover() async throws {
+        let fleet = try await Blocking.run {
+            let fleet = try Fleet()
+            for _ in 1...2 { try fleet.startWorker(flow: "crm-to-erp") }
+            return fleet
+        }
+        await fleet.waitUntilAssigned(partitions: 24)
+        // 12 s of orders, one every 10 ms on average; the kill comes 2 s in.
+        let produced = fleet.produceInBackground(batches: 120, ordersPerBatch: 10, pause: 0.1)
+        try await Task.sleep(for: .seconds(2))
+        let killed = Date()
+        fleet.kill(fleet.workers.keys.min()!)
+        let records = try await Blocking.run {
+            produced.wait()
+            return try fleet.read("erp.orders.inbound", distinct: 4_800)
+        }
+        let statuses = try await Blocking.run { fleet.stopAll() }
+        let result = check(records, orders: 1_200, lines: 3, header: "SalesOrderHeader", line: "SalesOrderLine")
+        #expect(result.distinct == 4_800)
+        #expect(statuses == [0])
+        // Fail-over time, for the README: the longest a partition went without output after the kill.
+        let since = Int64(killed.timeIntervalSince1970 * 1000)
+        var longest: Int64 = 0
+        for records in Dictionary(grouping: records.filter { $0.timestamp >= since - 1_000 }, by: \.partition).values {
+            let stamps = records.map(\.timestamp).sorted()
+            for (earlier, later) in zip(stamps, stamps.dropFirst()) { longest = max(longest, later - earlier) }
+        }
+        print("fail-over after kill -9 (session timeout 6 s): the longest silence of a partition was \(longest) ms")
     }
 
     @Test("Scaling 1 → 4 → 2 workers while orders arrive: nothing lost, order kept, every worker exits 0")
