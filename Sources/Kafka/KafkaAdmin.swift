@@ -112,83 +112,43 @@ extension KafkaAdmin {
         public struct Member: Sendable, Equatable, CustomStringConvertible {
             public var clientID: String
             public var host: String
+            /// The coordinator's id for the member; a static member's starts with its `group.instance.id`.
             public var memberID: String
-            /// Set for a static member (`group.instance.id`).
-            public var instanceID: String?
 
-            public var description: String {
-                "\(clientID) on \(host)" + (instanceID.map { " (instance \($0))" } ?? "") + " [\(memberID)]"
-            }
+            public var description: String { "\(clientID) on \(host) (member \(memberID))" }
         }
 
         /// No member holds the group: its offsets can be moved.
         public var isInactive: Bool { members.isEmpty && (state == "Empty" || state == "Dead") }
     }
 
-    /// Describes `group` (DescribeGroups through `rd_kafka_DescribeConsumerGroups`) without joining
-    /// it, so a live group is not rebalanced. Throws `.unsupportedFeature` when the cluster does
-    /// not offer DescribeGroups (librdkafka 2.0.2's mock cluster does not). Blocks up to `timeout`.
+    /// Describes `group` (ListGroups and DescribeGroups, through `rd_kafka_list_groups`) without
+    /// joining it, so a live group is not rebalanced. Throws `.unsupportedFeature` when the cluster
+    /// does not offer those requests (librdkafka 2.0.2's mock cluster does not). Blocks up to `timeout`.
     ///
-    /// librdkafka 2.0.2 then never finishes destroying the handle (`rd_kafka_destroy` waits
-    /// forever; seen with the mock's unsupported-feature answer, the only one this project can
-    /// observe), so an admin that described a group is left to the end of the process: use a
-    /// short-lived one, as `p2c replay` does.
+    /// Not `rd_kafka_DescribeConsumerGroups`: in 2.0.2 a handle that got its unsupported-feature
+    /// answer could no longer be destroyed (`rd_kafka_destroy` waited forever), and a test process
+    /// that kept the handle instead failed an assertion in librdkafka's queue code moments later.
     public func describeGroup(_ group: String, timeout: Duration = .seconds(10)) throws(KafkaError) -> GroupDescription
     {
-        handle.mustNotDestroy.store(true, ordering: .relaxed)
-        let queue = rd_kafka_queue_new(handle.pointer)
-        defer { rd_kafka_queue_destroy(queue) }
-        let options = rd_kafka_AdminOptions_new(handle.pointer, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS)
-        defer { rd_kafka_AdminOptions_destroy(options) }
-        let (set, text) = withErrorBuffer {
-            rd_kafka_AdminOptions_set_request_timeout(options, timeout.milliseconds, $0, $1)
-        }
-        guard set == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(set, "DescribeConsumerGroups: \(text)") }
-        group.withCString { name in
-            var names: [UnsafePointer<CChar>?] = [name]
-            names.withUnsafeMutableBufferPointer {
-                rd_kafka_DescribeConsumerGroups(handle.pointer, $0.baseAddress, 1, options, queue)
+        var list: UnsafePointer<rd_kafka_group_list>?
+        let err = rd_kafka_list_groups(handle.pointer, group, &list, timeout.milliseconds)
+        try KafkaError.check(err, "describe group \(group)")
+        guard let list else { throw KafkaError(code: .state, message: "describe group \(group): no answer") }
+        defer { rd_kafka_group_list_destroy(list) }
+        func text(_ pointer: UnsafeMutablePointer<CChar>?) -> String { pointer.map { String(cString: $0) } ?? "" }
+        for index in 0..<Int(list.pointee.group_cnt) {
+            let info = list.pointee.groups[index]
+            guard text(info.group) == group else { continue }
+            try KafkaError.check(info.err, "describe group \(group)")
+            let members = (0..<Int(info.member_cnt)).map { index in
+                let member = info.members[index]
+                return GroupDescription.Member(
+                    clientID: text(member.client_id), host: text(member.client_host), memberID: text(member.member_id))
             }
+            return GroupDescription(state: text(info.state), members: members)
         }
-        // The request timeout bounds the answer; the margin covers the queue hop.
-        guard let event = rd_kafka_queue_poll(queue, (timeout + .seconds(1)).milliseconds) else {
-            throw KafkaError(
-                code: .timedOut, message: "DescribeConsumerGroups: no answer within \(timeout)", isRetriable: true)
-        }
-        defer { rd_kafka_event_destroy(event) }
-        let eventError = rd_kafka_event_error(event)
-        if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(
-                eventError, "DescribeConsumerGroups: " + String(cString: rd_kafka_event_error_string(event)))
-        }
-        guard let result = rd_kafka_event_DescribeConsumerGroups_result(event) else {
-            throw KafkaError(code: .state, message: "DescribeConsumerGroups: unexpected answer")
-        }
-        var count = 0
-        guard let groups = rd_kafka_DescribeConsumerGroups_result_groups(result, &count), count == 1,
-            let description = groups[0]
-        else {
-            throw KafkaError(code: .state, message: "DescribeConsumerGroups: no description of \(group)")
-        }
-        if let error = rd_kafka_ConsumerGroupDescription_error(description) {
-            let code = rd_kafka_error_code(error)
-            throw KafkaError(code, "DescribeConsumerGroups \(group): " + String(cString: rd_kafka_error_string(error)))
-        }
-        var members: [GroupDescription.Member] = []
-        for index in 0..<rd_kafka_ConsumerGroupDescription_member_count(description) {
-            guard let member = rd_kafka_ConsumerGroupDescription_member(description, index) else { continue }
-            func text(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) } }
-            members.append(
-                GroupDescription.Member(
-                    clientID: text(rd_kafka_MemberDescription_client_id(member)) ?? "",
-                    host: text(rd_kafka_MemberDescription_host(member)) ?? "",
-                    memberID: text(rd_kafka_MemberDescription_consumer_id(member)) ?? "",
-                    instanceID: text(rd_kafka_MemberDescription_group_instance_id(member)).flatMap {
-                        $0.isEmpty ? nil : $0
-                    }))
-        }
-        let state = String(
-            cString: rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupDescription_state(description)))
-        return GroupDescription(state: state, members: members)
+        // A group the coordinator does not know has no members.
+        return GroupDescription(state: "Dead", members: [])
     }
 }

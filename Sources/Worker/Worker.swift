@@ -97,7 +97,8 @@ public final class Worker: @unchecked Sendable {
         consumerConfiguration.statisticsIntervalMilliseconds = 5_000
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
         transactionalID = configuration.delivery == .exactlyOnce ? configuration.makeTransactionalID() : nil
-        let producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
+        var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
+        producerConfiguration.transactionTimeoutMilliseconds = configuration.transactionTimeoutMilliseconds
         // Both checked before either client starts talking to the cluster.
         try consumerConfiguration.validate()
         try producerConfiguration.validate()

@@ -33,6 +33,11 @@ public struct WorkerConfiguration: Sendable {
     /// Also commit the batch's offsets outside the transaction after it commits: needed on brokers
     /// that do not store transactional offsets (librdkafka 2.0.2's mock); harmless elsewhere. Default: false.
     public var commitOffsetsOutsideTransaction: Bool = false
+    /// The broker aborts a transaction left open this long: what a killed worker's open transaction
+    /// holds back `read_committed` readers of its output partitions, unless a worker with the same
+    /// transactional id starts sooner. A batch's transaction lasts about `commitIntervalMilliseconds`
+    /// plus its commit. Default: 10 000 ms (Kafka Streams' choice for exactly-once).
+    public var transactionTimeoutMilliseconds: Int = 10_000
     /// Session timeout of the consumer group member. Default: 45 000 ms.
     public var sessionTimeoutMilliseconds: Int = 45_000
     /// How long a stop (SIGTERM) may take from the request to the end of `run()`: the last commit,

@@ -11,7 +11,7 @@ struct ConfigurationFile {
     static let keys: Set<String> = [
         "flow", "streams", "delivery", "bootstrapServers", "clientId", "groupId", "groupInstanceId", "transactionalId",
         "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs",
-        "shutdownTimeoutMs", "kafka",
+        "shutdownTimeoutMs", "transactionTimeoutMs", "kafka",
         "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
     ]
@@ -129,6 +129,7 @@ struct ConfigurationFile {
             "P2C_TRANSACTIONAL_ID": "transactional-id", "P2C_GROUP_INSTANCE_ID": "group-instance-id",
             "P2C_COMMIT_INTERVAL_MS": "commitIntervalMs", "P2C_COMMIT_MAX_RECORDS": "commitMaxRecords",
             "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs", "P2C_SHUTDOWN_TIMEOUT_MS": "shutdownTimeoutMs",
+            "P2C_TRANSACTION_TIMEOUT_MS": "transactionTimeoutMs",
             "P2C_METRICS_PORT": "metrics-port", "P2C_WATCHDOG_SECONDS": "watchdogSeconds",
         ]
         for (variable, key) in names.sorted(by: { $0.key < $1.key }) {
@@ -218,6 +219,8 @@ struct ConfigurationFile {
         IntegerSetting(key: "commitMaxRecords", range: 1...1_000_000, path: \.commitMaxRecords),
         IntegerSetting(key: "sessionTimeoutMs", range: 1_000...3_600_000, path: \.sessionTimeoutMilliseconds),
         IntegerSetting(key: "shutdownTimeoutMs", range: 1_000...600_000, path: \.shutdownTimeoutMilliseconds),
+        IntegerSetting(
+            key: "transactionTimeoutMs", range: 1_000...900_000, path: \.transactionTimeoutMilliseconds),
         IntegerSetting(key: "metricsPort", flag: "metrics-port", range: 0...65_535, path: \.metricsPort),
         IntegerSetting(key: "watchdogSeconds", range: 1...86_400, path: \.watchdogSeconds),
     ]

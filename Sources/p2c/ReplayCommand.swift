@@ -43,7 +43,7 @@ enum ReplayCommand {
             Replayed events get the same ce_id as the first time, so targets drop what they already have.
             The group must be empty (scale the flow to zero first): replay asks the cluster to describe the
             group, without joining it, and refuses while members remain, naming them (client id, host,
-            instance id), unless --wait gives them time to leave. Where the cluster cannot describe groups
+            member id), unless --wait gives them time to leave. Where the cluster cannot describe groups
             (the embedded broker), replay joins the group alone instead, and refuses unless it is given
             every partition.
 
