@@ -41,6 +41,7 @@ let package = Package(
         ),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),

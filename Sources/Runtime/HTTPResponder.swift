@@ -5,8 +5,7 @@ import Synchronization
     import Glibc
 #endif
 
-/// A tiny HTTP/1.1 responder for probes and metrics: GET only, one request per connection, on a
-/// thread of its own. Not a web server; enough for Kubernetes and Prometheus.
+/// The probes' and metrics' responder: GET (and HEAD) of a path, on an `HTTPServer`.
 public final class HTTPResponder: Sendable {
     /// What a GET of a path answers.
     public struct Response: Sendable {
@@ -21,86 +20,27 @@ public final class HTTPResponder: Sendable {
         }
     }
 
+    private let server: HTTPServer
+
     /// The port it listens on (the one the system chose when asked for 0).
-    public let port: Int
-    private let socket: Int32
-    private let stopped = Atomic<Bool>(false)
+    public var port: Int { server.port }
 
     /// Listens on `port` on every interface and answers with `handler(path)`.
     public init(port: Int, handler: @escaping @Sendable (String) -> Response) throws {
-        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw HTTPError("socket: \(String(cString: strerror(errno)))") }
-        var yes: Int32 = 1
-        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr = in_addr(s_addr: INADDR_ANY)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        var limits = HTTPServer.Limits()
+        limits.maxBodyBytes = 0
+        limits.maxConnections = 16
+        server = try HTTPServer(port: port, limits: limits) { request in
+            guard request.method == "GET" || request.method == "HEAD" else {
+                return HTTPResponse(status: 405, text: "only GET\n")
             }
+            let response = handler(request.path)
+            return HTTPResponse(status: response.status, text: response.body, contentType: response.contentType)
         }
-        guard bound == 0, listen(descriptor, 16) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw HTTPError("port \(port): \(reason)")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        self.port = Int(UInt16(bigEndian: actual.sin_port))
-        self.socket = descriptor
-        let thread = Thread { [self] in serve(handler) }
-        thread.name = "p2c-http"
-        thread.start()
     }
 
-    /// Stops accepting connections.
-    public func stop() {
-        guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        shutdown(socket, Int32(SHUT_RDWR))
-        close(socket)
-    }
-
-    private func serve(_ handler: @Sendable (String) -> Response) {
-        while !stopped.load(ordering: .relaxed) {
-            let connection = accept(socket, nil, nil)
-            guard connection >= 0 else {
-                if stopped.load(ordering: .relaxed) { return }
-                continue
-            }
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
-            let request = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
-            let parts = request.split(separator: " ", maxSplits: 2)
-            let response: Response
-            if parts.count >= 2, parts[0] == "GET" {
-                response = handler(String(parts[1].split(separator: "?").first ?? ""))
-            } else {
-                response = Response(status: 405, body: "only GET\n")
-            }
-            let reason =
-                [200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status]
-                ?? "Status"
-            let body = Array(response.body.utf8)
-            let head =
-                "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-            let bytes = Array(head.utf8) + body
-            _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            close(connection)
-        }
-    }
-}
-
-/// Why the responder could not start.
-public struct HTTPError: Error, CustomStringConvertible {
-    public var description: String
-    init(_ description: String) { self.description = description }
+    /// Stops answering.
+    public func stop() { server.stop(timeout: .seconds(1)) }
 }
 
 /// The client side of the probes, for local use (the demo waiting for its workers, tests): a plain
