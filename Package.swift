@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: strict),
         .target(name: "Topology", swiftSettings: strict),
         .target(name: "Runtime", swiftSettings: strict),
+        .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .target(
             name: "Worker",
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
+        .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),

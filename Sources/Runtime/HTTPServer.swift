@@ -428,14 +428,6 @@ enum HTTPRequestParser {
 
     /// The absolute index where `pattern` starts in `bytes`.
     static func find(_ pattern: [UInt8], in bytes: ArraySlice<UInt8>) -> Int? {
-        guard bytes.count >= pattern.count else { return nil }
-        var index = bytes.startIndex
-        while index <= bytes.endIndex - pattern.count {
-            if bytes[index] == pattern[0] && bytes[index..<(index + pattern.count)].elementsEqual(pattern) {
-                return index
-            }
-            index += 1
-        }
-        return nil
+        bytes.firstRange(of: pattern)?.lowerBound
     }
 }
