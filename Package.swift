@@ -23,6 +23,7 @@ let package = Package(
         .target(name: "Topology", swiftSettings: strict),
         .target(name: "Runtime", swiftSettings: strict),
         .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
+        .target(name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .target(
             name: "Worker",
@@ -44,6 +45,7 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
+        .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
