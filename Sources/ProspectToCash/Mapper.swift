@@ -6,17 +6,26 @@ public enum MappingOutcome: Sendable, Equatable {
     /// Events for the target system (usually one; an invoice also sets its order to Invoiced).
     case mapped([MappedEvent])
     /// Deliberately not synced (an echo, a prospect, a free-text invoice...), with the reason.
-    case filtered(String)
+    case filtered(FilterReason)
     /// Refused: it goes to the dead-letter topic with this error.
     case refused(MappingError)
 
-    /// The reason given for an echo of p2c's own write.
-    public static let echoReason = "echo of a p2c write (ce_origin p2c)"
-
     /// Whether this is an echo of p2c's own write, dropped by loop prevention.
-    public var isEcho: Bool {
-        if case .filtered(let reason) = self { return reason == Self.echoReason }
-        return false
+    public var isEcho: Bool { self == .filtered(.echo) }
+}
+
+/// Why an event is deliberately not synced.
+public enum FilterReason: Sendable, Equatable, CustomStringConvertible {
+    /// The echo of a p2c write (`ce_origin` p2c): loop prevention.
+    case echo
+    /// A business rule holds it back (a prospect, a free-text invoice...), as the text says.
+    case rule(String)
+
+    public var description: String {
+        switch self {
+        case .echo: "echo of a p2c write (ce_origin p2c)"
+        case .rule(let text): text
+        }
     }
 }
 
@@ -229,7 +238,7 @@ public final class Mapper: Sendable {
     {
         let text = CloudEvent.Attributes.text
         if let origin = attributes.origin, origin.elementsEqual("p2c".utf8) {
-            return .filtered(MappingOutcome.echoReason)
+            return .filtered(.echo)
         }
         let source = attributes.source ?? []
         guard source.elementsEqual(flow.source.rawValue.utf8) else {
@@ -260,7 +269,7 @@ public final class Mapper: Sendable {
         }
         let plan = try choosePlan(candidates, data: control, action: action)
         if let reason = filterReason(plan.kind, flow: flow, data: control, action: action) {
-            return .filtered(reason)
+            return .filtered(.rule(reason))
         }
         let number = try documentNumber(plan.kind, flow: flow, data: control)
         let subject = String(company, "/", number)

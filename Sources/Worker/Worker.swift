@@ -29,12 +29,8 @@ public final class Worker: @unchecked Sendable {
     /// Set once the worker is on its way out (a stop, or a failure): every wait ends by then.
     private var shutdownDeadline: ContinuousClock.Instant?
 
-    private var pending: [TopicPartition: Int64] = [:]
-    private var pendingRecords = 0
-    private var batchStarted = ContinuousClock.now
-    /// Source timestamps of the batch's records, for end-to-end latency once it commits.
-    private var batchTimestamps: [Int64] = []
-    private var inTransaction = false
+    private var batch = OpenBatch()
+    private var transaction = Transaction.none
     private var deliveryFailure: KafkaError?
     private var rebalanceFailure: KafkaError?
     private var commitsOutsideTransaction: Bool
@@ -59,12 +55,31 @@ public final class Worker: @unchecked Sendable {
     /// started a round (and a spin) every millisecond — up to a third of a worker's CPU.
     private var outbox: [OutgoingRecord] = []
     private static let outboxLimit = 250
-    /// Exactly-once: the batch being committed on `commitQueue` while the loop reads and maps the
-    /// next one (its outputs wait in the outbox: a transaction begins only once the one before
-    /// has committed). A commit waits for the broker to take every record of the transaction,
-    /// tens of milliseconds a batch, which the worker otherwise spent idle.
-    private var inFlight: CommitInFlight?
     private let commitQueue = DispatchQueue(label: "p2c.worker.commit")
+
+    /// Exactly-once: where the producer's transaction stands.
+    private enum Transaction {
+        /// None is open; the next record begins one.
+        case none
+        /// Open: outputs, dead letters and, at the commit, offsets go into it.
+        case open
+        /// Its batch is committing on `commitQueue` while the loop reads and maps the next one (whose
+        /// outputs wait in the outbox: a producer has one transaction at a time). A commit waits for
+        /// the broker to take every record of the transaction, tens of milliseconds a batch, which
+        /// the worker otherwise spent idle.
+        case committing(CommitInFlight)
+    }
+
+    private var isTransactionOpen: Bool {
+        if case .open = transaction { return true }
+        return false
+    }
+
+    /// The commit in flight, if any.
+    private var inFlight: CommitInFlight? {
+        if case .committing(let commit) = transaction { return commit }
+        return nil
+    }
 
     private struct SealedBatch {
         var offsets: [TopicPartitionOffset]
@@ -166,8 +181,8 @@ public final class Worker: @unchecked Sendable {
             log.error("worker failing", [("error", .string("\(error)"))])
             // Leave the group at once so that the partitions move to the rest of the fleet.
             beginShutdown()
-            if let commit = inFlight, commit.wait(until: shutdownDeadline) != nil { inFlight = nil }
-            if inTransaction && inFlight == nil { try? producer.abortTransaction(timeout: timeout(.seconds(5))) }
+            if let commit = inFlight, commit.wait(until: shutdownDeadline) != nil { transaction = .none }
+            if isTransactionOpen { try? producer.abortTransaction(timeout: timeout(.seconds(5))) }
             leaveGroup()
             throw error
         }
@@ -185,8 +200,8 @@ public final class Worker: @unchecked Sendable {
         } catch {
             log.warning(
                 "last batch not committed; the partitions' next owner redoes it",
-                [("records", .int(Int64(pendingRecords))), ("error", .string("\(error)"))])
-            if configuration.delivery == .exactlyOnce && inTransaction && inFlight == nil {
+                [("records", .int(Int64(batch.count))), ("error", .string("\(error)"))])
+            if configuration.delivery == .exactlyOnce && isTransactionOpen {
                 try? producer.abortTransaction(timeout: timeout(.seconds(5)))
             }
         }
@@ -262,18 +277,18 @@ public final class Worker: @unchecked Sendable {
             case .partitionEnd?, nil:
                 break
             }
-            if inTransaction && !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) {
+            if isTransactionOpen && !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) {
                 try sendOutbox()
             }
             // The commit in flight serves the producer's callbacks meanwhile.
             if inFlight == nil { drainDeliveryReports() }
             if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
-            if pendingRecords == 0 && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
+            if batch.isEmpty && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
                 try commitDuringRebalanceIfNeeded([])
             }
-            if pendingRecords >= configuration.commitMaxRecords
-                || (pendingRecords > 0
-                    && ContinuousClock.now - batchStarted >= .milliseconds(configuration.commitIntervalMilliseconds))
+            if batch.isDue(
+                maxRecords: configuration.commitMaxRecords,
+                interval: .milliseconds(configuration.commitIntervalMilliseconds))
             {
                 try commitBatch()
             }
@@ -288,7 +303,6 @@ public final class Worker: @unchecked Sendable {
         let counters = metrics.streams[route.stream]!
         counters.consumed.add()
         if inFlight != nil { metrics.readWhileCommitting.add() }
-        if pendingRecords == 0 { batchStarted = .now }
         try ensureTransaction()
         if configuration.passThrough {
             try send(
@@ -362,9 +376,7 @@ public final class Worker: @unchecked Sendable {
 
     /// Counts `record` into the open batch.
     private func finish(_ record: KafkaRecord, started: ContinuousClock.Instant) {
-        pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
-        pendingRecords += 1
-        if record.timestamp > 0 { batchTimestamps.append(record.timestamp) }
+        batch.add(record)
         let elapsed = ContinuousClock.now - started
         metrics.processing.observe(
             seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
@@ -373,13 +385,9 @@ public final class Worker: @unchecked Sendable {
     // MARK: - Batches
 
     private func ensureTransaction() throws {
-        guard configuration.delivery == .exactlyOnce, !inTransaction, inFlight == nil else { return }
+        guard configuration.delivery == .exactlyOnce, case .none = transaction else { return }
         try producer.beginTransaction()
-        inTransaction = true
-    }
-
-    private var pendingOffsets: [TopicPartitionOffset] {
-        pending.map { TopicPartitionOffset($0.key, offset: $0.value) }.sorted { $0.description < $1.description }
+        transaction = .open
     }
 
     /// Commits the open batch: outputs and offsets together (exactly-once). At-least-once closes
@@ -388,12 +396,10 @@ public final class Worker: @unchecked Sendable {
     /// abortable failure aborts and rewinds instead.
     private func commitBatch(draining: Bool = false) throws {
         if configuration.delivery == .atLeastOnce {
-            if pendingRecords > 0 {
-                sealed.append(SealedBatch(offsets: pendingOffsets, lastSentID: lastSentID, timestamps: batchTimestamps))
+            if !batch.isEmpty {
+                let (offsets, timestamps) = batch.take()
+                sealed.append(SealedBatch(offsets: offsets, lastSentID: lastSentID, timestamps: timestamps))
                 lastSentID = nil
-                pending.removeAll(keepingCapacity: true)
-                pendingRecords = 0
-                batchTimestamps.removeAll(keepingCapacity: true)
             }
             if draining && !sealed.isEmpty {
                 switch Result(catching: { () throws(KafkaError) in try producer.flush(timeout: timeout(.seconds(60))) })
@@ -412,18 +418,15 @@ public final class Worker: @unchecked Sendable {
         }
         // One commit at a time: the one before ends (and its outcome is handled) first.
         try finishCommitInFlight()
-        guard pendingRecords > 0 || inTransaction else {
+        guard !batch.isEmpty || isTransactionOpen else {
             if !refusedOffsets.isEmpty { try commitDuringRebalanceIfNeeded([]) }
             return
         }
         // Outputs read while the commit before was in flight wait for this transaction.
         try ensureTransaction()
         guard try sendOutbox() else { return }
-        let commit = CommitInFlight(offsets: pendingOffsets, timestamps: batchTimestamps)
-        inTransaction = false
-        pending.removeAll(keepingCapacity: true)
-        pendingRecords = 0
-        batchTimestamps.removeAll(keepingCapacity: true)
+        let (offsets, timestamps) = batch.take()
+        let commit = CommitInFlight(offsets: offsets, timestamps: timestamps)
         let metadata = commit.offsets.isEmpty ? nil : consumer.groupMetadata()
         commitQueue.async { [producer, log, shutdownDeadline] in
             func timeout() -> Duration { shutdownDeadline.map { max(.zero, $0 - .now) } ?? .seconds(60) }
@@ -440,7 +443,7 @@ public final class Worker: @unchecked Sendable {
                     }
                 })
         }
-        inFlight = commit
+        transaction = .committing(commit)
         // A revoke, a lost assignment or the shutdown needs the batch committed before it goes on.
         if draining { try finishCommitInFlight() }
     }
@@ -454,7 +457,7 @@ public final class Worker: @unchecked Sendable {
             throw KafkaError(
                 code: .timedOut, message: "the batch's transaction was still committing at the shutdown deadline")
         }
-        inFlight = nil
+        transaction = .none
         switch outcome {
         case .success:
             drainDeliveryReports()
@@ -466,7 +469,7 @@ public final class Worker: @unchecked Sendable {
             guard error.requiresAbort && !error.isFatal else { throw error }
             log.warning("batch aborted, rewinding", [("error", .string(error.description))])
             // The transaction to abort is the one that failed to commit.
-            inTransaction = true
+            transaction = .open
             try abortBatch()
         }
     }
@@ -541,18 +544,16 @@ public final class Worker: @unchecked Sendable {
         // A commit in flight ends first; if it fails, its own abort rewinds everything.
         if inFlight != nil {
             try finishCommitInFlight()
-            guard pendingRecords > 0 || inTransaction || !outbox.isEmpty else { return }
+            guard !batch.isEmpty || isTransactionOpen || !outbox.isEmpty else { return }
         }
-        if configuration.delivery == .exactlyOnce && inTransaction {
+        if configuration.delivery == .exactlyOnce && isTransactionOpen {
             // An abort that fails retriably, or asks to be aborted again, is simply called again.
             try retrying(alsoWhenAbortRequired: true) { () throws(KafkaError) in
                 try producer.abortTransaction(timeout: timeout(.seconds(60)))
             }
-            inTransaction = false
+            transaction = .none
         }
-        pending.removeAll(keepingCapacity: true)
-        pendingRecords = 0
-        batchTimestamps.removeAll(keepingCapacity: true)
+        batch.reset()
         outbox.removeAll(keepingCapacity: true)
         // At-least-once: closed batches are redone too (what was delivered of them is sent again),
         // and what is still in flight no longer counts.
@@ -638,19 +639,17 @@ public final class Worker: @unchecked Sendable {
                 log.warning("lost", [("partitions", .int(Int64(partitions.count)))])
                 // What was committing may have made it; what did not is redone by the next owner.
                 if let commit = inFlight, let outcome = commit.wait(until: shutdownDeadline) {
-                    inFlight = nil
+                    transaction = .none
                     if case .failure = outcome, configuration.delivery == .exactlyOnce {
                         try? producer.abortTransaction(timeout: timeout(.seconds(60)))
                     }
                 }
                 outbox.removeAll(keepingCapacity: true)
-                if configuration.delivery == .exactlyOnce && inTransaction && inFlight == nil {
+                if configuration.delivery == .exactlyOnce && isTransactionOpen {
                     try producer.abortTransaction(timeout: timeout(.seconds(60)))
-                    inTransaction = false
+                    transaction = .none
                 }
-                pending.removeAll()
-                pendingRecords = 0
-                batchTimestamps.removeAll()
+                batch.reset()
                 refusedOffsets.removeAll()
                 sealed.removeAll()
                 lastSentID = nil
@@ -660,182 +659,5 @@ public final class Worker: @unchecked Sendable {
         } catch {
             rebalanceFailure = KafkaError(code: .fatal, message: "\(error)", isFatal: true)
         }
-    }
-}
-
-/// What a worker has done and how it is doing: counters per stream, latency histograms, health.
-public final class WorkerMetrics: Sendable {
-    public let flow: Flow
-    /// Per-stream counters, created once for every stream.
-    public let streams: [SyncStream: StreamCounters]
-    public let commits = Counter()
-    public let aborts = Counter()
-    /// Exactly-once: records read and mapped while the batch before them was committing.
-    public let readWhileCommitting = Counter()
-    public let rebalances = Counter()
-    /// Decode, map and send of one record.
-    public let processing = Histogram(
-        name: "p2c_processing_seconds", help: "Time to decode, map and send one record.",
-        bounds: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1])
-    /// From the source record's timestamp to the commit of its outputs.
-    public let endToEnd = Histogram(
-        name: "p2c_end_to_end_latency_seconds", help: "From the source record's timestamp to the commit of its outputs."
-    )
-    /// Milliseconds since start of the last loop iteration (the watchdog reads it).
-    let lastProgress = Atomic<Int>(0)
-    let joined = Atomic<Bool>(false)
-    let assignedPartitions = Atomic<Int>(0)
-    /// Records not yet read, per input partition, from the last librdkafka statistics.
-    private let lag = Mutex<[TopicPartition: Int]>([:])
-    private let started = ContinuousClock.now
-
-    public final class StreamCounters: Sendable {
-        public let consumed = Counter()
-        public let produced = Counter()
-        public let deadLettered = Counter()
-        public let filtered = Counter()
-        public let echoes = Counter()
-    }
-
-    init(flow: Flow) {
-        self.flow = flow
-        streams = Dictionary(uniqueKeysWithValues: SyncStream.allCases.map { ($0, StreamCounters()) })
-    }
-
-    func tick() { lastProgress.store(millisecondsSinceStart, ordering: .relaxed) }
-
-    var millisecondsSinceStart: Int {
-        let elapsed = ContinuousClock.now - started
-        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-    }
-
-    /// Whether the loop made progress within `watchdog` (liveness: never tied to the broker).
-    public func isHealthy(watchdog: Duration) -> Bool {
-        let quiet = millisecondsSinceStart - lastProgress.load(ordering: .relaxed)
-        return Duration.milliseconds(quiet) <= watchdog
-    }
-
-    /// Whether the worker has joined its group (readiness).
-    public var isReady: Bool { joined.load(ordering: .relaxed) }
-
-    /// Totals over every stream.
-    public func total(_ counter: KeyPath<StreamCounters, Counter>) -> Int {
-        streams.values.reduce(0) { $0 + $1[keyPath: counter].value }
-    }
-
-    /// Reads per-partition lag from librdkafka's statistics JSON: the last stable (or high) offset
-    /// minus the worker's position, for partitions it reads.
-    func updateLag(statistics json: [UInt8]) {
-        guard case .object(let root)? = try? JSONParser.parse(json), case .object(let topics)? = root["topics"] else {
-            return
-        }
-        var result: [TopicPartition: Int] = [:]
-        for topic in topics.fields {
-            guard case .object(let partitions)? = topic.value.objectValue?["partitions"] else { continue }
-            for partition in partitions.fields {
-                guard let id = Int32(partition.key), id >= 0, let entry = partition.value.objectValue,
-                    let state = entry["fetch_state"]?.stringValue, state != "none"
-                else { continue }
-                func offset(_ name: String) -> Int { entry[name]?.decimalNumber.flatMap { Int($0.description) } ?? -1 }
-                // Where this worker stands: its position, else the committed offset, else the log start.
-                let position = [offset("app_offset"), offset("committed_offset"), offset("lo_offset")].first { $0 >= 0 }
-                let end = offset("ls_offset") >= 0 ? offset("ls_offset") : offset("hi_offset")
-                if let position, end >= 0 { result[TopicPartition(topic.key, id)] = max(0, end - position) }
-            }
-        }
-        lag.withLock { $0 = result }
-    }
-
-    /// Lag per partition, as the last statistics gave it.
-    public var partitionLag: [TopicPartition: Int] { lag.withLock { $0 } }
-
-    /// Prometheus text exposition.
-    public var exposition: String {
-        let flowLabel = "flow=\"\(flow.rawValue)\""
-        func perStream(_ name: String, _ help: String, _ counter: KeyPath<StreamCounters, Counter>) -> String {
-            Exposition.family(
-                name, type: "counter", help: help,
-                samples: SyncStream.allCases.filter { $0.sources.contains(flow.source) }.map {
-                    ("\(flowLabel),stream=\"\($0.rawValue)\"", Double(streams[$0]![keyPath: counter].value))
-                })
-        }
-        return [
-            perStream("p2c_events_consumed_total", "Change events read.", \.consumed),
-            perStream("p2c_events_produced_total", "Records written for the target system.", \.produced),
-            perStream("p2c_events_dead_lettered_total", "Refused events sent to the DLQ.", \.deadLettered),
-            perStream(
-                "p2c_events_filtered_total", "Events not synced by rule (prospects, free-text invoices...).", \.filtered
-            ),
-            perStream("p2c_echoes_dropped_total", "Echoes of p2c's own writes dropped.", \.echoes),
-            Exposition.family(
-                "p2c_transactions_committed_total", type: "counter", help: "Batches committed.",
-                samples: [(flowLabel, Double(commits.value))]),
-            Exposition.family(
-                "p2c_transactions_aborted_total", type: "counter", help: "Batches aborted and redone.",
-                samples: [(flowLabel, Double(aborts.value))]),
-            Exposition.family(
-                "p2c_records_read_while_committing_total", type: "counter",
-                help: "Exactly-once: records read and mapped while the batch before them was committing.",
-                samples: [(flowLabel, Double(readWhileCommitting.value))]),
-            Exposition.family(
-                "p2c_rebalances_total", type: "counter", help: "Assignment changes.",
-                samples: [(flowLabel, Double(rebalances.value))]),
-            Exposition.family(
-                "p2c_assigned_partitions", type: "gauge", help: "Partitions assigned to this worker.",
-                samples: [(flowLabel, Double(assignedPartitions.load(ordering: .relaxed)))]),
-            Exposition.family(
-                "p2c_consumer_lag", type: "gauge",
-                help: "Records not yet read, per input partition (librdkafka statistics).",
-                samples: partitionLag.sorted { $0.key.description < $1.key.description }.map {
-                    ("\(flowLabel),topic=\"\($0.key.topic)\",partition=\"\($0.key.partition)\"", Double($0.value))
-                }),
-            processing.exposition(labels: flowLabel),
-            endToEnd.exposition(labels: flowLabel),
-        ].joined(separator: "\n") + "\n"
-    }
-
-    var logFields: [(String, LogValue)] {
-        [
-            ("consumed", .int(Int64(total(\.consumed)))), ("produced", .int(Int64(total(\.produced)))),
-            ("dead_lettered", .int(Int64(total(\.deadLettered)))), ("filtered", .int(Int64(total(\.filtered)))),
-            ("echoes", .int(Int64(total(\.echoes)))), ("commits", .int(Int64(commits.value))),
-            ("aborts", .int(Int64(aborts.value))),
-        ]
-    }
-}
-
-/// An exactly-once commit running off the worker's loop: the batch's offsets and source
-/// timestamps, and the outcome once `finish` has been called.
-private final class CommitInFlight: Sendable {
-    let offsets: [TopicPartitionOffset]
-    let timestamps: [Int64]
-    private let outcome = Mutex<Result<Void, KafkaError>?>(nil)
-    private let done = DispatchSemaphore(value: 0)
-
-    init(offsets: [TopicPartitionOffset], timestamps: [Int64]) {
-        self.offsets = offsets
-        self.timestamps = timestamps
-    }
-
-    var isDone: Bool { outcome.withLock { $0 != nil } }
-
-    func finish(_ result: Result<Void, KafkaError>) {
-        outcome.withLock { $0 = result }
-        done.signal()
-    }
-
-    /// Blocks until the commit has ended, or until `deadline` when there is one: its outcome,
-    /// nil when it was still running at the deadline.
-    func wait(until deadline: ContinuousClock.Instant?) -> Result<Void, KafkaError>? {
-        if let result = outcome.withLock({ $0 }) { return result }
-        if let deadline {
-            let left = max(.zero, deadline - .now)
-            let nanoseconds = left.components.seconds * 1_000_000_000 + left.components.attoseconds / 1_000_000_000
-            guard done.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .success else { return nil }
-        } else {
-            done.wait()
-        }
-        done.signal()
-        return outcome.withLock { $0! }
     }
 }
