@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "Runtime", swiftSettings: strict),
         .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
         .target(name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
+        .target(name: "Simulators", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .target(
             name: "Worker",
@@ -33,7 +34,7 @@ let package = Package(
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
-            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation"],
+            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -45,7 +46,8 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
-        .testTarget(name: "ConnectorsTests", dependencies: ["Connectors", "Runtime"], swiftSettings: strict),
+        .testTarget(
+            name: "ConnectorsTests", dependencies: ["Connectors", "Simulators", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),

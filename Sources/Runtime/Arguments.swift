@@ -43,6 +43,7 @@ public struct CommandSpec: Sendable {
     /// Parses `arguments` (what follows the command name).
     public func parse(_ arguments: [String]) throws(UsageError) -> ParsedArguments {
         var values: [String: String] = [:]
+        var repeated: [String: [String]] = [:]
         var flags: Set<String> = []
         var index = arguments.startIndex
         var subcommand: String?
@@ -82,8 +83,10 @@ public struct CommandSpec: Sendable {
             }
             if let inlineValue {
                 values[optionName] = inlineValue
+                repeated[optionName, default: []].append(inlineValue)
             } else if index < arguments.endIndex, !arguments[index].hasPrefix("--") {
                 values[optionName] = arguments[index]
+                repeated[optionName, default: []].append(arguments[index])
                 index += 1
             } else {
                 throw UsageError("option '--\(optionName)' needs a value <\(option.valueName!)>", command: name)
@@ -92,7 +95,8 @@ public struct CommandSpec: Sendable {
         for option in options where values[option.name] == nil {
             if let fallback = option.defaultValue { values[option.name] = fallback }
         }
-        return ParsedArguments(command: name, subcommand: subcommand, values: values, flags: flags)
+        return ParsedArguments(
+            command: name, subcommand: subcommand, values: values, repeated: repeated, flags: flags)
     }
 }
 
@@ -119,11 +123,16 @@ public struct ParsedArguments: Sendable {
     /// The subcommand given first, for commands that have them.
     public var subcommand: String?
     public var values: [String: String] = [:]
+    /// Every value of each option, in order, for options that may be given more than once.
+    public var repeated: [String: [String]] = [:]
     public var flags: Set<String> = []
     /// `--help` was given: print the help and exit 0.
     public var wantsHelp = false
 
+    /// The value of `--name` (the last one when given more than once).
     public func string(_ name: String) -> String? { values[name] }
+    /// Every value of `--name`, in order.
+    public func strings(_ name: String) -> [String] { repeated[name] ?? [] }
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 
     /// The integer value of `--name`, checked against `range`.

@@ -24,6 +24,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (TopicsCommand.spec, TopicsCommand.run),
     (DLQCommand.spec, DLQCommand.run),
     (ReplayCommand.spec, ReplayCommand.run),
+    (SimulateCommand.spec, SimulateCommand.run),
 ]
 
 let topLevelHelp = """

@@ -1,0 +1,99 @@
+import Foundation
+import ProspectToCash
+import Runtime
+
+/// A Dataverse Web API client for one application user: the standard headers (DV-HDR), a token
+/// from Entra ID renewed once on a 401, and the documented error body read into `DataverseError`.
+public final class DataverseClient: Sendable {
+    public struct Settings: Sendable {
+        /// The environment URL, e.g. `https://contoso.crm.dynamics.com`.
+        public var url: URL
+        public var tenantID: String
+        public var clientID: String
+        /// From the environment or a file, never a flag; never logged.
+        public var clientSecret: String
+        /// Default: `https://login.microsoftonline.com`.
+        public var authority = URL(string: "https://login.microsoftonline.com")!
+
+        public init(url: URL, tenantID: String, clientID: String, clientSecret: String) {
+            self.url = url
+            self.tenantID = tenantID
+            self.clientID = clientID
+            self.clientSecret = clientSecret
+        }
+    }
+
+    public let settings: Settings
+    private let http: HTTPClient
+    private let credentials: ClientCredentials
+
+    public init(settings: Settings, http: HTTPClient) {
+        self.settings = settings
+        self.http = http
+        var token = ClientCredentials.Settings(
+            tenantID: settings.tenantID, clientID: settings.clientID, clientSecret: settings.clientSecret,
+            scope: ClientCredentials.Settings.scope(for: settings.url))
+        token.authority = settings.authority
+        credentials = ClientCredentials(settings: token, client: http)
+    }
+
+    /// `GET <url>/api/data/v9.2/<resource>` (resource with its query, e.g. `WhoAmI`); the JSON
+    /// answer of a 2xx, else `DataverseError`.
+    public func get(_ resource: String) async throws -> JSONObject {
+        guard let url = URL(string: "api/data/v9.2/" + resource, relativeTo: settings.url)?.absoluteURL else {
+            throw DataverseError(status: 0, code: "bad_url", message: "not a URL: \(resource)")
+        }
+        var renewed = false
+        while true {
+            let token = try await credentials.token()
+            let response = try await http.send(
+                HTTPClientRequest(
+                    method: "GET", url: url,
+                    headers: HTTPHeaders([
+                        ("Authorization", "Bearer \(token)"), ("Accept", "application/json"),
+                        ("OData-MaxVersion", "4.0"), ("OData-Version", "4.0"), ("If-None-Match", "null"),
+                    ])), identity: settings.clientID)
+            // An expired ticket: one new token, then it is the caller's error.
+            if response.status == 401 && !renewed {
+                renewed = true
+                await credentials.invalidate()
+                continue
+            }
+            let json = (try? JSONParser.parse(response.body))?.objectValue
+            guard (200..<300).contains(response.status), let json else {
+                let error = json?["error"]?.objectValue
+                throw DataverseError(
+                    status: response.status, code: error?["code"]?.stringValue ?? "http_\(response.status)",
+                    message: error?["message"]?.stringValue ?? "no JSON answer")
+            }
+            return json
+        }
+    }
+
+    /// The calling application user's `systemuserid` (`WhoAmI`, DV-AUTH).
+    public func whoAmI() async throws -> UUID {
+        let answer = try await get("WhoAmI")
+        guard let id = answer["UserId"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
+            throw DataverseError(status: 200, code: "unexpected_answer", message: "WhoAmI without a UserId")
+        }
+        return id
+    }
+
+    /// The `systemuserid` of the application user of Entra application `clientID`, nil when the
+    /// environment has none: how capture learns which writes were p2c's own.
+    public func applicationUser(clientID: UUID) async throws -> UUID? {
+        let answer = try await get(
+            "systemusers?$filter=applicationid%20eq%20\(clientID.uuidString.lowercased())&$select=systemuserid")
+        guard case .array(let users)? = answer["value"] else { return nil }
+        return users.first?.objectValue?["systemuserid"]?.stringValue.flatMap(UUID.init(uuidString:))
+    }
+}
+
+/// What Dataverse answered instead: the HTTP status and its error code (`0x80040333`...).
+public struct DataverseError: Error, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var message: String
+
+    public var description: String { "HTTP \(status) \(code): \(message)" }
+}

@@ -1,0 +1,69 @@
+import Connectors
+import Foundation
+import Runtime
+import Simulators
+import Testing
+
+/// A client of `simulator` for `client`, with retries that do not wait out long throttling.
+private func dataverse(_ simulator: DataverseSimulator, _ client: DataverseSimulator.Client) -> DataverseClient {
+    var settings = DataverseClient.Settings(
+        url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
+        clientID: client.id.uuidString.lowercased(), clientSecret: client.secret)
+    settings.authority = simulator.baseURL
+    var configuration = HTTPClient.Configuration()
+    configuration.maxRetryAfter = .seconds(2)
+    return DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+}
+
+@Suite("Dataverse over HTTP: tokens, WhoAmI, application users and limits against the simulator")
+struct DataverseTests {
+    let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
+    let person = DataverseSimulator.Client(id: UUID(), secret: "other-secret")
+
+    @Test("An application user learns its own id (WhoAmI) and finds another application's user by client id")
+    func identities() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        let client = dataverse(simulator, apply)
+        #expect(try await client.whoAmI() == apply.systemUserID)
+        #expect(try await client.applicationUser(clientID: person.id) == person.systemUserID)
+        #expect(try await client.applicationUser(clientID: UUID()) == nil)
+    }
+
+    @Test("A wrong secret is refused at the token endpoint with Entra's code; no token, no request")
+    func wrongSecret() async throws {
+        let simulator = try DataverseSimulator(clients: [apply])
+        defer { simulator.stop() }
+        let client = dataverse(
+            simulator, DataverseSimulator.Client(id: apply.id, secret: "wrong", systemUserID: apply.systemUserID))
+        let error = await #expect(throws: ClientCredentials.Refused.self) { try await client.whoAmI() }
+        #expect(error?.code == "invalid_client")
+        #expect(error?.description.contains("AADSTS7000215") == true)
+    }
+
+    @Test("Over the request limit the simulator answers 429 with Retry-After and the documented fault code")
+    func serviceProtection() async throws {
+        var limits = DataverseSimulator.Limits()
+        limits.requests = 3
+        limits.window = .seconds(60)
+        let simulator = try DataverseSimulator(clients: [apply], limits: limits)
+        defer { simulator.stop() }
+        let client = dataverse(simulator, apply)
+        for _ in 0..<3 { _ = try await client.whoAmI() }
+        // The window's Retry-After (about a minute) is longer than this client waits: the 429 comes back.
+        let error = await #expect(throws: DataverseError.self) { try await client.whoAmI() }
+        #expect(error?.status == 429)
+        #expect(error?.code == "0x80072322")
+        #expect(simulator.throttledCount == 1)
+    }
+
+    @Test("Without a token the Web API answers 401 with the documented error body")
+    func unauthenticated() async throws {
+        let simulator = try DataverseSimulator(clients: [apply])
+        defer { simulator.stop() }
+        let response = try await HTTPClient().send(
+            HTTPClientRequest(method: "GET", url: simulator.baseURL.appendingPathComponent("api/data/v9.2/WhoAmI")))
+        #expect(response.status == 401)
+        #expect(String(decoding: response.body, as: UTF8.self).hasPrefix(#"{"error":{"code":"0x80072243""#))
+    }
+}
