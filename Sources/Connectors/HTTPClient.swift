@@ -274,8 +274,3 @@ public final class HTTPClientMetrics: Sendable {
         ].joined(separator: "\n") + "\n"
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -84,10 +84,10 @@ public enum LocalHTTP {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// GET `path` from `127.0.0.1:port`: status and body, or nil when nothing answers in `timeoutSeconds`.
-    public static func get(port: Int, path: String, timeoutSeconds: Int = 5) -> (status: Int, body: String)? {
+    /// A socket connected to `127.0.0.1:port` whose reads wait at most `timeoutSeconds`, or nil
+    /// when nothing listens there. The caller closes it.
+    public static func connect(port: Int, timeoutSeconds: Int = 5) -> Int32? {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
@@ -96,10 +96,20 @@ public enum LocalHTTP {
         address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { return nil }
+        guard connected == 0 else {
+            close(descriptor)
+            return nil
+        }
+        return descriptor
+    }
+
+    /// GET `path` from `127.0.0.1:port`: status and body, or nil when nothing answers in `timeoutSeconds`.
+    public static func get(port: Int, path: String, timeoutSeconds: Int = 5) -> (status: Int, body: String)? {
+        guard let descriptor = connect(port: port, timeoutSeconds: timeoutSeconds) else { return nil }
+        defer { close(descriptor) }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var response: [UInt8] = []

@@ -66,3 +66,8 @@ public enum Exposition {
         return lines.joined(separator: "\n")
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    @inlinable public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -286,7 +286,3 @@ public final class DataverseSimulator: Sendable {
             body: Array(JSONValue.object(object).jsonText.utf8))
     }
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -223,8 +223,7 @@ extension Worker {
                 log.warning("retrying", [("attempt", .int(Int64(attempt))), ("error", .string(error.description))])
                 var pause = Duration.milliseconds(100 * attempt)
                 if let deadline { pause = min(pause, max(.zero, deadline - .now)) }
-                Thread.sleep(
-                    forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: pause.seconds)
             }
         }
     }

@@ -327,8 +327,7 @@ public final class Worker: @unchecked Sendable {
     func finish(_ record: KafkaRecord, started: ContinuousClock.Instant) {
         batch.add(record)
         let elapsed = ContinuousClock.now - started
-        metrics.processing.observe(
-            seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
+        metrics.processing.observe(seconds: elapsed.seconds)
     }
 
 }
