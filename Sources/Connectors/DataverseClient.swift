@@ -37,37 +37,55 @@ public final class DataverseClient: Sendable {
         credentials = ClientCredentials(settings: token, client: http)
     }
 
-    /// `GET <url>/api/data/v9.2/<resource>` (resource with its query, e.g. `WhoAmI`); the JSON
-    /// answer of a 2xx, else `DataverseError`.
-    public func get(_ resource: String) async throws -> JSONObject {
+    /// What the Web API answered to `send`.
+    public struct Answer: Sendable {
+        public var status: Int
+        public var headers: HTTPHeaders
+        /// The JSON body, when there is one.
+        public var json: JSONObject?
+    }
+
+    /// Sends `method <url>/api/data/v9.2/<resource>` (resource with its key and query) with the
+    /// standard headers, `headers` and a JSON `body`; a 401 renews the token once. Every status
+    /// comes back as an `Answer`; throws only when no answer came.
+    public func send(
+        _ method: String, _ resource: String, body: JSONObject? = nil, headers extra: HTTPHeaders = HTTPHeaders()
+    ) async throws -> Answer {
         guard let url = URL(string: "api/data/v9.2/" + resource, relativeTo: settings.url)?.absoluteURL else {
             throw DataverseError(status: 0, code: "bad_url", message: "not a URL: \(resource)")
         }
         var renewed = false
         while true {
             let token = try await credentials.token()
+            var headers = HTTPHeaders([
+                ("Authorization", "Bearer \(token)"), ("Accept", "application/json"), ("OData-MaxVersion", "4.0"),
+                ("OData-Version", "4.0"),
+            ])
+            if extra["If-None-Match"] == nil && extra["If-Match"] == nil { headers.add("If-None-Match", "null") }
+            if body != nil { headers.add("Content-Type", "application/json") }
+            for (name, value) in extra.entries { headers.add(name, value) }
             let response = try await http.send(
                 HTTPClientRequest(
-                    method: "GET", url: url,
-                    headers: HTTPHeaders([
-                        ("Authorization", "Bearer \(token)"), ("Accept", "application/json"),
-                        ("OData-MaxVersion", "4.0"), ("OData-Version", "4.0"), ("If-None-Match", "null"),
-                    ])), identity: settings.clientID)
-            // An expired ticket: one new token, then it is the caller's error.
+                    method: method, url: url, headers: headers,
+                    body: body.map { Array(JSONValue.object($0).jsonText.utf8) } ?? []),
+                identity: settings.clientID)
+            // An expired ticket: one new token, then it is the caller's answer.
             if response.status == 401 && !renewed {
                 renewed = true
                 await credentials.invalidate()
                 continue
             }
-            let json = (try? JSONParser.parse(response.body))?.objectValue
-            guard (200..<300).contains(response.status), let json else {
-                let error = json?["error"]?.objectValue
-                throw DataverseError(
-                    status: response.status, code: error?["code"]?.stringValue ?? "http_\(response.status)",
-                    message: error?["message"]?.stringValue ?? "no JSON answer")
-            }
-            return json
+            return Answer(
+                status: response.status, headers: response.headers,
+                json: response.body.isEmpty ? nil : (try? JSONParser.parse(response.body))?.objectValue)
         }
+    }
+
+    /// `GET <url>/api/data/v9.2/<resource>`: the JSON answer of a 2xx, else `DataverseError`.
+    public func get(_ resource: String) async throws -> JSONObject {
+        let answer = try await send("GET", resource)
+        guard (200..<300).contains(answer.status), let json = answer.json else { throw DataverseError(answer) }
+        return json
     }
 
     /// The calling application user's `systemuserid` (`WhoAmI`, DV-AUTH).
@@ -96,4 +114,18 @@ public struct DataverseError: Error, Sendable, CustomStringConvertible {
     public var message: String
 
     public var description: String { "HTTP \(status) \(code): \(message)" }
+
+    public init(status: Int, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    /// The error an answer carries (`{"error":{"code","message"}}`), or its status.
+    public init(_ answer: DataverseClient.Answer) {
+        let error = answer.json?["error"]?.objectValue
+        self.init(
+            status: answer.status, code: error?["code"]?.stringValue ?? "http_\(answer.status)",
+            message: error?["message"]?.stringValue ?? "no error body")
+    }
 }

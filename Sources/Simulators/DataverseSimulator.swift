@@ -1,13 +1,15 @@
 import Foundation
+import OData
 import ProspectToCash
 import Runtime
 import Synchronization
 
 /// A simulated Dataverse environment over HTTP, implementing documented behaviour only (each piece
 /// names its source in FACTS.md): the Entra token endpoint for its application users, bearer
-/// authentication, `WhoAmI`, application users found by their client id, and the service
-/// protection limits with 429 and `Retry-After`. Tables, writes, `$batch`, change tracking and
-/// webhooks are not simulated yet.
+/// authentication, `WhoAmI`, application users found by their client id, the service protection
+/// limits with 429 and `Retry-After`, and the prospect-to-cash tables with their alternate keys:
+/// reads by key and by simple filter with paging, upserts and conditional writes, creates,
+/// deletes and `@odata.bind`. `$batch`, change tracking and webhooks are not simulated yet.
 public final class DataverseSimulator: Sendable {
     /// An Entra application registered in the environment as an application user (DV-S2S: one
     /// application user per registered application).
@@ -100,7 +102,20 @@ public final class DataverseSimulator: Sendable {
         var requests: [UUID: [ContinuousClock.Instant]] = [:]
         var inProgress: [UUID: Int] = [:]
         var throttled = 0
+        /// Rows per entity set, in the order they were created.
+        var rows: [String: [Row]] = [:]
+        var version = 1_000
     }
+
+    /// One row: its primary id, its columns (lookups as `_<navigation property>_value`) and its
+    /// row version (`versionnumber`, the ETag's value).
+    struct Row: Sendable {
+        var id: UUID
+        var fields: JSONObject
+        var version: Int
+    }
+
+    private static let tables = Dictionary(uniqueKeysWithValues: DataverseTable.p2c.map { ($0.entitySet, $0) })
 
     /// Starts the simulator on `port` of 127.0.0.1 (0 picks one).
     public init(
@@ -141,7 +156,7 @@ public final class DataverseSimulator: Sendable {
             return token(request)
         }
         guard request.path.hasPrefix(Self.api) else {
-            return error(404, "0x80060888", "Resource not found for the segment '\(request.path)'.")
+            return error(404, "0x8006088a", "Resource not found for the segment '\(request.path)'.")
         }
         // Bearer authentication (DV-HDR: 401 for a missing or expired ticket).
         guard let header = request.headers["Authorization"], header.hasPrefix("Bearer "),
@@ -174,8 +189,288 @@ public final class DataverseSimulator: Sendable {
         case ("GET", "systemusers"):
             return systemUsers(request)
         default:
-            return error(501, "0x8006088a", "\(request.method) \(resource) is not simulated.")
+            return table(request, resource: resource, user: user.systemUserID)
         }
+    }
+
+    // MARK: - Tables
+
+    /// `<set>`, `<set>(<key>)`: reads, upserts, creates and deletes of the P2C tables.
+    private func table(_ request: HTTPRequest, resource: String, user: UUID) -> HTTPResponse {
+        let setName = String(resource.prefix { $0 != "(" })
+        guard let table = Self.tables[setName] else {
+            // The documented answer to an unknown segment (web-api-client-errors: 0x8006088a).
+            return error(404, "0x8006088a", "Resource not found for the segment '\(setName)'.")
+        }
+        var key: KeyPredicate?
+        if resource.count > setName.count {
+            guard resource.hasSuffix(")"),
+                let parsed = KeyPredicate.parse(String(resource.dropFirst(setName.count + 1).dropLast()))
+            else { return error(400, "0x80060888", "Bad key in '\(resource)'.") }
+            key = parsed
+        }
+        switch (request.method, key) {
+        case ("GET", let key?): return read(table, key: key, request: request)
+        case ("GET", nil): return list(table, request: request)
+        case ("PATCH", let key?): return write(table, key: key, request: request, user: user)
+        case ("POST", nil): return write(table, key: nil, request: request, user: user)
+        case ("DELETE", let key?): return delete(table, key: key)
+        default: return error(405, "0x80060888", "\(request.method) is not allowed on '\(resource)'.")
+        }
+    }
+
+    /// The index of the row `key` names, nil when there is none; an error when the key is not one
+    /// of the table's (DV-AK: only defined alternate keys can be used).
+    private func find(_ key: KeyPredicate, in table: DataverseTable, rows: [Row]) -> Result<Int?, HTTPResponseError> {
+        switch key {
+        case .id(let id):
+            return .success(rows.firstIndex { $0.id == id })
+        case .values(let values):
+            if values.count == 1, case .guid(let id)? = values[table.primaryID] {
+                return .success(rows.firstIndex { $0.id == id })
+            }
+            guard table.alternateKeys.contains(where: { Set($0) == Set(values.keys) }) else {
+                return .failure(
+                    HTTPResponseError(
+                        error(400, "0x80040217", "\(table.logicalName) has no alternate key \(values.keys.sorted())")))
+            }
+            return .success(rows.firstIndex { row in values.allSatisfy { row.fields[$0.key] == $0.value.json } })
+        }
+    }
+
+    /// The row as the Web API returns it: its ETag, its primary id, its columns (`$select`ed ones only).
+    private func representation(_ row: Row, _ table: DataverseTable, select: [String]?) -> JSONObject {
+        var object: JSONObject = [
+            "@odata.etag": .string("W/\"\(row.version)\""), table.primaryID: .string(row.id.uuidString.lowercased()),
+        ]
+        for field in row.fields.fields where select == nil || select!.contains(field.key) {
+            object[field.key] = field.value
+        }
+        object["versionnumber"] = .number(String(row.version))
+        return object
+    }
+
+    private func read(_ table: DataverseTable, key: KeyPredicate, request: HTTPRequest) -> HTTPResponse {
+        let outcome = state.withLock { state -> Result<Row?, HTTPResponseError> in
+            let rows = state.rows[table.entitySet, default: []]
+            return find(key, in: table, rows: rows).map { $0.map { rows[$0] } }
+        }
+        switch outcome {
+        case .failure(let failure): return failure.response
+        case .success(nil): return notFound(table, key)
+        case .success(let row?): return json(200, representation(row, table, select: Self.select(request)))
+        }
+    }
+
+    /// A collection read with `$select`, `$filter` of `column eq literal` conditions joined by
+    /// `and`, and paging by `Prefer: odata.maxpagesize` (DV-PAGE: default and maximum 5,000;
+    /// `@odata.nextLink` to follow unmodified).
+    private func list(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
+        var conditions: [(String, ODataLiteral)] = []
+        var skip = 0
+        for item in (request.query ?? "").split(separator: "&") {
+            let pair = item.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? "" }
+            guard pair.count == 2 else { continue }
+            if pair[0] == "$filter" {
+                for condition in pair[1].components(separatedBy: " and ") {
+                    let words = condition.split(separator: " ", maxSplits: 2).map(String.init)
+                    guard words.count == 3, words[1] == "eq",
+                        case .values(let value)? = KeyPredicate.parse("x=\(words[2])"),
+                        let literal = value["x"]
+                    else {
+                        return error(400, "0x80060888", "Only column eq literal conditions are simulated in $filter.")
+                    }
+                    conditions.append((words[0], literal))
+                }
+            } else if pair[0] == "$skiptoken" {
+                skip = Int(pair[1]) ?? 0
+            }
+        }
+        let pageSize = min(5_000, Self.maxPageSize(request) ?? 5_000)
+        let select = Self.select(request)
+        let matching = state.withLock { state in
+            state.rows[table.entitySet, default: []].filter { row in
+                conditions.allSatisfy { row.fields[$0.0] == $0.1.json }
+            }
+        }
+        let page = matching.dropFirst(skip).prefix(pageSize)
+        var answer: JSONObject = [
+            "@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)"),
+            "value": .array(page.map { JSONValue.object(representation($0, table, select: select)) }),
+        ]
+        if skip + page.count < matching.count {
+            let others = (request.query ?? "").split(separator: "&").filter { !$0.hasPrefix("$skiptoken=") }
+            let query = (others + ["$skiptoken=\(skip + page.count)"]).joined(separator: "&")
+            answer["@odata.nextLink"] = .string("\(baseURL)\(Self.api)\(table.entitySet)?\(query)")
+        }
+        return json(200, answer)
+    }
+
+    /// PATCH to a key URL upserts (DV-UPSERT), with `If-Match: *` update only, `If-None-Match: *`
+    /// create only and `If-Match: W/"<version>"` optimistic concurrency (DV-COND); POST creates.
+    /// `Prefer: return=representation` answers 201 (created) or 200 (updated) with the row,
+    /// otherwise 204 with `OData-EntityId` (DV-HDR).
+    private func write(_ table: DataverseTable, key: KeyPredicate?, request: HTTPRequest, user: UUID) -> HTTPResponse {
+        guard let body = (try? JSONParser.parse(request.body))?.objectValue else {
+            return error(400, "0x80060888", "The request body is not a JSON object.")
+        }
+        // Lookups first: every `<navigation property>@odata.bind` must name an existing row.
+        var columns = JSONObject()
+        for field in body.fields {
+            guard field.key.hasSuffix("@odata.bind") else {
+                columns[field.key] = field.value
+                continue
+            }
+            let navigation = String(field.key.dropLast("@odata.bind".count))
+            guard let target = field.value.stringValue, let id = resolve(target) else {
+                // Binding to a row that does not exist (yet): the connectors wait and retry on this.
+                return error(
+                    404, "0x80040217",
+                    "\(field.value.stringValue ?? "the bound record") Does Not Exist (\(navigation)@odata.bind).")
+            }
+            columns["_\(navigation)_value"] = .string(id.uuidString.lowercased())
+        }
+        let ifMatch = request.headers["If-Match"]
+        let ifNoneMatch = request.headers["If-None-Match"]
+        let representationWanted = request.headers["Prefer"]?.contains("return=representation") ?? false
+        let now = Date().formatted(.iso8601)
+        let outcome = state.withLock { state -> Result<(Row, created: Bool), HTTPResponseError> in
+            var rows = state.rows[table.entitySet, default: []]
+            var index: Int?
+            if let key {
+                switch find(key, in: table, rows: rows) {
+                case .failure(let failure): return .failure(failure)
+                case .success(let found): index = found
+                }
+            } else {
+                // A create: the body's alternate key values must be new.
+                for keyColumns in table.alternateKeys where keyColumns.allSatisfy({ columns[$0] != nil }) {
+                    if rows.contains(where: { row in keyColumns.allSatisfy { row.fields[$0] == columns[$0] } }) {
+                        return .failure(
+                            HTTPResponseError(
+                                error(412, "0x80040237", "A record with matching key values already exists.")))
+                    }
+                }
+            }
+            if let index {
+                if ifNoneMatch == "*" {
+                    return .failure(
+                        HTTPResponseError(error(412, "0x80040237", "A record with matching key values already exists."))
+                    )
+                }
+                if let ifMatch, ifMatch != "*", ifMatch != "W/\"\(rows[index].version)\"" {
+                    return .failure(
+                        HTTPResponseError(
+                            error(
+                                412, "0x80060882",
+                                "The version of the existing record doesn't match the RowVersion property provided.")))
+                }
+                state.version += 1
+                for field in columns.fields { rows[index].fields[field.key] = field.value }
+                rows[index].fields["_modifiedby_value"] = .string(user.uuidString.lowercased())
+                rows[index].fields["modifiedon"] = .string(now)
+                rows[index].version = state.version
+                state.rows[table.entitySet] = rows
+                return .success((rows[index], false))
+            }
+            if ifMatch != nil {
+                return .failure(HTTPResponseError(notFound(table, key)))
+            }
+            state.version += 1
+            var fields = columns
+            var id = UUID()
+            switch key {
+            case .id(let given)?: id = given
+            case .values(let values)?:
+                // A create through a key URL takes the key's values (they are not repeated in the body).
+                for (name, literal) in values { fields[name] = literal.json }
+            case nil:
+                if let given = columns[table.primaryID]?.stringValue.flatMap(UUID.init(uuidString:)) { id = given }
+            }
+            fields[table.primaryID] = nil
+            for (name, value) in [
+                ("_createdby_value", JSONValue.string(user.uuidString.lowercased())),
+                ("_modifiedby_value", .string(user.uuidString.lowercased())), ("createdon", .string(now)),
+                ("modifiedon", .string(now)),
+            ] {
+                fields[name] = value
+            }
+            let row = Row(id: id, fields: fields, version: state.version)
+            rows.append(row)
+            state.rows[table.entitySet] = rows
+            return .success((row, true))
+        }
+        switch outcome {
+        case .failure(let failure):
+            return failure.response
+        case .success(let (row, created)):
+            if representationWanted {
+                var response = json(created ? 201 : 200, representation(row, table, select: Self.select(request)))
+                response.headers.set("ETag", "W/\"\(row.version)\"")
+                return response
+            }
+            var response = HTTPResponse(status: 204)
+            response.headers.set("OData-Version", "4.0")
+            response.headers.set(
+                "OData-EntityId", "\(baseURL)\(Self.api)\(table.entitySet)(\(row.id.uuidString.lowercased()))")
+            return response
+        }
+    }
+
+    private func delete(_ table: DataverseTable, key: KeyPredicate) -> HTTPResponse {
+        let outcome = state.withLock { state -> Result<Bool, HTTPResponseError> in
+            var rows = state.rows[table.entitySet, default: []]
+            switch find(key, in: table, rows: rows) {
+            case .failure(let failure): return .failure(failure)
+            case .success(nil): return .success(false)
+            case .success(let index?):
+                rows.remove(at: index)
+                state.rows[table.entitySet] = rows
+                return .success(true)
+            }
+        }
+        switch outcome {
+        case .failure(let failure): return failure.response
+        case .success(false): return notFound(table, key)
+        case .success(true): return HTTPResponse(status: 204)
+        }
+    }
+
+    /// The id of the row an `@odata.bind` value (`/set(key)`, leading slash optional) names.
+    private func resolve(_ target: String) -> UUID? {
+        let path = target.hasPrefix("/") ? String(target.dropFirst()) : target
+        let setName = String(path.prefix { $0 != "(" })
+        guard let table = Self.tables[setName], path.hasSuffix(")"), path.count > setName.count + 2,
+            let key = KeyPredicate.parse(String(path.dropFirst(setName.count + 1).dropLast()))
+        else { return nil }
+        return state.withLock { state in
+            let rows = state.rows[table.entitySet, default: []]
+            guard case .success(let index?) = find(key, in: table, rows: rows) else { return nil }
+            return rows[index].id
+        }
+    }
+
+    /// 404 for a key that names no row (DV-COND: "… Does Not Exist"; the code is the SDK's
+    /// ObjectDoesNotExist, -2147220969).
+    private func notFound(_ table: DataverseTable, _ key: KeyPredicate?) -> HTTPResponse {
+        error(404, "0x80040217", "\(table.logicalName) With Ids = \(key.map { "\($0)" } ?? "") Does Not Exist")
+    }
+
+    private static func select(_ request: HTTPRequest) -> [String]? {
+        for item in (request.query ?? "").split(separator: "&") where item.hasPrefix("$select=") {
+            return item.dropFirst("$select=".count).split(separator: ",").map {
+                String($0).removingPercentEncoding ?? ""
+            }
+        }
+        return nil
+    }
+
+    private static func maxPageSize(_ request: HTTPRequest) -> Int? {
+        for preference in (request.headers["Prefer"] ?? "").split(separator: ",") {
+            let pair = preference.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if pair.count == 2, pair[0] == "odata.maxpagesize", let size = Int(pair[1]), size > 0 { return size }
+        }
+        return nil
     }
 
     /// The client-credentials grant (ENTRA-CC): a form with `client_id`, `client_secret`,
@@ -270,6 +565,12 @@ public final class DataverseSimulator: Sendable {
         var response = error(429, refusal.code, refusal.text)
         response.headers.set("Retry-After", String(max(1, Int(refusal.retryAfter.seconds.rounded(.up)))))
         return response
+    }
+
+    /// An error answer carried through a `Result`.
+    struct HTTPResponseError: Error {
+        let response: HTTPResponse
+        init(_ response: HTTPResponse) { self.response = response }
     }
 
     /// The documented error body: `{"error":{"code":"0x…","message":"…"}}` (DV-BATCH).

@@ -28,8 +28,10 @@ enum SimulateCommand {
             <url>/api/data/v9.2/) and the authority of its token endpoint (<url>/<tenant>/oauth2/v2.0/token)
             in one. Then the tenant id and, per --client, "application user <client id> <systemuserid>".
             Simulated so far: the client-credentials token endpoint, bearer authentication, WhoAmI,
-            systemusers?$filter=applicationid eq <id>, and the service protection limits (429 with
-            Retry-After). Runs until SIGINT or SIGTERM.
+            systemusers?$filter=applicationid eq <id>, the service protection limits (429 with Retry-After),
+            and the prospect-to-cash tables with their alternate keys: GET by key or by simple $filter with
+            odata.maxpagesize paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and
+            @odata.bind. Not yet: $batch, change tracking, webhooks. Runs until SIGINT or SIGTERM.
             """,
         subcommands: ["dataverse"]
     )
