@@ -51,6 +51,22 @@ public final class DataverseClient: Sendable {
     public func send(
         _ method: String, _ resource: String, body: JSONObject? = nil, headers extra: HTTPHeaders = HTTPHeaders()
     ) async throws -> Answer {
+        var headers = extra
+        if body != nil && extra["Content-Type"] == nil { headers.add("Content-Type", "application/json") }
+        let response = try await sendRaw(
+            method, resource, body: body.map { Array(JSONValue.object($0).jsonText.utf8) } ?? [], headers: headers)
+        return Answer(
+            status: response.status, headers: response.headers,
+            json: response.body.isEmpty ? nil : (try? JSONParser.parse(response.body))?.objectValue)
+    }
+
+    /// Sends any body (a `$batch`'s multipart one) with the standard headers and `headers`; a 401
+    /// renews the token once; the answer as it came.
+    public func sendRaw(
+        _ method: String, _ resource: String, body: [UInt8], headers extra: HTTPHeaders
+    ) async throws
+        -> HTTPClientResponse
+    {
         guard let url = URL(string: "api/data/v9.2/" + resource, relativeTo: settings.url)?.absoluteURL else {
             throw DataverseError(status: 0, code: "bad_url", message: "not a URL: \(resource)")
         }
@@ -62,22 +78,16 @@ public final class DataverseClient: Sendable {
                 ("OData-Version", "4.0"),
             ])
             if extra["If-None-Match"] == nil && extra["If-Match"] == nil { headers.add("If-None-Match", "null") }
-            if body != nil { headers.add("Content-Type", "application/json") }
             for (name, value) in extra.entries { headers.add(name, value) }
             let response = try await http.send(
-                HTTPClientRequest(
-                    method: method, url: url, headers: headers,
-                    body: body.map { Array(JSONValue.object($0).jsonText.utf8) } ?? []),
-                identity: settings.clientID)
+                HTTPClientRequest(method: method, url: url, headers: headers, body: body), identity: settings.clientID)
             // An expired ticket: one new token, then it is the caller's answer.
             if response.status == 401 && !renewed {
                 renewed = true
                 await credentials.invalidate()
                 continue
             }
-            return Answer(
-                status: response.status, headers: response.headers,
-                json: response.body.isEmpty ? nil : (try? JSONParser.parse(response.body))?.objectValue)
+            return response
         }
     }
 

@@ -79,7 +79,10 @@ public struct ODataBatch: Sendable, Equatable {
                 out += "Content-ID: \(message.contentID ?? String(nextID))\r\n"
                 nextID += 1
             }
-            out += "\r\n\(message.method) \(message.url) HTTP/1.1\r\n"
+            out +=
+                message.status != 0
+                ? "\r\nHTTP/1.1 \(message.status) \(HTTPResponse.reason(message.status))\r\n"
+                : "\r\n\(message.method) \(message.url) HTTP/1.1\r\n"
             for (name, value) in message.headers.entries where name.caseInsensitiveCompare("Content-ID") != .orderedSame
             {
                 out += "\(name): \(value)\r\n"

@@ -223,7 +223,8 @@ public struct HTTPResponse: Sendable {
         self.init(status: status, headers: HTTPHeaders([("Content-Type", contentType)]), body: Array(text.utf8))
     }
 
-    static func reason(_ status: Int) -> String {
+    /// The reason phrase of `status` (`No Content` for 204).
+    public static func reason(_ status: Int) -> String {
         [
             100: "Continue", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
             400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",

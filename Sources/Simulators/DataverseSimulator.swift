@@ -9,7 +9,8 @@ import Synchronization
 /// authentication, `WhoAmI`, application users found by their client id, the service protection
 /// limits with 429 and `Retry-After`, and the prospect-to-cash tables with their alternate keys:
 /// reads by key and by simple filter with paging, upserts and conditional writes, creates,
-/// deletes and `@odata.bind`. `$batch`, change tracking and webhooks are not simulated yet.
+/// deletes, `@odata.bind`, and `$batch` with atomic change sets. Change tracking and webhooks are
+/// not simulated yet.
 public final class DataverseSimulator: Sendable {
     /// An Entra application registered in the environment as an application user (DV-S2S: one
     /// application user per registered application).
@@ -115,6 +116,9 @@ public final class DataverseSimulator: Sendable {
         var version: Int
     }
 
+    /// Held by each write and for a whole change set, so a change set is atomic.
+    private let writes = NSLock()
+
     private static let tables = Dictionary(uniqueKeysWithValues: DataverseTable.p2c.map { ($0.entitySet, $0) })
 
     /// Starts the simulator on `port` of 127.0.0.1 (0 picks one).
@@ -188,15 +192,89 @@ public final class DataverseSimulator: Sendable {
                 ])
         case ("GET", "systemusers"):
             return systemUsers(request)
+        case ("POST", "$batch"):
+            return batch(request, user: user.systemUserID)
         default:
             return table(request, resource: resource, user: user.systemUserID)
         }
     }
 
+    // MARK: - $batch
+
+    /// `POST $batch` (DV-BATCH): parts run in order; a change set is atomic (a failing request
+    /// undoes the set, which answers with that request's error); without
+    /// `Prefer: odata.continue-on-error` the batch stops at the first error and answers 400,
+    /// with it 200 and every part's answer. At most 1,000 requests.
+    private func batch(_ request: HTTPRequest, user: UUID) -> HTTPResponse {
+        let parsed: ODataBatch
+        do {
+            parsed = try ODataBatch.decode(contentType: request.headers["Content-Type"] ?? "", body: request.body)
+        } catch {
+            return self.error(400, "0x80060888", "The batch body cannot be read: \(error)")
+        }
+        guard parsed.messages.count <= 1_000 else {
+            return error(400, "0x80060888", "Number of requests in a batch exceeded the limit of 1000.")
+        }
+        let continueOnError = request.headers["Prefer"]?.contains("odata.continue-on-error") ?? false
+        var answers: [ODataBatch.Part] = []
+        var failed = false
+        for part in parsed.parts {
+            switch part {
+            case .single(let message):
+                let response = table(Self.request(message), resource: Self.resource(message.url), user: user)
+                answers.append(.single(Self.message(response, contentID: message.contentID)))
+                failed = response.status >= 400
+            case .changeSet(let messages):
+                writes.lock()
+                let snapshot = state.withLock { $0.rows }
+                var responses: [ODataMessage] = []
+                var failure: ODataMessage?
+                for message in messages {
+                    let response = table(
+                        Self.request(message), resource: Self.resource(message.url), user: user, gated: false)
+                    let answer = Self.message(response, contentID: message.contentID)
+                    if response.status >= 400 {
+                        failure = answer
+                        break
+                    }
+                    responses.append(answer)
+                }
+                if failure != nil { state.withLock { $0.rows = snapshot } }
+                writes.unlock()
+                answers.append(failure.map { .single($0) } ?? .changeSet(responses))
+                failed = failure != nil
+            }
+            if failed && !continueOnError { break }
+        }
+        let (contentType, body) = ODataBatch(answers).encoded(
+            boundary: "batchresponse_" + UUID().uuidString.lowercased())
+        return HTTPResponse(
+            status: failed && !continueOnError ? 400 : 200,
+            headers: HTTPHeaders([("Content-Type", contentType), ("OData-Version", "4.0")]), body: body)
+    }
+
+    /// A batch part's request as if it had come on its own.
+    private static func request(_ message: ODataMessage) -> HTTPRequest {
+        HTTPRequest(
+            method: message.method, target: api + resource(message.url), headers: message.headers, body: message.body)
+    }
+
+    /// The part of a batch URL after the service root (absolute, `/api/data/v9.2/…` or relative).
+    private static func resource(_ url: String) -> String {
+        if let root = url.range(of: api) { return String(url[root.upperBound...]) }
+        return url.hasPrefix("/") ? String(url.dropFirst()) : url
+    }
+
+    private static func message(_ response: HTTPResponse, contentID: String?) -> ODataMessage {
+        var headers = response.headers
+        if let contentID { headers.set("Content-ID", contentID) }
+        return ODataMessage(status: response.status, headers: headers, body: response.body)
+    }
+
     // MARK: - Tables
 
     /// `<set>`, `<set>(<key>)`: reads, upserts, creates and deletes of the P2C tables.
-    private func table(_ request: HTTPRequest, resource: String, user: UUID) -> HTTPResponse {
+    private func table(_ request: HTTPRequest, resource: String, user: UUID, gated: Bool = true) -> HTTPResponse {
         let setName = String(resource.prefix { $0 != "(" })
         guard let table = Self.tables[setName] else {
             // The documented answer to an unknown segment (web-api-client-errors: 0x8006088a).
@@ -212,9 +290,18 @@ public final class DataverseSimulator: Sendable {
         switch (request.method, key) {
         case ("GET", let key?): return read(table, key: key, request: request)
         case ("GET", nil): return list(table, request: request)
-        case ("PATCH", let key?): return write(table, key: key, request: request, user: user)
-        case ("POST", nil): return write(table, key: nil, request: request, user: user)
-        case ("DELETE", let key?): return delete(table, key: key)
+        case ("PATCH", let key?):
+            if gated { writes.lock() }
+            defer { if gated { writes.unlock() } }
+            return write(table, key: key, request: request, user: user)
+        case ("POST", nil):
+            if gated { writes.lock() }
+            defer { if gated { writes.unlock() } }
+            return write(table, key: nil, request: request, user: user)
+        case ("DELETE", let key?):
+            if gated { writes.lock() }
+            defer { if gated { writes.unlock() } }
+            return delete(table, key: key)
         default: return error(405, "0x80060888", "\(request.method) is not allowed on '\(resource)'.")
         }
     }

@@ -6,7 +6,7 @@ import Runtime
 import Simulators
 import Testing
 
-private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
+func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
     var settings = DataverseClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
@@ -163,5 +163,73 @@ struct DataverseTableTests {
         let unknown = try await dataverse.send("GET", "Account")
         #expect(unknown.status == 404)
         #expect(DataverseError(unknown).code == "0x8006088a")
+    }
+}
+
+@Suite("Dataverse $batch over HTTP: change sets are atomic, errors stop the batch unless continue-on-error (DV-BATCH)")
+struct DataverseBatchTests {
+    let apply = DataverseSimulator.Client(id: UUID(), secret: "apply")
+
+    /// A change set writing an order header and its lines, in the Web API's multipart format.
+    private func order(_ number: String, lines: [Int], bindTo header: String? = nil) -> ODataBatch.Part {
+        let headers = HTTPHeaders([("Content-Type", "application/json")])
+        var messages = [
+            ODataMessage(
+                method: "PATCH", url: "/api/data/v9.2/salesorders(msdyn_salesordernumber='\(number)')",
+                headers: headers,
+                body: Array(#"{"name":"\#(number)"}"#.utf8))
+        ]
+        for line in lines {
+            messages.append(
+                ODataMessage(
+                    method: "POST", url: "/api/data/v9.2/salesorderdetails", headers: headers,
+                    body: Array(
+                        #"{"salesorderid@odata.bind":"/salesorders(msdyn_salesordernumber='\#(header ?? number)')","sequencenumber":\#(line)}"#
+                            .utf8)))
+        }
+        return .changeSet(messages)
+    }
+
+    private func post(
+        _ batch: ODataBatch, _ dataverse: DataverseClient, continueOnError: Bool = false
+    ) async throws -> (
+        Int, ODataBatch
+    ) {
+        // The batch goes through the same HTTP client, as apply sends it.
+        let (contentType, body) = batch.encoded()
+        var headers = HTTPHeaders([("Content-Type", contentType)])
+        if continueOnError { headers.add("Prefer", "odata.continue-on-error") }
+        let answer = try await dataverse.sendRaw("POST", "$batch", body: body, headers: headers)
+        return (
+            answer.status, try ODataBatch.decode(contentType: answer.headers["Content-Type"] ?? "", body: answer.body)
+        )
+    }
+
+    @Test("A header and its lines in one change set are written together; a failing change set leaves nothing behind")
+    func atomicChangeSets() async throws {
+        let simulator = try DataverseSimulator(clients: [apply])
+        defer { simulator.stop() }
+        let dataverse = client(simulator, apply)
+        let (status, answer) = try await post(ODataBatch([order("C1", lines: [1, 2])]), dataverse)
+        #expect(status == 200)
+        #expect(answer.messages.map(\.status) == [204, 204, 204])
+        #expect(answer.messages.map(\.contentID) == ["1", "2", "3"])
+        // The second set's last line binds to an order that does not exist: the whole set is undone.
+        let (failedStatus, failed) = try await post(
+            ODataBatch([order("C2", lines: [1, 2]), order("C3", lines: [1], bindTo: "C9")]), dataverse)
+        #expect(failedStatus == 400)
+        #expect(failed.messages.last?.status == 404)
+        let failure = String(decoding: failed.messages.last?.body ?? [], as: UTF8.self)
+        #expect(failure.contains("0x80040217"))
+        #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C2')").status == 200)
+        #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C3')").status == 404)
+        // With continue-on-error every part is answered and the good ones are applied.
+        let (continuedStatus, continued) = try await post(
+            ODataBatch([order("C4", lines: [9], bindTo: "C9"), order("C5", lines: [1])]), dataverse,
+            continueOnError: true)
+        #expect(continuedStatus == 200)
+        #expect(continued.messages.map(\.status) == [404, 204, 204])
+        #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C4')").status == 404)
+        #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C5')").status == 200)
     }
 }
