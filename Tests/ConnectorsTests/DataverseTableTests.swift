@@ -6,14 +6,6 @@ import Runtime
 import Simulators
 import Testing
 
-func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
-    var settings = DataverseClient.Settings(
-        url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-        clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
-    settings.authority = simulator.baseURL
-    return DataverseClient(settings: settings, http: HTTPClient())
-}
-
 private let representation = HTTPHeaders([("Prefer", "return=representation")])
 
 @Suite("Dataverse tables over HTTP: the documented upsert, conditional writes, lookups and reads")

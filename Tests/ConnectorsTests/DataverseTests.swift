@@ -4,11 +4,11 @@ import Runtime
 import Simulators
 import Testing
 
-/// A client of `simulator` for `client`, with retries that do not wait out long throttling.
-private func dataverse(_ simulator: DataverseSimulator, _ client: DataverseSimulator.Client) -> DataverseClient {
+/// A client of `simulator` for `user`; its retries do not wait out throttling longer than 2 s.
+func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
     var settings = DataverseClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-        clientID: client.id.uuidString.lowercased(), clientSecret: client.secret)
+        clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
     settings.authority = simulator.baseURL
     var configuration = HTTPClient.Configuration()
     configuration.maxRetryAfter = .seconds(2)
@@ -24,19 +24,19 @@ struct DataverseTests {
     func identities() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
         defer { simulator.stop() }
-        let client = dataverse(simulator, apply)
-        #expect(try await client.whoAmI() == apply.systemUserID)
-        #expect(try await client.applicationUser(clientID: person.id) == person.systemUserID)
-        #expect(try await client.applicationUser(clientID: UUID()) == nil)
+        let dataverse = client(simulator, apply)
+        #expect(try await dataverse.whoAmI() == apply.systemUserID)
+        #expect(try await dataverse.applicationUser(clientID: person.id) == person.systemUserID)
+        #expect(try await dataverse.applicationUser(clientID: UUID()) == nil)
     }
 
     @Test("A wrong secret is refused at the token endpoint with Entra's code; no token, no request")
     func wrongSecret() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }
-        let client = dataverse(
+        let dataverse = client(
             simulator, DataverseSimulator.Client(id: apply.id, secret: "wrong", systemUserID: apply.systemUserID))
-        let error = await #expect(throws: ClientCredentials.Refused.self) { try await client.whoAmI() }
+        let error = await #expect(throws: ClientCredentials.Refused.self) { try await dataverse.whoAmI() }
         #expect(error?.code == "invalid_client")
         #expect(error?.description.contains("AADSTS7000215") == true)
     }
@@ -48,10 +48,10 @@ struct DataverseTests {
         limits.window = .seconds(60)
         let simulator = try DataverseSimulator(clients: [apply], limits: limits)
         defer { simulator.stop() }
-        let client = dataverse(simulator, apply)
-        for _ in 0..<3 { _ = try await client.whoAmI() }
+        let dataverse = client(simulator, apply)
+        for _ in 0..<3 { _ = try await dataverse.whoAmI() }
         // The window's Retry-After (about a minute) is longer than this client waits: the 429 comes back.
-        let error = await #expect(throws: DataverseError.self) { try await client.whoAmI() }
+        let error = await #expect(throws: DataverseError.self) { try await dataverse.whoAmI() }
         #expect(error?.status == 429)
         #expect(error?.code == "0x80072322")
         #expect(simulator.throttledCount == 1)
