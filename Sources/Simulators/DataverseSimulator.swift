@@ -9,8 +9,8 @@ import Synchronization
 /// authentication, `WhoAmI`, application users found by their client id, the service protection
 /// limits with 429 and `Retry-After`, and the prospect-to-cash tables with their alternate keys:
 /// reads by key and by simple filter with paging, upserts and conditional writes, creates,
-/// deletes, `@odata.bind`, and `$batch` with atomic change sets. Change tracking and webhooks are
-/// not simulated yet.
+/// deletes, `@odata.bind`, `$batch` with atomic change sets, and change tracking. Webhooks are not
+/// simulated yet.
 public final class DataverseSimulator: Sendable {
     /// An Entra application registered in the environment as an application user (DV-S2S: one
     /// application user per registered application).
@@ -106,6 +106,9 @@ public final class DataverseSimulator: Sendable {
         /// Rows per entity set, in the order they were created.
         var rows: [String: [Row]] = [:]
         var version = 1_000
+        /// Deleted rows per entity set, with the version of their deletion, for change tracking.
+        var deleted: [String: [(id: UUID, version: Int)]] = [:]
+        var created = 0
     }
 
     /// One row: its primary id, its columns (lookups as `_<navigation property>_value`) and its
@@ -114,6 +117,8 @@ public final class DataverseSimulator: Sendable {
         var id: UUID
         var fields: JSONObject
         var version: Int
+        /// Creation order, which a snapshot pages by.
+        var sequence = 0
     }
 
     /// Held by each write and for a whole change set, so a change set is atomic.
@@ -353,6 +358,10 @@ public final class DataverseSimulator: Sendable {
     /// `and`, and paging by `Prefer: odata.maxpagesize` (DV-PAGE: default and maximum 5,000;
     /// `@odata.nextLink` to follow unmodified).
     private func list(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
+        let query = request.query ?? ""
+        if (request.headers["Prefer"] ?? "").contains("odata.track-changes") || query.contains("$deltatoken=") {
+            return changes(table, request: request)
+        }
         var conditions: [(String, ODataLiteral)] = []
         var skip = 0
         for item in (request.query ?? "").split(separator: "&") {
@@ -391,6 +400,74 @@ public final class DataverseSimulator: Sendable {
             answer["@odata.nextLink"] = .string("\(baseURL)\(Self.api)\(table.entitySet)?\(query)")
         }
         return json(200, answer)
+    }
+
+    /// Change tracking (DV-CT): with `Prefer: odata.track-changes` a snapshot of the table, paged
+    /// (DV-PAGE), whose last page carries `@odata.deltaLink`; the delta link answers the rows
+    /// changed since, by version, then the deleted ones as `$deletedEntity` with reason `deleted`,
+    /// and a new delta link (an empty result when nothing changed). `$filter`, `$orderby`,
+    /// `$expand` and `$top` are refused with track-changes. Delta tokens do not expire here (the
+    /// service keeps them 7 days by default; its error for an expired one is not documented).
+    private func changes(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
+        var select: String?
+        var since: Int?
+        var after = 0
+        /// The version when the snapshot began: its delta link starts there, so a row changed
+        /// while the snapshot was paged through is reported again by the first delta.
+        var snapshotVersion: Int?
+        for item in (request.query ?? "").split(separator: "&") {
+            let pair = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2 else { continue }
+            switch pair[0] {
+            case "$select": select = pair[1]
+            case "$deltatoken": since = Int(pair[1])
+            case "$skiptoken":
+                let parts = pair[1].split(separator: "-")
+                after = parts.first.flatMap { Int($0) } ?? 0
+                snapshotVersion = parts.count == 2 ? Int(parts[1]) : nil
+            case "$filter", "$orderby", "$expand", "$top":
+                return error(
+                    400, "0x80060888", "The \(pair[0]) query parameter isn't supported when Change Tracking is enabled")
+            default: continue
+            }
+        }
+        let pageSize = min(5_000, Self.maxPageSize(request) ?? 5_000)
+        let columns = select?.split(separator: ",").map { String($0).removingPercentEncoding ?? "" }
+        let (rows, deleted, current) = state.withLock { state in
+            (state.rows[table.entitySet, default: []], state.deleted[table.entitySet, default: []], state.version)
+        }
+        var value: [JSONValue] = []
+        var answer: JSONObject = ["@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)")]
+        let selectPart = select.map { "$select=\($0)&" } ?? ""
+        if let since {
+            for row in rows.filter({ $0.version > since }).sorted(by: { $0.version < $1.version }) {
+                value.append(.object(representation(row, table, select: columns)))
+            }
+            for gone in deleted where gone.version > since {
+                value.append(
+                    .object([
+                        "@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)/$deletedEntity"),
+                        "id": .string(gone.id.uuidString.lowercased()), "reason": "deleted",
+                    ]))
+            }
+            answer["@odata.deltaLink"] = .string(
+                "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(current)")
+        } else {
+            let page = rows.filter { $0.sequence > after }.sorted { $0.sequence < $1.sequence }.prefix(pageSize)
+            value = page.map { .object(representation($0, table, select: columns)) }
+            let start = snapshotVersion ?? current
+            if let last = page.last, rows.contains(where: { $0.sequence > last.sequence }) {
+                answer["@odata.nextLink"] = .string(
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$skiptoken=\(last.sequence)-\(start)")
+            } else {
+                answer["@odata.deltaLink"] = .string(
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(start)")
+            }
+        }
+        answer["value"] = .array(value)
+        var response = json(200, answer)
+        response.headers.set("Preference-Applied", "odata.track-changes")
+        return response
     }
 
     /// PATCH to a key URL upserts (DV-UPSERT), with `If-Match: *` update only, `If-None-Match: *`
@@ -482,7 +559,8 @@ public final class DataverseSimulator: Sendable {
             ] {
                 fields[name] = value
             }
-            let row = Row(id: id, fields: fields, version: state.version)
+            state.created += 1
+            let row = Row(id: id, fields: fields, version: state.version, sequence: state.created)
             rows.append(row)
             state.rows[table.entitySet] = rows
             return .success((row, true))
@@ -511,6 +589,8 @@ public final class DataverseSimulator: Sendable {
             case .failure(let failure): return .failure(failure)
             case .success(nil): return .success(false)
             case .success(let index?):
+                state.version += 1
+                state.deleted[table.entitySet, default: []].append((rows[index].id, state.version))
                 rows.remove(at: index)
                 state.rows[table.entitySet] = rows
                 return .success(true)

@@ -31,8 +31,9 @@ enum SimulateCommand {
             systemusers?$filter=applicationid eq <id>, the service protection limits (429 with Retry-After),
             and the prospect-to-cash tables with their alternate keys: GET by key or by simple $filter with
             odata.maxpagesize paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and
-            @odata.bind, and $batch with atomic change sets and odata.continue-on-error. Not yet: change
-            tracking, webhooks, $metadata and EntityDefinitions. Runs until SIGINT or SIGTERM.
+            @odata.bind, $batch with atomic change sets and odata.continue-on-error, and change tracking
+            (odata.track-changes snapshots, delta links, $deletedEntity). Not yet: webhooks, $metadata and
+            EntityDefinitions. Runs until SIGINT or SIGTERM.
             """,
         subcommands: ["dataverse"]
     )

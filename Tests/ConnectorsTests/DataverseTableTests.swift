@@ -225,3 +225,88 @@ struct DataverseBatchTests {
         #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C5')").status == 200)
     }
 }
+
+@Suite("Dataverse change tracking over HTTP: a paged snapshot, then delta links with changes and deletes (DV-CT)")
+struct DataverseChangeTrackingTests {
+    let reader = DataverseSimulator.Client(id: UUID(), secret: "capture")
+    let person = DataverseSimulator.Client(id: UUID(), secret: "person")
+
+    /// Follows next links to the delta link: the rows (or deleted ids) read and the delta link.
+    private func read(
+        _ dataverse: DataverseClient, from resource: String
+    ) async throws -> (
+        rows: [JSONObject], deltaLink: String
+    ) {
+        var rows: [JSONObject] = []
+        var next: String? = resource
+        while let current = next {
+            let answer = try await dataverse.send(
+                "GET", current, headers: HTTPHeaders([("Prefer", "odata.track-changes,odata.maxpagesize=2")]))
+            #expect(answer.status == 200)
+            #expect(answer.headers["Preference-Applied"] == "odata.track-changes")
+            if case .array(let values)? = answer.json?["value"] { rows += values.compactMap(\.objectValue) }
+            next = answer.json?["@odata.nextLink"]?.stringValue.map(Self.relative)
+            if next == nil {
+                let delta = try #require(answer.json?["@odata.deltaLink"]?.stringValue)
+                return (rows, Self.relative(delta))
+            }
+            #expect(answer.json?["@odata.deltaLink"] == nil, "the delta link comes with the last page only")
+        }
+        Issue.record("no delta link")
+        return (rows, "")
+    }
+
+    private static func relative(_ link: String) -> String {
+        String(link[link.range(of: "/api/data/v9.2/")!.upperBound...])
+    }
+
+    @Test(
+        "A snapshot in pages, a change made meanwhile reported by the first delta, then changes by version and deletes")
+    func deltas() async throws {
+        let simulator = try DataverseSimulator(clients: [reader, person])
+        defer { simulator.stop() }
+        let capture = client(simulator, reader)
+        let someone = client(simulator, person)
+        for index in 1...3 {
+            _ = try await someone.send("PATCH", "accounts(accountnumber='A\(index)')", body: ["name": "v1"])
+        }
+        // First page of the snapshot, then a change before the rest is read.
+        let first = try await capture.send(
+            "GET", "accounts?$select=accountnumber,name,_modifiedby_value",
+            headers: HTTPHeaders([("Prefer", "odata.track-changes,odata.maxpagesize=2")]))
+        let nextPage = try #require(first.json?["@odata.nextLink"]?.stringValue)
+        _ = try await someone.send("PATCH", "accounts(accountnumber='A1')", body: ["name": "v2"])
+        let rest = try await read(capture, from: String(nextPage[nextPage.range(of: "/api/data/v9.2/")!.upperBound...]))
+        #expect(rest.rows.compactMap { $0["accountnumber"]?.stringValue } == ["A3"])
+        // The first delta has the change made during the snapshot.
+        let delta1 = try await read(capture, from: rest.deltaLink)
+        #expect(delta1.rows.compactMap { $0["accountnumber"]?.stringValue } == ["A1"])
+        #expect(delta1.rows.first?["name"] == .string("v2"))
+        #expect(delta1.rows.first?["_modifiedby_value"] == .string(person.systemUserID.uuidString.lowercased()))
+        // Changes in version order, then the deleted row as $deletedEntity.
+        _ = try await someone.send("PATCH", "accounts(accountnumber='A3')", body: ["name": "v2"])
+        _ = try await someone.send("PATCH", "accounts(accountnumber='A4')", body: ["name": "v1"])
+        let deletedID = try await capture.get("accounts(accountnumber='A2')")["accountid"]?.stringValue
+        _ = try await someone.send("DELETE", "accounts(accountnumber='A2')")
+        let delta2 = try await read(capture, from: delta1.deltaLink)
+        #expect(
+            delta2.rows.map { $0["accountnumber"]?.stringValue ?? "deleted \($0["id"]?.stringValue ?? "")" } == [
+                "A3", "A4", "deleted \(deletedID ?? "")",
+            ])
+        #expect(delta2.rows.last?["reason"] == .string("deleted"))
+        #expect(delta2.rows.last?["@odata.context"]?.stringValue?.hasSuffix("accounts/$deletedEntity") == true)
+        // Nothing changed since: an empty result and a delta link again.
+        let delta3 = try await read(capture, from: delta2.deltaLink)
+        #expect(delta3.rows.isEmpty)
+    }
+
+    @Test("$filter is refused with odata.track-changes, as documented")
+    func filterRefused() async throws {
+        let simulator = try DataverseSimulator(clients: [reader])
+        defer { simulator.stop() }
+        let answer = try await client(simulator, reader).send(
+            "GET", "accounts?$filter=name%20eq%20'x'", headers: HTTPHeaders([("Prefer", "odata.track-changes")]))
+        #expect(answer.status == 400)
+        #expect(DataverseError(answer).message.contains("isn't supported when Change Tracking is enabled"))
+    }
+}
