@@ -107,7 +107,7 @@ struct DataverseTableTests {
         #expect(duplicate.status == 412)
     }
 
-    @Test("Who changed a row is kept: _modifiedby_value is the application user that wrote last")
+    @Test("Who changed a row is kept: _modifiedby_value is the application user that wrote last (DV-AK, FACTS 1.7)")
     func modifiedBy() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
         defer { simulator.stop() }

@@ -20,7 +20,9 @@ struct DataverseTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
     let person = DataverseSimulator.Client(id: UUID(), secret: "other-secret")
 
-    @Test("An application user learns its own id (WhoAmI) and finds another application's user by client id")
+    @Test(
+        "An application user learns its own id (WhoAmI, DV-AUTH) and finds another application's user by client id (DV-S2S)"
+    )
     func identities() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
         defer { simulator.stop() }
@@ -30,7 +32,7 @@ struct DataverseTests {
         #expect(try await dataverse.applicationUser(clientID: UUID()) == nil)
     }
 
-    @Test("A wrong secret is refused at the token endpoint with Entra's code; no token, no request")
+    @Test("A wrong secret is refused at the token endpoint with Entra's code (ENTRA-CC); no token, no request")
     func wrongSecret() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }
@@ -41,7 +43,7 @@ struct DataverseTests {
         #expect(error?.description.contains("AADSTS7000215") == true)
     }
 
-    @Test("Over the request limit the simulator answers 429 with Retry-After and the documented fault code")
+    @Test("Over the request limit the simulator answers 429 with Retry-After and the documented fault code (DV-LIM)")
     func serviceProtection() async throws {
         var limits = DataverseSimulator.Limits()
         limits.requests = 3
@@ -57,7 +59,7 @@ struct DataverseTests {
         #expect(simulator.throttledCount == 1)
     }
 
-    @Test("Without a token the Web API answers 401 with the documented error body")
+    @Test("Without a token the Web API answers 401 with the documented error body (DV-HDR)")
     func unauthenticated() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }
