@@ -3,7 +3,7 @@ import CRdKafka
 /// Cluster administration: which topics exist, and creating topics through the Admin API.
 /// Every call blocks; run it off Swift's cooperative pool.
 public final class KafkaAdmin: Sendable {
-    let handle: KafkaHandle
+    private let handle: KafkaHandle
 
     public init(configuration: KafkaConfiguration) throws(KafkaError) {
         try configuration.validate()

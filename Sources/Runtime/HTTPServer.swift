@@ -92,8 +92,8 @@ public final class HTTPServer: Sendable {
                 if stopped.load(ordering: .relaxed) { return }
                 continue
             }
-            var noSignal: Int32 = 1
-            setsockopt(connection, SOL_SOCKET, SO_KEEPALIVE, &noSignal, socklen_t(MemoryLayout<Int32>.size))
+            var keepAlive: Int32 = 1
+            setsockopt(connection, SOL_SOCKET, SO_KEEPALIVE, &keepAlive, socklen_t(MemoryLayout<Int32>.size))
             guard connections.add(1, ordering: .relaxed).newValue <= limits.maxConnections else {
                 Self.write(
                     HTTPResponse(status: 503, text: "too many connections\n"), to: connection, head: false,

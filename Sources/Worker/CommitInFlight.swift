@@ -33,7 +33,6 @@ final class CommitInFlight: Sendable {
         } else {
             done.wait()
         }
-        done.signal()
         return outcome.withLock { $0! }
     }
 }

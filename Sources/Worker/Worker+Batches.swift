@@ -146,10 +146,10 @@ extension Worker {
                 log.info("offsets refused during a rebalance now committed", [("partitions", .int(Int64(all.count)))])
             }
             refusedOffsets.removeAll()
-        } catch  where Self.rebalanceCodes.contains(error.code) {
+        } catch  where Self.retryLaterCodes.contains(error.code) {
             if refusedOffsets.isEmpty {
                 log.warning(
-                    "offsets not committed during a rebalance; retrying after it",
+                    "offsets not committed (a rebalance, or no answer in time); retrying later",
                     [("error", .string(error.description))])
             }
             refusedOffsets = all
@@ -158,7 +158,7 @@ extension Worker {
     }
 
     /// Refusals that keep the offsets for later: a rebalance, or no answer in time.
-    static let rebalanceCodes: Set<KafkaError.Code> = [
+    static let retryLaterCodes: Set<KafkaError.Code> = [
         .illegalGeneration, .unknownMemberID, .rebalanceInProgress, .timedOut,
     ]
 
