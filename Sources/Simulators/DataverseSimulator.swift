@@ -199,6 +199,8 @@ public final class DataverseSimulator: Sendable {
             return systemUsers(request)
         case ("POST", "$batch"):
             return batch(request, user: user.systemUserID)
+        case ("GET", _) where resource.hasPrefix("EntityDefinitions("):
+            return definition(resource)
         default:
             return table(request, resource: resource, user: user.systemUserID)
         }
@@ -486,13 +488,21 @@ public final class DataverseSimulator: Sendable {
                 continue
             }
             let navigation = String(field.key.dropLast("@odata.bind".count))
-            guard let target = field.value.stringValue, let id = resolve(target) else {
+            // Only the table's single-valued navigation properties can be bound (DV-CREATE, DV-META).
+            guard let lookup = table.lookup(navigation: navigation) else {
+                return error(
+                    400, "0x80060888",
+                    "An undeclared property '\(navigation)' which only has property annotations in the payload.")
+            }
+            guard let target = field.value.stringValue, let (id, boundTable) = resolve(target),
+                boundTable == lookup.target
+            else {
                 // Binding to a row that does not exist (yet): the connectors wait and retry on this.
                 return error(
                     404, "0x80040217",
                     "\(field.value.stringValue ?? "the bound record") Does Not Exist (\(navigation)@odata.bind).")
             }
-            columns["_\(navigation)_value"] = .string(id.uuidString.lowercased())
+            columns["_\(lookup.attribute)_value"] = .string(id.uuidString.lowercased())
         }
         let ifMatch = request.headers["If-Match"]
         let ifNoneMatch = request.headers["If-None-Match"]
@@ -603,8 +613,40 @@ public final class DataverseSimulator: Sendable {
         }
     }
 
-    /// The id of the row an `@odata.bind` value (`/set(key)`, leading slash optional) names.
-    private func resolve(_ target: String) -> UUID? {
+    /// `EntityDefinitions(LogicalName='<table>')` (DV-META): the table's entity set, primary id,
+    /// alternate keys (`Keys`, each with its `KeyAttributes`, lookups by their attribute name) and
+    /// lookups (`ManyToOneRelationships`), whatever `$select` / `$expand` ask.
+    private func definition(_ resource: String) -> HTTPResponse {
+        let inside = resource.dropFirst("EntityDefinitions(".count).prefix { $0 != ")" }
+        guard case .values(let values)? = KeyPredicate.parse(String(inside)),
+            case .string(let name)? = values["LogicalName"]
+        else { return error(400, "0x80060888", "Bad key in '\(resource)'.") }
+        guard let table = Self.tables.values.first(where: { $0.logicalName == name }) else {
+            return error(404, "0x80040217", "Could not find an entity with name \(name).")
+        }
+        func attribute(_ column: String) -> String {
+            column.hasPrefix("_") && column.hasSuffix("_value") ? String(column.dropFirst().dropLast(6)) : column
+        }
+        let keys = table.alternateKeys.map { key -> JSONValue in
+            .object(["KeyAttributes": .array(key.map { .string(attribute($0)) })])
+        }
+        let lookups = table.lookups.map { lookup -> JSONValue in
+            .object([
+                "ReferencingAttribute": .string(lookup.attribute), "ReferencedEntity": .string(lookup.target),
+                "ReferencingEntityNavigationPropertyName": .string(lookup.navigation),
+            ])
+        }
+        return json(
+            200,
+            [
+                "LogicalName": .string(table.logicalName), "EntitySetName": .string(table.entitySet),
+                "PrimaryIdAttribute": .string(table.primaryID), "Keys": .array(keys),
+                "ManyToOneRelationships": .array(lookups),
+            ])
+    }
+
+    /// The id and table of the row an `@odata.bind` value (`/set(key)`, leading slash optional) names.
+    private func resolve(_ target: String) -> (UUID, String)? {
         let path = target.hasPrefix("/") ? String(target.dropFirst()) : target
         let setName = String(path.prefix { $0 != "(" })
         guard let table = Self.tables[setName], path.hasSuffix(")"), path.count > setName.count + 2,
@@ -613,7 +655,7 @@ public final class DataverseSimulator: Sendable {
         return state.withLock { state in
             let rows = state.rows[table.entitySet, default: []]
             guard case .success(let index?) = find(key, in: table, rows: rows) else { return nil }
-            return rows[index].id
+            return (rows[index].id, table.logicalName)
         }
     }
 

@@ -2,33 +2,24 @@ import Foundation
 import OData
 import ProspectToCash
 
-/// A table of the simulated environment: its entity set, primary key and the alternate keys a
+/// A table of the simulated environment: its entity set, primary key, the alternate keys a
 /// deployment defines for p2c (DV-AK: most tables have none unless customized; a key may use a
-/// lookup column by its lookup property name, `_<navigation property>_value`).
+/// lookup column, named in URLs by its lookup property, `_<attribute>_value`) and its lookups
+/// (many-to-one relationships: the attribute, the navigation property `@odata.bind` names, the
+/// referenced table), as its table definitions describe them (DV-META).
 struct DataverseTable: Sendable {
     let logicalName: String
     let entitySet: String
     let primaryID: String
+    /// Key columns as rows and URLs name them: a lookup as `_<attribute>_value`.
     let alternateKeys: [[String]]
+    var lookups: [Lookup] = []
 
-    /// The prospect-to-cash tables (FACTS.md 1.3's list, and the contact persons and product
-    /// details the maps write), keyed by the natural keys the change events carry; lines by their
-    /// header and sequence number.
-    static let p2c: [DataverseTable] = [
-        .init("account", "accounts", keys: [["accountnumber"]]),
-        .init("contact", "contacts", keys: [["msdyn_contactpersonid"]]),
-        .init("msdyn_contactforparty", "msdyn_contactforparties", keys: [["msdyn_contactforpartynumber"]]),
-        .init("product", "products", keys: [["msdyn_productnumber"]]),
-        .init("msdyn_sharedproductdetails", "msdyn_sharedproductdetailses", keys: [["msdyn_productnumber"]]),
-        .init("msdyn_globalproduct", "msdyn_globalproducts", keys: [["msdyn_productnumber"]]),
-        .init("quote", "quotes", keys: [["msdyn_quotenumber"]]),
-        .init("quotedetail", "quotedetails", keys: [["_quoteid_value", "sequencenumber"]]),
-        .init("salesorder", "salesorders", keys: [["msdyn_salesordernumber"]]),
-        .init("salesorderdetail", "salesorderdetails", keys: [["_salesorderid_value", "sequencenumber"]]),
-        .init("invoice", "invoices", keys: [["msdyn_invoicenumber"]]),
-        .init("invoicedetail", "invoicedetails", keys: [["_invoiceid_value", "sequencenumber"]]),
-        .init("msdyn_salesorderorigin", "msdyn_salesorderorigins", keys: [["msdyn_origincode"]]),
-    ]
+    struct Lookup: Sendable {
+        var attribute: String
+        var navigation: String
+        var target: String
+    }
 
     init(_ logicalName: String, _ entitySet: String, keys: [[String]]) {
         self.logicalName = logicalName
@@ -36,6 +27,92 @@ struct DataverseTable: Sendable {
         self.primaryID = logicalName + "id"
         self.alternateKeys = keys
     }
+
+    /// The prospect-to-cash tables (FACTS.md 1.3's list, and the contact persons and product
+    /// details the maps write), keyed by the natural keys the change events carry; lines by their
+    /// header and sequence number. Then every table their lookups reference, keyed by the column
+    /// the maps name it by (`transactioncurrencyid.isocurrencycode`: transactioncurrency by
+    /// isocurrencycode).
+    static let p2c: [DataverseTable] = {
+        var tables: [DataverseTable] = [
+            .init("account", "accounts", keys: [["accountnumber"]]),
+            .init("contact", "contacts", keys: [["msdyn_contactpersonid"]]),
+            .init("msdyn_contactforparty", "msdyn_contactforparties", keys: [["msdyn_contactforpartynumber"]]),
+            .init("product", "products", keys: [["msdyn_productnumber"]]),
+            .init("msdyn_sharedproductdetails", "msdyn_sharedproductdetailses", keys: [["msdyn_productnumber"]]),
+            .init("msdyn_globalproduct", "msdyn_globalproducts", keys: [["msdyn_productnumber"]]),
+            .init("quote", "quotes", keys: [["msdyn_quotenumber"]]),
+            .init("quotedetail", "quotedetails", keys: [["_quoteid_value", "sequencenumber"]]),
+            .init("salesorder", "salesorders", keys: [["msdyn_salesordernumber"]]),
+            .init("salesorderdetail", "salesorderdetails", keys: [["_salesorderid_value", "sequencenumber"]]),
+            .init("invoice", "invoices", keys: [["msdyn_invoicenumber"]]),
+            .init("invoicedetail", "invoicedetails", keys: [["_invoiceid_value", "sequencenumber"]]),
+            .init("msdyn_salesorderorigin", "msdyn_salesorderorigins", keys: [["msdyn_origincode"]]),
+        ]
+        var references: [String: DataverseTable] = [:]
+        for index in tables.indices {
+            let table = tables[index]
+            var seen = Set<String>()
+            for map in TableMap.builtIn.values where map.crmTable == table.entitySet {
+                for row in map.rows where row.crmColumn.contains(".") {
+                    let path = row.crmColumn.split(separator: ".").map(String.init)
+                    let attribute = path[0]
+                    guard seen.insert(attribute).inserted else { continue }
+                    if row.crmColumn.contains(".Account(") {
+                        // The polymorphic customer lookup: one navigation property per target.
+                        tables[index].lookups += [
+                            Lookup(attribute: attribute, navigation: attribute + "_account", target: "account"),
+                            Lookup(attribute: attribute, navigation: attribute + "_contact", target: "contact"),
+                        ]
+                        continue
+                    }
+                    let target = referencedTable[attribute] ?? String(attribute.dropLast(2))
+                    tables[index].lookups.append(Lookup(attribute: attribute, navigation: attribute, target: target))
+                    if !tables.contains(where: { $0.logicalName == target }) && references[target] == nil {
+                        references[target] = DataverseTable(target, plural(target), keys: [[path[1]]])
+                    }
+                }
+            }
+        }
+        return tables + references.values.sorted { $0.logicalName < $1.logicalName }
+    }()
+
+    /// The table a lookup attribute references, where its name does not say it (`<table>id`).
+    private static let referencedTable: [String: String] = [
+        "defaultuomid": "uom", "msdyn_associatedcontact": "msdyn_contactforparty",
+        "msdyn_billingaccount": "account", "msdyn_contactperson": "contact",
+        "msdyn_customerpaymentmethod": "msdyn_customerpaymentmethod",
+        "msdyn_defaultshippingsite": "msdyn_operationalsite",
+        "msdyn_defaultshippingwarehouse": "msdyn_warehouse", "msdyn_deliverymode": "msdyn_modeofdelivery",
+        "msdyn_deliveryterms": "msdyn_termsofdelivery", "msdyn_generatedsalesordernumber": "salesorder",
+        "msdyn_globalproduct": "msdyn_globalproduct", "msdyn_inventorysite": "msdyn_operationalsite",
+        "msdyn_inventorywarehouse": "msdyn_warehouse", "msdyn_operatingunit": "msdyn_operatingunit",
+        "msdyn_paymentday": "msdyn_paymentday", "msdyn_paymentschedule": "msdyn_paymentschedule",
+        "msdyn_paymentterm": "msdyn_paymentterm", "msdyn_paymentterms": "msdyn_paymentterm",
+        "msdyn_pricecustomergroup": "msdyn_pricecustomergroup", "msdyn_primarycontact": "msdyn_contactforparty",
+        "msdyn_salesorderorigin": "msdyn_salesorderorigin", "msdyn_salesproductcategory": "msdyn_productcategory",
+        "msdyn_salestaxgroup": "msdyn_taxgroup", "msdyn_shippingsite": "msdyn_operationalsite",
+        "msdyn_shippingwarehouse": "msdyn_warehouse", "msdyn_vendor": "msdyn_vendor",
+        "msdyn_alternativeitemnumber": "msdyn_sharedproductdetails", "msdyn_vendorid": "msdyn_vendor",
+        "msdyn_productdimensiongroupid": "msdyn_productdimensiongroup",
+        "msdyn_storagedimensiongroup": "msdyn_storagedimensiongroup",
+        "msdyn_trackingdimensiongroup": "msdyn_trackingdimensiongroup", "msdyn_productcolor": "msdyn_productcolor",
+        "msdyn_productconfiguration": "msdyn_productconfiguration", "msdyn_productsize": "msdyn_productsize",
+        "msdyn_productstyle": "msdyn_productstyle", "msdyn_bomunitsymbol": "uom", "msdyn_catchweightunitsymbol": "uom",
+        "msdyn_comparisonpricebaseunitsymbol": "uom", "msdyn_inventoryunitsymbol": "uom",
+        "msdyn_purchaseunitsymbol": "uom", "msdyn_salesunitsymbol": "uom",
+    ]
+
+    /// The simulator's entity set names for the referenced tables (clients read the real ones
+    /// from the table definitions, DV-META).
+    private static func plural(_ name: String) -> String {
+        if name.hasSuffix("y") { return name.dropLast() + "ies" }
+        if name.hasSuffix("s") { return name + "es" }
+        return name + "s"
+    }
+
+    /// The lookup `navigation` sets, if the table has one.
+    func lookup(navigation: String) -> Lookup? { lookups.first { $0.navigation == navigation } }
 }
 
 /// A key predicate read from a URL: the primary key, or named key values.

@@ -27,6 +27,8 @@ public enum Role: String, Sendable, CaseIterable, Codable {
     case inbound
     /// Dead letters of a changes topic, with the reason they were refused.
     case dlq
+    /// Writes of an inbound topic the target system refused, with its status and error code.
+    case inboundDLQ = "inbound-dlq"
 
     /// The name a topic of this role has for `side` and `stream`.
     public func topicName(side: Side, stream: SyncStream) -> String {
@@ -34,6 +36,7 @@ public enum Role: String, Sendable, CaseIterable, Codable {
         case .changes: "\(side.rawValue).\(stream.rawValue).changes"
         case .inbound: "\(side.rawValue).\(stream.rawValue).inbound"
         case .dlq: "\(side.rawValue).\(stream.rawValue).changes.dlq"
+        case .inboundDLQ: "\(side.rawValue).\(stream.rawValue).inbound.dlq"
         }
     }
 }

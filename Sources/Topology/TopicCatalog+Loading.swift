@@ -102,7 +102,7 @@ extension TopicCatalog {
                 "\(context): cleanupPolicy must be delete, compact or compact,delete, got \"\(topic.cleanupPolicy)\"")
         }
         // A document's header and lines share one key: compaction would keep only the last of them.
-        if topic.role != .dlq && topic.cleanupPolicy != "delete" {
+        if topic.role != .dlq && topic.role != .inboundDLQ && topic.cleanupPolicy != "delete" {
             throw TopicCatalogError(
                 "\(context): cleanupPolicy must be delete: header and lines share a key, compaction would drop them")
         }

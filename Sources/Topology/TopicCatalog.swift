@@ -48,7 +48,7 @@ public struct TopicCatalog: Sendable, Equatable {
             for side in Side.allCases {
                 let flows = stream.sources.contains(side)
                 for role in Role.allCases {
-                    let expectedSide = role == .inbound ? side.other : side
+                    let expectedSide = role == .inbound || role == .inboundDLQ ? side.other : side
                     let name = role.topicName(side: expectedSide, stream: stream)
                     let declared = self[name] != nil
                     if flows && !declared {
