@@ -31,10 +31,15 @@ let package = Package(
             dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
             swiftSettings: strict
         ),
+        .target(
+            name: "Apply", dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Connectors", "Worker"],
+            swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
-            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators"],
+            dependencies: [
+                "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply", "Connectors",
+            ],
             swiftSettings: strict
         ),
         .executableTarget(

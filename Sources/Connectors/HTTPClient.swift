@@ -68,6 +68,9 @@ public final class HTTPClient: Sendable {
         public var maxRetryAfter = Duration.seconds(300)
         /// Requests in flight per identity. Default: 16.
         public var maxConcurrency = 16
+        /// Whether a 429 or 503 is waited out and sent again here; off for a caller that paces
+        /// itself by the answer (apply pauses the partitions and shrinks its concurrency).
+        public var retriesThrottled = true
 
         public init() {}
     }
@@ -175,7 +178,7 @@ public final class HTTPClient: Sendable {
         switch status {
         case 429, 503:
             if status == 429 { metrics.throttled.add() }
-            guard status == 429 || request.idempotent else { return nil }
+            guard configuration.retriesThrottled, status == 429 || request.idempotent else { return nil }
             if let after = headers["Retry-After"].flatMap(Self.retryAfter) {
                 return after <= configuration.maxRetryAfter ? after : nil
             }

@@ -18,9 +18,15 @@ public enum DeadLetter {
     ]
 
     static func record(for input: KafkaRecord, error: MappingError, topic: String) -> OutgoingRecord {
+        record(for: input, code: error.code.rawValue, message: error.message, topic: topic)
+    }
+
+    /// The dead letter of `input`, refused with `code` (a mapping error's, or a target system's
+    /// `http_<status> <code>`) and `message`.
+    public static func record(for input: KafkaRecord, code: String, message: String, topic: String) -> OutgoingRecord {
         var headers = input.headers
-        headers.append(KafkaHeader(codeHeader, error.code.rawValue))
-        headers.append(KafkaHeader(messageHeader, error.message))
+        headers.append(KafkaHeader(codeHeader, code))
+        headers.append(KafkaHeader(messageHeader, message))
         headers.append(KafkaHeader(sourceTopicHeader, input.topic))
         headers.append(KafkaHeader(sourcePartitionHeader, String(input.partition)))
         headers.append(KafkaHeader(sourceOffsetHeader, String(input.offset)))

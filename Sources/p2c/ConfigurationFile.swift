@@ -14,9 +14,13 @@ struct ConfigurationFile {
         "shutdownTimeoutMs", "transactionTimeoutMs", "kafka",
         "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
+        // p2c apply
+        "side", "dataverse", "maxConcurrency", "batchDocuments", "referenceWaitMs",
     ]
 
     var worker = WorkerConfiguration()
+    /// The file as read, for the keys of other commands (`side`, `dataverse`...).
+    var object: [String: Any] = [:]
     var mapping: MappingConfiguration {
         get { worker.mapping }
         set { worker.mapping = newValue }
@@ -42,6 +46,7 @@ struct ConfigurationFile {
             if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
                 throw UsageError("\(path): unknown key \"\(unknown)\"", command: command)
             }
+            file.object = object
             do {
                 try file.apply(object)
             } catch let error as UsageError {

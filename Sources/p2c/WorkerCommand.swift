@@ -85,34 +85,45 @@ enum WorkerCommand {
         }
         defer { http.stop() }
         log.info("http listening", [("port", .int(Int64(http.port)))])
-        // The loop blocks, so it runs on a thread of its own; main waits for a signal.
+        let failure = await FleetMember.run(
+            log: log, budget: .milliseconds(file.worker.shutdownTimeoutMilliseconds), name: "worker",
+            body: { try worker.run() }, stop: { worker.stop() })
+        if let failure {
+            log.error("worker failed", [("error", .string(failure))])
+            return 1
+        }
+        return 0
+    }
+}
+
+/// Runs a fleet member's blocking loop on a thread of its own until it ends or a signal stops it.
+enum FleetMember {
+    /// Runs `body` until it returns; SIGTERM or SIGINT calls `stop`. The member bounds each of its
+    /// own waits to `budget`; this is the backstop for a call that ignores its timeout: it returns
+    /// 1 s after the budget whatever the thread does. The error `body` threw, if any.
+    static func run(
+        log: Log, budget: Duration, name: String, body: @escaping @Sendable () throws -> Void,
+        stop: @escaping @Sendable () -> Void
+    ) async -> String? {
         let result = WorkerResult()
         let thread = Thread {
-            do { try worker.run() } catch { result.fail(error) }
+            do { try body() } catch { result.fail(error) }
             result.finish()
         }
         thread.start()
-        let shutdownBudget = Duration.milliseconds(file.worker.shutdownTimeoutMilliseconds)
         let signalTask = Task {
             let signal = await Signals.termination()
             log.info(
-                "stopping",
-                [("signal", .int(Int64(signal))), ("timeout_ms", .int(Int64(shutdownBudget / .milliseconds(1))))])
-            worker.stop()
-            // The worker bounds each of its own waits; this is the backstop for a call into
-            // librdkafka that ignores its timeout: the process ends 1 s after the worker's budget.
-            try? await Task.sleep(for: shutdownBudget + .seconds(1))
+                "stopping", [("signal", .int(Int64(signal))), ("timeout_ms", .int(Int64(budget / .milliseconds(1))))])
+            stop()
+            try? await Task.sleep(for: budget + .seconds(1))
             guard !Task.isCancelled else { return }
-            log.warning("the worker did not stop within its shutdown timeout; exiting without it")
+            log.warning("the \(name) did not stop within its shutdown timeout; exiting without it")
             result.finish()
         }
         await result.waitUntilFinished()
         signalTask.cancel()
-        if let error = result.error {
-            log.error("worker failed", [("error", .string("\(error)"))])
-            return 1
-        }
-        return 0
+        return result.error
     }
 }
 

@@ -1,0 +1,389 @@
+import Connectors
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Synchronization
+import Topology
+import Worker
+
+/// One member of an apply fleet: consumes `<side>.<stream>.inbound` in a consumer group and
+/// writes each document's events into the system, in order, many documents at once.
+///
+/// Offsets are committed only up to the first record not yet written or dead-lettered
+/// (at-least-once into idempotent upserts: a record written again writes the same values).
+/// A 429 pauses the partitions it concerns for its `Retry-After` (the loop goes on polling, so the
+/// member stays in its group) and halves the requests in flight, which then grow back one by one.
+///
+/// `run()` blocks its thread until `stop()`; the writes run on Swift concurrency and report back
+/// through an inbox the loop drains.
+public final class Applier: @unchecked Sendable {
+    // @unchecked: the queues, ledgers and limits below are touched only by the thread in `run()`
+    // (the rebalance handler runs inside `consumer.poll` on it). `inbox`, `stopping` and the
+    // metrics are synchronized.
+    public let configuration: ApplyConfiguration
+    public let metrics: ApplyMetrics
+    let sink: any DocumentSink
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    /// Inbound topic → its stream and dead-letter topic.
+    let routes: [String: (stream: SyncStream, deadLetters: String)]
+    let log: Log
+    let stopping = Atomic<Bool>(false)
+    let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+    var shutdownDeadline: ContinuousClock.Instant?
+
+    var queues: [String: DocumentQueue] = [:]
+    /// Documents with records, in the order they got them (scanned for the next round).
+    var order: [String] = []
+    var ledgers: [TopicPartition: PartitionLedger] = [:]
+    var committed: [TopicPartition: Int64] = [:]
+    var queued = 0
+    var rounds = 0
+    var limit: Int
+    var successesSinceIncrease = 0
+    var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
+    var pausedForMemory = false
+    var lastCommit = ContinuousClock.now
+    var deadLettersSinceFlush = 0
+    var nextRound: UInt64 = 0
+    let inbox = Inbox()
+
+    /// Finished rounds, handed from the tasks that wrote them to the loop.
+    final class Inbox: Sendable {
+        private let state = Mutex<[Finished]>([])
+        private let signal = DispatchSemaphore(value: 0)
+
+        func post(_ finished: Finished) {
+            state.withLock { $0.append(finished) }
+            signal.signal()
+        }
+
+        func take() -> [Finished] { state.withLock { state in defer { state.removeAll() }; return state } }
+
+        /// Waits up to `timeout` for a post.
+        func wait(_ timeout: Duration) { _ = signal.wait(timeout: .now() + timeout.seconds) }
+    }
+
+    struct Finished: Sendable {
+        var documents: [(key: String, round: UInt64, count: Int)]
+        var outcomes: [[ApplyOutcome]]
+    }
+
+    public init(
+        configuration: ApplyConfiguration, catalog: TopicCatalog, sink: any DocumentSink, log: Log = Log()
+    ) throws {
+        self.configuration = configuration
+        self.sink = sink
+        self.log = log.with([("side", .string(configuration.side.rawValue))])
+        metrics = ApplyMetrics(side: configuration.side)
+        limit = configuration.maxConcurrency
+        var routes: [String: (SyncStream, String)] = [:]
+        for stream in SyncStream.allCases where configuration.streams.isEmpty || configuration.streams.contains(stream) {
+            guard let input = catalog.topic(.inbound, side: configuration.side, stream: stream),
+                let deadLetters = catalog.topic(.inboundDLQ, side: configuration.side, stream: stream)
+            else { continue }
+            routes[input.name] = (stream, deadLetters.name)
+        }
+        guard !routes.isEmpty else {
+            throw UsageError(
+                "streams: none of \(configuration.streams.map(\.rawValue)) arrives for \(configuration.side.rawValue)")
+        }
+        self.routes = routes
+        var consumerConfiguration = ConsumerConfiguration(
+            kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
+        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+        consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
+        let producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: nil)
+        try consumerConfiguration.validate()
+        try producerConfiguration.validate()
+        consumer = try KafkaConsumer(configuration: consumerConfiguration)
+        producer = try KafkaProducer(configuration: producerConfiguration)
+    }
+
+    /// Asks `run()` to finish the writes in flight, commit, leave the group and return within
+    /// `shutdownTimeoutMilliseconds` of this call.
+    public func stop() {
+        stopRequested.withLock { $0 = $0 ?? .now }
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    public func run() throws {
+        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
+        try consumer.subscribe(routes.keys.sorted())
+        log.info(
+            "apply started",
+            [
+                ("topics", .string(routes.keys.sorted().joined(separator: ","))),
+                ("group_id", .string(configuration.resolvedGroupID)),
+                ("max_concurrency", .int(Int64(configuration.maxConcurrency))),
+            ])
+        while !stopping.load(ordering: .relaxed) {
+            metrics.tick()
+            if !metrics.joined.load(ordering: .relaxed) && !consumer.memberID.isEmpty {
+                metrics.joined.store(true, ordering: .relaxed)
+            }
+            let event = try consumer.poll(timeout: rounds > 0 || queued > 0 ? .milliseconds(5) : .milliseconds(50))
+            switch event {
+            case .record(let record)?: take(record)
+            case .error(let error)?: log.warning("consumer error", [("error", .string(error.description))])
+            case .partitionEnd?, nil: break
+            }
+            settle(inbox.take())
+            dispatch()
+            resumePartitions()
+            _ = producer.poll()
+            if ContinuousClock.now - lastCommit >= .milliseconds(configuration.commitIntervalMilliseconds) {
+                commit()
+            }
+        }
+        shutDown()
+        log.info("apply stopped", metrics.logFields)
+    }
+
+    // MARK: - Reading
+
+    /// Queues `record` behind the earlier records of its document; an event that cannot be read
+    /// is dead-lettered at once.
+    func take(_ record: KafkaRecord) {
+        guard let route = routes[record.topic] else { return }
+        metrics.consumed.add()
+        let partition = TopicPartition(record.topic, record.partition)
+        ledgers[partition, default: PartitionLedger()].read(record.offset)
+        let type = String(decoding: record.header("ce_type")?.value ?? [], as: UTF8.self)
+        let table: Substring
+        let deleted: Bool
+        if type.hasSuffix(".upserted") {
+            table = type.dropLast(".upserted".count)
+            deleted = false
+        } else if type.hasSuffix(".deleted") {
+            table = type.dropLast(".deleted".count)
+            deleted = true
+        } else {
+            deadLetter(record, route: route, code: "bad_event", message: "ce_type \"\(type)\" is not <table>.upserted or .deleted")
+            return
+        }
+        guard let value = record.value, let object = (try? JSONParser.parse(value))?.objectValue else {
+            deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
+            return
+        }
+        let item = ApplyItem(index: 0, table: String(table), deleted: deleted, record: object)
+        let key = record.topic + "\u{0}" + String(decoding: record.key ?? [], as: UTF8.self)
+        if queues[key] == nil {
+            queues[key] = DocumentQueue(partition: partition)
+        }
+        if queues[key]!.records.isEmpty { order.append(key) }
+        queues[key]!.records.append(PendingRecord(record: record, item: item))
+        queued += 1
+        if queued >= configuration.maxQueuedRecords && !pausedForMemory {
+            pausedForMemory = true
+            try? consumer.pause(Array(ledgers.keys))
+        }
+    }
+
+    // MARK: - Writing
+
+    /// Starts rounds while fewer than `limit` are in flight: each takes up to `batchDocuments`
+    /// documents that are not in flight and not waiting.
+    func dispatch() {
+        guard !stopping.load(ordering: .relaxed) else { return }
+        let now = ContinuousClock.now
+        var scanned = 0
+        while rounds < limit && scanned < order.count {
+            var documents: [(key: String, round: UInt64, count: Int)] = []
+            var items: [[ApplyItem]] = []
+            while scanned < order.count && documents.count < configuration.batchDocuments {
+                let key = order[scanned]
+                scanned += 1
+                guard var queue = queues[key], queue.inFlight == 0, !queue.records.isEmpty, queue.notBefore <= now,
+                    pausedUntil[queue.partition] == nil
+                else { continue }
+                nextRound += 1
+                queue.round = nextRound
+                queue.inFlight = min(queue.records.count, configuration.documentEvents)
+                queues[key] = queue
+                documents.append((key, queue.round, queue.inFlight))
+                items.append(queue.records.prefix(queue.inFlight).map(\.item))
+            }
+            guard !documents.isEmpty else { break }
+            rounds += 1
+            let round = documents
+            Task { [sink, inbox] in
+                let outcomes = await sink.apply(items)
+                inbox.post(Finished(documents: round, outcomes: outcomes))
+            }
+        }
+        // Documents left without records drop out of the scan.
+        if order.count > 256 && order.count > queues.count * 2 {
+            order = order.filter { queues[$0].map { !$0.records.isEmpty } ?? false }
+        }
+    }
+
+    /// Takes finished rounds in: written and refused records are done, the rest wait for a later round.
+    func settle(_ finished: [Finished]) {
+        for round in finished {
+            rounds -= 1
+            var throttled = false
+            var failed = false
+            for (document, outcomes) in zip(round.documents, round.outcomes) {
+                guard var queue = queues[document.key], queue.round == document.round, queue.inFlight > 0 else {
+                    continue
+                }
+                var kept: [PendingRecord] = []
+                var blocked = false
+                for (position, outcome) in outcomes.enumerated() {
+                    var pending = queue.records[position]
+                    let route = routes[pending.record.topic]!
+                    switch outcome {
+                    case .refused(let code, let message, let request):
+                        var text = message
+                        if let request { text += " (\(request))" }
+                        deadLetter(pending.record, route: route, code: code, message: text)
+                        continue
+                    case .applied where !blocked:
+                        metrics.applied.add()
+                        done(pending.record)
+                        continue
+                    case .throttled(let pause) where !blocked:
+                        throttled = true
+                        metrics.throttled.add()
+                        queue.delay(by: pause)
+                        pausePartition(queue.partition, for: pause)
+                    case .unavailable(let reason) where !blocked:
+                        failed = true
+                        metrics.retried.add()
+                        queue.delay()
+                        if queue.backoff >= .seconds(4) {
+                            log.warning("write failed, retrying", [("error", .string(reason))])
+                        }
+                    case .referenceMissing(let reason) where !blocked:
+                        let since = pending.waitingSince ?? .now
+                        if ContinuousClock.now - since >= .milliseconds(configuration.referenceWaitMilliseconds) {
+                            deadLetter(
+                                pending.record, route: route, code: "reference_missing",
+                                message: "\(reason), after waiting \(configuration.referenceWaitMilliseconds) ms")
+                            continue
+                        }
+                        pending.waitingSince = since
+                        metrics.waiting.add()
+                        queue.delay()
+                    default:
+                        break
+                    }
+                    blocked = true
+                    kept.append(pending)
+                }
+                if !blocked { queue.backoff = .milliseconds(250) }
+                queue.records.replaceSubrange(0..<outcomes.count, with: kept)
+                queued -= outcomes.count - kept.count
+                queue.inFlight = 0
+                if queue.records.isEmpty {
+                    queues[document.key] = nil
+                } else {
+                    queues[document.key] = queue
+                }
+            }
+            adjustLimit(throttled: throttled, failed: failed)
+        }
+        if pausedForMemory && queued < configuration.maxQueuedRecords / 2 {
+            pausedForMemory = false
+            let resumable = ledgers.keys.filter { pausedUntil[$0] == nil }
+            try? consumer.resume(Array(resumable))
+        }
+    }
+
+    /// AIMD: a throttled round halves the rounds in flight; `limit` rounds without one add one back.
+    func adjustLimit(throttled: Bool, failed: Bool) {
+        if throttled {
+            limit = max(1, limit / 2)
+            successesSinceIncrease = 0
+        } else if !failed && limit < configuration.maxConcurrency {
+            successesSinceIncrease += 1
+            if successesSinceIncrease >= limit {
+                limit += 1
+                successesSinceIncrease = 0
+            }
+        }
+        metrics.concurrency.store(limit, ordering: .relaxed)
+    }
+
+    func pausePartition(_ partition: TopicPartition, for pause: Duration) {
+        let until = ContinuousClock.now + pause
+        if let already = pausedUntil[partition], already >= until { return }
+        if pausedUntil[partition] == nil, !pausedForMemory { try? consumer.pause([partition]) }
+        pausedUntil[partition] = until
+    }
+
+    func resumePartitions() {
+        guard !pausedUntil.isEmpty else { return }
+        let now = ContinuousClock.now
+        let due = pausedUntil.filter { $0.value <= now }.map(\.key)
+        guard !due.isEmpty else { return }
+        for partition in due { pausedUntil[partition] = nil }
+        if !pausedForMemory { try? consumer.resume(due) }
+    }
+
+    /// Sends `record` to its dead-letter topic with the reason; it counts as done once sent (the
+    /// producer is idempotent and flushed before the next commit).
+    func deadLetter(
+        _ record: KafkaRecord, route: (stream: SyncStream, deadLetters: String), code: String, message: String
+    ) {
+        let letter = DeadLetter.record(for: record, code: code, message: message, topic: route.deadLetters)
+        while true {
+            do {
+                _ = try producer.send(letter)
+                break
+            } catch {
+                // A full queue: deliver some and try again.
+                _ = producer.poll(timeout: .milliseconds(100))
+            }
+        }
+        deadLettersSinceFlush += 1
+        metrics.deadLettered.add()
+        log.warning(
+            "dead-lettered",
+            [
+                ("topic", .string(record.topic)), ("partition", .int(Int64(record.partition))),
+                ("offset", .int(record.offset)), ("code", .string(code)), ("message", .string(message)),
+            ])
+        done(record)
+    }
+
+    func done(_ record: KafkaRecord) {
+        ledgers[TopicPartition(record.topic, record.partition)]?.finish(record.offset)
+    }
+
+    // MARK: - Offsets
+
+    /// Commits each partition's offset after its longest done prefix, once the dead letters among
+    /// them are delivered.
+    func commit(timeout: Duration = .seconds(10)) {
+        lastCommit = .now
+        if deadLettersSinceFlush > 0 {
+            do {
+                let reports = try producer.flush(timeout: timeout)
+                if let failure = reports.first(where: { $0.error != nil })?.error {
+                    log.warning("dead letter not delivered; offsets kept", [("error", .string(failure.description))])
+                    return
+                }
+                deadLettersSinceFlush = 0
+            } catch {
+                log.warning("dead letters not delivered in time; offsets kept", [("error", .string(error.description))])
+                return
+            }
+        }
+        var offsets: [TopicPartitionOffset] = []
+        for (partition, ledger) in ledgers {
+            guard let next = ledger.committable, next > committed[partition] ?? -1 else { continue }
+            offsets.append(TopicPartitionOffset(partition, offset: next))
+        }
+        guard !offsets.isEmpty else { return }
+        do {
+            try consumer.commit(offsets, timeout: timeout)
+            for offset in offsets { committed[offset.topicPartition] = offset.offset }
+            metrics.commits.add()
+        } catch {
+            log.warning("offsets not committed; retrying later", [("error", .string(error.description))])
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Kafka
+import Topology
+
+/// Everything one apply member needs besides the system's credentials.
+public struct ApplyConfiguration: Sendable {
+    /// The system written to: `crm` (Dataverse) or `erp` (F&O). Default: `crm`.
+    public var side: Side = .crm
+    /// The streams applied; empty means every stream that arrives for the side. Default: empty.
+    public var streams: [SyncStream] = []
+    public var kafka = KafkaConfiguration()
+    /// The consumer group. Default: `p2c-apply-<side>`.
+    public var groupID: String?
+    /// Offsets of written records are committed this often. Default: 1 000 ms.
+    public var commitIntervalMilliseconds: Int = 1_000
+    public var sessionTimeoutMilliseconds: Int = 45_000
+    /// From SIGTERM to the end of `run()`: writes in flight finish or are given up (their records
+    /// are redone by the partitions' next owner, as idempotent upserts). Default: 8 000 ms.
+    public var shutdownTimeoutMilliseconds: Int = 8_000
+    /// `$batch` requests in flight at most; shrinks on 429 and grows back (AIMD). Default: 8.
+    public var maxConcurrency: Int = 8
+    /// Documents (the events of one key) per `$batch`. Default: 20.
+    public var batchDocuments: Int = 20
+    /// Events of one document per round. Default: 50.
+    public var documentEvents: Int = 50
+    /// A write whose reference does not exist yet (a line before its header) is retried this long
+    /// before it is dead-lettered. Default: 600 000 ms (10 minutes).
+    public var referenceWaitMilliseconds: Int = 600_000
+    /// Records read and not yet written at most; reading pauses beyond. Default: 10 000.
+    public var maxQueuedRecords: Int = 10_000
+
+    public init() {}
+
+    public var resolvedGroupID: String { groupID ?? "p2c-apply-\(side.rawValue)" }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Runtime
+import Synchronization
+import Topology
+
+/// What an apply member counts, for `/metrics` and its last log line.
+public final class ApplyMetrics: Sendable {
+    public let side: Side
+    public let consumed = Counter()
+    public let applied = Counter()
+    public let deadLettered = Counter()
+    /// Rounds answered 429, 5xx or not at all, and records waiting for a reference.
+    public let throttled = Counter()
+    public let retried = Counter()
+    public let waiting = Counter()
+    public let commits = Counter()
+    public let rebalances = Counter()
+    /// `$batch` requests allowed in flight now (AIMD).
+    public let concurrency = Atomic<Int>(0)
+    let joined = Atomic<Bool>(false)
+    let lastProgress = Atomic<Int>(0)
+    private let started = ContinuousClock.now
+
+    init(side: Side) { self.side = side }
+
+    func tick() {
+        lastProgress.store(Int((ContinuousClock.now - started) / .milliseconds(1)), ordering: .relaxed)
+    }
+
+    /// In the group: `/readyz`.
+    public var isReady: Bool { joined.load(ordering: .relaxed) }
+
+    /// The loop turned within `watchdog`: `/healthz`.
+    public func isHealthy(watchdog: Duration) -> Bool {
+        let now = Int((ContinuousClock.now - started) / .milliseconds(1))
+        return now - lastProgress.load(ordering: .relaxed) < Int(watchdog / .milliseconds(1))
+    }
+
+    var logFields: [(String, LogValue)] {
+        [
+            ("consumed", .int(Int64(consumed.value))), ("applied", .int(Int64(applied.value))),
+            ("dead_lettered", .int(Int64(deadLettered.value))), ("throttled", .int(Int64(throttled.value))),
+            ("retried", .int(Int64(retried.value))),
+        ]
+    }
+
+    /// Prometheus text for the apply counters (the HTTP client adds its own).
+    public var exposition: String {
+        let labels = "side=\"\(side.rawValue)\""
+        var text = ""
+        for (name, help, counter) in [
+            ("p2c_apply_consumed_total", "Inbound records read.", consumed),
+            ("p2c_apply_written_total", "Records written into the system.", applied),
+            ("p2c_apply_dead_lettered_total", "Records the system refused, sent to the inbound DLQ.", deadLettered),
+            ("p2c_apply_throttled_total", "Writes answered 429.", throttled),
+            ("p2c_apply_retried_total", "Writes answered 5xx or not at all, sent again.", retried),
+            ("p2c_apply_reference_waits_total", "Writes whose reference did not exist yet.", waiting),
+            ("p2c_apply_commits_total", "Offset commits.", commits),
+            ("p2c_apply_rebalances_total", "Consumer group rebalances.", rebalances),
+        ] {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name){\(labels)} \(counter.value)\n"
+        }
+        text +=
+            "# HELP p2c_apply_concurrency Batch requests allowed in flight.\n# TYPE p2c_apply_concurrency gauge\n"
+            + "p2c_apply_concurrency{\(labels)} \(concurrency.load(ordering: .relaxed))\n"
+        return text
+    }
+}

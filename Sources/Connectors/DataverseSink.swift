@@ -1,0 +1,214 @@
+import Foundation
+import OData
+import ProspectToCash
+import Runtime
+import Synchronization
+
+/// Writes documents into Dataverse: each document's events in order, as one change set
+/// (atomic, DV-BATCH) where they can go together, many documents per `$batch` with
+/// `odata.continue-on-error` so that one refused document does not hold back the others.
+///
+/// A line's alternate key holds its header's id (`_salesorderid_value`, DV-AK), read once by the
+/// header's own alternate key and kept; a header written in the same round is read from its
+/// write's `OData-EntityId` (DV-HDR), and its lines go in the next round.
+public final class DataverseSink: DocumentSink {
+    public let client: DataverseClient
+    public let builder: DataverseWriteBuilder
+    private let root: String
+    private let ids = Mutex<[DataverseReference: UUID]>([:])
+    /// Rows whose ids were read (a line's header), and `$batch` requests sent.
+    public let idReads = Counter()
+    public let batches = Counter()
+
+    public init(client: DataverseClient, schema: DataverseSchema) {
+        self.client = client
+        builder = DataverseWriteBuilder(schema: schema)
+        var base = client.settings.url.absoluteString
+        if !base.hasSuffix("/") { base += "/" }
+        root = base + "api/data/v9.2/"
+    }
+
+    /// Writes `documents` (each the events of one key, in order) in one `$batch`; one outcome per
+    /// item, in the documents' order.
+    public func apply(_ documents: [[ApplyItem]]) async -> [[ApplyOutcome]] {
+        var outcomes = documents.map { Array(repeating: ApplyOutcome.notSent, count: $0.count) }
+        var changeSets: [(document: Int, items: [Int], messages: [ODataMessage], rows: [DataverseReference?])] = []
+        var contentID = 0
+        for (number, items) in documents.enumerated() {
+            var segment: (items: [Int], messages: [ODataMessage], rows: [DataverseReference?]) = ([], [], [])
+            var written = Set<DataverseReference>()
+            itemLoop: for (position, item) in items.enumerated() {
+                let write: DataverseWrite
+                do {
+                    write = try await builder.write(table: item.table, deleted: item.deleted, record: item.record)
+                } catch let refusal as WriteRefusal {
+                    outcomes[number][position] = .refused(code: refusal.code, message: refusal.message, request: nil)
+                    continue
+                } catch {
+                    for rest in position..<items.count { outcomes[number][rest] = Self.outcome(of: error) }
+                    break
+                }
+                var known: [DataverseReference: UUID] = [:]
+                for reference in write.references {
+                    // Its row is written earlier in this change set: its id is known after it.
+                    if written.contains(reference) { break itemLoop }
+                    switch await resolve(reference) {
+                    case .found(let id): known[reference] = id
+                    case .missing:
+                        outcomes[number][position] = .referenceMissing("\(reference) does not exist yet")
+                        break itemLoop
+                    case .failed(let outcome):
+                        for rest in position..<items.count { outcomes[number][rest] = outcome }
+                        break itemLoop
+                    }
+                }
+                guard var message = write.message(root: root, ids: known) else { break }
+                contentID += 1
+                message.headers.set("Content-ID", String(contentID))
+                segment.items.append(position)
+                segment.messages.append(message)
+                segment.rows.append(write.row)
+                if let row = write.row { written.insert(row) }
+            }
+            if !segment.items.isEmpty {
+                changeSets.append((number, segment.items, segment.messages, segment.rows))
+            }
+        }
+        guard !changeSets.isEmpty else { return outcomes }
+        func settle(_ changeSet: Int, _ outcome: ApplyOutcome) {
+            let set = changeSets[changeSet]
+            for item in set.items { outcomes[set.document][item] = outcome }
+        }
+        let (contentType, body) = ODataBatch(changeSets.map { .changeSet($0.messages) }).encoded()
+        batches.add()
+        let response: HTTPClientResponse
+        do {
+            response = try await client.sendRaw(
+                "POST", "$batch", body: body,
+                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
+        } catch {
+            for index in changeSets.indices { settle(index, Self.outcome(of: error)) }
+            return outcomes
+        }
+        guard response.status == 200,
+            let answer = try? ODataBatch.decode(contentType: response.headers["Content-Type"] ?? "", body: response.body)
+        else {
+            let outcome = Self.outcome(status: response.status, headers: response.headers, body: response.body)
+            for index in changeSets.indices { settle(index, outcome) }
+            return outcomes
+        }
+        for (index, set) in changeSets.enumerated() {
+            guard index < answer.parts.count else {
+                settle(index, .unavailable("the batch answered \(answer.parts.count) of \(changeSets.count) change sets"))
+                continue
+            }
+            switch answer.parts[index] {
+            case .changeSet(let responses):
+                settle(index, .applied)
+                // A created or updated row's id, for the lines that follow it.
+                for (message, row) in zip(responses, set.rows) {
+                    guard let row, let entity = message.headers["OData-EntityId"], let id = Self.entityID(in: entity)
+                    else { continue }
+                    remember(row, id)
+                }
+            case .single(let failure):
+                // The change set was rolled back; the request that failed says which.
+                let failed = failure.contentID.flatMap { id in
+                    set.messages.firstIndex { $0.contentID == id }
+                }
+                let outcome = Self.outcome(status: failure.status, headers: failure.headers, body: failure.body)
+                switch outcome {
+                case .refused(let code, let message, _):
+                    settle(index, .notSent)
+                    let position = failed ?? 0
+                    let request = set.messages[position]
+                    if request.method == "DELETE" && failure.status == 404 {
+                        // Already gone: what a delete wants.
+                        outcomes[set.document][set.items[position]] = .applied
+                    } else {
+                        outcomes[set.document][set.items[position]] = .refused(
+                            code: code, message: message, request: "\(request.method) \(request.url)")
+                    }
+                case .referenceMissing:
+                    settle(index, .notSent)
+                    outcomes[set.document][set.items[failed ?? 0]] = outcome
+                default:
+                    settle(index, outcome)
+                }
+            }
+        }
+        return outcomes
+    }
+
+    /// The id of the row `reference` names: kept, or read by its alternate key (nil when it does
+    /// not exist).
+    private func resolve(_ reference: DataverseReference) async -> Resolution {
+        if let id = ids.withLock({ $0[reference] }) { return .found(id) }
+        idReads.add()
+        let answer: DataverseClient.Answer
+        do {
+            answer = try await client.send("GET", "\(reference.path)?$select=\(reference.primaryID)")
+        } catch {
+            return .failed(Self.outcome(of: error))
+        }
+        if answer.status == 404 { return .missing }
+        guard answer.status == 200 else {
+            return .failed(Self.outcome(status: answer.status, headers: answer.headers, body: []))
+        }
+        guard let id = answer.json?[reference.primaryID]?.stringValue.flatMap(UUID.init(uuidString:)) else {
+            return .failed(.unavailable("\(reference): the answer has no \(reference.primaryID)"))
+        }
+        remember(reference, id)
+        return .found(id)
+    }
+
+    private enum Resolution {
+        case found(UUID)
+        case missing
+        case failed(ApplyOutcome)
+    }
+
+    private func remember(_ reference: DataverseReference, _ id: UUID) {
+        ids.withLock { ids in
+            // Bounded: a header's lines come soon after it.
+            if ids.count >= 100_000 { ids.removeAll(keepingCapacity: true) }
+            ids[reference] = id
+        }
+    }
+
+    /// The GUID at the end of an `OData-EntityId` (`…/salesorders(<guid>)`).
+    static func entityID(in entity: String) -> UUID? {
+        guard entity.hasSuffix(")"), let open = entity.lastIndex(of: "(") else { return nil }
+        return UUID(uuidString: String(entity[entity.index(after: open)..<entity.index(before: entity.endIndex)]))
+    }
+
+    /// An answer's outcome by its status: 429 a pause, 5xx and 401 (a token refused after its
+    /// renewal) a retry, a 404 from a write a missing reference (DV-COND's "Does Not Exist"),
+    /// any other 4xx a refusal with Dataverse's error code (DV-HDR, DV-BATCH).
+    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
+        let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
+        let code = error?["code"]?.stringValue
+        let message = error?["message"]?.stringValue ?? "HTTP \(status)"
+        switch status {
+        case 429:
+            let pause = headers["Retry-After"].flatMap(HTTPClient.retryAfter) ?? .seconds(1)
+            return .throttled(retryAfter: pause)
+        case 404:
+            return .referenceMissing(message)
+        case 401, 408, 500...:
+            return .unavailable("HTTP \(status)\(code.map { " \($0)" } ?? ""): \(message)")
+        default:
+            return .refused(code: "http_\(status)" + (code.map { " \($0)" } ?? ""), message: message, request: nil)
+        }
+    }
+
+    static func outcome(of error: any Error) -> ApplyOutcome {
+        if let error = error as? DataverseError {
+            if error.status == 0 || error.status >= 500 || error.status == 429 || error.status == 401 {
+                return .unavailable(error.description)
+            }
+            return .refused(code: "http_\(error.status) \(error.code)", message: error.message, request: nil)
+        }
+        return .unavailable("\(error)")
+    }
+}

@@ -1,0 +1,39 @@
+import ProspectToCash
+
+/// A system that apply writes documents into: each document the events of one key, in order.
+public protocol DocumentSink: Sendable {
+    /// Writes `documents` in one round; one outcome per item, in the documents' order.
+    func apply(_ documents: [[ApplyItem]]) async -> [[ApplyOutcome]]
+}
+
+/// One change event to write: its table (`ce_type` without the action), whether it deletes, and
+/// its record. `index` is the caller's, handed back with the outcome.
+public struct ApplyItem: Sendable {
+    public var index: Int
+    public var table: String
+    public var deleted: Bool
+    public var record: JSONObject
+
+    public init(index: Int, table: String, deleted: Bool, record: JSONObject) {
+        self.index = index
+        self.table = table
+        self.deleted = deleted
+        self.record = record
+    }
+}
+
+/// What became of one item.
+public enum ApplyOutcome: Sendable, Equatable {
+    case applied
+    /// Refused for good: dead-letter it with `code` (`http_<status> <system code>` or p2c's own).
+    case refused(code: String, message: String, request: String?)
+    /// The service asked for a pause (429 / `Retry-After`): send again after it.
+    case throttled(retryAfter: Duration)
+    /// No answer, or a 5xx: send again after a backoff.
+    case unavailable(String)
+    /// A row it refers to does not exist yet (a line before its header): wait and send again.
+    case referenceMissing(String)
+    /// Not sent: it follows, in its document, a write that must land first.
+    case notSent
+}
+

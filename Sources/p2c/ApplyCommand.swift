@@ -1,0 +1,156 @@
+import Apply
+import Connectors
+import Foundation
+import Kafka
+import Runtime
+import Topology
+
+/// `p2c apply`: one member of a side's apply fleet: `<side>.<stream>.inbound` → the system's API.
+enum ApplyCommand {
+    static let spec = CommandSpec(
+        name: "apply",
+        summary: "Write what arrives on a side's inbound topics into that system (Dataverse).",
+        options: [
+            OptionSpec("side", value: "side", help: "crm (Dataverse). Or P2C_SIDE, or \"side\" in the file."),
+            OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
+            OptionSpec("config", value: "file", help: "JSON configuration file."),
+            OptionSpec("streams", value: "a,b", help: "Streams to apply; default: every stream arriving for the side."),
+            OptionSpec("group", value: "id", help: "Consumer group. Default: p2c-apply-<side>."),
+            OptionSpec("max-concurrency", value: "n", help: "$batch requests in flight at most (AIMD below it).", default: "8"),
+            OptionSpec(
+                "reference-wait-ms", value: "ms", help: "How long a write waits for a row it refers to.",
+                default: "600000"),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+            OptionSpec(
+                "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
+            ),
+        ],
+        discussion: """
+            The Dataverse connection: P2C_DATAVERSE_URL, P2C_DATAVERSE_TENANT_ID, P2C_DATAVERSE_CLIENT_ID,
+            P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE), P2C_DATAVERSE_AUTHORITY
+            (default https://login.microsoftonline.com), or a "dataverse" object in the file with the same
+            keys (url, tenantId, clientId, clientSecretFile, authority). Writes the system refuses go to
+            <inbound topic>.dlq with the HTTP status and Dataverse's error code. SIGTERM finishes the
+            writes in flight, commits, leaves the group and exits 0.
+            """
+    )
+
+    /// Integer settings of apply: file key, environment variable, flag, range.
+    static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
+        ("maxConcurrency", "P2C_APPLY_MAX_CONCURRENCY", "max-concurrency", 1...1_000),
+        ("batchDocuments", "P2C_APPLY_BATCH_DOCUMENTS", nil, 1...1_000),
+        ("referenceWaitMs", "P2C_REFERENCE_WAIT_MS", "reference-wait-ms", 0...86_400_000),
+    ]
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = ApplyConfiguration()
+        let dataverse: DataverseSettings
+        do {
+            for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
+                if let value = arguments.string(key) { try file.set(key, value) }
+            }
+            let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
+            guard side == "crm" else {
+                throw UsageError("side must be crm (Dataverse), got '\(side)'")
+            }
+            configuration.side = .crm
+            configuration.streams = file.worker.streams
+            configuration.kafka = file.worker.kafka
+            configuration.groupID = file.worker.groupID
+            configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
+            configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+            for setting in integers {
+                var text: String?
+                if let raw = file.object[setting.key] {
+                    guard !(raw is Bool), let number = raw as? Int else {
+                        throw UsageError("\(setting.key) must be an integer, got \(raw)")
+                    }
+                    text = String(number)
+                }
+                text = setting.flag.flatMap(arguments.string) ?? environment[setting.variable] ?? text
+                guard let text else { continue }
+                guard let number = Int(text), setting.range.contains(number) else {
+                    throw UsageError(
+                        "\(setting.key) must be an integer from \(setting.range.lowerBound) to \(setting.range.upperBound), got '\(text)'"
+                    )
+                }
+                switch setting.key {
+                case "maxConcurrency": configuration.maxConcurrency = number
+                case "batchDocuments": configuration.batchDocuments = number
+                default: configuration.referenceWaitMilliseconds = number
+                }
+            }
+            dataverse = try DataverseSettings.load(file: file.object, environment: environment)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
+        let log = Log([("component", "apply")])
+        var httpConfiguration = HTTPClient.Configuration()
+        // Apply paces itself by the 429s (pauses, AIMD); the client does not wait them out.
+        httpConfiguration.retriesThrottled = false
+        httpConfiguration.maxConcurrency = configuration.maxConcurrency
+        let http = HTTPClient(configuration: httpConfiguration, log: log)
+        let client = DataverseClient(settings: dataverse.settings, http: http)
+        do {
+            let user = try await client.whoAmI()
+            log.info(
+                "dataverse connected",
+                [
+                    ("url", .string(dataverse.settings.url.absoluteString)),
+                    ("client_id", .string(dataverse.settings.clientID)), ("user_id", .string(user.uuidString.lowercased())),
+                ])
+        } catch let refused as ClientCredentials.Refused {
+            throw UsageError("dataverse: \(refused)", command: spec.name)
+        } catch let error as DataverseError where error.status == 401 || error.status == 403 {
+            throw UsageError("dataverse: \(error)", command: spec.name)
+        } catch {
+            // Unreachable for now: the writes retry until it answers.
+            log.warning("dataverse not reachable yet", [("error", .string("\(error)"))])
+        }
+        let sink = DataverseSink(client: client, schema: DataverseSchema(client: client))
+        let applier: Applier
+        do {
+            applier = try Applier(configuration: configuration, catalog: catalog, sink: sink, log: log)
+        } catch let error as KafkaError {
+            throw UsageError(error.message, command: spec.name)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let metrics = applier.metrics
+        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let probes: HTTPResponder
+        do {
+            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
+                switch path {
+                case "/metrics":
+                    return .init(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                        body: metrics.exposition + http.metrics.exposition(labels: "side=\"crm\""))
+                case "/healthz":
+                    return metrics.isHealthy(watchdog: watchdog)
+                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the apply loop is stuck\n")
+                case "/readyz":
+                    return metrics.isReady
+                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
+                default:
+                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
+                }
+            }
+        } catch {
+            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        }
+        defer { probes.stop() }
+        log.info("http listening", [("port", .int(Int64(probes.port)))])
+        let failure = await FleetMember.run(
+            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "apply member",
+            body: { try applier.run() }, stop: { applier.stop() })
+        if let failure {
+            log.error("apply failed", [("error", .string(failure))])
+            return 1
+        }
+        return 0
+    }
+}

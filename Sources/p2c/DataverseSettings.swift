@@ -1,0 +1,85 @@
+import Connectors
+import Foundation
+import Runtime
+
+/// The Dataverse connection of apply and capture: `P2C_DATAVERSE_*` variables over the file's
+/// `dataverse` object. The client secret comes from the environment or a file, never from the
+/// configuration file itself or a flag.
+struct DataverseSettings {
+    var settings: DataverseClient.Settings
+    /// Client ids of the apply identities, whose writes capture marks `ce_origin: p2c`.
+    var applyClientIDs: [UUID]
+
+    static let keys: Set<String> = [
+        "url", "tenantId", "clientId", "clientSecretFile", "authority", "applyClientIds",
+    ]
+
+    /// Reads the settings; a missing or bad one fails with one line naming it.
+    static func load(
+        file: [String: Any], environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> DataverseSettings {
+        let object: [String: Any]
+        switch file["dataverse"] {
+        case nil: object = [:]
+        case let given as [String: Any]: object = given
+        default: throw UsageError("dataverse must be an object")
+        }
+        if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw UsageError(
+                unknown == "clientSecret"
+                    ? "dataverse.clientSecret: secrets are not read from the file; set P2C_DATAVERSE_CLIENT_SECRET or dataverse.clientSecretFile"
+                    : "dataverse: unknown key \"\(unknown)\"")
+        }
+        func value(_ variable: String, _ key: String) throws -> String? {
+            if let text = environment[variable], !text.isEmpty { return text }
+            guard let raw = object[key] else { return nil }
+            guard let text = raw as? String, !text.isEmpty else {
+                throw UsageError("dataverse.\(key) must be a non-empty string")
+            }
+            return text
+        }
+        func required(_ variable: String, _ key: String) throws -> String {
+            guard let text = try value(variable, key) else {
+                throw UsageError("\(variable) (or dataverse.\(key) in the file) is required")
+            }
+            return text
+        }
+        let urlText = try required("P2C_DATAVERSE_URL", "url")
+        guard let url = URL(string: urlText), url.scheme == "https" || url.scheme == "http", url.host != nil else {
+            throw UsageError("P2C_DATAVERSE_URL: not an http(s) URL: \(urlText)")
+        }
+        let tenant = try required("P2C_DATAVERSE_TENANT_ID", "tenantId")
+        let client = try required("P2C_DATAVERSE_CLIENT_ID", "clientId")
+        var secret = environment["P2C_DATAVERSE_CLIENT_SECRET"] ?? ""
+        if secret.isEmpty, let path = try value("P2C_DATAVERSE_CLIENT_SECRET_FILE", "clientSecretFile") {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("dataverse.clientSecretFile: cannot read \(path)")
+            }
+            secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !secret.isEmpty else {
+            throw UsageError("P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE) is required")
+        }
+        var settings = DataverseClient.Settings(url: url, tenantID: tenant, clientID: client, clientSecret: secret)
+        if let text = try value("P2C_DATAVERSE_AUTHORITY", "authority") {
+            guard let authority = URL(string: text), authority.host != nil else {
+                throw UsageError("P2C_DATAVERSE_AUTHORITY: not a URL: \(text)")
+            }
+            settings.authority = authority
+        }
+        var ids: [String] = []
+        if let list = environment["P2C_DATAVERSE_APPLY_CLIENT_IDS"], !list.isEmpty {
+            ids = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        } else if let raw = object["applyClientIds"] {
+            guard let list = raw as? [String] else { throw UsageError("dataverse.applyClientIds must be an array") }
+            ids = list
+        }
+        let applyClientIDs = try ids.map { text in
+            guard let id = UUID(uuidString: text) else {
+                throw UsageError("P2C_DATAVERSE_APPLY_CLIENT_IDS: \(text) is not a client id (a GUID)")
+            }
+            return id
+        }
+        return DataverseSettings(settings: settings, applyClientIDs: applyClientIDs)
+    }
+}
