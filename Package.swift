@@ -38,7 +38,8 @@ let package = Package(
         .executableTarget(
             name: "p2c",
             dependencies: [
-                "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply", "Connectors",
+                "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
+                "Connectors",
             ],
             swiftSettings: strict
         ),
@@ -53,6 +54,12 @@ let package = Package(
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
         .testTarget(
             name: "ConnectorsTests", dependencies: ["Connectors", "Simulators", "Runtime"], swiftSettings: strict),
+        .testTarget(
+            name: "ApplyTests",
+            dependencies: [
+                "Apply", "Connectors", "Simulators", "Kafka", "Topology", "ProspectToCash", "Runtime", "Worker",
+            ],
+            swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),

@@ -44,6 +44,7 @@ public final class Applier: @unchecked Sendable {
     var successesSinceIncrease = 0
     var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
     var pausedForMemory = false
+    var throttledUntil = ContinuousClock.now
     var lastCommit = ContinuousClock.now
     var deadLettersSinceFlush = 0
     var nextRound: UInt64 = 0
@@ -59,7 +60,11 @@ public final class Applier: @unchecked Sendable {
             signal.signal()
         }
 
-        func take() -> [Finished] { state.withLock { state in defer { state.removeAll() }; return state } }
+        func take() -> [Finished] {
+            state.withLock { state in
+                defer { state.removeAll() }; return state
+            }
+        }
 
         /// Waits up to `timeout` for a post.
         func wait(_ timeout: Duration) { _ = signal.wait(timeout: .now() + timeout.seconds) }
@@ -79,7 +84,8 @@ public final class Applier: @unchecked Sendable {
         metrics = ApplyMetrics(side: configuration.side)
         limit = configuration.maxConcurrency
         var routes: [String: (SyncStream, String)] = [:]
-        for stream in SyncStream.allCases where configuration.streams.isEmpty || configuration.streams.contains(stream) {
+        for stream in SyncStream.allCases where configuration.streams.isEmpty || configuration.streams.contains(stream)
+        {
             guard let input = catalog.topic(.inbound, side: configuration.side, stream: stream),
                 let deadLetters = catalog.topic(.inboundDLQ, side: configuration.side, stream: stream)
             else { continue }
@@ -160,7 +166,9 @@ public final class Applier: @unchecked Sendable {
             table = type.dropLast(".deleted".count)
             deleted = true
         } else {
-            deadLetter(record, route: route, code: "bad_event", message: "ce_type \"\(type)\" is not <table>.upserted or .deleted")
+            deadLetter(
+                record, route: route, code: "bad_event",
+                message: "ce_type \"\(type)\" is not <table>.upserted or .deleted")
             return
         }
         guard let value = record.value, let object = (try? JSONParser.parse(value))?.objectValue else {
@@ -186,8 +194,9 @@ public final class Applier: @unchecked Sendable {
     /// Starts rounds while fewer than `limit` are in flight: each takes up to `batchDocuments`
     /// documents that are not in flight and not waiting.
     func dispatch() {
-        guard !stopping.load(ordering: .relaxed) else { return }
         let now = ContinuousClock.now
+        // The limits are per user: after a 429 no round starts before its Retry-After.
+        guard !stopping.load(ordering: .relaxed), now >= throttledUntil else { return }
         var scanned = 0
         while rounds < limit && scanned < order.count {
             var documents: [(key: String, round: UInt64, count: Int)] = []
@@ -249,6 +258,7 @@ public final class Applier: @unchecked Sendable {
                         metrics.throttled.add()
                         queue.delay(by: pause)
                         pausePartition(queue.partition, for: pause)
+                        throttledUntil = max(throttledUntil, .now + pause)
                     case .unavailable(let reason) where !blocked:
                         failed = true
                         metrics.retried.add()
@@ -263,6 +273,9 @@ public final class Applier: @unchecked Sendable {
                                 pending.record, route: route, code: "reference_missing",
                                 message: "\(reason), after waiting \(configuration.referenceWaitMilliseconds) ms")
                             continue
+                        }
+                        if pending.waitingSince == nil {
+                            log.debug("waiting for a reference", [("reason", .string(reason))])
                         }
                         pending.waitingSince = since
                         metrics.waiting.add()

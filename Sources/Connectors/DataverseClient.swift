@@ -122,6 +122,8 @@ public struct DataverseError: Error, Sendable, CustomStringConvertible {
     public var status: Int
     public var code: String
     public var message: String
+    /// A 429's `Retry-After`.
+    public var retryAfter: Duration?
 
     public var description: String { "HTTP \(status) \(code): \(message)" }
 
@@ -137,5 +139,6 @@ public struct DataverseError: Error, Sendable, CustomStringConvertible {
         self.init(
             status: answer.status, code: error?["code"]?.stringValue ?? "http_\(answer.status)",
             message: error?["message"]?.stringValue ?? "no error body")
+        retryAfter = answer.headers["Retry-After"].flatMap(HTTPClient.retryAfter)
     }
 }

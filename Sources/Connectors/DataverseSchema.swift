@@ -92,7 +92,8 @@ public final class DataverseSchema: Sendable {
         guard (200..<300).contains(answer.status) else { throw DataverseError(answer) }
         guard let json = answer.json, let table = DataverseTableDefinition(json: json) else {
             throw DataverseError(
-                status: answer.status, code: "unexpected_answer", message: "table definition of \(logicalName) unreadable")
+                status: answer.status, code: "unexpected_answer",
+                message: "table definition of \(logicalName) unreadable")
         }
         tables.withLock { $0[logicalName] = table }
         return table

@@ -34,7 +34,13 @@ public final class DataverseSink: DocumentSink {
         var outcomes = documents.map { Array(repeating: ApplyOutcome.notSent, count: $0.count) }
         var changeSets: [(document: Int, items: [Int], messages: [ODataMessage], rows: [DataverseReference?])] = []
         var contentID = 0
+        // Once the service pushed back (429, 5xx), the round's other documents ask it nothing more.
+        var halted: ApplyOutcome?
         for (number, items) in documents.enumerated() {
+            if let halted {
+                outcomes[number] = Array(repeating: halted, count: items.count)
+                continue
+            }
             var segment: (items: [Int], messages: [ODataMessage], rows: [DataverseReference?]) = ([], [], [])
             var written = Set<DataverseReference>()
             itemLoop: for (position, item) in items.enumerated() {
@@ -45,7 +51,8 @@ public final class DataverseSink: DocumentSink {
                     outcomes[number][position] = .refused(code: refusal.code, message: refusal.message, request: nil)
                     continue
                 } catch {
-                    for rest in position..<items.count { outcomes[number][rest] = Self.outcome(of: error) }
+                    halted = Self.outcome(of: error)
+                    for rest in position..<items.count { outcomes[number][rest] = halted! }
                     break
                 }
                 var known: [DataverseReference: UUID] = [:]
@@ -58,6 +65,7 @@ public final class DataverseSink: DocumentSink {
                         outcomes[number][position] = .referenceMissing("\(reference) does not exist yet")
                         break itemLoop
                     case .failed(let outcome):
+                        halted = outcome
                         for rest in position..<items.count { outcomes[number][rest] = outcome }
                         break itemLoop
                     }
@@ -91,7 +99,8 @@ public final class DataverseSink: DocumentSink {
             return outcomes
         }
         guard response.status == 200,
-            let answer = try? ODataBatch.decode(contentType: response.headers["Content-Type"] ?? "", body: response.body)
+            let answer = try? ODataBatch.decode(
+                contentType: response.headers["Content-Type"] ?? "", body: response.body)
         else {
             let outcome = Self.outcome(status: response.status, headers: response.headers, body: response.body)
             for index in changeSets.indices { settle(index, outcome) }
@@ -99,7 +108,8 @@ public final class DataverseSink: DocumentSink {
         }
         for (index, set) in changeSets.enumerated() {
             guard index < answer.parts.count else {
-                settle(index, .unavailable("the batch answered \(answer.parts.count) of \(changeSets.count) change sets"))
+                settle(
+                    index, .unavailable("the batch answered \(answer.parts.count) of \(changeSets.count) change sets"))
                 continue
             }
             switch answer.parts[index] {
@@ -153,7 +163,7 @@ public final class DataverseSink: DocumentSink {
         }
         if answer.status == 404 { return .missing }
         guard answer.status == 200 else {
-            return .failed(Self.outcome(status: answer.status, headers: answer.headers, body: []))
+            return .failed(Self.outcome(of: DataverseError(answer)))
         }
         guard let id = answer.json?[reference.primaryID]?.stringValue.flatMap(UUID.init(uuidString:)) else {
             return .failed(.unavailable("\(reference): the answer has no \(reference.primaryID)"))
@@ -204,6 +214,7 @@ public final class DataverseSink: DocumentSink {
 
     static func outcome(of error: any Error) -> ApplyOutcome {
         if let error = error as? DataverseError {
+            if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
             if error.status == 0 || error.status >= 500 || error.status == 429 || error.status == 401 {
                 return .unavailable(error.description)
             }

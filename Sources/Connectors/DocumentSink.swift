@@ -36,4 +36,3 @@ public enum ApplyOutcome: Sendable, Equatable {
     /// Not sent: it follows, in its document, a write that must land first.
     case notSent
 }
-

@@ -102,6 +102,7 @@ public final class DataverseSimulator: Sendable {
         /// Per application user: request times in the window, and requests in progress.
         var requests: [UUID: [ContinuousClock.Instant]] = [:]
         var inProgress: [UUID: Int] = [:]
+        var peakConcurrent = 0
         var throttled = 0
         /// Rows per entity set, in the order they were created.
         var rows: [String: [Row]] = [:]
@@ -142,6 +143,16 @@ public final class DataverseSimulator: Sendable {
     /// `http://127.0.0.1:<port>`: the environment URL (`/api/data/v9.2/...`) and the authority
     /// (`/<tenant>/oauth2/v2.0/token`) in one.
     public var baseURL: URL { URL(string: "http://127.0.0.1:\(server.port)")! }
+
+    /// The rows of `entitySet` as a read returns them (with their primary id), in creation order:
+    /// what the tests and the demo look at.
+    public func rows(_ entitySet: String) -> [JSONObject] {
+        guard let table = Self.tables[entitySet] else { return [] }
+        return state.withLock { $0.rows[entitySet, default: []] }.map { representation($0, table, select: nil) }
+    }
+
+    /// The most requests of one application user in progress at once so far.
+    public var peakConcurrent: Int { state.withLock { $0.peakConcurrent } }
 
     /// Requests answered 429 so far.
     public var throttledCount: Int { state.withLock { $0.throttled } }
@@ -484,6 +495,14 @@ public final class DataverseSimulator: Sendable {
         var columns = JSONObject()
         for field in body.fields {
             guard field.key.hasSuffix("@odata.bind") else {
+                // A property the table does not have (web-api-client-errors: 400, "Could not find a
+                // property named … on type 'Microsoft.Dynamics.CRM.<table>'").
+                if let known = table.columns, !known.contains(field.key), field.key != table.primaryID {
+                    return error(
+                        400, "0x0",
+                        "Could not find a property named '\(field.key)' on type 'Microsoft.Dynamics.CRM.\(table.logicalName)'."
+                    )
+                }
                 columns[field.key] = field.value
                 continue
             }
@@ -768,6 +787,7 @@ public final class DataverseSimulator: Sendable {
             }
             times.append(now)
             state.inProgress[user, default: 0] += 1
+            state.peakConcurrent = max(state.peakConcurrent, state.inProgress[user]!)
             return nil
         }
         guard let refusal else { return nil }

@@ -14,6 +14,9 @@ struct DataverseTable: Sendable {
     /// Key columns as rows and URLs name them: a lookup as `_<attribute>_value`.
     let alternateKeys: [[String]]
     var lookups: [Lookup] = []
+    /// The columns a write may set (besides the keys, the primary id and lookups), when known: the
+    /// P2C tables' from the maps; a referenced table takes any.
+    var columns: Set<String>?
 
     struct Lookup: Sendable {
         var attribute: String
@@ -53,8 +56,16 @@ struct DataverseTable: Sendable {
         for index in tables.indices {
             let table = tables[index]
             var seen = Set<String>()
+            var columns = Set(table.alternateKeys.joined()).union(standardColumns)
             for map in TableMap.builtIn.values where map.crmTable == table.entitySet {
-                for row in map.rows where row.crmColumn.contains(".") {
+                for row in map.rows where !row.crmColumn.contains(".") && row.crmColumn != "none" {
+                    columns.insert(row.crmColumn)
+                }
+                // `lookup.column`; a deeper path (`lookup.lookup.column`) is a column of the referenced row.
+                for row in map.rows
+                where row.crmColumn.contains(".")
+                    && !(row.crmColumn.split(separator: ".").count > 2 && !row.crmColumn.contains(".Account("))
+                {
                     let path = row.crmColumn.split(separator: ".").map(String.init)
                     let attribute = path[0]
                     guard seen.insert(attribute).inserted else { continue }
@@ -66,13 +77,18 @@ struct DataverseTable: Sendable {
                         ]
                         continue
                     }
-                    let target = referencedTable[attribute] ?? String(attribute.dropLast(2))
+                    // A column of the maps may also be a line's header lookup in its key.
+                    columns.insert(attribute)
+                    let target =
+                        referencedTable[attribute]
+                        ?? (attribute.hasSuffix("id") ? String(attribute.dropLast(2)) : attribute)
                     tables[index].lookups.append(Lookup(attribute: attribute, navigation: attribute, target: target))
                     if !tables.contains(where: { $0.logicalName == target }) && references[target] == nil {
                         references[target] = DataverseTable(target, plural(target), keys: [[path[1]]])
                     }
                 }
             }
+            tables[index].columns = columns
         }
         return tables + references.values.sorted { $0.logicalName < $1.logicalName }
     }()
@@ -103,10 +119,25 @@ struct DataverseTable: Sendable {
         "msdyn_purchaseunitsymbol": "uom", "msdyn_salesunitsymbol": "uom",
     ]
 
+    /// Columns every P2C table here has besides what the maps write (names, state, contact
+    /// information and addresses, as the classic maps carry them on customers).
+    private static let standardColumns: Set<String> = {
+        var columns: Set<String> = [
+            "name", "description", "statecode", "statuscode", "firstname", "lastname", "fullname", "emailaddress1",
+            "emailaddress2", "telephone1", "telephone2", "fax", "websiteurl",
+        ]
+        for address in ["address1", "address2", "address3"] {
+            for part in ["line1", "line2", "line3", "city", "stateorprovince", "postalcode", "country", "county"] {
+                columns.insert("\(address)_\(part)")
+            }
+        }
+        return columns
+    }()
+
     /// The simulator's entity set names for the referenced tables (clients read the real ones
     /// from the table definitions, DV-META).
     private static func plural(_ name: String) -> String {
-        if name.hasSuffix("y") { return name.dropLast() + "ies" }
+        if name.hasSuffix("y") && !"aeiou".contains(name.dropLast().last!) { return name.dropLast() + "ies" }
         if name.hasSuffix("s") { return name + "es" }
         return name + "s"
     }

@@ -16,7 +16,8 @@ enum ApplyCommand {
             OptionSpec("config", value: "file", help: "JSON configuration file."),
             OptionSpec("streams", value: "a,b", help: "Streams to apply; default: every stream arriving for the side."),
             OptionSpec("group", value: "id", help: "Consumer group. Default: p2c-apply-<side>."),
-            OptionSpec("max-concurrency", value: "n", help: "$batch requests in flight at most (AIMD below it).", default: "8"),
+            OptionSpec(
+                "max-concurrency", value: "n", help: "$batch requests in flight at most (AIMD below it).", default: "8"),
             OptionSpec(
                 "reference-wait-ms", value: "ms", help: "How long a write waits for a row it refers to.",
                 default: "600000"),
@@ -100,7 +101,8 @@ enum ApplyCommand {
                 "dataverse connected",
                 [
                     ("url", .string(dataverse.settings.url.absoluteString)),
-                    ("client_id", .string(dataverse.settings.clientID)), ("user_id", .string(user.uuidString.lowercased())),
+                    ("client_id", .string(dataverse.settings.clientID)),
+                    ("user_id", .string(user.uuidString.lowercased())),
                 ])
         } catch let refused as ClientCredentials.Refused {
             throw UsageError("dataverse: \(refused)", command: spec.name)

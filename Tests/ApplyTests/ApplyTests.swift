@@ -1,0 +1,334 @@
+import Apply
+import Connectors
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Simulators
+import Synchronization
+import Testing
+import Topology
+import Worker
+
+/// The repository's `Topics/` folder.
+private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
+
+/// One embedded broker for the suite, with every topic of `Topics/`.
+private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
+    do {
+        let cluster = try EmbeddedCluster(brokers: 1)
+        let catalog = try TopicCatalog.load(directory: topicsDirectory)
+        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+        return (cluster, catalog)
+    } catch {
+        fatalError("embedded broker: \(error)")
+    }
+}()
+
+/// An apply member on its own thread, as `p2c apply` runs it.
+private final class RunningApplier: Sendable {
+    let applier: Applier
+    private let finished = Mutex<(done: Bool, error: String?)>((false, nil))
+
+    init(_ applier: Applier) {
+        self.applier = applier
+        Thread { [self] in
+            var failure: String?
+            do { try applier.run() } catch { failure = "\(error)" }
+            finished.withLock { $0 = (true, failure) }
+        }.start()
+    }
+
+    /// Stops it and waits for `run()` to return; its error, if any.
+    func stop() -> String? {
+        applier.stop()
+        while !finished.withLock({ $0.done }) { Thread.sleep(forTimeInterval: 0.02) }
+        return finished.withLock { $0.error }
+    }
+}
+
+/// A client of `simulator` for `user` whose HTTP client paces itself as apply's does.
+private func dataverse(
+    _ simulator: DataverseSimulator, _ user: DataverseSimulator.Client, pacing: Bool = false
+)
+    -> DataverseClient
+{
+    var settings = DataverseClient.Settings(
+        url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
+        clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
+    settings.authority = simulator.baseURL
+    var configuration = HTTPClient.Configuration()
+    configuration.retriesThrottled = !pacing
+    return DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+}
+
+/// The CRM side's inbound events, as the erp-to-crm workers publish them: every column the maps
+/// send to the CRM, lookups as natural keys.
+private struct InboundStory {
+    var records: [OutgoingRecord] = []
+    /// Per entity set: alternate key text → the last record written for it.
+    var expected: [String: [String: JSONObject]] = [:]
+    /// Reference rows the environment must hold: entity set → key column → values.
+    var references: [String: (column: String, values: Set<String>)] = [:]
+    var count = 0
+
+    /// The P2C tables, the lookup each P2C table's rows may point to, and the lookups left out
+    /// (they point to rows this story does not create).
+    static let documentLookups: [String: String] = [
+        "customerid": "account", "msdyn_invoicecustomerid": "account", "productid": "product",
+        "salesorderid": "salesorder", "quoteid": "quote", "invoiceid": "invoice",
+        "msdyn_salesorderorigin": "msdyn_salesorderorigin",
+    ]
+    static let leftOut: Set<String> = [
+        "msdyn_billingaccount", "msdyn_contactperson", "msdyn_associatedcontact", "msdyn_primarycontact",
+        "msdyn_generatedsalesordernumber", "msdyn_globalproduct", "msdyn_partyid", "msdyn_alternativeitemnumber",
+        "msdyn_operatingunit",
+    ]
+
+    /// A record of `kind` numbered `number` (a line: `line` of document `number`).
+    mutating func add(_ kind: RecordKind, number: String, line: Int? = nil, accounts: [String], products: [String]) {
+        var data = JSONObject()
+        let map = TableMap.builtIn[kind.mapName]!
+        for row in map.rows where row.type.flowsToCRM && row.crmColumn != "none" {
+            if row.crmColumn.contains(".Account(") {
+                let attribute = String(row.crmColumn.prefix { $0 != "." })
+                data[attribute] = .object([
+                    "accountnumber": .string(accounts[(count + attribute.count) % accounts.count])
+                ])
+                continue
+            }
+            let path = row.crmColumn.split(separator: ".").map(String.init)
+            if path.count == 1 {
+                if data[path[0]] != nil { continue }
+                if let pair = row.valueMap.first {
+                    data[path[0]] =
+                        Int(pair.crm) != nil
+                        ? .number(pair.crm)
+                        : (pair.crm == "True" || pair.crm == "False") ? .bool(pair.crm == "True") : .string(pair.crm)
+                } else if row.erpField.contains("AMOUNT") || row.erpField.contains("QUANTITY")
+                    || row.erpField.contains("PRICE") || row.erpField.contains("PERCENTAGE")
+                {
+                    data[path[0]] = .number("\(count % 97).\(count % 10)5")
+                } else {
+                    data[path[0]] = .string("\(path[0].suffix(10)) \(number) 'O''Brien' #\(count)")
+                }
+                continue
+            }
+            let attribute = path[0]
+            guard path.count == 2, !Self.leftOut.contains(attribute), data[attribute] == nil else { continue }
+            if let table = Self.documentLookups[attribute] {
+                let value: String
+                switch table {
+                case "product": value = products[count % products.count]
+                case "account": value = accounts[count % accounts.count]
+                case "msdyn_salesorderorigin": value = "ORIGIN-\(count % 5)"
+                // An invoice's order: the order of the same number.
+                case "salesorder" where kind.crmName == "invoice": value = "C" + number.dropFirst()
+                default: value = number
+                }
+                data[attribute] = .object([path[1]: .string(value)])
+                continue
+            }
+            // A reference table row the environment holds (currencies, units, sites...).
+            let value = "\(path[1].suffix(8))-\(count % 3)"
+            data[attribute] = .object([path[1]: .string(value)])
+            references[attribute, default: (path[1], [])].values.insert(value)
+        }
+        data.set(path: kind.crmKey, to: .string(number))
+        if let line { data["sequencenumber"] = .number(String(line)) }
+        count += 1
+        let key = Array("USMF/\(number)".utf8)
+        let headers = [
+            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "story-\(count)"),
+            KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "\(kind.crmName).upserted"),
+            KafkaHeader("ce_subject", "USMF/\(number)"), KafkaHeader("ce_company", "USMF"),
+            KafkaHeader("content-type", "application/json"),
+        ]
+        let topic = Role.inbound.topicName(side: .crm, stream: kind.stream)
+        records.append(OutgoingRecord(topic: topic, key: key, value: data.jsonBytes, headers: headers))
+        let set =
+            [
+                "msdyn_sharedproductdetails": "msdyn_sharedproductdetailses",
+                "msdyn_contactforparty": "msdyn_contactforparties",
+            ][
+                kind.crmName] ?? kind.crmName + "s"
+        expected[set, default: [:]][line.map { "\(number)#\($0)" } ?? number] = data
+    }
+}
+
+@Suite("p2c apply: inbound events written into Dataverse (CONNECTORS.md, FACTS.md 1.5-1.6)", .serialized)
+struct ApplyTests {
+    let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
+    let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
+
+    private func configuration(group: String) -> ApplyConfiguration {
+        var configuration = ApplyConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: group)
+        configuration.groupID = group
+        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.commitIntervalMilliseconds = 200
+        return configuration
+    }
+
+    /// Waits until `done` holds, up to `limit`.
+    private func waitUntil(_ limit: Duration, _ done: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !done() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+    }
+
+    /// Every record of `topic` from the start.
+    private func read(_ topic: String) throws -> [KafkaRecord] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers), groupID: "reader-\(UUID())")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        var records: [KafkaRecord] = []
+        try reader.readToEnd(
+            (0..<shared.catalog[topic]!.partitions).map {
+                TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
+            }
+        ) { records.append($0) }
+        return records
+    }
+
+    @Test(
+        "2,000 inbound events (customers, contacts, products, origins, quotes, orders, invoices with lines) reach Dataverse with every column and lookup, lines after their header, through 429s, 5 % 503s and latency; nothing lost, nothing dead-lettered"
+    )
+    func storyUnderLimits() async throws {
+        var limits = DataverseSimulator.Limits()
+        limits.requests = 40
+        limits.window = .seconds(1)
+        limits.concurrent = 3
+        var faults = DataverseSimulator.Faults()
+        faults.unavailable = 0.05
+        faults.latency = .milliseconds(3)
+        let simulator = try DataverseSimulator(clients: [apply, person], limits: limits, faults: faults)
+        defer { simulator.stop() }
+        var story = InboundStory()
+        let kinds = Dictionary(uniqueKeysWithValues: RecordKind.all.map { ($0.crmName, $0) })
+        let accounts = (1...120).map { "US-\(String(format: "%04d", $0))" }
+        let products = (1...40).map { "D\(String(format: "%04d", $0))" }
+        for account in accounts {
+            story.add(kinds["account"]!, number: account, accounts: accounts, products: products)
+        }
+        for contact in 1...40 {
+            story.add(
+                kinds["msdyn_contactforparty"]!, number: "CP-\(contact)", accounts: accounts, products: products)
+        }
+        for product in products {
+            story.add(kinds["product"]!, number: product, accounts: accounts, products: products)
+        }
+        for origin in 0..<5 {
+            story.add(
+                kinds["msdyn_salesorderorigin"]!, number: "ORIGIN-\(origin)", accounts: accounts, products: products)
+        }
+        for (header, line, prefix, documents) in [
+            ("quote", "quotedetail", "Q", 60), ("salesorder", "salesorderdetail", "C", 215),
+            ("invoice", "invoicedetail", "I", 85),
+        ] {
+            for document in 1...documents {
+                let number = "\(prefix)\(String(format: "%06d", document))"
+                story.add(kinds[header]!, number: number, accounts: accounts, products: products)
+                for position in 1...4 {
+                    story.add(kinds[line]!, number: number, line: position, accounts: accounts, products: products)
+                }
+            }
+        }
+        #expect(story.records.count >= 2_000)
+        // The reference rows a deployment has (currencies, units, sites...), written by a person.
+        let seeding = dataverse(simulator, person)
+        let schema = DataverseSchema(client: seeding)
+        var targets: [String: String] = [:]
+        for name in Set(kinds.keys) {
+            for lookup in try await schema.table(name).lookups { targets[lookup.attribute] = lookup.target }
+        }
+        for (attribute, reference) in story.references {
+            // The referenced table, as the environment's own definitions name it.
+            let set = try await schema.table(try #require(targets[attribute])).entitySet
+            for value in reference.values {
+                // The person's own requests count against the same limits: sent until accepted.
+                var answer = try await seeding.send("POST", set, body: [reference.column: .string(value)])
+                while answer.status == 429 || answer.status == 503 {
+                    try await Task.sleep(for: .milliseconds(200))
+                    answer = try await seeding.send("POST", set, body: [reference.column: .string(value)])
+                }
+                // 412: another lookup to the same table seeded it already.
+                #expect(answer.status == 204 || answer.status == 412, "\(set) \(value)")
+            }
+        }
+        let producer = try KafkaProducer(
+            configuration: ProducerConfiguration(
+                kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers)))
+        for record in story.records { _ = try producer.send(record) }
+        _ = try producer.flush(timeout: .seconds(30))
+
+        var settings = configuration(group: "apply-story")
+        settings.maxConcurrency = 6
+        let client = dataverse(simulator, apply, pacing: true)
+        let applier = try Applier(
+            configuration: settings, catalog: shared.catalog,
+            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+        let running = RunningApplier(applier)
+        let expectedRows = story.expected.values.reduce(0) { $0 + $1.count }
+        func written() -> Int { story.expected.keys.reduce(0) { $0 + simulator.rows($1).count } }
+        try await waitUntil(.seconds(150)) {
+            written() >= expectedRows && applier.metrics.applied.value >= story.records.count
+        }
+        #expect(running.stop() == nil)
+
+        #expect(written() == expectedRows)
+        #expect(applier.metrics.deadLettered.value == 0)
+        #expect(simulator.throttledCount > 0, "the limits were small enough to answer 429")
+        #expect(applier.metrics.throttled.value > 0)
+        #expect(simulator.peakConcurrent <= limits.concurrent)
+        // Every column as the event carried it; every lookup bound to the row its natural key names.
+        let ids = Dictionary(
+            uniqueKeysWithValues: [
+                "accounts": "accountnumber", "products": "msdyn_productnumber", "salesorders": "msdyn_salesordernumber",
+                "quotes": "msdyn_quotenumber", "invoices": "msdyn_invoicenumber",
+            ].map { set, key in
+                (
+                    set,
+                    Dictionary(
+                        uniqueKeysWithValues: simulator.rows(set).map {
+                            ($0[key]!.stringValue!, $0[String(set.dropLast()) + "id"]!)
+                        })
+                )
+            })
+        var checked = 0
+        for (set, rows) in story.expected {
+            let actual = simulator.rows(set)
+            for (key, data) in rows {
+                let number = String(key.prefix { $0 != "#" })
+                let row = actual.first { row in
+                    data.fields.allSatisfy { field in
+                        if case .object = field.value { return true }
+                        return row[field.key] == field.value
+                    }
+                }
+                #expect(row != nil, "\(set) \(key) not written with every column")
+                guard let row else { continue }
+                for field in data.fields {
+                    guard case .object(let nested) = field.value else { continue }
+                    let value = row["_\(field.key)_value"]
+                    #expect(value != nil, "\(set) \(key): lookup \(field.key) not bound")
+                    if let target = ["accountnumber": "accounts", "msdyn_productnumber": "products"][
+                        nested.keys.first!],
+                        let id = ids[target]?[nested.fields.first!.value.stringValue!]
+                    {
+                        #expect(value == id, "\(set) \(key): \(field.key) bound to another row")
+                    }
+                    if set.hasSuffix("details") && ["salesorderid", "quoteid", "invoiceid"].contains(field.key) {
+                        #expect(value == ids[field.key.dropLast(2) + "s"]?[number])
+                    }
+                }
+                checked += 1
+            }
+        }
+        #expect(checked == expectedRows)
+        for stream in SyncStream.allCases where stream.sources.contains(.erp) {
+            #expect(try read(Role.inboundDLQ.topicName(side: .crm, stream: stream)).isEmpty)
+        }
+    }
+}
