@@ -212,7 +212,12 @@ public final class Applier: @unchecked Sendable {
                 queue.inFlight = min(queue.records.count, configuration.documentEvents)
                 queues[key] = queue
                 documents.append((key, queue.round, queue.inFlight))
-                items.append(queue.records.prefix(queue.inFlight).map(\.item))
+                items.append(
+                    queue.records.prefix(queue.inFlight).map { pending in
+                        var item = pending.item
+                        item.waiting = pending.waitingSince != nil
+                        return item
+                    })
             }
             guard !documents.isEmpty else { break }
             rounds += 1
@@ -249,7 +254,8 @@ public final class Applier: @unchecked Sendable {
                         if let request { text += " (\(request))" }
                         deadLetter(pending.record, route: route, code: code, message: text)
                         continue
-                    case .applied where !blocked:
+                    case .applied:
+                        // The sink applies a write only where its document's order allows.
                         metrics.applied.add()
                         done(pending.record)
                         continue
@@ -266,7 +272,8 @@ public final class Applier: @unchecked Sendable {
                         if queue.backoff >= .seconds(4) {
                             log.warning("write failed, retrying", [("error", .string(reason))])
                         }
-                    case .referenceMissing(let reason) where !blocked:
+                    case .referenceMissing(let reason):
+                        // Each waiting write counts its own wait.
                         let since = pending.waitingSince ?? .now
                         if ContinuousClock.now - since >= .milliseconds(configuration.referenceWaitMilliseconds) {
                             deadLetter(
@@ -279,7 +286,7 @@ public final class Applier: @unchecked Sendable {
                         }
                         pending.waitingSince = since
                         metrics.waiting.add()
-                        queue.delay()
+                        if !blocked { queue.delay() }
                     default:
                         break
                     }

@@ -41,8 +41,17 @@ public final class DataverseSink: DocumentSink {
                 outcomes[number] = Array(repeating: halted, count: items.count)
                 continue
             }
-            var segment: (items: [Int], messages: [ODataMessage], rows: [DataverseReference?]) = ([], [], [])
+            typealias Segment = (items: [Int], messages: [ODataMessage], rows: [DataverseReference?])
+            var segment: Segment = ([], [], [])
+            // Writes that waited for a reference go alone, after the document's other writes (which
+            // may create what they wait for); a later write to the same row waits behind them.
+            var alone: [Segment] = []
+            var blocked = Set<String>()
             var written = Set<DataverseReference>()
+            // Rows of this document not written in the main change set (waiting, or sent alone):
+            // a write naming one waits too, without asking the service.
+            var unsettled = Set<DataverseReference>()
+            var cut = false
             itemLoop: for (position, item) in items.enumerated() {
                 let write: DataverseWrite
                 do {
@@ -55,15 +64,31 @@ public final class DataverseSink: DocumentSink {
                     for rest in position..<items.count { outcomes[number][rest] = halted! }
                     break
                 }
+                let identity = write.identity
+                if cut || blocked.contains(identity) || write.references.contains(where: unsettled.contains) {
+                    blocked.insert(identity)
+                    if let row = write.row { unsettled.insert(row) }
+                    continue
+                }
                 var known: [DataverseReference: UUID] = [:]
                 for reference in write.references {
-                    // Its row is written earlier in this change set: its id is known after it.
-                    if written.contains(reference) { break itemLoop }
+                    // Its row is written earlier in this change set: its id is known after it, and
+                    // what follows waits for the next round.
+                    if written.contains(reference) {
+                        if item.waiting {
+                            blocked.insert(identity)
+                        } else {
+                            cut = true
+                        }
+                        continue itemLoop
+                    }
                     switch await resolve(reference) {
                     case .found(let id): known[reference] = id
                     case .missing:
                         outcomes[number][position] = .referenceMissing("\(reference) does not exist yet")
-                        break itemLoop
+                        blocked.insert(identity)
+                        if let row = write.row { unsettled.insert(row) }
+                        continue itemLoop
                     case .failed(let outcome):
                         halted = outcome
                         for rest in position..<items.count { outcomes[number][rest] = outcome }
@@ -73,13 +98,19 @@ public final class DataverseSink: DocumentSink {
                 guard var message = write.message(root: root, ids: known) else { break }
                 contentID += 1
                 message.headers.set("Content-ID", String(contentID))
+                if item.waiting {
+                    alone.append(([position], [message], [write.row]))
+                    blocked.insert(identity)
+                    if let row = write.row { unsettled.insert(row) }
+                    continue
+                }
                 segment.items.append(position)
                 segment.messages.append(message)
                 segment.rows.append(write.row)
                 if let row = write.row { written.insert(row) }
             }
-            if !segment.items.isEmpty {
-                changeSets.append((number, segment.items, segment.messages, segment.rows))
+            for set in [segment] + alone where !set.items.isEmpty {
+                changeSets.append((number, set.items, set.messages, set.rows))
             }
         }
         guard !changeSets.isEmpty else { return outcomes }

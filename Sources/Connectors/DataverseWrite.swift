@@ -50,6 +50,18 @@ public struct DataverseWrite: Sendable {
             path: ODataPath.entity(table.entitySet, key: parts))
     }
 
+    /// The row it writes, as text: its table and key, a lookup of the key by the row it names.
+    public var identity: String {
+        var text = table.entitySet
+        for part in key {
+            switch part.value {
+            case .literal(let literal): text += "|\(part.attribute)=\(literal.text)"
+            case .reference(let reference): text += "|\(part.attribute)=\(reference.path)"
+            }
+        }
+        return text
+    }
+
     /// The request, given the ids of `references`; nil while one is missing.
     public func message(root: String, ids: [DataverseReference: UUID]) -> ODataMessage? {
         var parts: [(name: String, value: ODataLiteral)] = []

@@ -13,12 +13,15 @@ public struct ApplyItem: Sendable {
     public var table: String
     public var deleted: Bool
     public var record: JSONObject
+    /// It waited for a reference before: it goes alone, after its document's other writes.
+    public var waiting = false
 
-    public init(index: Int, table: String, deleted: Bool, record: JSONObject) {
+    public init(index: Int, table: String, deleted: Bool, record: JSONObject, waiting: Bool = false) {
         self.index = index
         self.table = table
         self.deleted = deleted
         self.record = record
+        self.waiting = waiting
     }
 }
 
@@ -33,6 +36,7 @@ public enum ApplyOutcome: Sendable, Equatable {
     case unavailable(String)
     /// A row it refers to does not exist yet (a line before its header): wait and send again.
     case referenceMissing(String)
-    /// Not sent: it follows, in its document, a write that must land first.
+    /// Not sent: it follows, in its document, a write to the same row (or one it refers to)
+    /// that must land first.
     case notSent
 }

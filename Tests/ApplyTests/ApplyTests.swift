@@ -26,6 +26,43 @@ private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
     }
 }()
 
+/// A second broker for the small stories, one stream each, so that no story reads another's events.
+private let small: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
+    do {
+        let cluster = try EmbeddedCluster(brokers: 1)
+        let catalog = try TopicCatalog.load(directory: topicsDirectory)
+        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+        return (cluster, catalog)
+    } catch {
+        fatalError("embedded broker: \(error)")
+    }
+}()
+
+/// An inbound event of `table` for key `USMF/<number>` carrying `data`.
+private func inbound(
+    _ stream: SyncStream, _ table: String, _ number: String, _ data: JSONObject, action: String = "upserted"
+)
+    -> OutgoingRecord
+{
+    OutgoingRecord(
+        topic: Role.inbound.topicName(side: .crm, stream: stream), key: Array("USMF/\(number)".utf8),
+        value: data.jsonBytes,
+        headers: [
+            KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(table)-\(number)-\(UUID())"),
+            KafkaHeader("ce_source", "erp"), KafkaHeader("ce_type", "\(table).\(action)"),
+            KafkaHeader("content-type", "application/json"),
+        ])
+}
+
+/// Sends `records` to the small broker and waits for their delivery.
+private func publish(_ records: [OutgoingRecord]) throws {
+    let producer = try KafkaProducer(
+        configuration: ProducerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: small.cluster.bootstrapServers)))
+    for record in records { _ = try producer.send(record) }
+    _ = try producer.flush(timeout: .seconds(30))
+}
+
 /// An apply member on its own thread, as `p2c apply` runs it.
 private final class RunningApplier: Sendable {
     let applier: Applier
@@ -162,9 +199,9 @@ struct ApplyTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
 
-    private func configuration(group: String) -> ApplyConfiguration {
+    private func configuration(group: String, on cluster: EmbeddedCluster = shared.cluster) -> ApplyConfiguration {
         var configuration = ApplyConfiguration()
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: group)
+        configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: group)
         configuration.groupID = group
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.commitIntervalMilliseconds = 200
@@ -178,9 +215,9 @@ struct ApplyTests {
     }
 
     /// Every record of `topic` from the start.
-    private func read(_ topic: String) throws -> [KafkaRecord] {
+    private func read(_ topic: String, on cluster: EmbeddedCluster = shared.cluster) throws -> [KafkaRecord] {
         var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers), groupID: "reader-\(UUID())")
+            kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "reader-\(UUID())")
         configuration.reportPartitionEnd = true
         let reader = try KafkaConsumer(configuration: configuration)
         var records: [KafkaRecord] = []
@@ -330,5 +367,117 @@ struct ApplyTests {
         for stream in SyncStream.allCases where stream.sources.contains(.erp) {
             #expect(try read(Role.inboundDLQ.topicName(side: .crm, stream: stream)).isEmpty)
         }
+    }
+
+    /// A member applying `streams` of the small broker against `simulator`.
+    private func member(
+        _ simulator: DataverseSimulator, streams: [SyncStream], referenceWait: Int = 600_000
+    ) throws -> (Applier, RunningApplier) {
+        var settings = configuration(group: "apply-\(streams[0].rawValue)", on: small.cluster)
+        settings.streams = streams
+        settings.referenceWaitMilliseconds = referenceWait
+        let client = dataverse(simulator, apply, pacing: true)
+        let applier = try Applier(
+            configuration: settings, catalog: small.catalog,
+            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+        return (applier, RunningApplier(applier))
+    }
+
+    @Test(
+        "A write Dataverse refuses (a column the table does not have: 400, web-api-client-errors) lands in crm.customers.inbound.dlq with http_400 and Dataverse's code while the partition goes on; a delete removes the row"
+    )
+    func refusedWrite() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        let bad = inbound(.customers, "account", "US-BAD", ["accountnumber": "US-BAD", "nmae": "Typo Ltd."])
+        try publish([
+            inbound(.customers, "account", "US-100", ["accountnumber": "US-100", "name": "Before"]), bad,
+            inbound(.customers, "account", "US-101", ["accountnumber": "US-101", "name": "After"]),
+            inbound(.customers, "account", "US-102", ["accountnumber": "US-102", "name": "Gone soon"]),
+            inbound(.customers, "account", "US-102", ["accountnumber": "US-102"], action: "deleted"),
+        ])
+        let (applier, running) = try member(simulator, streams: [.customers])
+        try await waitUntil(.seconds(30)) { applier.metrics.applied.value + applier.metrics.deadLettered.value >= 5 }
+        #expect(running.stop() == nil)
+        #expect(simulator.rows("accounts").compactMap { $0["name"]?.stringValue }.sorted() == ["After", "Before"])
+        let letters = try read("crm.customers.inbound.dlq", on: small.cluster)
+        #expect(letters.count == 1)
+        let letter = try #require(letters.first)
+        #expect(letter.value == bad.value)
+        #expect(letter.key == bad.key)
+        #expect(letter.header(DeadLetter.codeHeader)?.text == "http_400 0x0")
+        #expect(
+            letter.header(DeadLetter.messageHeader)?.text?.contains("Could not find a property named 'nmae'") == true)
+        #expect(letter.header(DeadLetter.messageHeader)?.text?.contains("PATCH ") == true)
+        #expect(letter.header(DeadLetter.sourceTopicHeader)?.text == "crm.customers.inbound")
+        #expect(letter.header("ce_type")?.text == "account.upserted")
+    }
+
+    @Test(
+        "A quote line whose header arrives later waits and is written once the header is; a reference that never comes is dead-lettered after referenceWaitMs"
+    )
+    func lateHeader() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        let product: JSONObject = ["msdyn_productnumber": "D0001"]
+        #expect(try await dataverse(simulator, person).send("POST", "products", body: product).status == 204)
+        let line: JSONObject = [
+            "quoteid": .object(["msdyn_quotenumber": "Q000900"]), "sequencenumber": .number("1"),
+            "quantity": .number("2"),
+            "productid": .object(product),
+        ]
+        // The line alone: its header is not there yet.
+        try publish([inbound(.quotes, "quotedetail", "Q000900", line)])
+        let (applier, running) = try member(simulator, streams: [.quotes])
+        try await waitUntil(.seconds(15)) { applier.metrics.waiting.value >= 2 }
+        #expect(simulator.rows("quotedetails").isEmpty)
+        try publish([inbound(.quotes, "quote", "Q000900", ["msdyn_quotenumber": "Q000900", "name": "Late"])])
+        try await waitUntil(.seconds(60)) { simulator.rows("quotedetails").count == 1 }
+        let header = try #require(simulator.rows("quotes").first)
+        let written = try #require(simulator.rows("quotedetails").first)
+        #expect(written["_quoteid_value"] == header["quoteid"])
+        #expect(written["quantity"] == .number("2"))
+        #expect(running.stop() == nil)
+        #expect(applier.metrics.deadLettered.value == 0)
+
+        // Now with a short wait: a line for a quote that never comes is refused with its reason.
+        try publish([
+            inbound(
+                .invoices, "invoicedetail", "I000404",
+                [
+                    "invoiceid": .object(["msdyn_invoicenumber": "I000404"]), "sequencenumber": .number("1"),
+                ])
+        ])
+        let (short, shortRunning) = try member(simulator, streams: [.invoices], referenceWait: 1_000)
+        try await waitUntil(.seconds(30)) { short.metrics.deadLettered.value >= 1 }
+        #expect(shortRunning.stop() == nil)
+        let letter = try #require(try read("crm.invoices.inbound.dlq", on: small.cluster).first)
+        #expect(letter.header(DeadLetter.codeHeader)?.text == "reference_missing")
+        #expect(
+            letter.header(DeadLetter.messageHeader)?.text?.contains("invoices(msdyn_invoicenumber='I000404')") == true)
+    }
+
+    @Test(
+        "SIGTERM while Dataverse does not answer: the member stops within its shutdown timeout and commits nothing it did not write"
+    )
+    func stopWhileTheServiceHangs() async throws {
+        var faults = DataverseSimulator.Faults()
+        faults.latency = .seconds(20)
+        let simulator = try DataverseSimulator(clients: [apply, person], faults: faults)
+        defer { simulator.stop() }
+        try publish([inbound(.orders, "salesorder", "C000777", ["msdyn_salesordernumber": "C000777"])])
+        var settings = configuration(group: "apply-hang", on: small.cluster)
+        settings.streams = [.orders]
+        settings.shutdownTimeoutMilliseconds = 4_000
+        let client = dataverse(simulator, apply, pacing: true)
+        let applier = try Applier(
+            configuration: settings, catalog: small.catalog,
+            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+        let running = RunningApplier(applier)
+        try await waitUntil(.seconds(20)) { applier.metrics.consumed.value == 1 }
+        let started = ContinuousClock.now
+        #expect(running.stop() == nil)
+        #expect(ContinuousClock.now - started < .seconds(6))
+        #expect(applier.metrics.applied.value == 0)
     }
 }
