@@ -47,8 +47,7 @@ public final class ApplyMetrics: Sendable {
     /// Prometheus text for the apply counters (the HTTP client adds its own).
     public var exposition: String {
         let labels = "side=\"\(side.rawValue)\""
-        var text = ""
-        for (name, help, counter) in [
+        var families: [String] = [
             ("p2c_apply_consumed_total", "Inbound records read.", consumed),
             ("p2c_apply_written_total", "Records written into the system.", applied),
             ("p2c_apply_dead_lettered_total", "Records the system refused, sent to the inbound DLQ.", deadLettered),
@@ -57,12 +56,13 @@ public final class ApplyMetrics: Sendable {
             ("p2c_apply_reference_waits_total", "Writes whose reference did not exist yet.", waiting),
             ("p2c_apply_commits_total", "Offset commits.", commits),
             ("p2c_apply_rebalances_total", "Consumer group rebalances.", rebalances),
-        ] {
-            text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name){\(labels)} \(counter.value)\n"
+        ].map { name, help, counter in
+            Exposition.family(name, type: "counter", help: help, samples: [(labels, Double(counter.value))])
         }
-        text +=
-            "# HELP p2c_apply_concurrency Batch requests allowed in flight.\n# TYPE p2c_apply_concurrency gauge\n"
-            + "p2c_apply_concurrency{\(labels)} \(concurrency.load(ordering: .relaxed))\n"
-        return text
+        families.append(
+            Exposition.family(
+                "p2c_apply_concurrency", type: "gauge", help: "Batch requests allowed in flight (AIMD).",
+                samples: [(labels, Double(concurrency.load(ordering: .relaxed)))]))
+        return families.joined(separator: "\n") + "\n"
     }
 }

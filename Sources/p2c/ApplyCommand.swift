@@ -17,10 +17,10 @@ enum ApplyCommand {
             OptionSpec("streams", value: "a,b", help: "Streams to apply; default: every stream arriving for the side."),
             OptionSpec("group", value: "id", help: "Consumer group. Default: p2c-apply-<side>."),
             OptionSpec(
-                "max-concurrency", value: "n", help: "$batch requests in flight at most (AIMD below it).", default: "8"),
+                "max-concurrency", value: "n", help: "$batch requests in flight at most (AIMD below it). Default: 8."),
             OptionSpec(
-                "reference-wait-ms", value: "ms", help: "How long a write waits for a row it refers to.",
-                default: "600000"),
+                "reference-wait-ms", value: "ms",
+                help: "How long a write waits for a row it refers to before the DLQ. Default: 600000."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
