@@ -118,7 +118,7 @@ keda = rendered["keda.yaml"]
 for scaled in kinds(keda, "ScaledObject"):
     flow = scaled["metadata"]["labels"]["app.kubernetes.io/component"]
     side = flow.split("-")[0]
-    expected = sorted(t for t, d in topics_declared().items() if d["side"] == side and d["role"] == "changes")
+    expected = sorted(t for t, d in topics_declared().items() if d.get("side") == side and d["role"] == "changes")
     got = sorted(t["metadata"]["topic"] for t in scaled["spec"]["triggers"])
     check(got == expected, f"KEDA {flow} triggers on its input topics: {got}")
     check(all(t["metadata"]["consumerGroup"] == f"p2c-{flow}" for t in scaled["spec"]["triggers"]), f"KEDA {flow} group")

@@ -29,6 +29,8 @@ public enum Role: String, Sendable, CaseIterable, Codable {
     case dlq
     /// Writes of an inbound topic the target system refused, with its status and error code.
     case inboundDLQ = "inbound-dlq"
+    /// p2c's own state, compacted: capture's delta links (`p2c.capture.state`).
+    case state
 
     /// The name a topic of this role has for `side` and `stream`.
     public func topicName(side: Side, stream: SyncStream) -> String {
@@ -37,6 +39,7 @@ public enum Role: String, Sendable, CaseIterable, Codable {
         case .inbound: "\(side.rawValue).\(stream.rawValue).inbound"
         case .dlq: "\(side.rawValue).\(stream.rawValue).changes.dlq"
         case .inboundDLQ: "\(side.rawValue).\(stream.rawValue).inbound.dlq"
+        case .state: "p2c.state"
         }
     }
 }

@@ -55,6 +55,7 @@ extension TopicCatalog {
             throw TopicCatalogError("\(file): not valid JSON")
         }
         let reader = try Reader(object, at: file)
+        if reader.object["stream"] == nil { return try parseState(reader, file: file) }
         try reader.onlyKeys(["stream", "keyScheme", "topics"])
         let stream: SyncStream = try reader.enumeration("stream")
         let keyScheme = try reader.string("keyScheme")
@@ -89,8 +90,44 @@ extension TopicCatalog {
         return result
     }
 
+    /// Parses the file of p2c's own state topics: `{"keyScheme", "topics": [...]}` without a
+    /// stream, each topic `p2c.<purpose>` of role `state`, compacted.
+    private static func parseState(_ reader: Reader, file: String) throws(TopicCatalogError) -> [TopicDeclaration] {
+        try reader.onlyKeys(["keyScheme", "topics"])
+        let keyScheme = try reader.string("keyScheme")
+        guard let entries = reader.object["topics"] as? [Any], !entries.isEmpty else {
+            throw TopicCatalogError("\(file): \"topics\" must be a non-empty array")
+        }
+        var result: [TopicDeclaration] = []
+        for (index, entry) in entries.enumerated() {
+            var topic = try Reader(entry, at: "\(file): topics[\(index)]")
+            try topic.onlyKeys(["name", "role", "partitions", "replicationFactor", "retentionMs", "cleanupPolicy"])
+            let name = try topic.string("name")
+            topic.context = "\(file): topic \"\(name)\""
+            let role: Role = try topic.enumeration("role")
+            guard role == .state, name.hasPrefix("p2c.") else {
+                throw TopicCatalogError(
+                    "\(topic.context): a file without a stream declares p2c's own state: role state, name p2c.<purpose>"
+                )
+            }
+            let declaration = TopicDeclaration(
+                name: name, side: nil, stream: nil, role: role,
+                partitions: try topic.integer("partitions", in: 1...10_000),
+                replicationFactor: try topic.integer("replicationFactor", in: 1...32),
+                retentionMs: Int64(try topic.integer("retentionMs", in: -1...Int(Int64.max))),
+                cleanupPolicy: try topic.string("cleanupPolicy"), keyScheme: keyScheme)
+            guard declaration.cleanupPolicy.hasPrefix("compact") else {
+                throw TopicCatalogError(
+                    "\(topic.context): cleanupPolicy must be compact: only the last state of a key counts")
+            }
+            result.append(declaration)
+        }
+        return result
+    }
+
     private static func check(_ topic: TopicDeclaration, context: String) throws(TopicCatalogError) {
-        let expected = topic.role.topicName(side: topic.side, stream: topic.stream)
+        guard let side = topic.side, let stream = topic.stream else { return }
+        let expected = topic.role.topicName(side: side, stream: stream)
         guard topic.name == expected else {
             throw TopicCatalogError("\(context): name must be \"\(expected)\" for its side, stream and role")
         }

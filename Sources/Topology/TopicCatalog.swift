@@ -47,7 +47,7 @@ public struct TopicCatalog: Sendable, Equatable {
         for stream in SyncStream.allCases {
             for side in Side.allCases {
                 let flows = stream.sources.contains(side)
-                for role in Role.allCases {
+                for role in Role.allCases where role != .state {
                     let expectedSide = role == .inbound || role == .inboundDLQ ? side.other : side
                     let name = role.topicName(side: expectedSide, stream: stream)
                     let declared = self[name] != nil

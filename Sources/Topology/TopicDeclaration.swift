@@ -1,9 +1,10 @@
 /// One topic as `Topics/` declares it.
 public struct TopicDeclaration: Sendable, Equatable {
-    /// `<side>.<stream>.changes`, `<side>.<stream>.inbound` or `<side>.<stream>.changes.dlq`.
+    /// `<side>.<stream>.<role>`, or for p2c's own state `p2c.<purpose>`.
     public var name: String
-    public var side: Side
-    public var stream: SyncStream
+    /// The side and stream of a stream's topic; nil for p2c's own state (`p2c.capture.state`).
+    public var side: Side?
+    public var stream: SyncStream?
     public var role: Role
     public var partitions: Int
     public var replicationFactor: Int
@@ -16,8 +17,8 @@ public struct TopicDeclaration: Sendable, Equatable {
 
     public init(
         name: String,
-        side: Side,
-        stream: SyncStream,
+        side: Side?,
+        stream: SyncStream?,
         role: Role,
         partitions: Int,
         replicationFactor: Int,

@@ -88,7 +88,7 @@ enum TopicsCommand {
     }
 
     private static func describe(_ topic: TopicDeclaration) -> String {
-        "\(topic.name)  \(topic.stream.rawValue) \(topic.side.rawValue) \(topic.role.rawValue)  partitions=\(topic.partitions) "
+        "\(topic.name)  \(topic.stream?.rawValue ?? "p2c") \(topic.side?.rawValue ?? "-") \(topic.role.rawValue)  partitions=\(topic.partitions) "
             + "replicas=\(topic.replicationFactor) retention.ms=\(topic.retentionMs) cleanup.policy=\(topic.cleanupPolicy) "
             + "key=\(topic.keyScheme)"
     }

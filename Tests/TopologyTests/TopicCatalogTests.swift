@@ -11,7 +11,7 @@ struct TopicCatalogTests {
     @Test("The repository's Topics/ loads: every stream flows the way DESIGN.md says")
     func repositoryTopics() throws {
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
-        #expect(catalog.topics.count == 44)
+        #expect(catalog.topics.count == 45)
         #expect(catalog.routes(for: .crmToERP).map(\.stream) == [.customers, .contacts, .quotes, .orders])
         #expect(catalog.routes(for: .erpToCRM).map(\.stream) == SyncStream.allCases)
         for flow in Flow.allCases {
@@ -39,7 +39,7 @@ struct TopicCatalogTests {
             ),
             (
                 #""role": "changes""#, #""role": "source""#,
-                #""role" must be one of changes, inbound, dlq, inbound-dlq, got "source""#
+                #""role" must be one of changes, inbound, dlq, inbound-dlq, state, got "source""#
             ),
             (
                 #""cleanupPolicy": "delete""#, #""cleanupPolicy": "compact""#,
