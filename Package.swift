@@ -34,11 +34,15 @@ let package = Package(
         .target(
             name: "Apply", dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Connectors", "Worker"],
             swiftSettings: strict),
+        .target(
+            name: "Capture", dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Connectors"],
+            swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
+                "Capture",
                 "Connectors",
             ],
             swiftSettings: strict
@@ -60,11 +64,17 @@ let package = Package(
                 "Apply", "Connectors", "Simulators", "Kafka", "Topology", "ProspectToCash", "Runtime", "Worker",
             ],
             swiftSettings: strict),
+        .testTarget(
+            name: "CaptureTests",
+            dependencies: ["Capture", "Connectors", "Simulators", "Kafka", "Topology", "ProspectToCash", "Runtime"],
+            swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "SimulationTests", dependencies: ["Simulation", "ProspectToCash", "Topology"], swiftSettings: strict),
-        .testTarget(name: "P2CTests", dependencies: ["Kafka", "Topology", "Runtime", "p2c"], swiftSettings: strict),
+        .testTarget(
+            name: "P2CTests", dependencies: ["Kafka", "Topology", "Runtime", "Connectors", "ProspectToCash", "p2c"],
+            swiftSettings: strict),
     ]
 )

@@ -95,23 +95,7 @@ enum ApplyCommand {
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
         let client = DataverseClient(settings: dataverse.settings, http: http)
-        do {
-            let user = try await client.whoAmI()
-            log.info(
-                "dataverse connected",
-                [
-                    ("url", .string(dataverse.settings.url.absoluteString)),
-                    ("client_id", .string(dataverse.settings.clientID)),
-                    ("user_id", .string(user.uuidString.lowercased())),
-                ])
-        } catch let refused as ClientCredentials.Refused {
-            throw UsageError("dataverse: \(refused)", command: spec.name)
-        } catch let error as DataverseError where error.status == 401 || error.status == 403 {
-            throw UsageError("dataverse: \(error)", command: spec.name)
-        } catch {
-            // Unreachable for now: the writes retry until it answers.
-            log.warning("dataverse not reachable yet", [("error", .string("\(error)"))])
-        }
+        try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
         let sink = DataverseSink(client: client, schema: DataverseSchema(client: client))
         let applier: Applier
         do {

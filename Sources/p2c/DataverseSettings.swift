@@ -82,4 +82,25 @@ struct DataverseSettings {
         }
         return DataverseSettings(settings: settings, applyClientIDs: applyClientIDs)
     }
+
+    /// Asks the environment who the client is (WhoAmI): a refused secret or tenant is a
+    /// configuration error (exit 2); an environment not reachable yet is only logged.
+    static func check(_ client: DataverseClient, settings: DataverseSettings, log: Log, command: String) async throws {
+        do {
+            let user = try await client.whoAmI()
+            log.info(
+                "dataverse connected",
+                [
+                    ("url", .string(settings.settings.url.absoluteString)),
+                    ("client_id", .string(settings.settings.clientID)),
+                    ("user_id", .string(user.uuidString.lowercased())),
+                ])
+        } catch let refused as ClientCredentials.Refused {
+            throw UsageError("dataverse: \(refused)", command: command)
+        } catch let error as DataverseError where error.status == 401 || error.status == 403 {
+            throw UsageError("dataverse: \(error)", command: command)
+        } catch {
+            log.warning("dataverse not reachable yet", [("error", .string("\(error)"))])
+        }
+    }
 }

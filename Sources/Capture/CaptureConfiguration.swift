@@ -1,0 +1,34 @@
+import Kafka
+import Topology
+
+/// Everything one capture member needs besides the system's credentials.
+public struct CaptureConfiguration: Sendable {
+    /// The system read: `crm` (Dataverse change tracking). Default: `crm`.
+    public var side: Side = .crm
+    /// The streams captured; empty means every stream the side is a source of. Default: empty.
+    public var streams: [SyncStream] = []
+    public var kafka = KafkaConfiguration()
+    /// The capture group: the state topic's partitions are divided among its members, and with
+    /// them the tables. Default: `p2c-capture-<side>`.
+    public var groupID: String?
+    /// The legal entity (dataAreaId) the captured rows belong to: `ce_company` and the key's
+    /// `<company>/`. Required.
+    public var company = ""
+    /// A table whose delta came back empty is read again after this long. Default: 5 000 ms.
+    public var pollIntervalMilliseconds: Int = 5_000
+    /// Rows per page (`odata.maxpagesize`; DV-PAGE: at most 5 000). Default: 500.
+    public var pageSize: Int = 500
+    public var sessionTimeoutMilliseconds: Int = 45_000
+    /// From SIGTERM to the end of `run()`: the page in hand is committed or given up (it is read
+    /// again by the table's next owner). Default: 8 000 ms.
+    public var shutdownTimeoutMilliseconds: Int = 8_000
+    /// Unique per live member. Default: `p2c-capture-<side>-<host>-<random>`.
+    public var transactionalID: String?
+
+    public init() {}
+
+    public var resolvedGroupID: String { groupID ?? "p2c-capture-\(side.rawValue)" }
+
+    /// The compacted topic holding each table's delta link and its rows' keys.
+    public static let stateTopic = "p2c.capture.state"
+}

@@ -1,0 +1,336 @@
+import Connectors
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Synchronization
+import Topology
+
+/// One member of a side's capture fleet: polls each of its tables by change tracking and publishes
+/// the changes to `<side>.<stream>.changes`, in the same Kafka transaction as the table's new link
+/// in `p2c.capture.state`, so that a crash neither loses nor repeats a page.
+///
+/// The tables are divided among the members through the state topic's partitions: a table's
+/// state lives in one partition, and the member assigned that partition in the capture group
+/// polls the table, after restoring its link and its rows' keys from the partition.
+///
+/// `run()` blocks its thread until `stop()`.
+public final class CaptureMember: @unchecked Sendable {
+    // @unchecked: `tables` and `owned` are touched only by the thread in `run()` (the rebalance
+    // handler runs inside `consumer.poll` on it); `stopping` and the metrics are atomic.
+    public let configuration: CaptureConfiguration
+    public let metrics = CaptureMetrics()
+    public let transactionalID: String
+    let reader: DataverseChangeReader
+    let records: DataverseRecords
+    /// `systemuserid`s of the apply identities: their changes are published with `ce_origin: p2c`.
+    let applyUsers: Set<String>
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    let statePartitions: Int
+    let log: Log
+    let stopping = Atomic<Bool>(false)
+    let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+
+    var tables: [TableState]
+    var owned = Set<Int32>()
+
+    /// One table: where its state lives, where it stands, and its rows' keys (for deletes, which
+    /// carry only the row's id).
+    struct TableState {
+        var kind: RecordKind
+        var topic: String
+        var partition: Int32
+        var shape: DataverseRecords.Shape?
+        var link: String?
+        var isDelta = false
+        var nextPoll = ContinuousClock.now
+        var failures = 0
+        var keys: [String: RowKey] = [:]
+    }
+
+    /// What a deleted row's event needs: its subject and key columns.
+    struct RowKey {
+        var subject: String
+        var record: JSONObject
+    }
+
+    public init(
+        configuration: CaptureConfiguration, catalog: TopicCatalog, client: DataverseClient, applyUsers: Set<UUID>,
+        log: Log = Log()
+    ) throws {
+        self.configuration = configuration
+        self.log = log.with([("side", .string(configuration.side.rawValue))])
+        guard !configuration.company.isEmpty else { throw UsageError("company is required (P2C_CAPTURE_COMPANY)") }
+        guard let state = catalog[CaptureConfiguration.stateTopic] else {
+            throw UsageError("Topics/ declares no \(CaptureConfiguration.stateTopic)")
+        }
+        statePartitions = state.partitions
+        var reader = DataverseChangeReader(client: client)
+        reader.pageSize = configuration.pageSize
+        self.reader = reader
+        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
+        self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
+        // Masters and headers before lines: a round reads a header's changes before its lines'.
+        let kinds = RecordKind.all.filter { kind in
+            kind.stream.sources.contains(configuration.side)
+                && (configuration.streams.isEmpty || configuration.streams.contains(kind.stream))
+        }.sorted { ($0.role == .line ? 1 : 0) < ($1.role == .line ? 1 : 0) }
+        tables = try kinds.map { kind in
+            guard let topic = catalog.topic(.changes, side: configuration.side, stream: kind.stream) else {
+                throw UsageError("Topics/ declares no changes topic for \(kind.stream.rawValue)")
+            }
+            return TableState(
+                kind: kind, topic: topic.name,
+                partition: Self.partition(of: "\(configuration.side.rawValue)/\(kind.crmName)", count: state.partitions)
+            )
+        }
+        guard !tables.isEmpty else {
+            throw UsageError(
+                "streams: none of \(configuration.streams.map(\.rawValue)) is captured from \(configuration.side.rawValue)"
+            )
+        }
+        var consumerConfiguration = ConsumerConfiguration(
+            kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
+        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+        consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
+        transactionalID =
+            configuration.transactionalID
+            ?? "p2c-capture-\(configuration.side.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+        var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
+        producerConfiguration.transactionTimeoutMilliseconds = 10_000
+        try consumerConfiguration.validate()
+        try producerConfiguration.validate()
+        consumer = try KafkaConsumer(configuration: consumerConfiguration)
+        producer = try KafkaProducer(configuration: producerConfiguration)
+    }
+
+    /// The state topic's partition of `key`: FNV-1a, the same in every process.
+    static func partition(of key: String, count: Int) -> Int32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in key.utf8 {
+            hash ^= UInt32(byte)
+            hash = hash &* 16_777_619
+        }
+        return Int32(hash % UInt32(count))
+    }
+
+    public func stop() {
+        stopRequested.withLock { $0 = $0 ?? .now }
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    public func run() throws {
+        while !stopping.load(ordering: .relaxed) {
+            let failure: KafkaError?
+            do {
+                try producer.initTransactions(timeout: .seconds(2))
+                failure = nil
+            } catch {
+                failure = error
+            }
+            guard let failure else { break }
+            guard failure.isRetriable || failure.code == .timedOut else { throw failure }
+            log.warning("waiting for the cluster", [("error", .string(failure.description))])
+        }
+        guard !stopping.load(ordering: .relaxed) else { return }
+        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
+        try consumer.subscribe([CaptureConfiguration.stateTopic])
+        log.info(
+            "capture started",
+            [
+                ("tables", .string(tables.map(\.kind.crmName).joined(separator: ","))),
+                ("group_id", .string(configuration.resolvedGroupID)), ("transactional_id", .string(transactionalID)),
+                ("poll_interval_ms", .int(Int64(configuration.pollIntervalMilliseconds))),
+            ])
+        while !stopping.load(ordering: .relaxed) {
+            metrics.tick()
+            // The state topic's records are this fleet's own writes: only the assignment matters.
+            _ = try consumer.poll(timeout: .milliseconds(20))
+            if !metrics.joined.load(ordering: .relaxed) && !consumer.memberID.isEmpty {
+                metrics.joined.store(true, ordering: .relaxed)
+            }
+            // One page of the first table that is due, then back to the group.
+            let now = ContinuousClock.now
+            guard
+                let index = tables.indices.first(where: {
+                    owned.contains(tables[$0].partition) && tables[$0].nextPoll <= now
+                })
+            else { continue }
+            step(index)
+        }
+        shutDown()
+        log.info("capture stopped", metrics.logFields)
+    }
+
+    // MARK: - One page
+
+    /// Reads the table's next page and publishes it with the table's new state, in one transaction.
+    func step(_ index: Int) {
+        var table = tables[index]
+        do {
+            if table.shape == nil {
+                table.shape = try wait { [records, table] in try await records.shape(of: table.kind) }
+            }
+            let shape = table.shape!
+            let page: DataverseChangePage
+            do {
+                page = try wait { [reader, table] in
+                    try await reader.page(table.link, entitySet: shape.table.entitySet, select: shape.select)
+                }
+            } catch let refused as DataverseChangeReader.LinkRefused {
+                log.warning(
+                    "delta link refused; taking a new snapshot",
+                    [("table", .string(table.kind.crmName)), ("error", .string(refused.description))])
+                metrics.snapshots.add()
+                table.link = nil
+                table.isDelta = false
+                tables[index] = table
+                return
+            }
+            if table.link == nil {
+                metrics.snapshots.add()
+                log.info("snapshot", [("table", .string(table.kind.crmName))])
+            }
+            var outgoing: [OutgoingRecord] = []
+            var keyChanges: [(id: String, key: RowKey?)] = []
+            for row in page.rows {
+                let record = try wait { [records] in try await records.record(of: row, shape: shape) }
+                guard let id = row[shape.table.primaryID]?.stringValue,
+                    case .string(let number)? = record.value(at: table.kind.crmKey), !number.isEmpty
+                else {
+                    metrics.unkeyed.add()
+                    continue
+                }
+                let subject = "\(configuration.company)/\(number)"
+                var keyRecord = JSONObject()
+                keyRecord.set(path: table.kind.crmKey, to: .string(number))
+                if table.kind.role == .line, let sequence = record["sequencenumber"] {
+                    keyRecord["sequencenumber"] = sequence
+                }
+                let version =
+                    row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? row["modifiedon"]?.stringValue ?? ""
+                let echo = row["_modifiedby_value"]?.stringValue.map(applyUsers.contains) ?? false
+                if echo { metrics.echoes.add() }
+                outgoing.append(
+                    event(
+                        table, id: "\(id)/\(version)", action: "upserted", subject: subject, record: record, echo: echo,
+                        time: row["modifiedon"]?.stringValue))
+                keyChanges.append((id, RowKey(subject: subject, record: keyRecord)))
+            }
+            for id in page.deleted.map({ $0.uuidString.lowercased() }) {
+                guard let key = table.keys[id] else {
+                    // A row created and deleted before this table was first read.
+                    metrics.unkeyed.add()
+                    continue
+                }
+                outgoing.append(
+                    event(
+                        table, id: "\(id)/deleted", action: "deleted", subject: key.subject, record: key.record,
+                        echo: false))
+                keyChanges.append((id, nil))
+            }
+            let (link, isDelta): (String, Bool) =
+                switch page.next {
+                case .page(let next): (next, false)
+                case .delta(let delta): (delta, true)
+                }
+            try publish(outgoing, table: table, link: link, isDelta: isDelta, keyChanges: keyChanges)
+            for change in keyChanges { table.keys[change.id] = change.key }
+            metrics.published.add(outgoing.count)
+            metrics.pages.add()
+            table.link = link
+            table.isDelta = isDelta
+            table.failures = 0
+            // The rest of a snapshot or of a round at once; an empty round waits for the interval.
+            table.nextPoll =
+                isDelta && page.rows.isEmpty && page.deleted.isEmpty
+                ? .now + .milliseconds(configuration.pollIntervalMilliseconds) : .now
+            if isDelta && !(page.rows.isEmpty && page.deleted.isEmpty) {
+                table.nextPoll = .now + .milliseconds(min(configuration.pollIntervalMilliseconds, 200))
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            table.failures += 1
+            let pause = Duration.milliseconds(min(30_000, 250 << min(table.failures, 7)))
+            table.nextPoll = .now + pause
+            metrics.failures.add()
+            log.warning(
+                "reading changes failed; retrying",
+                [
+                    ("table", .string(table.kind.crmName)), ("error", .string("\(error)")),
+                    ("retry_ms", .int(Int64(pause / .milliseconds(1)))),
+                ])
+        }
+        tables[index] = table
+    }
+
+    /// One change event: binary-mode CloudEvent of DESIGN.md, keyed by its subject.
+    func event(
+        _ table: TableState, id: String, action: String, subject: String, record: JSONObject, echo: Bool,
+        time: String? = nil
+    ) -> OutgoingRecord {
+        var headers = [
+            KafkaHeader("ce_specversion", "1.0"),
+            KafkaHeader("ce_id", "\(configuration.side.rawValue)/\(table.kind.crmName)/\(id)"),
+            KafkaHeader("ce_source", configuration.side.rawValue),
+            KafkaHeader("ce_type", "\(table.kind.crmName).\(action)"),
+            // When the row changed, as the service stamped it.
+            KafkaHeader("ce_time", time ?? Date().formatted(.iso8601)),
+            KafkaHeader("ce_subject", subject), KafkaHeader("ce_company", configuration.company),
+            KafkaHeader("content-type", "application/json"),
+        ]
+        if echo { headers.append(KafkaHeader("ce_origin", "p2c")) }
+        return OutgoingRecord(topic: table.topic, key: Array(subject.utf8), value: record.jsonBytes, headers: headers)
+    }
+
+    /// Publishes a page's events, the table's link and its rows' key changes in one transaction.
+    func publish(
+        _ events: [OutgoingRecord], table: TableState, link: String, isDelta: Bool,
+        keyChanges: [(id: String, key: RowKey?)]
+    ) throws {
+        let prefix = "\(configuration.side.rawValue)/\(table.kind.crmName)"
+        try producer.beginTransaction()
+        do {
+            for event in events { _ = try producer.send(event) }
+            for change in keyChanges {
+                let value: [UInt8]? = change.key.map { key in
+                    JSONObject(["subject": .string(key.subject), "record": .object(key.record)]).jsonBytes
+                }
+                _ = try producer.send(
+                    OutgoingRecord(
+                        topic: CaptureConfiguration.stateTopic, partition: table.partition,
+                        key: Array("\(prefix)/\(change.id)".utf8), value: value, headers: []))
+            }
+            _ = try producer.send(
+                OutgoingRecord(
+                    topic: CaptureConfiguration.stateTopic, partition: table.partition, key: Array(prefix.utf8),
+                    value: JSONObject(["link": .string(link), "delta": .bool(isDelta)]).jsonBytes, headers: []))
+            try producer.commitTransaction(timeout: .seconds(30))
+        } catch {
+            try? producer.abortTransaction(timeout: .seconds(10))
+            throw error
+        }
+    }
+
+    /// Runs `body` on Swift concurrency and waits for it; a stop cancels it.
+    func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let task = Task {
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + 0.1) == .timedOut {
+            if stopping.load(ordering: .relaxed) {
+                task.cancel()
+                _ = done.wait(timeout: .now() + 1)
+                throw CancellationError()
+            }
+        }
+        return try result.withLock { $0! }.get()
+    }
+}

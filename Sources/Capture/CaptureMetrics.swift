@@ -1,0 +1,62 @@
+import Foundation
+import Runtime
+import Synchronization
+
+/// What a capture member counts, for `/metrics` and its last log line.
+public final class CaptureMetrics: Sendable {
+    public let published = Counter()
+    /// Changes made by an apply identity, published with `ce_origin: p2c`.
+    public let echoes = Counter()
+    public let pages = Counter()
+    /// Snapshots started: a table's first read, or after a refused delta link.
+    public let snapshots = Counter()
+    /// Rows without a number (no key), and deletes of rows never seen.
+    public let unkeyed = Counter()
+    public let failures = Counter()
+    public let rebalances = Counter()
+    public let ownedTables = Atomic<Int>(0)
+    let joined = Atomic<Bool>(false)
+    let lastProgress = Atomic<Int>(0)
+    private let started = ContinuousClock.now
+
+    func tick() {
+        lastProgress.store(Int((ContinuousClock.now - started) / .milliseconds(1)), ordering: .relaxed)
+    }
+
+    /// In the group: `/readyz`.
+    public var isReady: Bool { joined.load(ordering: .relaxed) }
+
+    /// The loop turned within `watchdog`: `/healthz`.
+    public func isHealthy(watchdog: Duration) -> Bool {
+        let now = Int((ContinuousClock.now - started) / .milliseconds(1))
+        return now - lastProgress.load(ordering: .relaxed) < Int(watchdog / .milliseconds(1))
+    }
+
+    var logFields: [(String, LogValue)] {
+        [
+            ("published", .int(Int64(published.value))), ("echoes", .int(Int64(echoes.value))),
+            ("pages", .int(Int64(pages.value))), ("snapshots", .int(Int64(snapshots.value))),
+            ("failures", .int(Int64(failures.value))),
+        ]
+    }
+
+    /// Prometheus text of the capture counters.
+    public func exposition(labels: String) -> String {
+        var families: [String] = [
+            ("p2c_capture_published_total", "Change events published.", published),
+            ("p2c_capture_echoes_total", "Changes by an apply identity, published with ce_origin p2c.", echoes),
+            ("p2c_capture_pages_total", "Pages of changes read and committed.", pages),
+            ("p2c_capture_snapshots_total", "Snapshots started (first read, or a refused delta link).", snapshots),
+            ("p2c_capture_unkeyed_total", "Rows without a number, and deletes of rows never seen.", unkeyed),
+            ("p2c_capture_failures_total", "Reads that failed and were retried.", failures),
+            ("p2c_capture_rebalances_total", "Capture group rebalances.", rebalances),
+        ].map { name, help, counter in
+            Exposition.family(name, type: "counter", help: help, samples: [(labels, Double(counter.value))])
+        }
+        families.append(
+            Exposition.family(
+                "p2c_capture_tables", type: "gauge", help: "Tables this member polls.",
+                samples: [(labels, Double(ownedTables.load(ordering: .relaxed)))]))
+        return families.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,146 @@
+import Capture
+import Connectors
+import Foundation
+import Kafka
+import Runtime
+import Topology
+
+/// `p2c capture`: one member of a side's capture fleet: the system's changes → `<side>.<stream>.changes`.
+enum CaptureCommand {
+    static let spec = CommandSpec(
+        name: "capture",
+        summary: "Publish a system's changes (Dataverse change tracking) to its changes topics.",
+        options: [
+            OptionSpec("side", value: "side", help: "crm (Dataverse). Or P2C_SIDE, or \"side\" in the file."),
+            OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
+            OptionSpec("config", value: "file", help: "JSON configuration file."),
+            OptionSpec(
+                "streams", value: "a,b", help: "Streams to capture; default: every stream the side is a source of."),
+            OptionSpec("company", value: "id", help: "Legal entity of the rows (ce_company). Or P2C_CAPTURE_COMPANY."),
+            OptionSpec(
+                "poll-interval-ms", value: "ms", help: "How often an idle table's delta link is read. Default: 5000."),
+            OptionSpec("group", value: "id", help: "Capture group. Default: p2c-capture-<side>."),
+            OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+            OptionSpec(
+                "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
+            ),
+        ],
+        discussion: """
+            The Dataverse connection is apply's (P2C_DATAVERSE_URL, _TENANT_ID, _CLIENT_ID, _CLIENT_SECRET or
+            _CLIENT_SECRET_FILE, _AUTHORITY, or the file's "dataverse" object). Changes made by the apply
+            identities (P2C_DATAVERSE_APPLY_CLIENT_IDS, or dataverse.applyClientIds) are published with
+            ce_origin p2c, so that the workers drop them. Each table's delta link is kept in
+            p2c.capture.state, written in the same Kafka transaction as the events it produced; the
+            tables are shared among the members of the capture group. SIGTERM exits 0.
+            """
+    )
+
+    static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
+        ("pollIntervalMs", "P2C_CAPTURE_POLL_INTERVAL_MS", "poll-interval-ms", 100...3_600_000),
+        ("pageSize", "P2C_CAPTURE_PAGE_SIZE", nil, 1...5_000),
+    ]
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = CaptureConfiguration()
+        let dataverse: DataverseSettings
+        do {
+            for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
+                if let value = arguments.string(key) { try file.set(key, value) }
+            }
+            let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
+            guard side == "crm" else { throw UsageError("side must be crm (Dataverse), got '\(side)'") }
+            configuration.streams = file.worker.streams
+            configuration.kafka = file.worker.kafka
+            configuration.groupID = file.worker.groupID
+            configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
+            configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+            configuration.company =
+                arguments.string("company") ?? environment["P2C_CAPTURE_COMPANY"] ?? file.object["company"] as? String
+                ?? ""
+            guard !configuration.company.isEmpty else {
+                throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
+            }
+            for setting in integers {
+                var text = (file.object[setting.key] as? Int).map(String.init)
+                text = setting.flag.flatMap(arguments.string) ?? environment[setting.variable] ?? text
+                guard let text else { continue }
+                guard let number = Int(text), setting.range.contains(number) else {
+                    throw UsageError(
+                        "\(setting.key) must be an integer from \(setting.range.lowerBound) to \(setting.range.upperBound), got '\(text)'"
+                    )
+                }
+                if setting.key == "pageSize" {
+                    configuration.pageSize = number
+                } else {
+                    configuration.pollIntervalMilliseconds = number
+                }
+            }
+            dataverse = try DataverseSettings.load(file: file.object, environment: environment)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let catalog = try TopicCatalog.load(arguments, command: spec.name)
+        let log = Log([("component", "capture")])
+        let http = HTTPClient(log: log)
+        let client = DataverseClient(settings: dataverse.settings, http: http)
+        try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
+        // The apply identities' application users: their changes are p2c's own.
+        var applyUsers = Set<UUID>()
+        for id in dataverse.applyClientIDs {
+            do {
+                if let user = try await client.applicationUser(clientID: id) {
+                    applyUsers.insert(user)
+                } else {
+                    log.warning("no application user for an apply client id", [("client_id", .string("\(id)"))])
+                }
+            } catch {
+                throw UsageError("dataverse: looking up the apply identity \(id): \(error)", command: spec.name)
+            }
+        }
+        let member: CaptureMember
+        do {
+            member = try CaptureMember(
+                configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers, log: log)
+        } catch let error as KafkaError {
+            throw UsageError(error.message, command: spec.name)
+        } catch let error as UsageError {
+            throw UsageError(error.message, command: spec.name)
+        }
+        let metrics = member.metrics
+        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let probes: HTTPResponder
+        do {
+            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
+                switch path {
+                case "/metrics":
+                    return .init(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                        body: metrics.exposition(labels: "side=\"crm\"")
+                            + http.metrics.exposition(labels: "side=\"crm\""))
+                case "/healthz":
+                    return metrics.isHealthy(watchdog: watchdog)
+                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the capture loop is stuck\n")
+                case "/readyz":
+                    return metrics.isReady
+                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
+                default:
+                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
+                }
+            }
+        } catch {
+            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        }
+        defer { probes.stop() }
+        log.info("http listening", [("port", .int(Int64(probes.port)))])
+        let failure = await FleetMember.run(
+            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "capture member",
+            body: { try member.run() }, stop: { member.stop() })
+        if let failure {
+            log.error("capture failed", [("error", .string(failure))])
+            return 1
+        }
+        return 0
+    }
+}

@@ -1,0 +1,185 @@
+import Capture
+import Connectors
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Simulators
+import Synchronization
+import Testing
+import Topology
+
+/// The repository's `Topics/` folder.
+private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
+
+/// One embedded broker for the suite, with every topic of `Topics/`.
+private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
+    do {
+        let cluster = try EmbeddedCluster(brokers: 1)
+        let catalog = try TopicCatalog.load(directory: topicsDirectory)
+        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+        return (cluster, catalog)
+    } catch {
+        fatalError("embedded broker: \(error)")
+    }
+}()
+
+/// A capture member on its own thread, as `p2c capture` runs it.
+private final class RunningMember: Sendable {
+    let member: CaptureMember
+    private let finished = Mutex<(done: Bool, error: String?)>((false, nil))
+
+    init(_ member: CaptureMember) {
+        self.member = member
+        Thread { [self] in
+            var failure: String?
+            do { try member.run() } catch { failure = "\(error)" }
+            finished.withLock { $0 = (true, failure) }
+        }.start()
+    }
+
+    func stop() -> String? {
+        member.stop()
+        while !finished.withLock({ $0.done }) { Thread.sleep(forTimeInterval: 0.02) }
+        return finished.withLock { $0.error }
+    }
+}
+
+private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
+    var settings = DataverseClient.Settings(
+        url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
+        clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
+    settings.authority = simulator.baseURL
+    return DataverseClient(settings: settings, http: HTTPClient())
+}
+
+/// Every committed record of `topic` so far.
+private func read(_ topic: String) throws -> [KafkaRecord] {
+    var configuration = ConsumerConfiguration(
+        kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers), groupID: "reader-\(UUID())")
+    configuration.reportPartitionEnd = true
+    let reader = try KafkaConsumer(configuration: configuration)
+    var records: [KafkaRecord] = []
+    try reader.readToEnd(
+        (0..<shared.catalog[topic]!.partitions).map {
+            TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
+        }
+    ) { records.append($0) }
+    return records
+}
+
+extension KafkaRecord {
+    fileprivate var type: String { header("ce_type")?.text ?? "" }
+    fileprivate var data: JSONObject { (try? JSONParser.parse(value ?? []))?.objectValue ?? JSONObject() }
+}
+
+@Suite("p2c capture: Dataverse changes published by change tracking (CONNECTORS.md, FACTS.md 1.3, 1.7)", .serialized)
+struct CaptureTests {
+    let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
+    let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
+    let reader = DataverseSimulator.Client(id: UUID(), secret: "capture-secret")
+
+    private func waitUntil(_ limit: Duration, _ done: () throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while try !done() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+    }
+
+    @Test(
+        "A person's upserts, updates and deletes in Sales become change events in order with natural keys, the header before its lines; the apply identity's writes are marked ce_origin p2c; nothing is published twice"
+    )
+    func personAndApplyChanges() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person, reader])
+        defer { simulator.stop() }
+        let seller = client(simulator, person)
+        func write(_ resource: String, _ body: JSONObject, as dataverse: DataverseClient? = nil) async throws {
+            let answer = try await (dataverse ?? seller).send("PATCH", resource, body: body)
+            #expect((200..<300).contains(answer.status), "\(resource): \(answer.status)")
+        }
+        #expect(try await seller.send("POST", "transactioncurrencies", body: ["isocurrencycode": "USD"]).status == 204)
+        try await write(
+            "accounts(accountnumber='US-001')",
+            [
+                "customertypecode": .number("3"),
+                "transactioncurrencyid@odata.bind": "/transactioncurrencies(isocurrencycode='USD')",
+            ])
+        try await write(
+            "accounts(accountnumber='US-002')", ["customertypecode": .number("3")], as: client(simulator, apply))
+        try await write(
+            "salesorders(msdyn_salesordernumber='C000001')",
+            [
+                "msdyn_ordertype": .number("192350000"),
+                "customerid_account@odata.bind": "/accounts(accountnumber='US-001')",
+            ])
+        let header = try await seller.get("salesorders(msdyn_salesordernumber='C000001')?$select=salesorderid")
+        let headerID = try #require(header["salesorderid"]?.stringValue)
+        for line in 1...3 {
+            try await write(
+                "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=\(line))",
+                ["quantity": .number(String(line * 2))])
+        }
+
+        var configuration = CaptureConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "capture")
+        configuration.groupID = "capture-story"
+        configuration.company = "USMF"
+        configuration.streams = [.customers, .orders]
+        configuration.pollIntervalMilliseconds = 300
+        configuration.pageSize = 2
+        configuration.sessionTimeoutMilliseconds = 6_000
+        let member = try CaptureMember(
+            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            applyUsers: [apply.systemUserID])
+        let running = RunningMember(member)
+        try await waitUntil(.seconds(30)) {
+            try read("crm.orders.changes").count >= 4 && read("crm.customers.changes").count >= 2
+        }
+
+        // Then the person changes things: an update, a delete, a new line.
+        try await write(
+            "accounts(accountnumber='US-001')", ["customertypecode": .number("3"), "description": "Key account"])
+        #expect(
+            try await seller.send("DELETE", "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=2)")
+                .status == 204)
+        try await write(
+            "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=4)", ["quantity": .number("8")])
+        try await waitUntil(.seconds(30)) {
+            try read("crm.orders.changes").count >= 6 && read("crm.customers.changes").count >= 3
+        }
+        #expect(running.stop() == nil)
+
+        let customers = try read("crm.customers.changes")
+        #expect(customers.count == 3)
+        #expect(customers.allSatisfy { $0.type == "account.upserted" })
+        let first = try #require(customers.first { $0.data["accountnumber"] == "US-001" })
+        #expect(first.data["transactioncurrencyid"] == .object(["isocurrencycode": "USD"]))
+        #expect(first.data["customertypecode"] == .number("3"))
+        #expect(first.header("ce_subject")?.text == "USMF/US-001")
+        #expect(first.header("ce_company")?.text == "USMF")
+        #expect(first.header("ce_origin") == nil)
+        let echo = try #require(customers.first { $0.data["accountnumber"] == "US-002" })
+        #expect(echo.header("ce_origin")?.text == "p2c")
+        #expect(customers.last { $0.data["accountnumber"] == "US-001" }?.data["description"] == "Key account")
+
+        let orders = try read("crm.orders.changes")
+        // One document, one key, one partition: in the order it changed.
+        #expect(Set(orders.map(\.partition)).count == 1)
+        #expect(
+            orders.map(\.type) == [
+                "salesorder.upserted", "salesorderdetail.upserted", "salesorderdetail.upserted",
+                "salesorderdetail.upserted", "salesorderdetail.upserted", "salesorderdetail.deleted",
+            ])
+        #expect(orders[0].data["customerid"] == .object(["accountnumber": "US-001"]))
+        #expect(orders[0].data["msdyn_ordertype"] == .number("192350000"))
+        #expect(orders[1].data["salesorderid"] == .object(["msdyn_salesordernumber": "C000001"]))
+        #expect(orders[4].data["sequencenumber"] == .number("4"))
+        let deleted = orders[5]
+        #expect(
+            deleted.data == [
+                "salesorderid": .object(["msdyn_salesordernumber": "C000001"]), "sequencenumber": .number("2"),
+            ])
+        #expect(deleted.header("ce_subject")?.text == "USMF/C000001")
+        let ids = (customers + orders).compactMap { $0.header("ce_id")?.text }
+        #expect(Set(ids).count == ids.count, "nothing published twice")
+    }
+}
