@@ -74,7 +74,8 @@ let package = Package(
         .testTarget(
             name: "SimulationTests", dependencies: ["Simulation", "ProspectToCash", "Topology"], swiftSettings: strict),
         .testTarget(
-            name: "P2CTests", dependencies: ["Kafka", "Topology", "Runtime", "Connectors", "ProspectToCash", "p2c"],
+            name: "P2CTests",
+            dependencies: ["Kafka", "Topology", "Runtime", "Connectors", "OData", "ProspectToCash", "p2c"],
             swiftSettings: strict),
     ]
 )

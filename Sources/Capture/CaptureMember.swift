@@ -194,41 +194,46 @@ public final class CaptureMember: @unchecked Sendable {
             }
             var outgoing: [OutgoingRecord] = []
             var keyChanges: [(id: String, key: RowKey?)] = []
-            for row in page.rows {
-                let record = try wait { [records] in try await records.record(of: row, shape: shape) }
-                guard let id = row[shape.table.primaryID]?.stringValue,
-                    case .string(let number)? = record.value(at: table.kind.crmKey), !number.isEmpty
-                else {
-                    metrics.unkeyed.add()
-                    continue
+            for change in page.changes {
+                switch change {
+                case .row(let row):
+                    let record = try wait { [records] in try await records.record(of: row, shape: shape) }
+                    guard let id = row[shape.table.primaryID]?.stringValue,
+                        case .string(let number)? = record.value(at: table.kind.crmKey), !number.isEmpty
+                    else {
+                        metrics.unkeyed.add()
+                        continue
+                    }
+                    let subject = "\(configuration.company)/\(number)"
+                    var keyRecord = JSONObject()
+                    keyRecord.set(path: table.kind.crmKey, to: .string(number))
+                    if table.kind.role == .line, let sequence = record["sequencenumber"] {
+                        keyRecord["sequencenumber"] = sequence
+                    }
+                    let version =
+                        row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? row["modifiedon"]?.stringValue
+                        ?? ""
+                    let echo = row["_modifiedby_value"]?.stringValue.map(applyUsers.contains) ?? false
+                    if echo { metrics.echoes.add() }
+                    outgoing.append(
+                        event(
+                            table, id: "\(id)/\(version)", action: "upserted", subject: subject, record: record,
+                            echo: echo, time: row["modifiedon"]?.stringValue))
+                    keyChanges.append((id, RowKey(subject: subject, record: keyRecord)))
+                case .deleted(let removed):
+                    let id = removed.uuidString.lowercased()
+                    // The row's key as this table's state knows it; a row created and deleted
+                    // before the table was first read has none.
+                    guard let key = keyChanges.last(where: { $0.id == id })?.key ?? table.keys[id] else {
+                        metrics.unkeyed.add()
+                        continue
+                    }
+                    outgoing.append(
+                        event(
+                            table, id: "\(id)/deleted", action: "deleted", subject: key.subject, record: key.record,
+                            echo: false))
+                    keyChanges.append((id, nil))
                 }
-                let subject = "\(configuration.company)/\(number)"
-                var keyRecord = JSONObject()
-                keyRecord.set(path: table.kind.crmKey, to: .string(number))
-                if table.kind.role == .line, let sequence = record["sequencenumber"] {
-                    keyRecord["sequencenumber"] = sequence
-                }
-                let version =
-                    row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? row["modifiedon"]?.stringValue ?? ""
-                let echo = row["_modifiedby_value"]?.stringValue.map(applyUsers.contains) ?? false
-                if echo { metrics.echoes.add() }
-                outgoing.append(
-                    event(
-                        table, id: "\(id)/\(version)", action: "upserted", subject: subject, record: record, echo: echo,
-                        time: row["modifiedon"]?.stringValue))
-                keyChanges.append((id, RowKey(subject: subject, record: keyRecord)))
-            }
-            for id in page.deleted.map({ $0.uuidString.lowercased() }) {
-                guard let key = table.keys[id] else {
-                    // A row created and deleted before this table was first read.
-                    metrics.unkeyed.add()
-                    continue
-                }
-                outgoing.append(
-                    event(
-                        table, id: "\(id)/deleted", action: "deleted", subject: key.subject, record: key.record,
-                        echo: false))
-                keyChanges.append((id, nil))
             }
             let (link, isDelta): (String, Bool) =
                 switch page.next {
@@ -242,13 +247,11 @@ public final class CaptureMember: @unchecked Sendable {
             table.link = link
             table.isDelta = isDelta
             table.failures = 0
-            // The rest of a snapshot or of a round at once; an empty round waits for the interval.
+            // The rest of a snapshot or of a round at once; after a round, the next soon if this
+            // one had changes, else after the interval.
+            let interval = Duration.milliseconds(configuration.pollIntervalMilliseconds)
             table.nextPoll =
-                isDelta && page.rows.isEmpty && page.deleted.isEmpty
-                ? .now + .milliseconds(configuration.pollIntervalMilliseconds) : .now
-            if isDelta && !(page.rows.isEmpty && page.deleted.isEmpty) {
-                table.nextPoll = .now + .milliseconds(min(configuration.pollIntervalMilliseconds, 200))
-            }
+                !isDelta ? .now : .now + (page.changes.isEmpty ? interval : min(interval, .milliseconds(200)))
         } catch is CancellationError {
             return
         } catch {

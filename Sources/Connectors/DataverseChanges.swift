@@ -2,14 +2,18 @@ import Foundation
 import ProspectToCash
 import Runtime
 
-/// One page of a table's changes (DV-CT): rows created or changed (with the `$select`ed columns),
-/// rows deleted, and where to read next.
+/// One page of a table's changes (DV-CT), in the order the service lists them: rows created or
+/// changed (with the `$select`ed columns) and rows deleted; and where to read next.
 public struct DataverseChangePage: Sendable {
-    public var rows: [JSONObject]
-    public var deleted: [UUID]
+    public var changes: [Change]
     /// The next page of this round (`@odata.nextLink`), or the delta link that starts the next
     /// round (`@odata.deltaLink`).
     public var next: Link
+
+    public enum Change: Sendable {
+        case row(JSONObject)
+        case deleted(UUID)
+    }
 
     public enum Link: Sendable, Equatable {
         case page(String)
@@ -55,14 +59,16 @@ public struct DataverseChangeReader: Sendable {
             }
             throw error
         }
-        var page = DataverseChangePage(rows: [], deleted: [], next: .page(""))
+        var page = DataverseChangePage(changes: [], next: .page(""))
         if case .array(let values)? = json["value"] {
             for case .object(let value) in values {
                 // A removed row: its context ends in $deletedEntity and it carries only its id.
                 if value["@odata.context"]?.stringValue?.hasSuffix("$deletedEntity") == true {
-                    if let id = value["id"]?.stringValue.flatMap(UUID.init(uuidString:)) { page.deleted.append(id) }
+                    if let id = value["id"]?.stringValue.flatMap(UUID.init(uuidString:)) {
+                        page.changes.append(.deleted(id))
+                    }
                 } else {
-                    page.rows.append(value)
+                    page.changes.append(.row(value))
                 }
             }
         }

@@ -417,8 +417,9 @@ public final class DataverseSimulator: Sendable {
 
     /// Change tracking (DV-CT): with `Prefer: odata.track-changes` a snapshot of the table, paged
     /// (DV-PAGE), whose last page carries `@odata.deltaLink`; the delta link answers the rows
-    /// changed since, by version, then the deleted ones as `$deletedEntity` with reason `deleted`,
-    /// and a new delta link (an empty result when nothing changed). `$filter`, `$orderby`,
+    /// changed since and the deleted ones (`$deletedEntity` with reason `deleted`) in the order
+    /// they changed, paged the same way, the last page with a new delta link (an empty result
+    /// when nothing changed). `$filter`, `$orderby`,
     /// `$expand` and `$top` are refused with track-changes. Delta tokens do not expire here (the
     /// service keeps them 7 days by default; its error for an expired one is not documented).
     private func changes(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
@@ -453,18 +454,35 @@ public final class DataverseSimulator: Sendable {
         var answer: JSONObject = ["@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)")]
         let selectPart = select.map { "$select=\($0)&" } ?? ""
         if let since {
-            for row in rows.filter({ $0.version > since }).sorted(by: { $0.version < $1.version }) {
-                value.append(.object(representation(row, table, select: columns)))
+            // Changes and deletions by version, paged like any result (DV-PAGE): a next link
+            // continues after the page's last version, the last page carries the delta link.
+            let after = max(since, after)
+            var changes: [(version: Int, value: JSONValue)] = rows.filter { $0.version > after }.map {
+                ($0.version, .object(representation($0, table, select: columns)))
             }
-            for gone in deleted where gone.version > since {
-                value.append(
-                    .object([
-                        "@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)/$deletedEntity"),
-                        "id": .string(gone.id.uuidString.lowercased()), "reason": "deleted",
-                    ]))
+            for gone in deleted where gone.version > after {
+                changes.append(
+                    (
+                        gone.version,
+                        .object([
+                            "@odata.context": .string(
+                                "\(baseURL)\(Self.api)$metadata#\(table.entitySet)/$deletedEntity"),
+                            "id": .string(gone.id.uuidString.lowercased()), "reason": "deleted",
+                        ])
+                    ))
             }
-            answer["@odata.deltaLink"] = .string(
-                "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(current)")
+            changes.sort { $0.version < $1.version }
+            let page = changes.prefix(pageSize)
+            value = page.map(\.value)
+            if let last = page.last, changes.count > page.count {
+                answer["@odata.nextLink"] = .string(
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(since)&$skiptoken=\(last.version)"
+                )
+            } else {
+                answer["@odata.deltaLink"] = .string(
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(max(current, page.last?.version ?? 0))"
+                )
+            }
         } else {
             let page = rows.filter { $0.sequence > after }.sorted { $0.sequence < $1.sequence }.prefix(pageSize)
             value = page.map { .object(representation($0, table, select: columns)) }

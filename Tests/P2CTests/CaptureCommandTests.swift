@@ -1,0 +1,112 @@
+import Connectors
+import Foundation
+import Kafka
+import OData
+import ProspectToCash
+import Runtime
+import Testing
+
+@Suite("p2c capture, as a deployment runs it against p2c simulate dataverse", .serialized, .timeLimit(.minutes(3)))
+struct CaptureCommandTests {
+    let captureClient = "7c1e0c3d-0000-4000-8000-00000000c001"
+    let personClient = "7c1e0c3d-0000-4000-8000-00000000c002"
+
+    /// Every committed record of `topic` on `broker`.
+    private func read(_ topic: String, on broker: TestBroker, partitions: Int) throws -> [KafkaRecord] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrap), groupID: "reader-\(UUID())")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        var records: [KafkaRecord] = []
+        try reader.readToEnd(
+            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
+        ) { records.append($0) }
+        return records
+    }
+
+    @Test(
+        "kill -9 of a capture process in the middle of a snapshot and of a delta round: after a restart every change is published, none twice"
+    )
+    func killDuringSnapshotAndDelta() async throws {
+        let broker = try TestBroker()
+        defer { broker.stop() }
+        let simulator = try Spawned(
+            p2cBinary,
+            [
+                "simulate", "dataverse", "--client", "\(captureClient):capture-secret", "--client",
+                "\(personClient):person-secret", "--faults", "latency=30ms",
+            ])
+        defer { _ = simulator.stop() }
+        let url = simulator.readLine() ?? ""
+        let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
+        var settings = DataverseClient.Settings(
+            url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
+        settings.authority = URL(string: url)!
+        let person = DataverseClient(settings: settings, http: HTTPClient())
+        let accounts = 200
+        for number in 1...accounts {
+            let answer = try await person.send(
+                "PATCH", "accounts(accountnumber='US-\(number)')", body: ["customertypecode": .number("3")])
+            #expect(answer.status == 204)
+        }
+        let environment = broker.environment.merging([
+            "P2C_DATAVERSE_URL": url, "P2C_DATAVERSE_TENANT_ID": tenant, "P2C_DATAVERSE_CLIENT_ID": captureClient,
+            "P2C_DATAVERSE_CLIENT_SECRET": "capture-secret", "P2C_DATAVERSE_AUTHORITY": url,
+            "P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_PAGE_SIZE": "2", "P2C_STREAMS": "customers",
+        ]) { $1 }
+        func start() throws -> Spawned {
+            try Spawned(
+                p2cBinary, ["capture", "--topics", topicsDirectory, "--poll-interval-ms", "200"],
+                environment: environment)
+        }
+        func published() throws -> [KafkaRecord] { try read("crm.customers.changes", on: broker, partitions: 6) }
+        func waitFor(_ count: Int, within limit: Duration) async throws {
+            let deadline = ContinuousClock.now + limit
+            while try published().count < count && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+
+        // The snapshot: killed once part of it is published.
+        var capture = try start()
+        try await waitFor(40, within: .seconds(60))
+        #expect(capture.stop(SIGKILL) != 0)
+        let before = try published().count
+        #expect(before < accounts, "killed in the middle of the snapshot")
+        capture = try start()
+        try await waitFor(accounts, within: .seconds(90))
+
+        // A delta round of 150 updates, made at once in one $batch: killed while it is read.
+        let updates = ODataBatch([
+            .changeSet(
+                (1...150).map { number in
+                    ODataMessage(
+                        method: "PATCH", url: "\(url)/api/data/v9.2/accounts(accountnumber='US-\(number)')",
+                        headers: HTTPHeaders([("Content-Type", "application/json")]),
+                        body: Array(#"{"customertypecode":3,"description":"updated"}"#.utf8))
+                })
+        ]).encoded()
+        let answer = try await person.sendRaw(
+            "POST", "$batch", body: updates.body, headers: HTTPHeaders([("Content-Type", updates.contentType)]))
+        #expect(answer.status == 200)
+        // The round is read 2 changes a page, 30 ms a request: killed once part of it is published.
+        try await waitFor(accounts + 30, within: .seconds(60))
+        #expect(capture.stop(SIGKILL) != 0)
+        #expect(try published().count < accounts + 150, "killed in the middle of the delta round")
+        capture = try start()
+        try await waitFor(accounts + 150, within: .seconds(60))
+        #expect(capture.stop(SIGTERM) == 0)
+
+        let records = try published()
+        let ids = records.compactMap { $0.header("ce_id")?.text }
+        #expect(Set(ids).count == ids.count, "none published twice")
+        #expect(records.count == accounts + 150)
+        let numbers = Set(
+            records.compactMap { (try? JSONParser.parse($0.value ?? []))?.objectValue?["accountnumber"]?.stringValue })
+        #expect(numbers.count == accounts, "no row lost")
+        let updated = records.filter {
+            (try? JSONParser.parse($0.value ?? []))?.objectValue?["description"] == .string("updated")
+        }
+        #expect(updated.count == 150, "no change lost")
+    }
+}
