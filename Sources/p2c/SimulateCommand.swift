@@ -17,7 +17,7 @@ enum SimulateCommand {
             OptionSpec(
                 "limits", value: "list",
                 help:
-                    "Service protection limits per user: requests=6000,window=300,concurrent=52 (the documented defaults)."
+                    "Limits per user: requests=6000,window=300,concurrent=52,exec=1200 (the documented defaults), and the execution-time model write=<n>ms,read=<n>ms (default 0: free)."
             ),
             OptionSpec(
                 "faults", value: "list", help: "Injected faults: 503=<share 0..1>,latency=<n>ms. Default: none."),
@@ -28,12 +28,14 @@ enum SimulateCommand {
             <url>/api/data/v9.2/) and the authority of its token endpoint (<url>/<tenant>/oauth2/v2.0/token)
             in one. Then the tenant id and, per --client, "application user <client id> <systemuserid>".
             Simulated so far: the client-credentials token endpoint, bearer authentication, WhoAmI,
-            systemusers?$filter=applicationid eq <id>, the service protection limits (429 with Retry-After),
-            and the prospect-to-cash tables with their alternate keys: GET by key or by simple $filter with
-            odata.maxpagesize paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and
-            @odata.bind, $batch with atomic change sets and odata.continue-on-error, and change tracking
-            (odata.track-changes snapshots, delta links, $deletedEntity). Not yet: webhooks, $metadata and
-            EntityDefinitions. Runs until SIGINT or SIGTERM.
+            systemusers?$filter=applicationid eq <id>, the service protection limits (429 with Retry-After:
+            requests, execution time, concurrency), the prospect-to-cash tables and every table their
+            lookups reference, with alternate keys and table definitions (EntityDefinitions(LogicalName=...)
+            with Keys and ManyToOneRelationships): GET by key or by simple $filter with odata.maxpagesize
+            paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and @odata.bind, $batch with
+            atomic change sets and odata.continue-on-error, and change tracking (odata.track-changes
+            snapshots, paged delta links, $deletedEntity). Not yet: webhooks, $metadata. Runs until SIGINT
+            or SIGTERM.
             """,
         subcommands: ["dataverse"]
     )

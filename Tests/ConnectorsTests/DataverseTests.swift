@@ -59,6 +59,33 @@ struct DataverseTests {
         #expect(simulator.throttledCount == 1)
     }
 
+    @Test(
+        "Requests run for their modelled execution time; past the combined limit of the window the answer is 429 with 0x80072321 (DV-LIM)"
+    )
+    func executionTime() async throws {
+        let limits = try DataverseSimulator.Limits(parsing: "exec=1,window=60,write=600ms")
+        let simulator = try DataverseSimulator(clients: [apply], limits: limits)
+        defer { simulator.stop() }
+        var configuration = HTTPClient.Configuration()
+        configuration.retriesThrottled = false
+        var settings = DataverseClient.Settings(
+            url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
+            clientID: apply.id.uuidString.lowercased(), clientSecret: apply.secret)
+        settings.authority = simulator.baseURL
+        let dataverse = DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+        let started = ContinuousClock.now
+        for number in 1...2 {
+            let answer = try await dataverse.send(
+                "PATCH", "accounts(accountnumber='E-\(number)')", body: ["name": .string("Execution \(number)")])
+            #expect(answer.status == 204)
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(1_200), "each write ran for its 600 ms")
+        let third = try await dataverse.send("PATCH", "accounts(accountnumber='E-3')", body: ["name": "Three"])
+        #expect(third.status == 429)
+        #expect(DataverseError(third).code == "0x80072321")
+        #expect(third.headers["Retry-After"].flatMap(Int.init).map { $0 > 1 } == true)
+    }
+
     @Test("Without a token the Web API answers 401 with the documented error body (DV-HDR)")
     func unauthenticated() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
