@@ -121,12 +121,64 @@ public final class DataverseSimulator: Sendable {
         var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
         var peakConcurrent = 0
         var throttled = 0
-        /// Rows per entity set, in the order they were created.
-        var rows: [String: [Row]] = [:]
+        /// The tables' rows and the change counters: what a change set rolls back.
+        var data = Data()
+    }
+
+    /// Rows per entity set (in creation order, indexed by id and by alternate key), deletions with
+    /// their version for change tracking, the row version counter and the creation counter.
+    struct Data {
+        var tables: [String: TableRows] = [:]
         var version = 1_000
-        /// Deleted rows per entity set, with the version of their deletion, for change tracking.
         var deleted: [String: [(id: UUID, version: Int)]] = [:]
         var created = 0
+    }
+
+    /// One table's rows, found by id or by an alternate key without a scan.
+    struct TableRows {
+        private(set) var rows: [Row] = []
+        private var positions: [UUID: Int] = [:]
+        private var keys: [String: UUID] = [:]
+
+        func index(of id: UUID) -> Int? { positions[id] }
+
+        /// The row whose `columns` hold `values`.
+        func index(key columns: [String], values: [JSONValue]) -> Int? {
+            keys[Self.keyText(columns, values)].flatMap { positions[$0] }
+        }
+
+        mutating func insert(_ row: Row, _ table: DataverseTable) {
+            positions[row.id] = rows.count
+            rows.append(row)
+            index(rows.count - 1, table, adding: true)
+        }
+
+        /// Sets `fields` of the row at `index`, its new version and who changed it.
+        mutating func update(at index: Int, _ table: DataverseTable, _ change: (inout Row) -> Void) {
+            self.index(index, table, adding: false)
+            change(&rows[index])
+            self.index(index, table, adding: true)
+        }
+
+        mutating func remove(at index: Int, _ table: DataverseTable) {
+            self.index(index, table, adding: false)
+            positions[rows[index].id] = nil
+            rows.remove(at: index)
+            for position in index..<rows.count { positions[rows[position].id] = position }
+        }
+
+        private mutating func index(_ position: Int, _ table: DataverseTable, adding: Bool) {
+            let fields = rows[position].fields
+            for columns in table.alternateKeys {
+                let values = columns.compactMap { fields[$0] }
+                guard values.count == columns.count, !values.contains(.null) else { continue }
+                keys[Self.keyText(columns, values)] = adding ? rows[position].id : nil
+            }
+        }
+
+        private static func keyText(_ columns: [String], _ values: [JSONValue]) -> String {
+            zip(columns, values).map { "\($0)=\($1.jsonText)" }.joined(separator: ",")
+        }
     }
 
     /// One row: its primary id, its columns (lookups as `_<navigation property>_value`) and its
@@ -165,7 +217,7 @@ public final class DataverseSimulator: Sendable {
     /// what the tests and the demo look at.
     public func rows(_ entitySet: String) -> [JSONObject] {
         guard let table = Self.tables[entitySet] else { return [] }
-        return state.withLock { $0.rows[entitySet, default: []] }.map { representation($0, table, select: nil) }
+        return state.withLock { $0.data.tables[entitySet]?.rows ?? [] }.map { representation($0, table, select: nil) }
     }
 
     /// The most requests of one application user in progress at once so far.
@@ -266,7 +318,7 @@ public final class DataverseSimulator: Sendable {
                 failed = response.status >= 400
             case .changeSet(let messages):
                 writes.lock()
-                let snapshot = state.withLock { $0.rows }
+                let snapshot = state.withLock { $0.data }
                 var responses: [ODataMessage] = []
                 var failure: ODataMessage?
                 for message in messages {
@@ -279,7 +331,7 @@ public final class DataverseSimulator: Sendable {
                     }
                     responses.append(answer)
                 }
-                if failure != nil { state.withLock { $0.rows = snapshot } }
+                if failure != nil { state.withLock { $0.data = snapshot } }
                 writes.unlock()
                 answers.append(failure.map { .single($0) } ?? .changeSet(responses))
                 failed = failure != nil
@@ -348,20 +400,20 @@ public final class DataverseSimulator: Sendable {
 
     /// The index of the row `key` names, nil when there is none; an error when the key is not one
     /// of the table's (DV-AK: only defined alternate keys can be used).
-    private func find(_ key: KeyPredicate, in table: DataverseTable, rows: [Row]) -> Result<Int?, HTTPResponseError> {
+    private func find(_ key: KeyPredicate, in table: DataverseTable, rows: TableRows) -> Result<Int?, HTTPResponseError> {
         switch key {
         case .id(let id):
-            return .success(rows.firstIndex { $0.id == id })
+            return .success(rows.index(of: id))
         case .values(let values):
             if values.count == 1, case .guid(let id)? = values[table.primaryID] {
-                return .success(rows.firstIndex { $0.id == id })
+                return .success(rows.index(of: id))
             }
-            guard table.alternateKeys.contains(where: { Set($0) == Set(values.keys) }) else {
+            guard let columns = table.alternateKeys.first(where: { Set($0) == Set(values.keys) }) else {
                 return .failure(
                     HTTPResponseError(
                         error(400, "0x80040217", "\(table.logicalName) has no alternate key \(values.keys.sorted())")))
             }
-            return .success(rows.firstIndex { row in values.allSatisfy { row.fields[$0.key] == $0.value.json } })
+            return .success(rows.index(key: columns, values: columns.map { values[$0]!.json }))
         }
     }
 
@@ -379,8 +431,8 @@ public final class DataverseSimulator: Sendable {
 
     private func read(_ table: DataverseTable, key: KeyPredicate, request: HTTPRequest) -> HTTPResponse {
         let outcome = state.withLock { state -> Result<Row?, HTTPResponseError> in
-            let rows = state.rows[table.entitySet, default: []]
-            return find(key, in: table, rows: rows).map { $0.map { rows[$0] } }
+            let rows = state.data.tables[table.entitySet] ?? TableRows()
+            return find(key, in: table, rows: rows).map { $0.map { rows.rows[$0] } }
         }
         switch outcome {
         case .failure(let failure): return failure.response
@@ -420,7 +472,7 @@ public final class DataverseSimulator: Sendable {
         let pageSize = min(5_000, Self.maxPageSize(request) ?? 5_000)
         let select = Self.select(request)
         let matching = state.withLock { state in
-            state.rows[table.entitySet, default: []].filter { row in
+            (state.data.tables[table.entitySet]?.rows ?? []).filter { row in
                 conditions.allSatisfy { row.fields[$0.0] == $0.1.json }
             }
         }
@@ -470,7 +522,10 @@ public final class DataverseSimulator: Sendable {
         let pageSize = min(5_000, Self.maxPageSize(request) ?? 5_000)
         let columns = select?.split(separator: ",").map { String($0).removingPercentEncoding ?? "" }
         let (rows, deleted, current) = state.withLock { state in
-            (state.rows[table.entitySet, default: []], state.deleted[table.entitySet, default: []], state.version)
+            (
+                state.data.tables[table.entitySet]?.rows ?? [], state.data.deleted[table.entitySet, default: []],
+                state.data.version
+            )
         }
         var value: [JSONValue] = []
         var answer: JSONObject = ["@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)")]
@@ -568,17 +623,18 @@ public final class DataverseSimulator: Sendable {
         let representationWanted = request.headers["Prefer"]?.contains("return=representation") ?? false
         let now = Date().formatted(.iso8601)
         let outcome = state.withLock { state -> Result<(Row, created: Bool), HTTPResponseError> in
-            var rows = state.rows[table.entitySet, default: []]
+            // No copy of the table is kept while it changes (it would be copied whole).
             var index: Int?
             if let key {
-                switch find(key, in: table, rows: rows) {
+                switch find(key, in: table, rows: state.data.tables[table.entitySet] ?? TableRows()) {
                 case .failure(let failure): return .failure(failure)
                 case .success(let found): index = found
                 }
             } else {
                 // A create: the body's alternate key values must be new.
                 for keyColumns in table.alternateKeys where keyColumns.allSatisfy({ columns[$0] != nil }) {
-                    if rows.contains(where: { row in keyColumns.allSatisfy { row.fields[$0] == columns[$0] } }) {
+                    let values = keyColumns.map { columns[$0]! }
+                    if state.data.tables[table.entitySet]?.index(key: keyColumns, values: values) != nil {
                         return .failure(
                             HTTPResponseError(
                                 error(412, "0x80040237", "A record with matching key values already exists.")))
@@ -591,25 +647,28 @@ public final class DataverseSimulator: Sendable {
                         HTTPResponseError(error(412, "0x80040237", "A record with matching key values already exists."))
                     )
                 }
-                if let ifMatch, ifMatch != "*", ifMatch != "W/\"\(rows[index].version)\"" {
+                let current = state.data.tables[table.entitySet]!.rows[index].version
+                if let ifMatch, ifMatch != "*", ifMatch != "W/\"\(current)\"" {
                     return .failure(
                         HTTPResponseError(
                             error(
                                 412, "0x80060882",
                                 "The version of the existing record doesn't match the RowVersion property provided.")))
                 }
-                state.version += 1
-                for field in columns.fields { rows[index].fields[field.key] = field.value }
-                rows[index].fields["_modifiedby_value"] = .string(user.uuidString.lowercased())
-                rows[index].fields["modifiedon"] = .string(now)
-                rows[index].version = state.version
-                state.rows[table.entitySet] = rows
-                return .success((rows[index], false))
+                state.data.version += 1
+                let version = state.data.version
+                state.data.tables[table.entitySet, default: TableRows()].update(at: index, table) { row in
+                    for field in columns.fields { row.fields[field.key] = field.value }
+                    row.fields["_modifiedby_value"] = .string(user.uuidString.lowercased())
+                    row.fields["modifiedon"] = .string(now)
+                    row.version = version
+                }
+                return .success((state.data.tables[table.entitySet]!.rows[index], false))
             }
             if ifMatch != nil {
                 return .failure(HTTPResponseError(notFound(table, key)))
             }
-            state.version += 1
+            state.data.version += 1
             var fields = columns
             var id = UUID()
             switch key {
@@ -628,10 +687,9 @@ public final class DataverseSimulator: Sendable {
             ] {
                 fields[name] = value
             }
-            state.created += 1
-            let row = Row(id: id, fields: fields, version: state.version, sequence: state.created)
-            rows.append(row)
-            state.rows[table.entitySet] = rows
+            state.data.created += 1
+            let row = Row(id: id, fields: fields, version: state.data.version, sequence: state.data.created)
+            state.data.tables[table.entitySet, default: TableRows()].insert(row, table)
             return .success((row, true))
         }
         switch outcome {
@@ -653,15 +711,14 @@ public final class DataverseSimulator: Sendable {
 
     private func delete(_ table: DataverseTable, key: KeyPredicate) -> HTTPResponse {
         let outcome = state.withLock { state -> Result<Bool, HTTPResponseError> in
-            var rows = state.rows[table.entitySet, default: []]
-            switch find(key, in: table, rows: rows) {
+            switch find(key, in: table, rows: state.data.tables[table.entitySet] ?? TableRows()) {
             case .failure(let failure): return .failure(failure)
             case .success(nil): return .success(false)
             case .success(let index?):
-                state.version += 1
-                state.deleted[table.entitySet, default: []].append((rows[index].id, state.version))
-                rows.remove(at: index)
-                state.rows[table.entitySet] = rows
+                state.data.version += 1
+                let id = state.data.tables[table.entitySet]!.rows[index].id
+                state.data.deleted[table.entitySet, default: []].append((id, state.data.version))
+                state.data.tables[table.entitySet]?.remove(at: index, table)
                 return .success(true)
             }
         }
@@ -712,9 +769,9 @@ public final class DataverseSimulator: Sendable {
             let key = KeyPredicate.parse(String(path.dropFirst(setName.count + 1).dropLast()))
         else { return nil }
         return state.withLock { state in
-            let rows = state.rows[table.entitySet, default: []]
+            let rows = state.data.tables[table.entitySet] ?? TableRows()
             guard case .success(let index?) = find(key, in: table, rows: rows) else { return nil }
-            return (rows[index].id, table.logicalName)
+            return (rows.rows[index].id, table.logicalName)
         }
     }
 

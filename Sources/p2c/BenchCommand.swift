@@ -25,8 +25,18 @@ enum BenchCommand {
             OptionSpec("rate", value: "events/s", help: "Fixed rate of the latency runs.", default: "1000"),
             OptionSpec("latency-seconds", value: "s", help: "Length of each latency run.", default: "10"),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
+            OptionSpec(
+                "apply", help: "Benchmark p2c apply against the Dataverse simulator's limits instead (below)."),
+            OptionSpec("apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
+            OptionSpec("window", value: "s", help: "--apply: the limits' window, scaled from 300 s.", default: "10"),
+            OptionSpec("identities", value: "n", help: "--apply: application users writing in parallel.", default: "1"),
         ],
         discussion: """
+            With --apply: order documents on crm.orders.inbound are written by p2c apply into the
+            simulated Dataverse, whose per-user limits (6,000 requests and 1,200 s of execution in 300 s)
+            are scaled to --window with the same rates, each write running 10 ms and each read 2 ms;
+            the write rate after the first window is reported as a ratio of the most the limits allow.
+
             Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
             then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
             first in pass-through mode (records copied as they are: the baseline), then mapping,
@@ -42,6 +52,14 @@ enum BenchCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        if arguments.flag("apply") {
+            let bench = ApplyBench(
+                seconds: try arguments.integer("apply-seconds", in: 5...3_600)!,
+                window: try arguments.integer("window", in: 1...300)!,
+                identities: try arguments.integer("identities", in: 1...8)!,
+                catalog: try TopicCatalog.load(arguments, command: spec.name))
+            return try await Blocking.run { try bench.execute() }
+        }
         let events = try arguments.integer("events", in: 60...1_000_000)!
         let lines = try arguments.integer("lines", in: 1...50)!
         let repeats = try arguments.integer("repeat", in: 1...15)!
