@@ -42,6 +42,7 @@ public final class Applier: @unchecked Sendable {
     var rounds = 0
     var limit: Int
     var successesSinceIncrease = 0
+    var lastDecrease = ContinuousClock.now
     var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
     var pausedForMemory = false
     var throttledUntil = ContinuousClock.now
@@ -71,6 +72,7 @@ public final class Applier: @unchecked Sendable {
     }
 
     struct Finished: Sendable {
+        var started: ContinuousClock.Instant
         var documents: [(key: String, round: UInt64, count: Int)]
         var outcomes: [[ApplyOutcome]]
     }
@@ -224,7 +226,7 @@ public final class Applier: @unchecked Sendable {
             let round = documents
             Task { [sink, inbox] in
                 let outcomes = await sink.apply(items)
-                inbox.post(Finished(documents: round, outcomes: outcomes))
+                inbox.post(Finished(started: now, documents: round, outcomes: outcomes))
             }
         }
         // Documents left without records drop out of the scan.
@@ -303,7 +305,7 @@ public final class Applier: @unchecked Sendable {
                     queues[document.key] = queue
                 }
             }
-            adjustLimit(throttled: throttled, failed: failed)
+            adjustLimit(throttled: throttled, failed: failed, started: round.started)
         }
         if pausedForMemory && queued < configuration.maxQueuedRecords / 2 {
             pausedForMemory = false
@@ -313,9 +315,12 @@ public final class Applier: @unchecked Sendable {
     }
 
     /// AIMD: a throttled round halves the rounds in flight; `limit` rounds without one add one back.
-    func adjustLimit(throttled: Bool, failed: Bool) {
+    func adjustLimit(throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
         if throttled {
+            // Once per pushback: rounds started before the last decrease saw the old limit.
+            guard started >= lastDecrease else { return }
             limit = max(1, limit / 2)
+            lastDecrease = .now
             successesSinceIncrease = 0
         } else if !failed && limit < configuration.maxConcurrency {
             successesSinceIncrease += 1

@@ -59,11 +59,16 @@ public final class DataverseSimulator: Sendable {
                 if pair.count == 2, pair[0] == "write" || pair[0] == "read", pair[1].hasSuffix("ms"),
                     let milliseconds = Int(pair[1].dropLast(2)), milliseconds >= 0
                 {
-                    if pair[0] == "write" { writeCost = .milliseconds(milliseconds) } else { readCost = .milliseconds(milliseconds) }
+                    if pair[0] == "write" {
+                        writeCost = .milliseconds(milliseconds)
+                    } else {
+                        readCost = .milliseconds(milliseconds)
+                    }
                     continue
                 }
                 guard pair.count == 2, let value = Int(pair[1]), value > 0 else {
-                    throw UsageError("--limits expects name=positive integer pairs (write=<n>ms, read=<n>ms), got '\(item)'")
+                    throw UsageError(
+                        "--limits expects name=positive integer pairs (write=<n>ms, read=<n>ms), got '\(item)'")
                 }
                 switch pair[0] {
                 case "requests": requests = value
@@ -400,7 +405,8 @@ public final class DataverseSimulator: Sendable {
 
     /// The index of the row `key` names, nil when there is none; an error when the key is not one
     /// of the table's (DV-AK: only defined alternate keys can be used).
-    private func find(_ key: KeyPredicate, in table: DataverseTable, rows: TableRows) -> Result<Int?, HTTPResponseError> {
+    private func find(_ key: KeyPredicate, in table: DataverseTable, rows: TableRows) -> Result<Int?, HTTPResponseError>
+    {
         switch key {
         case .id(let id):
             return .success(rows.index(of: id))

@@ -27,7 +27,8 @@ enum BenchCommand {
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
             OptionSpec(
                 "apply", help: "Benchmark p2c apply against the Dataverse simulator's limits instead (below)."),
-            OptionSpec("apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
+            OptionSpec(
+                "apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
             OptionSpec("window", value: "s", help: "--apply: the limits' window, scaled from 300 s.", default: "10"),
             OptionSpec("identities", value: "n", help: "--apply: application users writing in parallel.", default: "1"),
         ],
