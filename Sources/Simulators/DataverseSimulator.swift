@@ -113,10 +113,11 @@ public final class DataverseSimulator: Sendable {
     private let clients: [Client]
     private let limits: Limits
     private let faults: Faults
-    private let state = Mutex(State())
+    let state = Mutex(State())
+    let webhooks: [Webhook]
     private let server: HTTPServer
 
-    private struct State {
+    struct State {
         /// Access token → the client it was issued to, and until when it is valid.
         var tokens: [String: (client: UUID, expires: ContinuousClock.Instant)] = [:]
         /// Per application user: request times in the window, and requests in progress.
@@ -126,17 +127,21 @@ public final class DataverseSimulator: Sendable {
         var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
         var peakConcurrent = 0
         var throttled = 0
+        /// Changes posted to webhooks.
+        var webhookPosts = 0
         /// The tables' rows and the change counters: what a change set rolls back.
-        var data = Data()
+        var data = Contents()
     }
 
     /// Rows per entity set (in creation order, indexed by id and by alternate key), deletions with
     /// their version for change tracking, the row version counter and the creation counter.
-    struct Data {
+    struct Contents {
         var tables: [String: TableRows] = [:]
         var version = 1_000
         var deleted: [String: [(id: UUID, version: Int)]] = [:]
         var created = 0
+        /// Changes to tell the registered webhooks about once the request (or change set) is done.
+        var outbox: [Notification] = []
     }
 
     /// One table's rows, found by id or by an alternate key without a scan.
@@ -191,6 +196,8 @@ public final class DataverseSimulator: Sendable {
     struct Row: Sendable {
         var id: UUID
         var fields: JSONObject
+        /// The table each lookup points to (a polymorphic lookup's target), for webhook contexts.
+        var targets: [String: String] = [:]
         var version: Int
         /// Creation order, which a snapshot pages by.
         var sequence = 0
@@ -203,9 +210,11 @@ public final class DataverseSimulator: Sendable {
 
     /// Starts the simulator on `port` of 127.0.0.1 (0 picks one).
     public init(
-        clients: [Client], limits: Limits = Limits(), faults: Faults = Faults(), tenantID: UUID = UUID(), port: Int = 0
+        clients: [Client], limits: Limits = Limits(), faults: Faults = Faults(), tenantID: UUID = UUID(), port: Int = 0,
+        webhooks: [Webhook] = []
     ) throws {
         self.clients = clients
+        self.webhooks = webhooks
         self.limits = limits
         self.faults = faults
         self.tenantID = tenantID
@@ -274,6 +283,9 @@ public final class DataverseSimulator: Sendable {
             return error(503, "0x80040216", "The service is temporarily unavailable.")
         }
         let resource = String(request.path.dropFirst(Self.api.count))
+        // What this request changed reaches the webhooks once it is done (a rolled-back change set
+        // takes its notifications back with it).
+        defer { notifyWebhooks() }
         switch (request.method, resource) {
         case ("GET", "WhoAmI"):
             // WhoAmI returns the caller's user id (DV-AUTH).
@@ -398,7 +410,7 @@ public final class DataverseSimulator: Sendable {
         case ("DELETE", let key?):
             if gated { writes.lock() }
             defer { if gated { writes.unlock() } }
-            return delete(table, key: key)
+            return delete(table, key: key, user: user)
         default: return error(405, "0x80060888", "\(request.method) is not allowed on '\(resource)'.")
         }
     }
@@ -594,6 +606,7 @@ public final class DataverseSimulator: Sendable {
         }
         // Lookups first: every `<navigation property>@odata.bind` must name an existing row.
         var columns = JSONObject()
+        var targets: [String: String] = [:]
         for field in body.fields {
             guard field.key.hasSuffix("@odata.bind") else {
                 // A property the table does not have (web-api-client-errors: 400, "Could not find a
@@ -623,6 +636,7 @@ public final class DataverseSimulator: Sendable {
                     "\(field.value.stringValue ?? "the bound record") Does Not Exist (\(navigation)@odata.bind).")
             }
             columns["_\(lookup.attribute)_value"] = .string(id.uuidString.lowercased())
+            targets[lookup.attribute] = lookup.target
         }
         let ifMatch = request.headers["If-Match"]
         let ifNoneMatch = request.headers["If-None-Match"]
@@ -665,11 +679,15 @@ public final class DataverseSimulator: Sendable {
                 let version = state.data.version
                 state.data.tables[table.entitySet, default: TableRows()].update(at: index, table) { row in
                     for field in columns.fields { row.fields[field.key] = field.value }
+                    row.targets.merge(targets) { $1 }
                     row.fields["_modifiedby_value"] = .string(user.uuidString.lowercased())
                     row.fields["modifiedon"] = .string(now)
                     row.version = version
                 }
-                return .success((state.data.tables[table.entitySet]!.rows[index], false))
+                let row = state.data.tables[table.entitySet]!.rows[index]
+                state.data.outbox.append(
+                    Notification(message: "Update", table: table, row: row, changed: columns, user: user))
+                return .success((row, false))
             }
             if ifMatch != nil {
                 return .failure(HTTPResponseError(notFound(table, key)))
@@ -694,8 +712,11 @@ public final class DataverseSimulator: Sendable {
                 fields[name] = value
             }
             state.data.created += 1
-            let row = Row(id: id, fields: fields, version: state.data.version, sequence: state.data.created)
+            let row = Row(
+                id: id, fields: fields, targets: targets, version: state.data.version, sequence: state.data.created)
             state.data.tables[table.entitySet, default: TableRows()].insert(row, table)
+            state.data.outbox.append(
+                Notification(message: "Create", table: table, row: row, changed: fields, user: user))
             return .success((row, true))
         }
         switch outcome {
@@ -715,15 +736,17 @@ public final class DataverseSimulator: Sendable {
         }
     }
 
-    private func delete(_ table: DataverseTable, key: KeyPredicate) -> HTTPResponse {
+    private func delete(_ table: DataverseTable, key: KeyPredicate, user: UUID) -> HTTPResponse {
         let outcome = state.withLock { state -> Result<Bool, HTTPResponseError> in
             switch find(key, in: table, rows: state.data.tables[table.entitySet] ?? TableRows()) {
             case .failure(let failure): return .failure(failure)
             case .success(nil): return .success(false)
             case .success(let index?):
                 state.data.version += 1
-                let id = state.data.tables[table.entitySet]!.rows[index].id
-                state.data.deleted[table.entitySet, default: []].append((id, state.data.version))
+                let row = state.data.tables[table.entitySet]!.rows[index]
+                state.data.deleted[table.entitySet, default: []].append((row.id, state.data.version))
+                state.data.outbox.append(
+                    Notification(message: "Delete", table: table, row: row, changed: [:], user: user))
                 state.data.tables[table.entitySet]?.remove(at: index, table)
                 return .success(true)
             }

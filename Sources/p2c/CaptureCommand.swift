@@ -20,6 +20,16 @@ enum CaptureCommand {
             OptionSpec(
                 "poll-interval-ms", value: "ms", help: "How often an idle table's delta link is read. Default: 5000."),
             OptionSpec("group", value: "id", help: "Capture group. Default: p2c-capture-<side>."),
+            OptionSpec(
+                "mode", value: "mode",
+                help:
+                    "poll (change tracking) or webhook (receive RemoteExecutionContext posts). Or P2C_CAPTURE_MODE. Default: poll."
+            ),
+            OptionSpec(
+                "webhook-port", value: "port",
+                help:
+                    "--mode webhook: the port receiving posts (key from P2C_CAPTURE_WEBHOOK_KEY or _KEY_FILE). Default: 8080."
+            ),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
@@ -99,6 +109,16 @@ enum CaptureCommand {
                 throw UsageError("dataverse: looking up the apply identity \(id): \(error)", command: spec.name)
             }
         }
+        let mode =
+            arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String ?? "poll"
+        if mode == "webhook" {
+            return try await webhook(
+                arguments, configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers,
+                file: file, http: http, log: log)
+        }
+        guard mode == "poll" else {
+            throw UsageError("mode must be poll or webhook, got '\(mode)'", command: spec.name)
+        }
         let member: CaptureMember
         do {
             member = try CaptureMember(
@@ -141,6 +161,75 @@ enum CaptureCommand {
             log.error("capture failed", [("error", .string(failure))])
             return 1
         }
+        return 0
+    }
+
+    /// `--mode webhook`: the receiver, until SIGTERM.
+    static func webhook(
+        _ arguments: ParsedArguments, configuration: CaptureConfiguration, catalog: TopicCatalog,
+        client: DataverseClient, applyUsers: Set<UUID>, file: ConfigurationFile, http: HTTPClient, log: Log
+    ) async throws -> Int32 {
+        let environment = ProcessInfo.processInfo.environment
+        var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""
+        if key.isEmpty, let path = environment["P2C_CAPTURE_WEBHOOK_KEY_FILE"] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("P2C_CAPTURE_WEBHOOK_KEY_FILE: cannot read \(path)", command: spec.name)
+            }
+            key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !key.isEmpty else {
+            throw UsageError(
+                "--mode webhook needs P2C_CAPTURE_WEBHOOK_KEY (or _KEY_FILE): the registration's WebhookKey",
+                command: spec.name)
+        }
+        let port =
+            try arguments.integer("webhook-port", in: 0...65_535)
+            ?? Int(environment["P2C_CAPTURE_WEBHOOK_PORT"] ?? "") ?? 8_080
+        let receiver: WebhookReceiver
+        do {
+            receiver = try WebhookReceiver(
+                configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers, key: key,
+                port: port, deliveryTimeout: .seconds(5), log: log)
+        } catch let error as KafkaError {
+            throw UsageError(error.message, command: spec.name)
+        } catch {
+            throw UsageError("webhook port \(port): \(error)", command: spec.name)
+        }
+        log.info("webhook receiver listening", [("port", .int(Int64(receiver.port)))])
+        let metrics = receiver.metrics
+        let probes: HTTPResponder
+        do {
+            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
+                switch path {
+                case "/metrics":
+                    return .init(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                        body: metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
+                            + http.metrics.exposition(labels: "side=\"crm\""))
+                case "/healthz", "/readyz":
+                    return .init(status: 200, body: "ok\n")
+                default:
+                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
+                }
+            }
+        } catch {
+            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        }
+        defer { probes.stop() }
+        let stopped = DispatchSemaphore(value: 0)
+        let failure = await FleetMember.run(
+            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "webhook receiver",
+            body: { stopped.wait() },
+            stop: {
+                // Requests in flight finish (each bounded by its delivery timeout) before the server closes.
+                receiver.stop()
+                stopped.signal()
+            })
+        if let failure {
+            log.error("capture failed", [("error", .string(failure))])
+            return 1
+        }
+        log.info("webhook receiver stopped", [("published", .int(Int64(metrics.published.value)))])
         return 0
     }
 }

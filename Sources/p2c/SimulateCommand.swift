@@ -21,6 +21,11 @@ enum SimulateCommand {
             ),
             OptionSpec(
                 "faults", value: "list", help: "Injected faults: 503=<share 0..1>,latency=<n>ms. Default: none."),
+            OptionSpec(
+                "webhook", value: "table:url[:key]",
+                help:
+                    "Post each Create, Update and Delete of a P2C table to url as a RemoteExecutionContext (?code=key); repeat for several."
+            ),
             OptionSpec("port", value: "port", help: "Port on 127.0.0.1; 0 picks one.", default: "0"),
         ],
         discussion: """
@@ -34,8 +39,8 @@ enum SimulateCommand {
             with Keys and ManyToOneRelationships): GET by key or by simple $filter with odata.maxpagesize
             paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and @odata.bind, $batch with
             atomic change sets and odata.continue-on-error, and change tracking (odata.track-changes
-            snapshots, paged delta links, $deletedEntity). Not yet: webhooks, $metadata. Runs until SIGINT
-            or SIGTERM.
+            snapshots, paged delta links, $deletedEntity), webhooks (--webhook). Not yet: $metadata. Runs
+            until SIGINT or SIGTERM.
             """,
         subcommands: ["dataverse"]
     )
@@ -45,7 +50,9 @@ enum SimulateCommand {
         let clients: [DataverseSimulator.Client]
         let limits: DataverseSimulator.Limits
         let faults: DataverseSimulator.Faults
+        let webhooks: [DataverseSimulator.Webhook]
         do {
+            webhooks = try arguments.strings("webhook").map { text throws(UsageError) in try .init(parsing: text) }
             clients = try arguments.strings("client").map { text throws(UsageError) in try .init(parsing: text) }
             limits =
                 try arguments.string("limits").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
@@ -67,7 +74,7 @@ enum SimulateCommand {
         let simulator: DataverseSimulator
         do {
             simulator = try DataverseSimulator(
-                clients: clients, limits: limits, faults: faults, tenantID: tenant, port: port)
+                clients: clients, limits: limits, faults: faults, tenantID: tenant, port: port, webhooks: webhooks)
         } catch {
             throw usage("port \(port): \(error)")
         }

@@ -183,4 +183,75 @@ struct CaptureTests {
         let ids = (customers + orders).compactMap { $0.header("ce_id")?.text }
         #expect(Set(ids).count == ids.count, "nothing published twice")
     }
+
+    @Test(
+        "Webhooks: a person's changes posted as RemoteExecutionContext become change events (a delete keyed by its pre image), the apply identity's as echoes; while Kafka is unreachable the receiver answers 503 and the retried post lands once"
+    )
+    func webhooks() async throws {
+        let port = LocalHTTP.freePort()
+        let receiverURL = URL(string: "http://127.0.0.1:\(port)/dataverse")!
+        var hooks = ["account", "salesorder", "salesorderdetail"].map {
+            DataverseSimulator.Webhook(table: $0, url: receiverURL, key: "hook-key")
+        }
+        for index in hooks.indices { hooks[index].retryDelay = .seconds(4) }
+        let simulator = try DataverseSimulator(clients: [apply, person, reader], webhooks: hooks)
+        defer { simulator.stop() }
+        var configuration = CaptureConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "hooks")
+        configuration.company = "USMF"
+        let receiver = try WebhookReceiver(
+            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            applyUsers: [apply.systemUserID], key: "hook-key", port: port, deliveryTimeout: .seconds(2))
+        defer { receiver.stop() }
+        let seller = client(simulator, person)
+        func write(_ resource: String, _ body: JSONObject, as dataverse: DataverseClient? = nil) async throws {
+            let answer = try await (dataverse ?? seller).send("PATCH", resource, body: body)
+            #expect((200..<300).contains(answer.status), "\(resource): \(answer.status)")
+        }
+        try await write("accounts(accountnumber='WH-1')", ["customertypecode": .number("3")])
+        try await write(
+            "accounts(accountnumber='WH-2')", ["customertypecode": .number("3")], as: client(simulator, apply))
+        try await write(
+            "salesorders(msdyn_salesordernumber='C000900')",
+            ["customerid_account@odata.bind": "/accounts(accountnumber='WH-1')"])
+        let header = try await seller.get("salesorders(msdyn_salesordernumber='C000900')?$select=salesorderid")
+        let headerID = try #require(header["salesorderid"]?.stringValue)
+        try await write(
+            "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=1)", ["quantity": .number("5")])
+        #expect(
+            try await seller.send("DELETE", "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=1)")
+                .status
+                == 204)
+        try await waitUntil(.seconds(20)) { receiver.metrics.published.value >= 5 }
+        let customers = try read("crm.customers.changes").filter {
+            $0.data["accountnumber"]?.stringValue?.hasPrefix("WH-") == true
+        }
+        #expect(customers.count == 2)
+        let first = try #require(customers.first { $0.data["accountnumber"] == "WH-1" })
+        #expect(first.data["customertypecode"] == .number("3"))
+        #expect(first.header("ce_origin") == nil)
+        #expect(customers.first { $0.data["accountnumber"] == "WH-2" }?.header("ce_origin")?.text == "p2c")
+        let orders = try read("crm.orders.changes").filter { $0.header("ce_subject")?.text == "USMF/C000900" }
+        // Asynchronous webhooks keep no order (DV-ASYNC): each change arrives, in whatever order.
+        #expect(
+            orders.map(\.type).sorted() == [
+                "salesorder.upserted", "salesorderdetail.deleted", "salesorderdetail.upserted",
+            ])
+        #expect(
+            orders.first { $0.type == "salesorder.upserted" }?.data["customerid"] == .object(["accountnumber": "WH-1"]))
+        #expect(
+            orders.first { $0.type == "salesorderdetail.deleted" }?.data
+                == ["salesorderid": .object(["msdyn_salesordernumber": "C000900"]), "sequencenumber": .number("1")])
+
+        // Kafka unreachable: 503, then the sender's one retry lands once Kafka is back.
+        try shared.cluster.setBrokerDown(1)
+        try await write(
+            "accounts(accountnumber='WH-1')", ["customertypecode": .number("3"), "description": "while down"])
+        try await waitUntil(.seconds(20)) { receiver.metrics.failures.value >= 1 }
+        #expect(receiver.metrics.failures.value == 1, "the first post was answered 503")
+        try shared.cluster.setBrokerUp(1)
+        try await waitUntil(.seconds(30)) { receiver.metrics.published.value >= 6 }
+        let updates = try read("crm.customers.changes").filter { $0.data["description"] == "while down" }
+        #expect(updates.count == 1, "the retried post landed once")
+    }
 }
