@@ -319,21 +319,6 @@ public final class CaptureMember: @unchecked Sendable {
 
     /// Runs `body` on Swift concurrency and waits for it; a stop cancels it.
     func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let task = Task {
-            let outcome: Result<T, any Error>
-            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-            result.withLock { $0 = outcome }
-            done.signal()
-        }
-        while done.wait(timeout: .now() + 0.1) == .timedOut {
-            if stopping.load(ordering: .relaxed) {
-                task.cancel()
-                _ = done.wait(timeout: .now() + 1)
-                throw CancellationError()
-            }
-        }
-        return try result.withLock { $0! }.get()
+        try AsyncBridge.wait(cancelled: { stopping.load(ordering: .relaxed) }, body)
     }
 }

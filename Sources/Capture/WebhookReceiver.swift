@@ -234,15 +234,6 @@ public final class WebhookReceiver: Sendable {
 
     /// Runs `body` on Swift concurrency and waits for it (the connection's own thread).
     private func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let outcome: Result<T, any Error>
-            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-            result.withLock { $0 = outcome }
-            done.signal()
-        }
-        done.wait()
-        return try result.withLock { $0! }.get()
+        try AsyncBridge.wait(body)
     }
 }

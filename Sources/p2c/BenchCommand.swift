@@ -31,6 +31,13 @@ enum BenchCommand {
                 "apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
             OptionSpec("window", value: "s", help: "--apply: the limits' window, scaled from 300 s.", default: "10"),
             OptionSpec("identities", value: "n", help: "--apply: application users writing in parallel.", default: "1"),
+            OptionSpec(
+                "capture",
+                help: "Benchmark p2c capture instead: change in the simulated Dataverse → event, polled and by webhook."
+            ),
+            OptionSpec("changes", value: "n", help: "--capture: changes to make.", default: "200"),
+            OptionSpec(
+                "poll-interval-ms", value: "ms", help: "--capture: change tracking's poll interval.", default: "1000"),
         ],
         discussion: """
             With --apply: order documents on crm.orders.inbound are written by p2c apply into the
@@ -53,6 +60,13 @@ enum BenchCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        if arguments.flag("capture") {
+            let bench = CaptureBench(
+                changes: try arguments.integer("changes", in: 10...100_000)!, rate: 20,
+                pollInterval: try arguments.integer("poll-interval-ms", in: 100...60_000)!,
+                catalog: try TopicCatalog.load(arguments, command: spec.name))
+            return try await Blocking.run { try bench.execute() }
+        }
         if arguments.flag("apply") {
             let bench = ApplyBench(
                 seconds: try arguments.integer("apply-seconds", in: 5...3_600)!,
