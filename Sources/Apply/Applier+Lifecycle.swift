@@ -13,7 +13,7 @@ extension Applier {
     /// lost ones are dropped (their next owner writes them again).
     func rebalanced(_ event: RebalanceEvent) {
         metrics.rebalances.add()
-        metrics.joined.store(true, ordering: .relaxed)
+        metrics.liveness.ready()
         switch event {
         case .assigned(let partitions):
             log.info("assigned", [("partitions", .int(Int64(partitions.count)))])
@@ -53,7 +53,7 @@ extension Applier {
     /// committed, the group is left, the dead letters flushed, each bounded by the deadline.
     func shutDown() {
         let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
-        let deadline = (stopRequested.withLock { $0 } ?? .now) + budget
+        let deadline = (stopRequest.requestedAt ?? .now) + budget
         shutdownDeadline = deadline
         // Half the budget for the writes, the rest for the commit and leaving the group.
         drainRounds(until: .now + max(.zero, (deadline - .now) / 2))

@@ -19,7 +19,7 @@ import Worker
 /// through an inbox the loop drains.
 public final class Applier: @unchecked Sendable {
     // @unchecked: the queues, ledgers and limits below are touched only by the thread in `run()`
-    // (the rebalance handler runs inside `consumer.poll` on it). `inbox`, `stopping` and the
+    // (the rebalance handler runs inside `consumer.poll` on it). `inbox`, `stopRequest` and the
     // metrics are synchronized.
     public let configuration: ApplyConfiguration
     public let metrics: ApplyMetrics
@@ -29,8 +29,7 @@ public final class Applier: @unchecked Sendable {
     /// Inbound topic → its stream and dead-letter topic.
     let routes: [String: (stream: SyncStream, deadLetters: String)]
     let log: Log
-    let stopping = Atomic<Bool>(false)
-    let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+    let stopRequest = StopRequest()
     var shutdownDeadline: ContinuousClock.Instant?
 
     var queues: [String: DocumentQueue] = [:]
@@ -98,10 +97,9 @@ public final class Applier: @unchecked Sendable {
                 "streams: none of \(configuration.streams.map(\.rawValue)) arrives for \(configuration.side.rawValue)")
         }
         self.routes = routes
-        var consumerConfiguration = ConsumerConfiguration(
-            kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
-        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
-        consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
+        let consumerConfiguration = ConsumerConfiguration(
+            kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
         let producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: nil)
         try consumerConfiguration.validate()
         try producerConfiguration.validate()
@@ -112,8 +110,7 @@ public final class Applier: @unchecked Sendable {
     /// Asks `run()` to finish the writes in flight, commit, leave the group and return within
     /// `shutdownTimeoutMilliseconds` of this call.
     public func stop() {
-        stopRequested.withLock { $0 = $0 ?? .now }
-        stopping.store(true, ordering: .relaxed)
+        stopRequest.request()
     }
 
     public func run() throws {
@@ -126,11 +123,9 @@ public final class Applier: @unchecked Sendable {
                 ("group_id", .string(configuration.resolvedGroupID)),
                 ("max_concurrency", .int(Int64(configuration.maxConcurrency))),
             ])
-        while !stopping.load(ordering: .relaxed) {
-            metrics.tick()
-            if !metrics.joined.load(ordering: .relaxed) && !consumer.memberID.isEmpty {
-                metrics.joined.store(true, ordering: .relaxed)
-            }
+        while !stopRequest.isRequested {
+            metrics.liveness.tick()
+            if !metrics.liveness.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
             let event = try consumer.poll(timeout: rounds > 0 || queued > 0 ? .milliseconds(5) : .milliseconds(50))
             switch event {
             case .record(let record)?: take(record)
@@ -198,7 +193,7 @@ public final class Applier: @unchecked Sendable {
     func dispatch() {
         let now = ContinuousClock.now
         // The limits are per user: after a 429 no round starts before its Retry-After.
-        guard !stopping.load(ordering: .relaxed), now >= throttledUntil else { return }
+        guard !stopRequest.isRequested, now >= throttledUntil else { return }
         var scanned = 0
         while rounds < limit && scanned < order.count {
             var documents: [(key: String, round: UInt64, count: Int)] = []

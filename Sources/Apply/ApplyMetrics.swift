@@ -17,24 +17,10 @@ public final class ApplyMetrics: Sendable {
     public let rebalances = Counter()
     /// `$batch` requests allowed in flight now (AIMD).
     public let concurrency = Atomic<Int>(0)
-    let joined = Atomic<Bool>(false)
-    let lastProgress = Atomic<Int>(0)
-    private let started = ContinuousClock.now
+    /// The loop's last turn and the group membership, for `/healthz` and `/readyz`.
+    public let liveness = Liveness()
 
     init(side: Side) { self.side = side }
-
-    func tick() {
-        lastProgress.store(Int((ContinuousClock.now - started) / .milliseconds(1)), ordering: .relaxed)
-    }
-
-    /// In the group: `/readyz`.
-    public var isReady: Bool { joined.load(ordering: .relaxed) }
-
-    /// The loop turned within `watchdog`: `/healthz`.
-    public func isHealthy(watchdog: Duration) -> Bool {
-        let now = Int((ContinuousClock.now - started) / .milliseconds(1))
-        return now - lastProgress.load(ordering: .relaxed) < Int(watchdog / .milliseconds(1))
-    }
 
     var logFields: [(String, LogValue)] {
         [

@@ -83,7 +83,7 @@ extension CaptureMember {
     /// The way out: the page in hand was committed or given up already; leave the group by the deadline.
     func shutDown() {
         let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
-        let deadline = (stopRequested.withLock { $0 } ?? .now) + budget
+        let deadline = (stopRequest.requestedAt ?? .now) + budget
         do {
             if try !consumer.close(timeout: max(.zero, deadline - .now)) {
                 log.warning("gave up leaving the group at the shutdown deadline")

@@ -17,7 +17,7 @@ import Topology
 /// `run()` blocks its thread until `stop()`.
 public final class CaptureMember: @unchecked Sendable {
     // @unchecked: `tables` and `owned` are touched only by the thread in `run()` (the rebalance
-    // handler runs inside `consumer.poll` on it); `stopping` and the metrics are atomic.
+    // handler runs inside `consumer.poll` on it); `stopRequest` and the metrics are synchronized.
     public let configuration: CaptureConfiguration
     public let metrics = CaptureMetrics()
     public let transactionalID: String
@@ -29,8 +29,7 @@ public final class CaptureMember: @unchecked Sendable {
     let producer: KafkaProducer
     let statePartitions: Int
     let log: Log
-    let stopping = Atomic<Bool>(false)
-    let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+    let stopRequest = StopRequest()
 
     var tables: [TableState]
     var owned = Set<Int32>()
@@ -90,10 +89,9 @@ public final class CaptureMember: @unchecked Sendable {
                 "streams: none of \(configuration.streams.map(\.rawValue)) is captured from \(configuration.side.rawValue)"
             )
         }
-        var consumerConfiguration = ConsumerConfiguration(
-            kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
-        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
-        consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
+        let consumerConfiguration = ConsumerConfiguration(
+            kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
         transactionalID =
             configuration.transactionalID
             ?? "p2c-capture-\(configuration.side.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
@@ -116,24 +114,15 @@ public final class CaptureMember: @unchecked Sendable {
     }
 
     public func stop() {
-        stopRequested.withLock { $0 = $0 ?? .now }
-        stopping.store(true, ordering: .relaxed)
+        stopRequest.request()
     }
 
     public func run() throws {
-        while !stopping.load(ordering: .relaxed) {
-            let failure: KafkaError?
-            do {
-                try producer.initTransactions(timeout: .seconds(2))
-                failure = nil
-            } catch {
-                failure = error
-            }
-            guard let failure else { break }
-            guard failure.isRetriable || failure.code == .timedOut else { throw failure }
+        let registered = try producer.initTransactions(until: { stopRequest.isRequested }) { failure in
             log.warning("waiting for the cluster", [("error", .string(failure.description))])
         }
-        guard !stopping.load(ordering: .relaxed) else { return }
+        guard registered else { return }
+
         consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         try consumer.subscribe([CaptureConfiguration.stateTopic])
         log.info(
@@ -143,13 +132,11 @@ public final class CaptureMember: @unchecked Sendable {
                 ("group_id", .string(configuration.resolvedGroupID)), ("transactional_id", .string(transactionalID)),
                 ("poll_interval_ms", .int(Int64(configuration.pollIntervalMilliseconds))),
             ])
-        while !stopping.load(ordering: .relaxed) {
-            metrics.tick()
+        while !stopRequest.isRequested {
+            metrics.liveness.tick()
             // The state topic's records are this fleet's own writes: only the assignment matters.
             _ = try consumer.poll(timeout: .milliseconds(20))
-            if !metrics.joined.load(ordering: .relaxed) && !consumer.memberID.isEmpty {
-                metrics.joined.store(true, ordering: .relaxed)
-            }
+            if !metrics.liveness.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
             // One page of the first table that is due, then back to the group.
             let now = ContinuousClock.now
             guard
@@ -319,6 +306,6 @@ public final class CaptureMember: @unchecked Sendable {
 
     /// Runs `body` on Swift concurrency and waits for it; a stop cancels it.
     func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        try AsyncBridge.wait(cancelled: { stopping.load(ordering: .relaxed) }, body)
+        try AsyncBridge.wait(cancelled: { stopRequest.isRequested }, body)
     }
 }

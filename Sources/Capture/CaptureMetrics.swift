@@ -15,22 +15,8 @@ public final class CaptureMetrics: Sendable {
     public let failures = Counter()
     public let rebalances = Counter()
     public let ownedTables = Atomic<Int>(0)
-    let joined = Atomic<Bool>(false)
-    let lastProgress = Atomic<Int>(0)
-    private let started = ContinuousClock.now
-
-    func tick() {
-        lastProgress.store(Int((ContinuousClock.now - started) / .milliseconds(1)), ordering: .relaxed)
-    }
-
-    /// In the group: `/readyz`.
-    public var isReady: Bool { joined.load(ordering: .relaxed) }
-
-    /// The loop turned within `watchdog`: `/healthz`.
-    public func isHealthy(watchdog: Duration) -> Bool {
-        let now = Int((ContinuousClock.now - started) / .milliseconds(1))
-        return now - lastProgress.load(ordering: .relaxed) < Int(watchdog / .milliseconds(1))
-    }
+    /// The loop's last turn and the group membership, for `/healthz` and `/readyz`.
+    public let liveness = Liveness()
 
     var logFields: [(String, LogValue)] {
         [

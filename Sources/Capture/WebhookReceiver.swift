@@ -67,7 +67,7 @@ public final class WebhookReceiver: Sendable {
         self.deliveryTimeout = deliveryTimeout
         try producerConfiguration.validate()
         producer = try KafkaProducer(configuration: producerConfiguration)
-        metrics.joined.store(true, ordering: .relaxed)
+        metrics.liveness.ready()
         let box = Box()
         self.box = box
         server = try HTTPServer(port: port) { request in box.handle(request) }
@@ -82,7 +82,7 @@ public final class WebhookReceiver: Sendable {
     }
 
     private func handle(_ request: HTTPRequest) -> HTTPResponse {
-        metrics.tick()
+        metrics.liveness.tick()
         guard request.method == "POST" else {
             return HTTPResponse(status: 405, text: "POST a RemoteExecutionContext\n")
         }

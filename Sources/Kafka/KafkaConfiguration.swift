@@ -145,6 +145,14 @@ public struct ConsumerConfiguration: Sendable, Equatable {
         self.groupID = groupID
     }
 
+    /// A fleet member's: `sessionTimeoutMilliseconds`, and heartbeats every third of it (at most
+    /// every 3 s), so that a member is evicted only after missing several.
+    public init(kafka: KafkaConfiguration, groupID: String, sessionTimeoutMilliseconds: Int) {
+        self.init(kafka: kafka, groupID: groupID)
+        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        heartbeatIntervalMilliseconds = min(3_000, sessionTimeoutMilliseconds / 3)
+    }
+
     /// Where to start reading a partition that has no committed offset.
     public enum OffsetReset: String, Sendable, Equatable {
         case earliest, latest, error

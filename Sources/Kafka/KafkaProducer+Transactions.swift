@@ -42,4 +42,25 @@ extension KafkaProducer {
     public func abortTransaction(timeout: Duration = .seconds(60)) throws(KafkaError) {
         try KafkaError.check(servingCallbacks { rd_kafka_abort_transaction(handle.pointer, timeout.milliseconds) })
     }
+
+    /// Registers the transactional id in short steps, so that a stop request is honoured while the
+    /// cluster is unreachable (a timed-out call resumes when called again). False when `stopped`
+    /// turned true first; `waiting` hears of each retriable failure.
+    public func initTransactions(
+        until stopped: () -> Bool, waiting: (KafkaError) -> Void
+    ) throws(KafkaError) -> Bool {
+        while !stopped() {
+            let failure: KafkaError?
+            do {
+                try initTransactions(timeout: .seconds(2))
+                failure = nil
+            } catch {
+                failure = error
+            }
+            guard let failure else { return true }
+            guard failure.isRetriable || failure.code == .timedOut else { throw failure }
+            waiting(failure)
+        }
+        return false
+    }
 }

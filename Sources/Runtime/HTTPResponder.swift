@@ -126,3 +126,51 @@ public enum LocalHTTP {
         return (status, String(text[split.upperBound...]))
     }
 }
+
+/// A fleet member's liveness and readiness: its loop's last turn (for `/healthz`, never tied to
+/// the broker or the system it talks to) and whether it has joined its group (`/readyz`).
+public final class Liveness: Sendable {
+    private let lastTurn = Atomic<Int>(0)
+    private let joined = Atomic<Bool>(false)
+    private let started = ContinuousClock.now
+
+    public init() {}
+
+    private var millisecondsSinceStart: Int { Int((ContinuousClock.now - started) / .milliseconds(1)) }
+
+    /// The loop turned.
+    public func tick() { lastTurn.store(millisecondsSinceStart, ordering: .relaxed) }
+
+    /// The member joined its group (or needs none).
+    public func ready() { joined.store(true, ordering: .relaxed) }
+
+    public var isReady: Bool { joined.load(ordering: .relaxed) }
+
+    /// The loop turned within `watchdog`.
+    public func isHealthy(watchdog: Duration) -> Bool {
+        millisecondsSinceStart - lastTurn.load(ordering: .relaxed) < Int(watchdog / .milliseconds(1))
+    }
+}
+
+extension HTTPResponder {
+    /// The probes of a fleet member on `port`: `/metrics` (what `metrics` returns, Prometheus
+    /// text), `/healthz` while the loop turns, `/readyz` once it is ready.
+    public static func probes(
+        port: Int, liveness: Liveness, watchdog: Duration, metrics: @escaping @Sendable () -> String
+    ) throws -> HTTPResponder {
+        try HTTPResponder(port: port) { path in
+            switch path {
+            case "/metrics":
+                return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics())
+            case "/healthz":
+                return liveness.isHealthy(watchdog: watchdog)
+                    ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the loop is stuck\n")
+            case "/readyz":
+                return liveness.isReady
+                    ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
+            default:
+                return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
+            }
+        }
+    }
+}

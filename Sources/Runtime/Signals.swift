@@ -29,3 +29,23 @@ public enum Signals {
         return received
     }
 }
+
+/// A fleet member's stop request: whether one came, and when (the shutdown deadline counts from
+/// there). Set from the signal handler's task, read by the member's loop.
+public final class StopRequest: Sendable {
+    private let requested = Atomic<Bool>(false)
+    private let at = Mutex<ContinuousClock.Instant?>(nil)
+
+    public init() {}
+
+    /// Records the first request.
+    public func request() {
+        at.withLock { $0 = $0 ?? .now }
+        requested.store(true, ordering: .relaxed)
+    }
+
+    public var isRequested: Bool { requested.load(ordering: .relaxed) }
+
+    /// When the stop was first requested, if it was.
+    public var requestedAt: ContinuousClock.Instant? { at.withLock { $0 } }
+}

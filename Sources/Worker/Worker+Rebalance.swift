@@ -8,7 +8,7 @@ extension Worker {
     /// Inside poll: revoked partitions get their work committed first; lost ones are aborted.
     func rebalanced(_ event: RebalanceEvent) {
         metrics.rebalances.add()
-        metrics.joined.store(true, ordering: .relaxed)
+        metrics.liveness.ready()
         defer { metrics.assignedPartitions.store((try? consumer.assignment().count) ?? 0, ordering: .relaxed) }
         do {
             switch event {

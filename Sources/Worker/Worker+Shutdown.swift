@@ -15,7 +15,7 @@ extension Worker {
     func beginShutdown() {
         guard shutdownDeadline == nil else { return }
         let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
-        shutdownDeadline = (stopRequested.withLock { $0 } ?? .now) + budget
+        shutdownDeadline = (stopRequest.requestedAt ?? .now) + budget
     }
 
     /// The way out after a stop: the last commit, leaving the group and the final flush, each

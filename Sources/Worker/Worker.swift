@@ -12,7 +12,7 @@ import Topology
 /// are processed and produced in order, and outputs keep their key, so a line never overtakes its header.
 public final class Worker: @unchecked Sendable {
     // @unchecked: the batch state below is touched only by the thread in `run()`; the rebalance
-    // handler runs inside `consumer.poll` on that same thread. `stopping` and `metrics` are atomic.
+    // handler runs inside `consumer.poll` on that same thread. `stopRequest` and `metrics` are synchronized.
     public let configuration: WorkerConfiguration
     public let metrics: WorkerMetrics
     /// The producer's transactional id (exactly-once), resolved once for this worker.
@@ -23,9 +23,7 @@ public final class Worker: @unchecked Sendable {
     /// Input topic → its route.
     let routes: [String: Route]
     let log: Log
-    let stopping = Atomic<Bool>(false)
-    /// When `stop()` was first called: the shutdown deadline counts from there.
-    let stopRequested = Mutex<ContinuousClock.Instant?>(nil)
+    let stopRequest = StopRequest()
     /// Set once the worker is on its way out (a stop, or a failure): every wait ends by then.
     var shutdownDeadline: ContinuousClock.Instant?
 
@@ -105,10 +103,9 @@ public final class Worker: @unchecked Sendable {
         self.routes = Dictionary(uniqueKeysWithValues: routes.map { ($0.input.name, $0) })
 
         var consumerConfiguration = ConsumerConfiguration(
-            kafka: configuration.kafka, groupID: configuration.resolvedGroupID)
-        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+            kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
         consumerConfiguration.groupInstanceID = configuration.groupInstanceID
-        consumerConfiguration.heartbeatIntervalMilliseconds = min(3_000, configuration.sessionTimeoutMilliseconds / 3)
         consumerConfiguration.statisticsIntervalMilliseconds = 5_000
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
         transactionalID = configuration.delivery == .exactlyOnce ? configuration.makeTransactionalID() : nil
@@ -124,8 +121,7 @@ public final class Worker: @unchecked Sendable {
     /// Asks `run()` to finish its batch, leave the group and return, within
     /// `shutdownTimeoutMilliseconds` of this call.
     public func stop() {
-        stopRequested.withLock { $0 = $0 ?? .now }
-        stopping.store(true, ordering: .relaxed)
+        stopRequest.request()
     }
 
     /// Runs until `stop()`; throws on fatal errors (fenced, broker-rejected configuration...).
@@ -177,28 +173,17 @@ public final class Worker: @unchecked Sendable {
         log.info("worker stopped", metrics.logFields)
     }
 
-    /// Registers the transactional id in short steps, so that a stop request is honoured while the
-    /// cluster is unreachable (a timed-out call resumes when called again). False when stopped first.
+    /// Registers the transactional id, honouring a stop meanwhile. False when stopped first.
     func initTransactionsUntilStopped() throws -> Bool {
-        while !stopping.load(ordering: .relaxed) {
-            let failure: KafkaError?
-            do {
-                try producer.initTransactions(timeout: .seconds(2))
-                failure = nil
-            } catch {
-                failure = error
-            }
-            guard let failure else { return true }
-            guard failure.isRetriable || failure.code == .timedOut else { throw failure }
+        try producer.initTransactions(until: { stopRequest.isRequested }) { failure in
             log.warning("waiting for the cluster", [("error", .string(failure.description))])
         }
-        return false
     }
 
     func loop() throws {
-        while !stopping.load(ordering: .relaxed) {
-            metrics.tick()
-            if !metrics.isReady && !consumer.memberID.isEmpty { metrics.joined.store(true, ordering: .relaxed) }
+        while !stopRequest.isRequested {
+            metrics.liveness.tick()
+            if !metrics.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
             if let failure = rebalanceFailure { throw failure }
             if configuration.delivery == .atLeastOnce && producer.outstanding > maxInFlight {
                 // Backpressure: no more input until deliveries catch up (memory stays bounded).

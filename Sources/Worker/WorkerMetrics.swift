@@ -24,12 +24,11 @@ public final class WorkerMetrics: Sendable {
         name: "p2c_end_to_end_latency_seconds", help: "From the source record's timestamp to the commit of its outputs."
     )
     /// Milliseconds since start of the last loop iteration (the watchdog reads it).
-    let lastProgress = Atomic<Int>(0)
-    let joined = Atomic<Bool>(false)
+    /// The loop's last turn and the group membership, for `/healthz` and `/readyz`.
+    public let liveness = Liveness()
     let assignedPartitions = Atomic<Int>(0)
     /// Records not yet read, per input partition, from the last librdkafka statistics.
     private let lag = Mutex<[TopicPartition: Int]>([:])
-    private let started = ContinuousClock.now
 
     public final class StreamCounters: Sendable {
         public let consumed = Counter()
@@ -44,21 +43,8 @@ public final class WorkerMetrics: Sendable {
         streams = Dictionary(uniqueKeysWithValues: SyncStream.allCases.map { ($0, StreamCounters()) })
     }
 
-    func tick() { lastProgress.store(millisecondsSinceStart, ordering: .relaxed) }
-
-    var millisecondsSinceStart: Int {
-        let elapsed = ContinuousClock.now - started
-        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-    }
-
-    /// Whether the loop made progress within `watchdog` (liveness: never tied to the broker).
-    public func isHealthy(watchdog: Duration) -> Bool {
-        let quiet = millisecondsSinceStart - lastProgress.load(ordering: .relaxed)
-        return Duration.milliseconds(quiet) <= watchdog
-    }
-
     /// Whether the worker has joined its group (readiness).
-    public var isReady: Bool { joined.load(ordering: .relaxed) }
+    public var isReady: Bool { liveness.isReady }
 
     /// Totals over every stream.
     public func total(_ counter: KeyPath<StreamCounters, Counter>) -> Int {

@@ -109,22 +109,9 @@ enum ApplyCommand {
         let watchdog = Duration.seconds(file.worker.watchdogSeconds)
         let probes: HTTPResponder
         do {
-            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
-                switch path {
-                case "/metrics":
-                    return .init(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                        body: metrics.exposition + http.metrics.exposition(labels: "side=\"crm\""))
-                case "/healthz":
-                    return metrics.isHealthy(watchdog: watchdog)
-                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the apply loop is stuck\n")
-                case "/readyz":
-                    return metrics.isReady
-                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
-                default:
-                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
-                }
-            }
+            probes = try HTTPResponder.probes(
+                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+            ) { metrics.exposition + http.metrics.exposition(labels: "side=\"crm\"") }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
         }

@@ -132,23 +132,9 @@ enum CaptureCommand {
         let watchdog = Duration.seconds(file.worker.watchdogSeconds)
         let probes: HTTPResponder
         do {
-            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
-                switch path {
-                case "/metrics":
-                    return .init(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                        body: metrics.exposition(labels: "side=\"crm\"")
-                            + http.metrics.exposition(labels: "side=\"crm\""))
-                case "/healthz":
-                    return metrics.isHealthy(watchdog: watchdog)
-                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the capture loop is stuck\n")
-                case "/readyz":
-                    return metrics.isReady
-                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
-                default:
-                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
-                }
-            }
+            probes = try HTTPResponder.probes(
+                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+            ) { metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"") }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
         }
@@ -199,18 +185,12 @@ enum CaptureCommand {
         let metrics = receiver.metrics
         let probes: HTTPResponder
         do {
-            probes = try HTTPResponder(port: file.worker.metricsPort) { path in
-                switch path {
-                case "/metrics":
-                    return .init(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                        body: metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
-                            + http.metrics.exposition(labels: "side=\"crm\""))
-                case "/healthz", "/readyz":
-                    return .init(status: 200, body: "ok\n")
-                default:
-                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
-                }
+            probes = try HTTPResponder.probes(
+                port: file.worker.metricsPort, liveness: metrics.liveness,
+                watchdog: .seconds(file.worker.watchdogSeconds)
+            ) {
+                metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
+                    + http.metrics.exposition(labels: "side=\"crm\"")
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

@@ -65,21 +65,9 @@ enum WorkerCommand {
         let metrics = worker.metrics
         let http: HTTPResponder
         do {
-            http = try HTTPResponder(port: file.worker.metricsPort) { path in
-                switch path {
-                case "/metrics":
-                    return .init(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition)
-                case "/healthz":
-                    return metrics.isHealthy(watchdog: watchdog)
-                        ? .init(status: 200, body: "ok\n") : .init(status: 503, body: "the worker loop is stuck\n")
-                case "/readyz":
-                    return metrics.isReady
-                        ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not in the group yet\n")
-                default:
-                    return .init(status: 404, body: "try /metrics, /healthz or /readyz\n")
-                }
-            }
+            http = try HTTPResponder.probes(
+                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+            ) { metrics.exposition }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
         }

@@ -14,8 +14,8 @@ import Worker
 private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
-/// One embedded broker for the suite, with every topic of `Topics/`.
-private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
+/// An embedded broker with every topic of `Topics/`, and that catalog.
+private func broker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
     do {
         let cluster = try EmbeddedCluster(brokers: 1)
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
@@ -24,19 +24,12 @@ private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
     } catch {
         fatalError("embedded broker: \(error)")
     }
-}()
+}
 
-/// A second broker for the small stories, one stream each, so that no story reads another's events.
-private let small: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
-    do {
-        let cluster = try EmbeddedCluster(brokers: 1)
-        let catalog = try TopicCatalog.load(directory: topicsDirectory)
-        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
-        return (cluster, catalog)
-    } catch {
-        fatalError("embedded broker: \(error)")
-    }
-}()
+/// One broker for the suite's big story, and a second for the small stories, one stream each, so
+/// that no story reads another's events.
+private let shared = broker()
+private let small = broker()
 
 /// An inbound event of `table` for key `USMF/<number>` carrying `data`.
 private func inbound(

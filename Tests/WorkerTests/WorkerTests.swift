@@ -204,12 +204,12 @@ struct WorkerHealthTests {
     )
     func watchdog() async throws {
         let metrics = WorkerMetrics(flow: .crmToERP)
-        metrics.tick()
-        #expect(metrics.isHealthy(watchdog: .seconds(60)))
+        metrics.liveness.tick()
+        #expect(metrics.liveness.isHealthy(watchdog: .seconds(60)))
         try await Task.sleep(for: .milliseconds(30))
-        #expect(!metrics.isHealthy(watchdog: .milliseconds(10)))
-        metrics.tick()
-        #expect(metrics.isHealthy(watchdog: .milliseconds(10)))
+        #expect(!metrics.liveness.isHealthy(watchdog: .milliseconds(10)))
+        metrics.liveness.tick()
+        #expect(metrics.liveness.isHealthy(watchdog: .milliseconds(10)))
         #expect(!metrics.isReady)
     }
 }
