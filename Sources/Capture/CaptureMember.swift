@@ -169,7 +169,7 @@ public final class CaptureMember: @unchecked Sendable {
                 log.warning(
                     "delta link refused; taking a new snapshot",
                     [("table", .string(table.kind.crmName)), ("error", .string(refused.description))])
-                metrics.snapshots.add()
+                metrics.refusedLinks.add()
                 table.link = nil
                 table.isDelta = false
                 tables[index] = table

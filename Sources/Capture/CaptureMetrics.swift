@@ -10,6 +10,8 @@ public final class CaptureMetrics: Sendable {
     public let pages = Counter()
     /// Snapshots started: a table's first read, or after a refused delta link.
     public let snapshots = Counter()
+    /// Delta links the service refused (expired): each followed by a snapshot.
+    public let refusedLinks = Counter()
     /// Rows without a number (no key), and deletes of rows never seen.
     public let unkeyed = Counter()
     public let failures = Counter()
@@ -33,6 +35,10 @@ public final class CaptureMetrics: Sendable {
             ("p2c_capture_echoes_total", "Changes by an apply identity, published with ce_origin p2c.", echoes),
             ("p2c_capture_pages_total", "Pages of changes read and committed.", pages),
             ("p2c_capture_snapshots_total", "Snapshots started (first read, or a refused delta link).", snapshots),
+            (
+                "p2c_capture_refused_links_total", "Delta links refused (expired), each followed by a snapshot.",
+                refusedLinks
+            ),
             ("p2c_capture_unkeyed_total", "Rows without a number, and deletes of rows never seen.", unkeyed),
             ("p2c_capture_failures_total", "Reads that failed and were retried.", failures),
             ("p2c_capture_rebalances_total", "Capture group rebalances.", rebalances),

@@ -87,6 +87,11 @@ public final class DataverseSimulator: Sendable {
     public struct Faults: Sendable, Equatable {
         public var unavailable = 0.0
         public var latency = Duration.zero
+        /// Delta tokens older than this are refused (the service keeps them 7 days by default,
+        /// DV-CT/DV-ORG; its answer to an expired one is not documented, so its status is a setting
+        /// too). Default: never.
+        public var deltaExpiry: Duration?
+        public var deltaExpiredStatus = 400
 
         public init() {}
 
@@ -100,8 +105,18 @@ public final class DataverseSimulator: Sendable {
                     let milliseconds = Int(pair[1].dropLast(2)), milliseconds >= 0
                 {
                     latency = .milliseconds(milliseconds)
+                } else if pair.count == 2, pair[0] == "delta-expiry", pair[1].hasSuffix("s"),
+                    let seconds = Int(pair[1].dropLast()), seconds > 0
+                {
+                    deltaExpiry = .seconds(seconds)
+                } else if pair.count == 2, pair[0] == "delta-expired-status", let status = Int(pair[1]),
+                    (400..<500).contains(status)
+                {
+                    deltaExpiredStatus = status
                 } else {
-                    throw UsageError("--faults expects 503=<share 0..1> and latency=<n>ms, got '\(item)'")
+                    throw UsageError(
+                        "--faults expects 503=<share 0..1>, latency=<n>ms, delta-expiry=<n>s, delta-expired-status=<4xx>, got '\(item)'"
+                    )
                 }
             }
         }
@@ -129,6 +144,8 @@ public final class DataverseSimulator: Sendable {
         var throttled = 0
         /// Changes posted to webhooks.
         var webhookPosts = 0
+        /// When each delta token was first handed out.
+        var deltaTokens: [Int: ContinuousClock.Instant] = [:]
         /// The tables' rows and the change counters: what a change set rolls back.
         var data = Contents()
     }
@@ -526,7 +543,14 @@ public final class DataverseSimulator: Sendable {
             guard pair.count == 2 else { continue }
             switch pair[0] {
             case "$select": select = pair[1]
-            case "$deltatoken": since = Int(pair[1])
+            case "$deltatoken":
+                since = Int(pair[1])
+                // A token issued longer ago than the expiry is refused.
+                if let expiry = faults.deltaExpiry, let token = since,
+                    let issued = state.withLock({ $0.deltaTokens[token] }), ContinuousClock.now - issued > expiry
+                {
+                    return error(faults.deltaExpiredStatus, "0x0", "The delta token has expired.")
+                }
             case "$skiptoken":
                 let parts = pair[1].split(separator: "-")
                 after = parts.first.flatMap { Int($0) } ?? 0
@@ -574,9 +598,10 @@ public final class DataverseSimulator: Sendable {
                     "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(since)&$skiptoken=\(last.version)"
                 )
             } else {
+                let token = max(current, page.last?.version ?? 0)
+                state.withLock { state in state.deltaTokens[token] = state.deltaTokens[token] ?? .now }
                 answer["@odata.deltaLink"] = .string(
-                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(max(current, page.last?.version ?? 0))"
-                )
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(token)")
             }
         } else {
             let page = rows.filter { $0.sequence > after }.sorted { $0.sequence < $1.sequence }.prefix(pageSize)
@@ -586,6 +611,7 @@ public final class DataverseSimulator: Sendable {
                 answer["@odata.nextLink"] = .string(
                     "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$skiptoken=\(last.sequence)-\(start)")
             } else {
+                state.withLock { state in state.deltaTokens[start] = state.deltaTokens[start] ?? .now }
                 answer["@odata.deltaLink"] = .string(
                     "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(start)")
             }

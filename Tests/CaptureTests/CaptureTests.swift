@@ -254,4 +254,47 @@ struct CaptureTests {
         let updates = try read("crm.customers.changes").filter { $0.data["description"] == "while down" }
         #expect(updates.count == 1, "the retried post landed once")
     }
+
+    @Test(
+        "An expired delta link (refused with 400 or 404: the service's answer is not documented) makes capture take a new snapshot, which carries the change made meanwhile",
+        arguments: [400, 404])
+    func expiredDeltaLink(status: Int) async throws {
+        var faults = DataverseSimulator.Faults()
+        faults.deltaExpiry = .seconds(1)
+        faults.deltaExpiredStatus = status
+        let simulator = try DataverseSimulator(clients: [apply, person, reader], faults: faults)
+        defer { simulator.stop() }
+        let seller = client(simulator, person)
+        let account = "EXP-\(status)"
+        #expect(
+            try await seller.send(
+                "PATCH", "accounts(accountnumber='\(account)')", body: ["customertypecode": .number("3")]
+            )
+            .status == 204)
+        var configuration = CaptureConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "expiry")
+        configuration.groupID = "capture-expiry-\(status)"
+        configuration.company = "USMF"
+        configuration.streams = [.customers]
+        configuration.pollIntervalMilliseconds = 1_500
+        configuration.sessionTimeoutMilliseconds = 6_000
+        let member = try CaptureMember(
+            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader), applyUsers: [])
+        let running = RunningMember(member)
+        func events() throws -> [KafkaRecord] {
+            try read("crm.customers.changes").filter { $0.data["accountnumber"]?.stringValue == account }
+        }
+        try await waitUntil(.seconds(30)) { try !events().isEmpty }
+        #expect(
+            try await seller.send(
+                "PATCH", "accounts(accountnumber='\(account)')",
+                body: ["customertypecode": .number("3"), "description": "after expiry"]
+            ).status == 204)
+        try await waitUntil(.seconds(30)) { try events().contains { $0.data["description"] == "after expiry" } }
+        #expect(running.stop() == nil)
+        #expect(try events().contains { $0.data["description"] == "after expiry" })
+        // The two tables' first snapshots, then new ones after refused links.
+        #expect(member.metrics.refusedLinks.value >= 1)
+        #expect(member.metrics.snapshots.value >= 3)
+    }
 }
