@@ -23,7 +23,9 @@ public final class Applier: @unchecked Sendable {
     // metrics are synchronized.
     public let configuration: ApplyConfiguration
     public let metrics: ApplyMetrics
-    let sink: any DocumentSink
+    /// One lane per identity: its sink, its own rounds in flight, limit and pause (the service's
+    /// limits are per user).
+    var lanes: [Lane]
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     /// Inbound topic → its stream and dead-letter topic.
@@ -39,12 +41,8 @@ public final class Applier: @unchecked Sendable {
     var committed: [TopicPartition: Int64] = [:]
     var queued = 0
     var rounds = 0
-    var limit: Int
-    var successesSinceIncrease = 0
-    var lastDecrease = ContinuousClock.now
     var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
     var pausedForMemory = false
-    var throttledUntil = ContinuousClock.now
     var lastCommit = ContinuousClock.now
     var deadLettersSinceFlush = 0
     var nextRound: UInt64 = 0
@@ -70,20 +68,32 @@ public final class Applier: @unchecked Sendable {
         func wait(_ timeout: Duration) { _ = signal.wait(timeout: .now() + timeout.seconds) }
     }
 
+    /// One identity's share: `$batch` rounds in flight at most `limit` (AIMD), none started before
+    /// `throttledUntil`.
+    struct Lane {
+        var sink: any DocumentSink
+        var limit: Int
+        var rounds = 0
+        var throttledUntil = ContinuousClock.now
+        var lastDecrease = ContinuousClock.now
+        var successesSinceIncrease = 0
+    }
+
     struct Finished: Sendable {
+        var lane: Int
         var started: ContinuousClock.Instant
         var documents: [(key: String, round: UInt64, count: Int)]
         var outcomes: [[ApplyOutcome]]
     }
 
     public init(
-        configuration: ApplyConfiguration, catalog: TopicCatalog, sink: any DocumentSink, log: Log = Log()
+        configuration: ApplyConfiguration, catalog: TopicCatalog, sinks: [any DocumentSink], log: Log = Log()
     ) throws {
+        precondition(!sinks.isEmpty, "apply needs at least one identity")
         self.configuration = configuration
-        self.sink = sink
+        lanes = sinks.map { Lane(sink: $0, limit: configuration.maxConcurrency) }
         self.log = log.with([("side", .string(configuration.side.rawValue))])
         metrics = ApplyMetrics(side: configuration.side)
-        limit = configuration.maxConcurrency
         var routes: [String: (SyncStream, String)] = [:]
         for stream in SyncStream.allCases where configuration.streams.isEmpty || configuration.streams.contains(stream)
         {
@@ -192,10 +202,16 @@ public final class Applier: @unchecked Sendable {
     /// documents that are not in flight and not waiting.
     func dispatch() {
         let now = ContinuousClock.now
-        // The limits are per user: after a 429 no round starts before its Retry-After.
-        guard !stopRequest.isRequested, now >= throttledUntil else { return }
+        guard !stopRequest.isRequested else { return }
         var scanned = 0
-        while rounds < limit && scanned < order.count {
+        while scanned < order.count {
+            // The lane with room and no pause that has the fewest rounds in flight.
+            guard
+                let lane = lanes.indices.filter({
+                    lanes[$0].rounds < lanes[$0].limit && now >= lanes[$0].throttledUntil
+                })
+                .min(by: { lanes[$0].rounds < lanes[$1].rounds })
+            else { break }
             var documents: [(key: String, round: UInt64, count: Int)] = []
             var items: [[ApplyItem]] = []
             while scanned < order.count && documents.count < configuration.batchDocuments {
@@ -218,10 +234,12 @@ public final class Applier: @unchecked Sendable {
             }
             guard !documents.isEmpty else { break }
             rounds += 1
+            lanes[lane].rounds += 1
             let round = documents
-            Task { [sink, inbox] in
+            let sink = lanes[lane].sink
+            Task { [inbox] in
                 let outcomes = await sink.apply(items)
-                inbox.post(Finished(started: now, documents: round, outcomes: outcomes))
+                inbox.post(Finished(lane: lane, started: now, documents: round, outcomes: outcomes))
             }
         }
         // Documents left without records drop out of the scan.
@@ -234,6 +252,7 @@ public final class Applier: @unchecked Sendable {
     func settle(_ finished: [Finished]) {
         for round in finished {
             rounds -= 1
+            lanes[round.lane].rounds -= 1
             var throttled = false
             var failed = false
             for (document, outcomes) in zip(round.documents, round.outcomes) {
@@ -259,9 +278,14 @@ public final class Applier: @unchecked Sendable {
                     case .throttled(let pause) where !blocked:
                         throttled = true
                         metrics.throttled.add()
-                        queue.delay(by: pause)
-                        pausePartition(queue.partition, for: pause)
-                        throttledUntil = max(throttledUntil, .now + pause)
+                        lanes[round.lane].throttledUntil = max(lanes[round.lane].throttledUntil, .now + pause)
+                        // Another identity not paused takes the document at once; when every one
+                        // is paused, so are the document and its partition.
+                        let now = ContinuousClock.now
+                        if let soonest = lanes.map(\.throttledUntil).min(), soonest > now {
+                            queue.delay(by: soonest - now)
+                            pausePartition(queue.partition, for: soonest - now)
+                        }
                     case .unavailable(let reason) where !blocked:
                         failed = true
                         metrics.retried.add()
@@ -300,7 +324,7 @@ public final class Applier: @unchecked Sendable {
                     queues[document.key] = queue
                 }
             }
-            adjustLimit(throttled: throttled, failed: failed, started: round.started)
+            adjustLimit(lane: round.lane, throttled: throttled, failed: failed, started: round.started)
         }
         if pausedForMemory && queued < configuration.maxQueuedRecords / 2 {
             pausedForMemory = false
@@ -309,22 +333,24 @@ public final class Applier: @unchecked Sendable {
         }
     }
 
-    /// AIMD: a throttled round halves the rounds in flight; `limit` rounds without one add one back.
-    func adjustLimit(throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
+    /// AIMD per lane: a throttled round halves its rounds in flight (once per pushback: rounds
+    /// started before the last decrease saw the old limit); `limit` rounds without one add one back.
+    func adjustLimit(lane index: Int, throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
+        var lane = lanes[index]
         if throttled {
-            // Once per pushback: rounds started before the last decrease saw the old limit.
-            guard started >= lastDecrease else { return }
-            limit = max(1, limit / 2)
-            lastDecrease = .now
-            successesSinceIncrease = 0
-        } else if !failed && limit < configuration.maxConcurrency {
-            successesSinceIncrease += 1
-            if successesSinceIncrease >= limit {
-                limit += 1
-                successesSinceIncrease = 0
+            guard started >= lane.lastDecrease else { return }
+            lane.limit = max(1, lane.limit / 2)
+            lane.lastDecrease = .now
+            lane.successesSinceIncrease = 0
+        } else if !failed && lane.limit < configuration.maxConcurrency {
+            lane.successesSinceIncrease += 1
+            if lane.successesSinceIncrease >= lane.limit {
+                lane.limit += 1
+                lane.successesSinceIncrease = 0
             }
         }
-        metrics.concurrency.store(limit, ordering: .relaxed)
+        lanes[index] = lane
+        metrics.concurrency.store(lanes.reduce(0) { $0 + $1.limit }, ordering: .relaxed)
     }
 
     func pausePartition(_ partition: TopicPartition, for pause: Duration) {

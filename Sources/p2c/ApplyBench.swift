@@ -76,7 +76,8 @@ struct ApplyBench {
         configuration.groupID = "apply-bench"
         configuration.streams = [.orders]
         configuration.sessionTimeoutMilliseconds = 10_000
-        var appliers: [Applier] = []
+        var sinks: [any DocumentSink] = []
+        var schema: DataverseSchema?
         for client in clients {
             var settings = DataverseClient.Settings(
                 url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
@@ -85,13 +86,12 @@ struct ApplyBench {
             var http = HTTPClient.Configuration()
             http.retriesThrottled = false
             let dataverse = DataverseClient(settings: settings, http: HTTPClient(configuration: http, log: log))
-            appliers.append(
-                try Applier(
-                    configuration: configuration, catalog: catalog,
-                    sink: DataverseSink(client: dataverse, schema: DataverseSchema(client: dataverse)), log: log))
+            schema = schema ?? DataverseSchema(client: dataverse)
+            sinks.append(DataverseSink(client: dataverse, schema: schema!))
         }
-        let threads = appliers.map { applier in Thread { try? applier.run() } }
-        threads.forEach { $0.start() }
+        // One member writing through every identity.
+        let appliers = [try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)]
+        for applier in appliers { Thread { try? applier.run() }.start() }
         func applied() -> Int { appliers.reduce(0) { $0 + $1.metrics.applied.value } }
         // From the first write on: the first window, then the measured span.
         while applied() == 0 { Thread.sleep(forTimeInterval: 0.05) }

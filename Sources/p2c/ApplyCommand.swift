@@ -94,12 +94,16 @@ enum ApplyCommand {
         httpConfiguration.retriesThrottled = false
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
-        let client = DataverseClient(settings: dataverse.settings, http: http)
-        try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
-        let sink = DataverseSink(client: client, schema: DataverseSchema(client: client))
+        // One client per identity; each is checked at start. They share the table definitions.
+        let clients = dataverse.identities.map { DataverseClient(settings: $0, http: http) }
+        for client in clients {
+            try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
+        }
+        let schema = DataverseSchema(client: clients[0])
+        let sinks = clients.map { DataverseSink(client: $0, schema: schema) }
         let applier: Applier
         do {
-            applier = try Applier(configuration: configuration, catalog: catalog, sink: sink, log: log)
+            applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
         } catch let error as KafkaError {
             throw UsageError(error.message, command: spec.name)
         } catch let error as UsageError {

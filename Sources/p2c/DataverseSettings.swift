@@ -6,7 +6,10 @@ import Runtime
 /// `dataverse` object. The client secret comes from the environment or a file, never from the
 /// configuration file itself or a flag.
 struct DataverseSettings {
+    /// The first identity's: capture's, and apply's when it has one.
     var settings: DataverseClient.Settings
+    /// Every identity: apply spreads its writes over them (the limits are per user).
+    var identities: [DataverseClient.Settings]
     /// Client ids of the apply identities, whose writes capture marks `ce_origin: p2c`.
     var applyClientIDs: [UUID]
 
@@ -49,23 +52,38 @@ struct DataverseSettings {
             throw UsageError("P2C_DATAVERSE_URL: not an http(s) URL: \(urlText)")
         }
         let tenant = try required("P2C_DATAVERSE_TENANT_ID", "tenantId")
-        let client = try required("P2C_DATAVERSE_CLIENT_ID", "clientId")
+        let clients = try required("P2C_DATAVERSE_CLIENT_ID", "clientId").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         var secret = environment["P2C_DATAVERSE_CLIENT_SECRET"] ?? ""
-        if secret.isEmpty, let path = try value("P2C_DATAVERSE_CLIENT_SECRET_FILE", "clientSecretFile") {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw UsageError("dataverse.clientSecretFile: cannot read \(path)")
-            }
-            secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if secret.isEmpty, let paths = try value("P2C_DATAVERSE_CLIENT_SECRET_FILE", "clientSecretFile") {
+            secret = try paths.split(separator: ",").map { path in
+                guard let data = FileManager.default.contents(atPath: String(path)) else {
+                    throw UsageError("dataverse.clientSecretFile: cannot read \(path)")
+                }
+                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }.joined(separator: ",")
         }
         guard !secret.isEmpty else {
             throw UsageError("P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE) is required")
         }
-        var settings = DataverseClient.Settings(url: url, tenantID: tenant, clientID: client, clientSecret: secret)
+        // Several identities: client ids and secrets as comma lists, in the same order.
+        let secrets = secret.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard secrets.count == clients.count else {
+            throw UsageError(
+                "P2C_DATAVERSE_CLIENT_ID names \(clients.count) identities but the secrets are \(secrets.count)")
+        }
+        var authority: URL?
         if let text = try value("P2C_DATAVERSE_AUTHORITY", "authority") {
-            guard let authority = URL(string: text), authority.host != nil else {
+            guard let url = URL(string: text), url.host != nil else {
                 throw UsageError("P2C_DATAVERSE_AUTHORITY: not a URL: \(text)")
             }
-            settings.authority = authority
+            authority = url
+        }
+        let identities = zip(clients, secrets).map { client, secret in
+            var settings = DataverseClient.Settings(url: url, tenantID: tenant, clientID: client, clientSecret: secret)
+            if let authority { settings.authority = authority }
+            return settings
         }
         var ids: [String] = []
         if let list = environment["P2C_DATAVERSE_APPLY_CLIENT_IDS"], !list.isEmpty {
@@ -80,7 +98,7 @@ struct DataverseSettings {
             }
             return id
         }
-        return DataverseSettings(settings: settings, applyClientIDs: applyClientIDs)
+        return DataverseSettings(settings: identities[0], identities: identities, applyClientIDs: applyClientIDs)
     }
 
     /// Asks the environment who the client is (WhoAmI): a refused secret or tenant is a
@@ -92,7 +110,7 @@ struct DataverseSettings {
                 "dataverse connected",
                 [
                     ("url", .string(settings.settings.url.absoluteString)),
-                    ("client_id", .string(settings.settings.clientID)),
+                    ("client_id", .string(client.settings.clientID)),
                     ("user_id", .string(user.uuidString.lowercased())),
                 ])
         } catch let refused as ClientCredentials.Refused {

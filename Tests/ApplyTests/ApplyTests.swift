@@ -190,6 +190,7 @@ private struct InboundStory {
 @Suite("p2c apply: inbound events written into Dataverse (CONNECTORS.md, FACTS.md 1.5-1.6)", .serialized)
 struct ApplyTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
+    let secondApply = DataverseSimulator.Client(id: UUID(), secret: "second-secret")
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
 
     private func configuration(group: String, on cluster: EmbeddedCluster = shared.cluster) -> ApplyConfiguration {
@@ -223,7 +224,7 @@ struct ApplyTests {
     }
 
     @Test(
-        "2,000 inbound events (customers, contacts, products, origins, quotes, orders, invoices with lines) reach Dataverse with every column and lookup, lines after their header, through 429s, 5 % 503s and latency; nothing lost, nothing dead-lettered"
+        "2,000 inbound events (customers, contacts, products, origins, quotes, orders, invoices with lines) reach Dataverse through two application users with every column and lookup, lines after their header, through 429s, 5 % 503s and latency; nothing lost, nothing dead-lettered"
     )
     func storyUnderLimits() async throws {
         var limits = DataverseSimulator.Limits()
@@ -233,7 +234,7 @@ struct ApplyTests {
         var faults = DataverseSimulator.Faults()
         faults.unavailable = 0.05
         faults.latency = .milliseconds(3)
-        let simulator = try DataverseSimulator(clients: [apply, person], limits: limits, faults: faults)
+        let simulator = try DataverseSimulator(clients: [apply, secondApply, person], limits: limits, faults: faults)
         defer { simulator.stop() }
         var story = InboundStory()
         let kinds = Dictionary(uniqueKeysWithValues: RecordKind.all.map { ($0.crmName, $0) })
@@ -295,10 +296,12 @@ struct ApplyTests {
 
         var settings = configuration(group: "apply-story")
         settings.maxConcurrency = 6
-        let client = dataverse(simulator, apply, pacing: true)
+        // Two application users share the load: the limits are per user.
+        let clients = [dataverse(simulator, apply, pacing: true), dataverse(simulator, secondApply, pacing: true)]
+        let tables = DataverseSchema(client: clients[0])
         let applier = try Applier(
             configuration: settings, catalog: shared.catalog,
-            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+            sinks: clients.map { DataverseSink(client: $0, schema: tables) })
         let running = RunningApplier(applier)
         let expectedRows = story.expected.values.reduce(0) { $0 + $1.count }
         func written() -> Int { story.expected.keys.reduce(0) { $0 + simulator.rows($1).count } }
@@ -312,6 +315,11 @@ struct ApplyTests {
         #expect(simulator.throttledCount > 0, "the limits were small enough to answer 429")
         #expect(applier.metrics.throttled.value > 0)
         #expect(simulator.peakConcurrent <= limits.concurrent)
+        let writers = Set(
+            story.expected.keys.flatMap { simulator.rows($0).compactMap { $0["_modifiedby_value"]?.stringValue } })
+        #expect(
+            writers == [apply.systemUserID.uuidString.lowercased(), secondApply.systemUserID.uuidString.lowercased()],
+            "both identities wrote")
         // Every column as the event carried it; every lookup bound to the row its natural key names.
         let ids = Dictionary(
             uniqueKeysWithValues: [
@@ -372,7 +380,7 @@ struct ApplyTests {
         let client = dataverse(simulator, apply, pacing: true)
         let applier = try Applier(
             configuration: settings, catalog: small.catalog,
-            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+            sinks: [DataverseSink(client: client, schema: DataverseSchema(client: client))])
         return (applier, RunningApplier(applier))
     }
 
@@ -465,7 +473,7 @@ struct ApplyTests {
         let client = dataverse(simulator, apply, pacing: true)
         let applier = try Applier(
             configuration: settings, catalog: small.catalog,
-            sink: DataverseSink(client: client, schema: DataverseSchema(client: client)))
+            sinks: [DataverseSink(client: client, schema: DataverseSchema(client: client))])
         let running = RunningApplier(applier)
         try await waitUntil(.seconds(20)) { applier.metrics.consumed.value == 1 }
         let started = ContinuousClock.now

@@ -71,6 +71,12 @@ struct ApplyCommandTests {
                 ], "P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE) is required"
             ),
             (["P2C_APPLY_MAX_CONCURRENCY": "0"], "maxConcurrency must be an integer from 1 to 1000, got '0'"),
+            (
+                [
+                    "P2C_DATAVERSE_URL": "https://org.crm.dynamics.com", "P2C_DATAVERSE_TENANT_ID": "t",
+                    "P2C_DATAVERSE_CLIENT_ID": "a,b", "P2C_DATAVERSE_CLIENT_SECRET": "only-one",
+                ], "P2C_DATAVERSE_CLIENT_ID names 2 identities but the secrets are 1"
+            ),
             (["P2C_SIDE": "erp"], "side must be crm (Dataverse), got 'erp'"),
         ] as [([String: String], String)])
     func badSettings(environment: [String: String], message: String) throws {
