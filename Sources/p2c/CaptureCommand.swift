@@ -55,6 +55,7 @@ enum CaptureCommand {
         let environment = ProcessInfo.processInfo.environment
         var configuration = CaptureConfiguration()
         let dataverse: DataverseSettings
+        let mode: String
         do {
             for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
@@ -87,6 +88,11 @@ enum CaptureCommand {
                     configuration.pollIntervalMilliseconds = number
                 }
             }
+            mode =
+                arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String ?? "poll"
+            guard mode == "poll" || mode == "webhook" else {
+                throw UsageError("mode must be poll or webhook, got '\(mode)'")
+            }
             dataverse = try DataverseSettings.load(file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
@@ -109,15 +115,10 @@ enum CaptureCommand {
                 throw UsageError("dataverse: looking up the apply identity \(id): \(error)", command: spec.name)
             }
         }
-        let mode =
-            arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String ?? "poll"
         if mode == "webhook" {
             return try await webhook(
                 arguments, configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers,
                 file: file, http: http, log: log)
-        }
-        guard mode == "poll" else {
-            throw UsageError("mode must be poll or webhook, got '\(mode)'", command: spec.name)
         }
         let member: CaptureMember
         do {

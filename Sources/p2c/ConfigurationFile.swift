@@ -14,8 +14,9 @@ struct ConfigurationFile {
         "shutdownTimeoutMs", "transactionTimeoutMs", "kafka",
         "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
-        // p2c apply
-        "side", "dataverse", "maxConcurrency", "batchDocuments", "referenceWaitMs",
+        // p2c apply and p2c capture
+        "side", "dataverse", "maxConcurrency", "batchDocuments", "referenceWaitMs", "company", "mode", "pollIntervalMs",
+        "pageSize",
     ]
 
     var worker = WorkerConfiguration()

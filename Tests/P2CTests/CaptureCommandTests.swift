@@ -109,4 +109,26 @@ struct CaptureCommandTests {
         }
         #expect(updated.count == 150, "no change lost")
     }
+
+    @Test(
+        "A missing company, a bad mode or poll interval, or a missing Dataverse setting fails with one line naming it and exit 2",
+        arguments: [
+            ([:], "company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file"),
+            (["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_MODE": "push"], "mode must be poll or webhook, got 'push'"),
+            (
+                ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_POLL_INTERVAL_MS": "5"],
+                "pollIntervalMs must be an integer from 100 to 3600000, got '5'"
+            ),
+            (["P2C_CAPTURE_COMPANY": "USMF"], "P2C_DATAVERSE_URL (or dataverse.url in the file) is required"),
+        ] as [([String: String], String)])
+    func badSettings(environment: [String: String], message: String) throws {
+        var clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("P2C_") }
+        clean["P2C_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
+        let result = try Spawned(
+            p2cBinary, ["capture", "--topics", topicsDirectory], environment: clean.merging(environment) { $1 }
+        ).finish()
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+    }
 }
