@@ -35,12 +35,13 @@ public final class Applier: @unchecked Sendable {
     var shutdownDeadline: ContinuousClock.Instant?
 
     var queues: [String: DocumentQueue] = [:]
+    /// `$batch` rounds in flight, over every lane.
+    var rounds: Int { lanes.reduce(0) { $0 + $1.rounds } }
     /// Documents with records, in the order they got them (scanned for the next round).
     var order: [String] = []
     var ledgers: [TopicPartition: PartitionLedger] = [:]
     var committed: [TopicPartition: Int64] = [:]
     var queued = 0
-    var rounds = 0
     var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
     var pausedForMemory = false
     var lastCommit = ContinuousClock.now
@@ -182,7 +183,7 @@ public final class Applier: @unchecked Sendable {
             deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
             return
         }
-        let item = ApplyItem(index: 0, table: String(table), deleted: deleted, record: object)
+        let item = ApplyItem(table: String(table), deleted: deleted, record: object)
         let key = record.topic + "\u{0}" + String(decoding: record.key ?? [], as: UTF8.self)
         if queues[key] == nil {
             queues[key] = DocumentQueue(partition: partition)
@@ -233,7 +234,6 @@ public final class Applier: @unchecked Sendable {
                     })
             }
             guard !documents.isEmpty else { break }
-            rounds += 1
             lanes[lane].rounds += 1
             let round = documents
             let sink = lanes[lane].sink
@@ -251,7 +251,6 @@ public final class Applier: @unchecked Sendable {
     /// Takes finished rounds in: written and refused records are done, the rest wait for a later round.
     func settle(_ finished: [Finished]) {
         for round in finished {
-            rounds -= 1
             lanes[round.lane].rounds -= 1
             var throttled = false
             var failed = false

@@ -63,7 +63,4 @@ struct PartitionLedger {
             head = 0
         }
     }
-
-    /// Records read and not done.
-    var pending: Int { done[head...].lazy.filter { !$0 }.count }
 }

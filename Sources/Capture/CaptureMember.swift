@@ -113,6 +113,9 @@ public final class CaptureMember: @unchecked Sendable {
         return Int32(hash % UInt32(count))
     }
 
+    /// What it asked Dataverse besides the change reads.
+    public var dataverseRequests: [(kind: String, value: Int)] { records.requests }
+
     public func stop() {
         stopRequest.request()
     }

@@ -15,6 +15,9 @@ public final class CaptureMetrics: Sendable {
     /// Rows without a number (no key), and deletes of rows never seen.
     public let unkeyed = Counter()
     public let failures = Counter()
+    /// Webhook posts refused for their key, and posts for tables not captured.
+    public let refusedPosts = Counter()
+    public let ignoredPosts = Counter()
     public let rebalances = Counter()
     public let ownedTables = Atomic<Int>(0)
     /// The loop's last turn and the group membership, for `/healthz` and `/readyz`.
@@ -40,7 +43,9 @@ public final class CaptureMetrics: Sendable {
                 refusedLinks
             ),
             ("p2c_capture_unkeyed_total", "Rows without a number, and deletes of rows never seen.", unkeyed),
-            ("p2c_capture_failures_total", "Reads that failed and were retried.", failures),
+            ("p2c_capture_failures_total", "Reads or deliveries that failed (retried, or answered 503).", failures),
+            ("p2c_capture_refused_posts_total", "Webhook posts refused for their key.", refusedPosts),
+            ("p2c_capture_ignored_posts_total", "Webhook posts for tables not captured.", ignoredPosts),
             ("p2c_capture_rebalances_total", "Capture group rebalances.", rebalances),
         ].map { name, help, counter in
             Exposition.family(name, type: "counter", help: help, samples: [(labels, Double(counter.value))])

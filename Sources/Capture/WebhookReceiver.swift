@@ -16,9 +16,6 @@ import Topology
 /// keys; a delete is keyed by its pre image (register one with the key columns on Delete steps).
 public final class WebhookReceiver: Sendable {
     public let metrics = CaptureMetrics()
-    /// Posts refused for their key, tables not captured, and deletes without a pre image.
-    public let refused = Counter()
-    public let ignored = Counter()
     private let configuration: CaptureConfiguration
     private let key: String
     private let kinds: [String: (kind: RecordKind, topic: String)]
@@ -76,6 +73,9 @@ public final class WebhookReceiver: Sendable {
 
     public var port: Int { server.port }
 
+    /// What it asked Dataverse: table definitions, lookups, rows posted without their key.
+    public var dataverseRequests: [(kind: String, value: Int)] { records.requests }
+
     public func stop() {
         server.stop(timeout: .seconds(5))
         box.receiver.withLock { $0 = nil }
@@ -88,7 +88,7 @@ public final class WebhookReceiver: Sendable {
         }
         let code = URLComponents(string: request.target)?.queryItems?.first { $0.name == "code" }?.value
         guard code == key else {
-            refused.add()
+            metrics.refusedPosts.add()
             return HTTPResponse(status: 401, text: "unknown webhook key\n")
         }
         guard let context = (try? JSONParser.parse(request.body))?.objectValue,
@@ -96,7 +96,7 @@ public final class WebhookReceiver: Sendable {
             let id = context["PrimaryEntityId"]?.stringValue
         else { return HTTPResponse(status: 400, text: "not a RemoteExecutionContext\n") }
         guard let (kind, topic) = kinds[table] else {
-            ignored.add()
+            metrics.ignoredPosts.add()
             return HTTPResponse(status: 200, text: "table not captured\n")
         }
         do {

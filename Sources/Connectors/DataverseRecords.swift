@@ -8,10 +8,15 @@ import Synchronization
 /// (`{"customerid": {"accountnumber": "US-001"}}`), read once per row and kept in a bounded cache.
 public final class DataverseRecords: Sendable {
     private let client: DataverseClient
-    private let schema: DataverseSchema
+    public let schema: DataverseSchema
     private let keys = Mutex<[String: String]>([:])
     /// Rows read to resolve a lookup (cache misses).
     public let lookupReads = Counter()
+
+    /// Its requests besides the change reads, for `DataverseMetrics`.
+    public var requests: [(kind: String, value: Int)] {
+        [("table_definitions", schema.reads.value), ("lookup_reads", lookupReads.value)]
+    }
 
     /// What one table's events carry: its columns, and its lookups with the column that names
     /// the referenced row (per referenced table for a polymorphic lookup).

@@ -7,17 +7,15 @@ public protocol DocumentSink: Sendable {
 }
 
 /// One change event to write: its table (`ce_type` without the action), whether it deletes, and
-/// its record. `index` is the caller's, handed back with the outcome.
+/// its record.
 public struct ApplyItem: Sendable {
-    public var index: Int
     public var table: String
     public var deleted: Bool
     public var record: JSONObject
     /// It waited for a reference before: it goes alone, after its document's other writes.
     public var waiting = false
 
-    public init(index: Int, table: String, deleted: Bool, record: JSONObject, waiting: Bool = false) {
-        self.index = index
+    public init(table: String, deleted: Bool, record: JSONObject, waiting: Bool = false) {
         self.table = table
         self.deleted = deleted
         self.record = record

@@ -70,7 +70,6 @@ extension DataverseSimulator {
                 }
             }
         }
-        if pending.isEmpty == false { state.withLock { $0.webhookPosts += pending.count } }
     }
 
     /// The `RemoteExecutionContext` of a change (DV-WH's sample body): the target's changed

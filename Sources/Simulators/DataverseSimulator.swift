@@ -142,8 +142,6 @@ public final class DataverseSimulator: Sendable {
         var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
         var peakConcurrent = 0
         var throttled = 0
-        /// Changes posted to webhooks.
-        var webhookPosts = 0
         /// When each delta token was first handed out.
         var deltaTokens: [Int: ContinuousClock.Instant] = [:]
         /// The tables' rows and the change counters: what a change set rolls back.

@@ -90,9 +90,9 @@ struct ApplyBench {
             sinks.append(DataverseSink(client: dataverse, schema: schema!))
         }
         // One member writing through every identity.
-        let appliers = [try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)]
-        for applier in appliers { Thread { try? applier.run() }.start() }
-        func applied() -> Int { appliers.reduce(0) { $0 + $1.metrics.applied.value } }
+        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
+        Thread { try? applier.run() }.start()
+        func applied() -> Int { applier.metrics.applied.value }
         // From the first write on: the first window, then the measured span.
         while applied() == 0 { Thread.sleep(forTimeInterval: 0.05) }
         let started = ContinuousClock.now
@@ -106,7 +106,7 @@ struct ApplyBench {
                 "  [\(format((last.1 - started).seconds, 0, 3)) s] written \(last.0), \(format(Double(last.0 - fromCount) / (last.1 - from).seconds, 0, 0)) writes/s since the first window, 429s \(simulator.throttledCount)"
             )
         }
-        appliers.forEach { $0.stop() }
+        applier.stop()
         let rate = Double(last.0 - fromCount) / (last.1 - from).seconds
         print(
             "apply: \(format(rate, 0, 0)) writes/s over \(format((last.1 - from).seconds, 0, 0)) s after the first window = \(format(rate / ceiling, 2, 0)) of the \(Int(ceiling)) writes/s the limits allow (goal ≥ 0.9); 429s answered: \(simulator.throttledCount); peak concurrent requests of a user: \(simulator.peakConcurrent)"

@@ -115,7 +115,16 @@ enum ApplyCommand {
         do {
             probes = try HTTPResponder.probes(
                 port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
-            ) { metrics.exposition + http.metrics.exposition(labels: "side=\"crm\"") }
+            ) {
+                metrics.exposition + http.metrics.exposition(labels: "side=\"crm\"")
+                    + DataverseMetrics.exposition(
+                        labels: "side=\"crm\"",
+                        [
+                            ("table_definitions", schema.reads.value),
+                            ("id_reads", sinks.reduce(0) { $0 + $1.idReads.value }),
+                            ("batches", sinks.reduce(0) { $0 + $1.batches.value }),
+                        ])
+            }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
         }

@@ -135,7 +135,10 @@ enum CaptureCommand {
         do {
             probes = try HTTPResponder.probes(
                 port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
-            ) { metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"") }
+            ) {
+                metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"")
+                    + DataverseMetrics.exposition(labels: "side=\"crm\"", member.dataverseRequests)
+            }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
         }
@@ -192,6 +195,7 @@ enum CaptureCommand {
             ) {
                 metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
                     + http.metrics.exposition(labels: "side=\"crm\"")
+                    + DataverseMetrics.exposition(labels: "side=\"crm\"", receiver.dataverseRequests)
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

@@ -47,6 +47,7 @@ struct ApplyCommandTests {
         }
         #expect(metrics.contains(#"p2c_apply_written_total{side="crm"} 1"#))
         #expect(metrics.contains("p2c_http_requests_total"))
+        #expect(metrics.contains(#"p2c_dataverse_requests_total{side="crm",kind="table_definitions"}"#))
         #expect(await get(port, "/readyz")?.status == 200)
         let stopped = apply.stop(SIGTERM, within: .seconds(10))
         #expect(stopped?.status == 0)
