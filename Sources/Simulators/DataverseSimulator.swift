@@ -142,8 +142,10 @@ public final class DataverseSimulator: Sendable {
         var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
         var peakConcurrent = 0
         var throttled = 0
-        /// When each delta token was first handed out.
-        var deltaTokens: [Int: ContinuousClock.Instant] = [:]
+        /// When each delta token was handed out: a token is `<version>!<serial>`, the serial
+        /// indexing this list, so a link handed out again for the same version is a new token
+        /// (the service's tokens carry the time they were made: `919042!08/22/2017 08:10:44`, DV-CT).
+        var deltaTokens: [ContinuousClock.Instant] = []
         /// The tables' rows and the change counters: what a change set rolls back.
         var data = Contents()
     }
@@ -526,12 +528,13 @@ public final class DataverseSimulator: Sendable {
     /// (DV-PAGE), whose last page carries `@odata.deltaLink`; the delta link answers the rows
     /// changed since and the deleted ones (`$deletedEntity` with reason `deleted`) in the order
     /// they changed, paged the same way, the last page with a new delta link (an empty result
-    /// when nothing changed). `$filter`, `$orderby`,
-    /// `$expand` and `$top` are refused with track-changes. Delta tokens do not expire here (the
-    /// service keeps them 7 days by default; its error for an expired one is not documented).
+    /// when nothing changed). `$filter`, `$orderby`, `$expand` and `$top` are refused with
+    /// track-changes. Delta tokens expire only under the `delta-expiry` fault (the service keeps
+    /// them 7 days by default; its error for an expired one is not documented).
     private func changes(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
         var select: String?
         var since: Int?
+        var deltaToken = ""
         var after = 0
         /// The version when the snapshot began: its delta link starts there, so a row changed
         /// while the snapshot was paged through is reported again by the first delta.
@@ -542,11 +545,16 @@ public final class DataverseSimulator: Sendable {
             switch pair[0] {
             case "$select": select = pair[1]
             case "$deltatoken":
-                since = Int(pair[1])
-                // A token issued longer ago than the expiry is refused.
-                if let expiry = faults.deltaExpiry, let token = since,
-                    let issued = state.withLock({ $0.deltaTokens[token] }), ContinuousClock.now - issued > expiry
-                {
+                let token = (pair[1].removingPercentEncoding ?? pair[1]).split(separator: "!")
+                guard token.count == 2, let version = Int(token[0]), let serial = Int(token[1]),
+                    let issued = state.withLock({ serial < $0.deltaTokens.count ? $0.deltaTokens[serial] : nil })
+                else {
+                    return error(400, "0x0", "The delta token is not valid.")
+                }
+                since = version
+                deltaToken = pair[1]
+                // A token handed out longer ago than the expiry is refused.
+                if let expiry = faults.deltaExpiry, ContinuousClock.now - issued > expiry {
                     return error(faults.deltaExpiredStatus, "0x0", "The delta token has expired.")
                 }
             case "$skiptoken":
@@ -593,11 +601,10 @@ public final class DataverseSimulator: Sendable {
             value = page.map(\.value)
             if let last = page.last, changes.count > page.count {
                 answer["@odata.nextLink"] = .string(
-                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(since)&$skiptoken=\(last.version)"
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(deltaToken)&$skiptoken=\(last.version)"
                 )
             } else {
-                let token = max(current, page.last?.version ?? 0)
-                state.withLock { state in state.deltaTokens[token] = state.deltaTokens[token] ?? .now }
+                let token = issueDeltaToken(version: max(current, page.last?.version ?? 0))
                 answer["@odata.deltaLink"] = .string(
                     "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(token)")
             }
@@ -609,15 +616,24 @@ public final class DataverseSimulator: Sendable {
                 answer["@odata.nextLink"] = .string(
                     "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$skiptoken=\(last.sequence)-\(start)")
             } else {
-                state.withLock { state in state.deltaTokens[start] = state.deltaTokens[start] ?? .now }
+                let token = issueDeltaToken(version: start)
                 answer["@odata.deltaLink"] = .string(
-                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(start)")
+                    "\(baseURL)\(Self.api)\(table.entitySet)?\(selectPart)$deltatoken=\(token)")
             }
         }
         answer["value"] = .array(value)
         var response = json(200, answer)
         response.headers.set("Preference-Applied", "odata.track-changes")
         return response
+    }
+
+    /// A new delta token for changes after `version` (`!` percent-encoded, as the service's are).
+    private func issueDeltaToken(version: Int) -> String {
+        let serial = state.withLock { state in
+            state.deltaTokens.append(.now)
+            return state.deltaTokens.count - 1
+        }
+        return "\(version)%21\(serial)"
     }
 
     /// PATCH to a key URL upserts (DV-UPSERT), with `If-Match: *` update only, `If-None-Match: *`

@@ -276,7 +276,9 @@ struct CaptureTests {
         configuration.groupID = "capture-expiry-\(status)"
         configuration.company = "USMF"
         configuration.streams = [.customers]
-        configuration.pollIntervalMilliseconds = 1_500
+        // Idle tables are read every 4 s, and a link expires after 1 s: a change made after the
+        // read that follows the snapshot meets an expired link at the next read.
+        configuration.pollIntervalMilliseconds = 4_000
         configuration.sessionTimeoutMilliseconds = 6_000
         let member = try CaptureMember(
             configuration: configuration, catalog: shared.catalog, client: client(simulator, reader), applyUsers: [])
@@ -285,6 +287,9 @@ struct CaptureTests {
             try read("crm.customers.changes").filter { $0.data["accountnumber"]?.stringValue == account }
         }
         try await waitUntil(.seconds(30)) { try !events().isEmpty }
+        // Pages read: the contact snapshot (empty), the account snapshot, the account round after it.
+        try await waitUntil(.seconds(30)) { member.metrics.pages.value >= 3 }
+        #expect(member.metrics.snapshots.value == 2)
         #expect(
             try await seller.send(
                 "PATCH", "accounts(accountnumber='\(account)')",
