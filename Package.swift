@@ -24,7 +24,8 @@ let package = Package(
         .target(name: "Runtime", swiftSettings: strict),
         .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
         .target(name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
-        .target(name: "Simulators", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
+        .target(
+            name: "Simulators", dependencies: ["Runtime", "OData", "ProspectToCash", "Topology"], swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .target(
             name: "Worker",

@@ -55,7 +55,7 @@ public final class CaptureMember: @unchecked Sendable {
     }
 
     public init(
-        configuration: CaptureConfiguration, catalog: TopicCatalog, client: DataverseClient, applyUsers: Set<UUID>,
+        configuration: CaptureConfiguration, catalog: TopicCatalog, client: ServiceClient, applyUsers: Set<UUID>,
         log: Log = Log()
     ) throws {
         self.configuration = configuration

@@ -20,7 +20,7 @@ public final class WebhookReceiver: Sendable {
     private let key: String
     private let kinds: [String: (kind: RecordKind, topic: String)]
     private let records: DataverseRecords
-    private let client: DataverseClient
+    private let client: ServiceClient
     private let applyUsers: Set<String>
     private let producer: KafkaProducer
     private let delivered = Mutex<[UInt64: KafkaError?]>([:])
@@ -41,7 +41,7 @@ public final class WebhookReceiver: Sendable {
 
     /// Starts listening on `port` (0 picks one).
     public init(
-        configuration: CaptureConfiguration, catalog: TopicCatalog, client: DataverseClient, applyUsers: Set<UUID>,
+        configuration: CaptureConfiguration, catalog: TopicCatalog, client: ServiceClient, applyUsers: Set<UUID>,
         key: String, port: Int, deliveryTimeout: Duration = .seconds(10), log: Log = Log()
     ) throws {
         self.configuration = configuration

@@ -24,16 +24,16 @@ public struct DataverseChangePage: Sendable {
 /// Reads a table's changes by change tracking (DV-CT): a snapshot with `Prefer: odata.track-changes`,
 /// paged by `odata.maxpagesize` (DV-PAGE), then its delta link, round after round.
 public struct DataverseChangeReader: Sendable {
-    public let client: DataverseClient
+    public let client: ServiceClient
     public var pageSize = 500
 
-    public init(client: DataverseClient) { self.client = client }
+    public init(client: ServiceClient) { self.client = client }
 
     /// What a link refused: an expired or unknown delta token (the service keeps them 7 days by
     /// default; its error is not documented, so any 4xx but 401 and 429 counts), after which the
     /// table starts over with a snapshot.
     public struct LinkRefused: Error, Sendable, CustomStringConvertible {
-        public var error: DataverseError
+        public var error: ServiceError
         public var description: String { "delta link refused: \(error)" }
     }
 
@@ -43,7 +43,7 @@ public struct DataverseChangeReader: Sendable {
         let resource: String
         if let link {
             guard let range = link.range(of: "/api/data/v9.2/") else {
-                throw DataverseError(status: 0, code: "bad_link", message: "not a Web API link: \(link)")
+                throw ServiceError(status: 0, code: "bad_link", message: "not a Web API link: \(link)")
             }
             resource = String(link[range.upperBound...])
         } else {
@@ -53,7 +53,7 @@ public struct DataverseChangeReader: Sendable {
             "GET", resource,
             headers: HTTPHeaders([("Prefer", "odata.track-changes,odata.maxpagesize=\(pageSize)")]))
         guard answer.status == 200, let json = answer.json else {
-            let error = DataverseError(answer)
+            let error = ServiceError(answer)
             if link != nil && (400..<500).contains(answer.status) && answer.status != 401 && answer.status != 429 {
                 throw LinkRefused(error: error)
             }
@@ -77,7 +77,7 @@ public struct DataverseChangeReader: Sendable {
         } else if let delta = json["@odata.deltaLink"]?.stringValue {
             page.next = .delta(delta)
         } else {
-            throw DataverseError(
+            throw ServiceError(
                 status: 200, code: "unexpected_answer", message: "\(entitySet): neither a next nor a delta link")
         }
         return page

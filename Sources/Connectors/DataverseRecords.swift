@@ -7,7 +7,7 @@ import Synchronization
 /// each lookup (`_customerid_value`, a GUID) as the natural key of the row it points to
 /// (`{"customerid": {"accountnumber": "US-001"}}`), read once per row and kept in a bounded cache.
 public final class DataverseRecords: Sendable {
-    private let client: DataverseClient
+    private let client: ServiceClient
     public let schema: DataverseSchema
     private let keys = Mutex<[String: String]>([:])
     /// Rows read to resolve a lookup (cache misses).
@@ -35,7 +35,7 @@ public final class DataverseRecords: Sendable {
         }
     }
 
-    public init(client: DataverseClient, schema: DataverseSchema) {
+    public init(client: ServiceClient, schema: DataverseSchema) {
         self.client = client
         self.schema = schema
     }
@@ -112,7 +112,7 @@ public final class DataverseRecords: Sendable {
         lookupReads.add()
         let answer = try await client.send("GET", "\(table.entitySet)(\(id))?$select=\(column)")
         if answer.status == 404 { return nil }
-        guard answer.status == 200 else { throw DataverseError(answer) }
+        guard answer.status == 200 else { throw ServiceError(answer) }
         guard let value = answer.json?[column], value != .null else { return nil }
         let text = value.stringValue ?? value.jsonText
         keys.withLock { keys in

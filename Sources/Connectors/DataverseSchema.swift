@@ -71,14 +71,14 @@ public struct DataverseTableDefinition: Sendable {
 /// kept for the life of the process: entity set names, alternate keys and navigation properties
 /// are whatever the environment says, never assumed.
 public final class DataverseSchema: Sendable {
-    private let client: DataverseClient
+    private let client: ServiceClient
     private let tables = Mutex<[String: DataverseTableDefinition]>([:])
     /// Table definitions read from the environment.
     public let reads = Counter()
 
-    public init(client: DataverseClient) { self.client = client }
+    public init(client: ServiceClient) { self.client = client }
 
-    /// The definition of table `logicalName`. Throws `DataverseError` with status 404 when the
+    /// The definition of table `logicalName`. Throws `ServiceError` with status 404 when the
     /// environment has no such table, and the error of any other failed read.
     public func table(_ logicalName: String) async throws -> DataverseTableDefinition {
         if let known = tables.withLock({ $0[logicalName] }) { return known }
@@ -89,9 +89,9 @@ public final class DataverseSchema: Sendable {
             "EntityDefinitions(LogicalName='\(name)')?$select=LogicalName,EntitySetName,PrimaryIdAttribute"
                 + "&$expand=Keys($select=KeyAttributes),ManyToOneRelationships($select=ReferencingAttribute,"
                 + "ReferencedEntity,ReferencingEntityNavigationPropertyName)")
-        guard (200..<300).contains(answer.status) else { throw DataverseError(answer) }
+        guard (200..<300).contains(answer.status) else { throw ServiceError(answer) }
         guard let json = answer.json, let table = DataverseTableDefinition(json: json) else {
-            throw DataverseError(
+            throw ServiceError(
                 status: answer.status, code: "unexpected_answer",
                 message: "table definition of \(logicalName) unreadable")
         }

@@ -12,7 +12,7 @@ import Synchronization
 /// header's own alternate key and kept; a header written in the same round is read from its
 /// write's `OData-EntityId` (DV-HDR), and its lines go in the next round.
 public final class DataverseSink: DocumentSink {
-    public let client: DataverseClient
+    public let client: ServiceClient
     public let builder: DataverseWriteBuilder
     private let root: String
     private let ids = Mutex<[DataverseReference: UUID]>([:])
@@ -20,7 +20,7 @@ public final class DataverseSink: DocumentSink {
     public let idReads = Counter()
     public let batches = Counter()
 
-    public init(client: DataverseClient, schema: DataverseSchema) {
+    public init(client: ServiceClient, schema: DataverseSchema) {
         self.client = client
         builder = DataverseWriteBuilder(schema: schema)
         var base = client.settings.url.absoluteString
@@ -186,7 +186,7 @@ public final class DataverseSink: DocumentSink {
     private func resolve(_ reference: DataverseReference) async -> Resolution {
         if let id = ids.withLock({ $0[reference] }) { return .found(id) }
         idReads.add()
-        let answer: DataverseClient.Answer
+        let answer: ServiceClient.Answer
         do {
             answer = try await client.send("GET", "\(reference.path)?$select=\(reference.primaryID)")
         } catch {
@@ -194,7 +194,7 @@ public final class DataverseSink: DocumentSink {
         }
         if answer.status == 404 { return .missing }
         guard answer.status == 200 else {
-            return .failed(Self.outcome(of: DataverseError(answer)))
+            return .failed(Self.outcome(of: ServiceError(answer)))
         }
         guard let id = answer.json?[reference.primaryID]?.stringValue.flatMap(UUID.init(uuidString:)) else {
             return .failed(.unavailable("\(reference): the answer has no \(reference.primaryID)"))
@@ -244,7 +244,7 @@ public final class DataverseSink: DocumentSink {
     }
 
     static func outcome(of error: any Error) -> ApplyOutcome {
-        if let error = error as? DataverseError {
+        if let error = error as? ServiceError {
             if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
             if error.status == 0 || error.status >= 500 || error.status == 429 || error.status == 401 {
                 return .unavailable(error.description)

@@ -125,7 +125,7 @@ public struct DataverseWriteBuilder: Sendable {
         let table: DataverseTableDefinition
         do {
             table = try await schema.table(name)
-        } catch let error as DataverseError where error.status == 404 {
+        } catch let error as ServiceError where error.status == 404 {
             throw WriteRefusal("unknown_table", "the environment has no table \(name): \(error.message)")
         }
         guard

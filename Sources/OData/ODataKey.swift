@@ -8,6 +8,8 @@ public enum ODataLiteral: Sendable, Equatable {
     case decimal(String)
     case guid(UUID)
     case boolean(Bool)
+    /// A date (`2026-11-30`) or date-time, unquoted as F&O keys take them (D365FO-C).
+    case date(String)
 
     /// The literal as OData writes it: strings in single quotes with each quote doubled
     /// (`'O''Brien'`), GUIDs bare and lower case, numbers and booleans as they are.
@@ -16,6 +18,7 @@ public enum ODataLiteral: Sendable, Equatable {
         case .string(let value): "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
         case .integer(let value): String(value)
         case .decimal(let value): value
+        case .date(let value): value
         case .guid(let value): value.uuidString.lowercased()
         case .boolean(let value): value ? "true" : "false"
         }

@@ -15,10 +15,13 @@ public final class RecordKind: Sendable, Equatable {
     /// The CRM column path holding the same number.
     public let crmKey: [String]
     public let role: Role
+    /// The F&O OData entity set holding these records (FACTS.md 2.1), nil when no public entity
+    /// set is documented for them.
+    public let erpEntitySet: String?
 
     init(
         stream: SyncStream, erpName: String, crmName: String, mapName: String, erpKey: String, crmKey: [String],
-        role: Role
+        role: Role, erpEntitySet: String?
     ) {
         self.stream = stream
         self.erpName = erpName
@@ -27,13 +30,14 @@ public final class RecordKind: Sendable, Equatable {
         self.erpKey = erpKey
         self.crmKey = crmKey
         self.role = role
+        self.erpEntitySet = erpEntitySet
     }
 
     public static func == (lhs: RecordKind, rhs: RecordKind) -> Bool {
         lhs === rhs
             || (lhs.stream == rhs.stream && lhs.erpName == rhs.erpName && lhs.crmName == rhs.crmName
                 && lhs.mapName == rhs.mapName && lhs.erpKey == rhs.erpKey && lhs.crmKey == rhs.crmKey
-                && lhs.role == rhs.role)
+                && lhs.role == rhs.role && lhs.erpEntitySet == rhs.erpEntitySet)
     }
 
     public enum Role: Sendable, Equatable {
@@ -44,55 +48,55 @@ public final class RecordKind: Sendable, Equatable {
     public static let all: [RecordKind] = [
         RecordKind(
             stream: .customers, erpName: "CustomersV3", crmName: "account", mapName: "Customers V3 -> accounts",
-            erpKey: "CUSTOMERACCOUNT", crmKey: ["accountnumber"], role: .master),
+            erpKey: "CUSTOMERACCOUNT", crmKey: ["accountnumber"], role: .master, erpEntitySet: "CustomersV3"),
         RecordKind(
             stream: .customers, erpName: "CustomersV3", crmName: "contact", mapName: "Customers V3 -> contacts",
-            erpKey: "CUSTOMERACCOUNT", crmKey: ["msdyn_contactpersonid"], role: .master),
+            erpKey: "CUSTOMERACCOUNT", crmKey: ["msdyn_contactpersonid"], role: .master, erpEntitySet: "CustomersV3"),
         RecordKind(
             stream: .contacts, erpName: "ContactsV2", crmName: "msdyn_contactforparty",
             mapName: "Contacts V2 -> msdyn_contactforparties", erpKey: "CONTACTPERSONID",
-            crmKey: ["msdyn_contactforpartynumber"], role: .master),
+            crmKey: ["msdyn_contactforpartynumber"], role: .master, erpEntitySet: "ContactPersons"),
         RecordKind(
             stream: .products, erpName: "ReleasedDistinctProducts", crmName: "product",
             mapName: "CDS released distinct products -> products", erpKey: "PRODUCTNUMBER",
-            crmKey: ["msdyn_productnumber"], role: .master),
+            crmKey: ["msdyn_productnumber"], role: .master, erpEntitySet: "CDSReleasedDistinctProducts"),
         RecordKind(
             stream: .products, erpName: "ReleasedProductsV2", crmName: "msdyn_sharedproductdetails",
             mapName: "Released products V2 -> msdyn_sharedproductdetails", erpKey: "PRODUCTNUMBER",
-            crmKey: ["msdyn_globalproduct", "msdyn_productnumber"], role: .master),
+            crmKey: ["msdyn_globalproduct", "msdyn_productnumber"], role: .master, erpEntitySet: "ReleasedProductsV2"),
         RecordKind(
             stream: .products, erpName: "AllProducts", crmName: "msdyn_globalproduct",
             mapName: "All products -> msdyn_globalproducts", erpKey: "PRODUCTNUMBER", crmKey: ["msdyn_productnumber"],
-            role: .master),
+            role: .master, erpEntitySet: nil),
         RecordKind(
             stream: .quotes, erpName: "SalesQuotationHeader", crmName: "quote",
             mapName: "CDS sales quotation header -> quotes", erpKey: "SALESQUOTATIONNUMBER",
             crmKey: ["msdyn_quotenumber"],
-            role: .header),
+            role: .header, erpEntitySet: "CDSSalesQuotationHeaders"),
         RecordKind(
             stream: .quotes, erpName: "SalesQuotationLine", crmName: "quotedetail",
             mapName: "CDS sales quotation lines -> quotedetails", erpKey: "SALESQUOTATIONNUMBER",
-            crmKey: ["quoteid", "msdyn_quotenumber"], role: .line),
+            crmKey: ["quoteid", "msdyn_quotenumber"], role: .line, erpEntitySet: "CDSSalesQuotationLines"),
         RecordKind(
             stream: .orders, erpName: "SalesOrderHeader", crmName: "salesorder",
             mapName: "CDS sales order headers -> salesorders", erpKey: "SALESORDERNUMBER",
-            crmKey: ["msdyn_salesordernumber"], role: .header),
+            crmKey: ["msdyn_salesordernumber"], role: .header, erpEntitySet: "CDSSalesOrderHeaders"),
         RecordKind(
             stream: .orders, erpName: "SalesOrderLine", crmName: "salesorderdetail",
             mapName: "CDS sales order lines -> salesorderdetails", erpKey: "SALESORDERNUMBER",
-            crmKey: ["salesorderid", "msdyn_salesordernumber"], role: .line),
+            crmKey: ["salesorderid", "msdyn_salesordernumber"], role: .line, erpEntitySet: "CDSSalesOrderLines"),
         RecordKind(
             stream: .invoices, erpName: "SalesInvoiceHeaderV2", crmName: "invoice",
             mapName: "Sales invoice headers V2 -> invoices", erpKey: "INVOICENUMBER", crmKey: ["msdyn_invoicenumber"],
-            role: .header),
+            role: .header, erpEntitySet: "SalesInvoiceHeadersV2"),
         RecordKind(
             stream: .invoices, erpName: "SalesInvoiceLineV2", crmName: "invoicedetail",
             mapName: "Sales invoice lines V2 -> invoicedetails", erpKey: "INVOICENUMBER",
-            crmKey: ["invoiceid", "msdyn_invoicenumber"], role: .line),
+            crmKey: ["invoiceid", "msdyn_invoicenumber"], role: .line, erpEntitySet: "SalesInvoiceV2Lines"),
         RecordKind(
             stream: .origins, erpName: "SalesOrderOrigin", crmName: "msdyn_salesorderorigin",
             mapName: "Sales order origin codes -> msdyn_salesorderorigins", erpKey: "ORIGINCODE",
-            crmKey: ["msdyn_origincode"], role: .master),
+            crmKey: ["msdyn_origincode"], role: .master, erpEntitySet: "SalesOrderOriginCodes"),
     ]
 
     /// The name of this kind on `side`.

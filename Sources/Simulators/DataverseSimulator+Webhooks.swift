@@ -26,10 +26,16 @@ extension DataverseSimulator {
 
         /// `<table>:<url>[:<key>]`, as `--webhook` takes it (the URL's own colons are kept).
         public init(parsing text: String) throws(UsageError) {
-            guard let colon = text.firstIndex(of: ":") else {
-                throw UsageError("--webhook expects <table>:<url>[:<key>], got '\(text)'")
-            }
-            let table = String(text[..<colon])
+            guard let (table, url, key) = Self.registration(text),
+                DataverseTable.p2c.contains(where: { $0.logicalName == table })
+            else { throw UsageError("--webhook expects <P2C table>:<http(s) url>[:<key>], got '\(text)'") }
+            self.init(table: table, url: url, key: key)
+        }
+
+        /// `<name>:<url>[:<key>]` split, the URL's own colons kept; nil unless the URL is http(s).
+        static func registration(_ text: String) -> (name: String, url: URL, key: String?)? {
+            guard let colon = text.firstIndex(of: ":") else { return nil }
+            let name = String(text[..<colon])
             var rest = String(text[text.index(after: colon)...])
             var key: String?
             if let last = rest.lastIndex(of: ":"), !rest[rest.index(after: last)...].contains("/"),
@@ -38,10 +44,10 @@ extension DataverseSimulator {
                 key = String(rest[rest.index(after: last)...])
                 rest = String(rest[..<last])
             }
-            guard DataverseTable.p2c.contains(where: { $0.logicalName == table }), let url = URL(string: rest),
-                url.scheme == "http" || url.scheme == "https"
-            else { throw UsageError("--webhook expects <P2C table>:<http(s) url>[:<key>], got '\(text)'") }
-            self.init(table: table, url: url, key: key)
+            guard !name.isEmpty, let url = URL(string: rest), url.scheme == "http" || url.scheme == "https" else {
+                return nil
+            }
+            return (name, url, key)
         }
     }
 
@@ -133,7 +139,7 @@ extension DataverseSimulator {
 
     /// Posts a context with the documented headers; a 502, 503 or 504 gets exactly one more
     /// attempt, any other failure is the system job's failure (DV-WH).
-    private static func post(_ body: [UInt8], to webhook: Webhook, entity: String, message: String) async {
+    static func post(_ body: [UInt8], to webhook: Webhook, entity: String, message: String) async {
         var url = webhook.url
         if let key = webhook.key, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {
             components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "code", value: key)]

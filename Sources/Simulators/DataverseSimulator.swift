@@ -9,79 +9,13 @@ import Synchronization
 /// authentication, `WhoAmI`, application users found by their client id, the service protection
 /// limits with 429 and `Retry-After`, and the prospect-to-cash tables with their alternate keys:
 /// reads by key and by simple filter with paging, upserts and conditional writes, creates,
-/// deletes, `@odata.bind`, `$batch` with atomic change sets, and change tracking. Webhooks are not
-/// simulated yet.
+/// deletes, `@odata.bind`, `$batch` with atomic change sets, change tracking and webhooks.
 public final class DataverseSimulator: Sendable {
     /// An Entra application registered in the environment as an application user (DV-S2S: one
     /// application user per registered application).
-    public struct Client: Sendable, Equatable {
-        /// The Entra application (client) id, a GUID.
-        public var id: UUID
-        public var secret: String
-        /// The application user's `systemuserid`.
-        public var systemUserID: UUID
+    public typealias Client = SimulatedClient
 
-        public init(id: UUID, secret: String, systemUserID: UUID = UUID()) {
-            self.id = id
-            self.secret = secret
-            self.systemUserID = systemUserID
-        }
-
-        /// `<client id>:<secret>`, as `--client` takes it.
-        public init(parsing text: String) throws(UsageError) {
-            let parts = text.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, let id = UUID(uuidString: String(parts[0])), !parts[1].isEmpty else {
-                throw UsageError("--client expects <client id GUID>:<secret>, got '\(text.prefix(40))'")
-            }
-            self.init(id: id, secret: String(parts[1]))
-        }
-    }
-
-    /// Service protection limits per user (DV-LIM: 6,000 requests and 1,200 s of combined
-    /// execution time in a 5-minute sliding window, 52 concurrent requests; the defaults), and the
-    /// execution-time model: what each operation costs (the docs give no figure, so it is a
-    /// setting; a request runs for its cost and counts it against `execution`).
-    public struct Limits: Sendable, Equatable {
-        public var requests = 6_000
-        public var window = Duration.seconds(300)
-        public var concurrent = 52
-        public var execution = Duration.seconds(1_200)
-        /// Execution time of one write (in a request or a `$batch`) and of one read.
-        public var writeCost = Duration.zero
-        public var readCost = Duration.zero
-
-        public init() {}
-
-        /// `requests=6000,window=300,concurrent=52,exec=1200,write=10ms,read=2ms`, any subset.
-        public init(parsing text: String) throws(UsageError) {
-            for item in text.split(separator: ",") {
-                let pair = item.split(separator: "=", maxSplits: 1)
-                if pair.count == 2, pair[0] == "write" || pair[0] == "read", pair[1].hasSuffix("ms"),
-                    let milliseconds = Int(pair[1].dropLast(2)), milliseconds >= 0
-                {
-                    if pair[0] == "write" {
-                        writeCost = .milliseconds(milliseconds)
-                    } else {
-                        readCost = .milliseconds(milliseconds)
-                    }
-                    continue
-                }
-                guard pair.count == 2, let value = Int(pair[1]), value > 0 else {
-                    throw UsageError(
-                        "--limits expects name=positive integer pairs (write=<n>ms, read=<n>ms), got '\(item)'")
-                }
-                switch pair[0] {
-                case "requests": requests = value
-                case "window": window = .seconds(value)
-                case "concurrent": concurrent = value
-                case "exec": execution = .seconds(value)
-                default:
-                    throw UsageError(
-                        "--limits: unknown limit '\(pair[0])' (requests, window, concurrent, exec, write, read)")
-                }
-            }
-        }
-    }
+    public typealias Limits = ServiceLimits
 
     /// Injected faults: a share of requests answered 503, and added latency.
     public struct Faults: Sendable, Equatable {
@@ -122,26 +56,17 @@ public final class DataverseSimulator: Sendable {
         }
     }
 
-    public let tenantID: UUID
+    public var tenantID: UUID { gate.tenantID }
     public let organizationID = UUID()
     public let businessUnitID = UUID()
-    private let clients: [Client]
-    private let limits: Limits
+    private let gate: ServiceGate
+    private var clients: [Client] { gate.clients }
     private let faults: Faults
     let state = Mutex(State())
     let webhooks: [Webhook]
     private let server: HTTPServer
 
     struct State {
-        /// Access token → the client it was issued to, and until when it is valid.
-        var tokens: [String: (client: UUID, expires: ContinuousClock.Instant)] = [:]
-        /// Per application user: request times in the window, and requests in progress.
-        var requests: [UUID: [ContinuousClock.Instant]] = [:]
-        var inProgress: [UUID: Int] = [:]
-        /// Per application user: when each request ended and the execution time it took.
-        var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
-        var peakConcurrent = 0
-        var throttled = 0
         /// When each delta token was handed out: a token is `<version>!<serial>`, the serial
         /// indexing this list, so a link handed out again for the same version is a new token
         /// (the service's tokens carry the time they were made: `919042!08/22/2017 08:10:44`, DV-CT).
@@ -230,11 +155,9 @@ public final class DataverseSimulator: Sendable {
         clients: [Client], limits: Limits = Limits(), faults: Faults = Faults(), tenantID: UUID = UUID(), port: Int = 0,
         webhooks: [Webhook] = []
     ) throws {
-        self.clients = clients
+        gate = ServiceGate(tenantID: tenantID, clients: clients, limits: limits)
         self.webhooks = webhooks
-        self.limits = limits
         self.faults = faults
-        self.tenantID = tenantID
         let box = Handler()
         server = try HTTPServer(port: port, host: "127.0.0.1") { request in box.handle(request) }
         box.simulator.withLock { $0 = self }
@@ -252,10 +175,10 @@ public final class DataverseSimulator: Sendable {
     }
 
     /// The most requests of one application user in progress at once so far.
-    public var peakConcurrent: Int { state.withLock { $0.peakConcurrent } }
+    public var peakConcurrent: Int { gate.peakConcurrent }
 
     /// Requests answered 429 so far.
-    public var throttledCount: Int { state.withLock { $0.throttled } }
+    public var throttledCount: Int { gate.throttled }
 
     public func stop() { server.stop() }
 
@@ -272,30 +195,21 @@ public final class DataverseSimulator: Sendable {
 
     private func handle(_ request: HTTPRequest) -> HTTPResponse {
         if faults.latency > .zero { Thread.sleep(forTimeInterval: faults.latency.seconds) }
-        if request.path == "/\(tenantID.uuidString.lowercased())/oauth2/v2.0/token" && request.method == "POST" {
-            return token(request)
-        }
+        if request.path == gate.tokenPath && request.method == "POST" { return gate.token(request) }
         guard request.path.hasPrefix(Self.api) else {
             return error(404, "0x8006088a", "Resource not found for the segment '\(request.path)'.")
         }
         // Bearer authentication (DV-HDR: 401 for a missing or expired ticket).
-        guard let header = request.headers["Authorization"], header.hasPrefix("Bearer "),
-            let client = state.withLock({ state -> UUID? in
-                guard let entry = state.tokens[String(header.dropFirst(7))], ContinuousClock.now < entry.expires
-                else { return nil }
-                return entry.client
-            }),
-            let user = clients.first(where: { $0.id == client })
-        else {
+        guard let user = gate.client(of: request) else {
             return error(401, "0x80072243", "ExpiredAuthTicket: the access token is missing, unknown or expired.")
         }
-        if let refusal = admit(user.systemUserID) { return refusal }
-        defer { state.withLock { $0.inProgress[user.systemUserID, default: 1] -= 1 } }
-        let cost = cost(of: request)
-        if cost > .zero {
-            Thread.sleep(forTimeInterval: cost.seconds)
-            state.withLock { $0.executions[user.systemUserID, default: []].append((.now, cost)) }
+        if let refusal = gate.admit(user.systemUserID) {
+            var response = error(429, refusal.code, refusal.text)
+            response.headers.set("Retry-After", refusal.retryAfterHeader)
+            return response
         }
+        defer { gate.finish(user.systemUserID) }
+        gate.execute(request, user: user.systemUserID)
         if faults.unavailable > 0 && Double.random(in: 0..<1) < faults.unavailable {
             return error(503, "0x80040216", "The service is temporarily unavailable.")
         }
@@ -867,42 +781,6 @@ public final class DataverseSimulator: Sendable {
         return nil
     }
 
-    /// The client-credentials grant (ENTRA-CC): a form with `client_id`, `client_secret`,
-    /// `scope=<url>/.default` and `grant_type=client_credentials`.
-    private func token(_ request: HTTPRequest) -> HTTPResponse {
-        var form: [String: String] = [:]
-        for pair in String(decoding: request.body, as: UTF8.self).split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            }
-            if parts.count == 2 { form[parts[0]] = parts[1] }
-        }
-        func refuse(_ status: Int, _ code: String, _ number: Int, _ text: String) -> HTTPResponse {
-            json(
-                status,
-                [
-                    "error": .string(code), "error_description": .string("AADSTS\(number): \(text)"),
-                    "error_codes": .array([.number(String(number))]),
-                ])
-        }
-        guard form["grant_type"] == "client_credentials" else {
-            return refuse(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
-        }
-        guard let id = form["client_id"].flatMap(UUID.init(uuidString:)),
-            let client = clients.first(where: { $0.id == id })
-        else { return refuse(400, "unauthorized_client", 700016, "Application not found in the directory.") }
-        guard form["client_secret"] == client.secret else {
-            return refuse(401, "invalid_client", 7000215, "Invalid client secret provided.")
-        }
-        guard let scope = form["scope"], scope.hasSuffix("/.default") else {
-            return refuse(
-                400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid.")
-        }
-        let token = "sim." + UUID().uuidString.lowercased()
-        state.withLock { $0.tokens[token] = (client.id, .now + .seconds(3_599)) }
-        return json(200, ["token_type": "Bearer", "expires_in": .number("3599"), "access_token": .string(token)])
-    }
-
     /// `systemusers?$filter=applicationid eq <guid>&$select=systemuserid`: the application user of
     /// an Entra application, as capture looks up the apply identities.
     private func systemUsers(_ request: HTTPRequest) -> HTTPResponse {
@@ -928,73 +806,6 @@ public final class DataverseSimulator: Sendable {
             ["@odata.context": .string("\(baseURL)\(Self.api)$metadata#systemusers"), "value": .array(users)])
     }
 
-    /// Counts a request against the user's limits, or answers 429 with `Retry-After` and the
-    /// documented fault code (DV-LIM: 0x80072322 requests, 0x80072326 concurrency).
-    private func admit(_ user: UUID) -> HTTPResponse? {
-        let now = ContinuousClock.now
-        let refusal: (code: String, text: String, retryAfter: Duration)? = state.withLock { state in
-            var times = state.requests[user, default: []]
-            times.removeAll { now - $0 >= limits.window }
-            defer { state.requests[user] = times }
-            if state.inProgress[user, default: 0] >= limits.concurrent {
-                state.throttled += 1
-                return (
-                    "0x80072326", "Number of concurrent requests exceeded the limit of \(limits.concurrent).",
-                    .seconds(1)
-                )
-            }
-            var executed = state.executions[user, default: []]
-            executed.removeAll { now - $0.end >= limits.window }
-            state.executions[user] = executed
-            let total = executed.reduce(Duration.zero) { $0 + $1.cost }
-            if total >= limits.execution {
-                state.throttled += 1
-                // Until enough of the window's execution time has aged out.
-                var freed = Duration.zero
-                var wait = limits.window
-                for entry in executed {
-                    freed += entry.cost
-                    if total - freed < limits.execution {
-                        wait = limits.window - (now - entry.end)
-                        break
-                    }
-                }
-                return (
-                    "0x80072321",
-                    "Combined execution time of incoming requests exceeded limit of \(Int(limits.execution.seconds)) seconds over time window of \(Int(limits.window.seconds)) seconds.",
-                    wait
-                )
-            }
-            if times.count >= limits.requests {
-                state.throttled += 1
-                return (
-                    "0x80072322",
-                    "Number of requests exceeded the limit of \(limits.requests) over time window of \(Int(limits.window.seconds)) seconds.",
-                    limits.window - (now - times[0])
-                )
-            }
-            times.append(now)
-            state.inProgress[user, default: 0] += 1
-            state.peakConcurrent = max(state.peakConcurrent, state.inProgress[user]!)
-            return nil
-        }
-        guard let refusal else { return nil }
-        var response = error(429, refusal.code, refusal.text)
-        response.headers.set("Retry-After", String(max(1, Int(refusal.retryAfter.seconds.rounded(.up)))))
-        return response
-    }
-
-    /// The execution time `request` takes by the model: a write per PATCH, POST or DELETE, a read
-    /// per GET, each operation of a `$batch` counted.
-    private func cost(of request: HTTPRequest) -> Duration {
-        guard limits.writeCost > .zero || limits.readCost > .zero else { return .zero }
-        func cost(_ method: String) -> Duration { method == "GET" ? limits.readCost : limits.writeCost }
-        guard request.path.hasSuffix("$batch"),
-            let batch = try? ODataBatch.decode(contentType: request.headers["Content-Type"] ?? "", body: request.body)
-        else { return cost(request.method) }
-        return batch.messages.reduce(Duration.zero) { $0 + cost($1.method) }
-    }
-
     /// An error answer carried through a `Result`.
     struct HTTPResponseError: Error {
         let response: HTTPResponse
@@ -1006,12 +817,5 @@ public final class DataverseSimulator: Sendable {
         json(status, ["error": .object(["code": .string(code), "message": .string(message)])])
     }
 
-    private func json(_ status: Int, _ object: JSONObject) -> HTTPResponse {
-        HTTPResponse(
-            status: status,
-            headers: HTTPHeaders([
-                ("Content-Type", "application/json; odata.metadata=minimal"), ("OData-Version", "4.0"),
-            ]),
-            body: Array(JSONValue.object(object).jsonText.utf8))
-    }
+    private func json(_ status: Int, _ object: JSONObject) -> HTTPResponse { ServiceGate.json(status, object) }
 }

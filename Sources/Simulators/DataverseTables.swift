@@ -196,6 +196,8 @@ enum KeyPredicate: Equatable {
                     literal = .boolean(token == "true")
                 } else if Double(token) != nil {
                     literal = .decimal(token)
+                } else if token.count >= 10, token.prefix(10).allSatisfy({ $0.isNumber || $0 == "-" }) {
+                    literal = .date(token)
                 } else {
                     return nil
                 }
@@ -214,6 +216,7 @@ extension ODataLiteral {
         case .string(let text): .string(text)
         case .integer(let number): .number(String(number))
         case .decimal(let text): .number(text)
+        case .date(let text): .string(text)
         case .guid(let id): .string(id.uuidString.lowercased())
         case .boolean(let flag): .bool(flag)
         }

@@ -79,13 +79,13 @@ struct ApplyBench {
         var sinks: [any DocumentSink] = []
         var schema: DataverseSchema?
         for client in clients {
-            var settings = DataverseClient.Settings(
+            var settings = ServiceClient.Settings(
                 url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
                 clientID: client.id.uuidString.lowercased(), clientSecret: client.secret)
             settings.authority = simulator.baseURL
             var http = HTTPClient.Configuration()
             http.retriesThrottled = false
-            let dataverse = DataverseClient(settings: settings, http: HTTPClient(configuration: http, log: log))
+            let dataverse = ServiceClient(settings: settings, http: HTTPClient(configuration: http, log: log))
             schema = schema ?? DataverseSchema(client: dataverse)
             sinks.append(DataverseSink(client: dataverse, schema: schema!))
         }

@@ -95,7 +95,7 @@ enum ApplyCommand {
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
         // One client per identity; each is checked at start. They share the table definitions.
-        let clients = dataverse.identities.map { DataverseClient(settings: $0, http: http) }
+        let clients = dataverse.identities.map { ServiceClient(settings: $0, http: http) }
         for client in clients {
             try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
         }

@@ -42,12 +42,12 @@ struct CaptureBench {
         defer { simulator.stop() }
         let cluster = try EmbeddedCluster(brokers: 1)
         for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
-        func client(_ user: DataverseSimulator.Client) -> DataverseClient {
-            var settings = DataverseClient.Settings(
+        func client(_ user: DataverseSimulator.Client) -> ServiceClient {
+            var settings = ServiceClient.Settings(
                 url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
                 clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
             settings.authority = simulator.baseURL
-            return DataverseClient(settings: settings, http: HTTPClient(log: Log(minimumLevel: .error)))
+            return ServiceClient(settings: settings, http: HTTPClient(log: Log(minimumLevel: .error)))
         }
         var configuration = CaptureConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "capture-bench")

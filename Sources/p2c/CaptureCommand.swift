@@ -100,7 +100,7 @@ enum CaptureCommand {
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "capture")])
         let http = HTTPClient(log: log)
-        let client = DataverseClient(settings: dataverse.settings, http: http)
+        let client = ServiceClient(settings: dataverse.settings, http: http)
         try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
         // The apply identities' application users: their changes are p2c's own.
         var applyUsers = Set<UUID>()
@@ -157,7 +157,7 @@ enum CaptureCommand {
     /// `--mode webhook`: the receiver, until SIGTERM.
     static func webhook(
         _ arguments: ParsedArguments, configuration: CaptureConfiguration, catalog: TopicCatalog,
-        client: DataverseClient, applyUsers: Set<UUID>, file: ConfigurationFile, http: HTTPClient, log: Log
+        client: ServiceClient, applyUsers: Set<UUID>, file: ConfigurationFile, http: HTTPClient, log: Log
     ) async throws -> Int32 {
         let environment = ProcessInfo.processInfo.environment
         var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""

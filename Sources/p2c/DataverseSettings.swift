@@ -7,9 +7,9 @@ import Runtime
 /// configuration file itself or a flag.
 struct DataverseSettings {
     /// The first identity's: capture's, and apply's when it has one.
-    var settings: DataverseClient.Settings
+    var settings: ServiceClient.Settings
     /// Every identity: apply spreads its writes over them (the limits are per user).
-    var identities: [DataverseClient.Settings]
+    var identities: [ServiceClient.Settings]
     /// Client ids of the apply identities, whose writes capture marks `ce_origin: p2c`.
     var applyClientIDs: [UUID]
 
@@ -81,7 +81,7 @@ struct DataverseSettings {
             authority = url
         }
         let identities = zip(clients, secrets).map { client, secret in
-            var settings = DataverseClient.Settings(url: url, tenantID: tenant, clientID: client, clientSecret: secret)
+            var settings = ServiceClient.Settings(url: url, tenantID: tenant, clientID: client, clientSecret: secret)
             if let authority { settings.authority = authority }
             return settings
         }
@@ -103,7 +103,7 @@ struct DataverseSettings {
 
     /// Asks the environment who the client is (WhoAmI): a refused secret or tenant is a
     /// configuration error (exit 2); an environment not reachable yet is only logged.
-    static func check(_ client: DataverseClient, settings: DataverseSettings, log: Log, command: String) async throws {
+    static func check(_ client: ServiceClient, settings: DataverseSettings, log: Log, command: String) async throws {
         do {
             let user = try await client.whoAmI()
             log.info(
@@ -115,7 +115,7 @@ struct DataverseSettings {
                 ])
         } catch let refused as ClientCredentials.Refused {
             throw UsageError("dataverse: \(refused)", command: command)
-        } catch let error as DataverseError where error.status == 401 || error.status == 403 {
+        } catch let error as ServiceError where error.status == 401 || error.status == 403 {
             throw UsageError("dataverse: \(error)", command: command)
         } catch {
             log.warning("dataverse not reachable yet", [("error", .string("\(error)"))])

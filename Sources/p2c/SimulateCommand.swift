@@ -2,11 +2,13 @@ import Foundation
 import Runtime
 import Simulators
 
-/// `p2c simulate dataverse`: a simulated system over HTTP, for the demo, the tests and trying p2c out.
+/// `p2c simulate dataverse|finance-operations`: a simulated system over HTTP, for the demo, the
+/// tests and trying p2c out.
 enum SimulateCommand {
     static let spec = CommandSpec(
         name: "simulate",
-        summary: "Run a simulated Dataverse environment over HTTP (documented behaviour only).",
+        summary:
+            "Run a simulated Dataverse or Finance and Operations environment over HTTP (documented behaviour only).",
         options: [
             OptionSpec(
                 "client", value: "id:secret",
@@ -26,6 +28,23 @@ enum SimulateCommand {
                 help:
                     "Post each Create, Update and Delete of a P2C table to url as a RemoteExecutionContext (?code=key); repeat for several."
             ),
+            OptionSpec(
+                "data-events", value: "entity:url[:key]",
+                help:
+                    "finance-operations: post each create, update and delete of a P2C entity to url as a RemoteExecutionContext (?code=key); repeat for several."
+            ),
+            OptionSpec(
+                "readings", value: "list",
+                help:
+                    "finance-operations, what its docs leave open: patch-missing=404|create (default 404), batch-on-error=stop|continue (default stop)."
+            ),
+            OptionSpec(
+                "company", value: "id",
+                help: "finance-operations: the users' default company, all a request sees without cross-company=true.",
+                default: "DAT"),
+            OptionSpec(
+                "page-size", value: "n", help: "finance-operations: records per page of a collection read.",
+                default: "10000"),
             OptionSpec("port", value: "port", help: "Port on 127.0.0.1; 0 picks one.", default: "0"),
         ],
         discussion: """
@@ -39,13 +58,19 @@ enum SimulateCommand {
             with Keys and ManyToOneRelationships): GET by key or by simple $filter with odata.maxpagesize
             paging, PATCH upserts with If-Match / If-None-Match, POST, DELETE and @odata.bind, $batch with
             atomic change sets and odata.continue-on-error, and change tracking (odata.track-changes
-            snapshots, paged delta links, $deletedEntity), webhooks (--webhook). Not yet: $metadata. Runs
-            until SIGINT or SIGTERM.
+            snapshots, paged delta links, $deletedEntity), webhooks (--webhook). Not yet: $metadata.
+
+            finance-operations: the same token endpoint and limits; at <url>/data/ the P2C entity sets with
+            their composite keys (dataAreaId first), $metadata, GET by key and by collection ($select,
+            $filter of eq conditions, $orderby, $top, $skip, pages of --page-size with @odata.nextLink),
+            POST, PATCH, DELETE, $batch with atomic change sets, the default company unless
+            cross-company=true, and data events (--data-events). Runs until SIGINT or SIGTERM.
             """,
-        subcommands: ["dataverse"]
+        subcommands: ["dataverse", "finance-operations"]
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        if arguments.subcommand == "finance-operations" { return try await runFinanceOperations(arguments) }
         func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
         let clients: [DataverseSimulator.Client]
         let limits: DataverseSimulator.Limits
@@ -85,6 +110,63 @@ enum SimulateCommand {
         }
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         log.info("simulated Dataverse ready", [("url", .string(simulator.baseURL.absoluteString))])
+        let signal = await Signals.termination()
+        log.info("stopping", [("signal", .int(Int64(signal)))])
+        simulator.stop()
+        return 0
+    }
+
+    static func runFinanceOperations(_ arguments: ParsedArguments) async throws -> Int32 {
+        func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
+        let clients: [FinanceOperationsSimulator.Client]
+        let limits: FinanceOperationsSimulator.Limits
+        let faults: FinanceOperationsSimulator.Faults
+        let readings: FinanceOperationsSimulator.Readings
+        let dataEvents: [FinanceOperationsSimulator.DataEvents]
+        do throws(UsageError) {
+            guard arguments.strings("webhook").isEmpty else {
+                throw UsageError("--webhook is Dataverse's; finance-operations takes --data-events")
+            }
+            dataEvents = try arguments.strings("data-events").map { text throws(UsageError) in
+                try .init(parsing: text)
+            }
+            clients = try arguments.strings("client").map { text throws(UsageError) in try .init(parsing: text) }
+            limits =
+                try arguments.string("limits").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
+            faults =
+                try arguments.string("faults").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
+            guard faults.deltaExpiry == nil else { throw UsageError("--faults delta-expiry is Dataverse's") }
+            readings =
+                try arguments.string("readings").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
+        } catch {
+            throw usage(error.message)
+        }
+        guard !clients.isEmpty else { throw usage("give at least one --client <client id GUID>:<secret>") }
+        let tenant: UUID
+        if let text = arguments.string("tenant") {
+            guard let id = UUID(uuidString: text) else { throw usage("--tenant expects a GUID, got '\(text)'") }
+            tenant = id
+        } else {
+            tenant = UUID()
+        }
+        let company = arguments.string("company") ?? "DAT"
+        guard !company.isEmpty, company.count <= 4 else {
+            throw usage("--company expects a legal entity id of 1 to 4 characters, got '\(company)'")
+        }
+        let pageSize = try arguments.integer("page-size", in: 1...10_000)!
+        let port = try arguments.integer("port", in: 0...65_535)!
+        let log = Log([("component", "simulate-finance-operations")])
+        let simulator: FinanceOperationsSimulator
+        do {
+            simulator = try FinanceOperationsSimulator(
+                clients: clients, limits: limits, faults: faults, readings: readings, tenantID: tenant, port: port,
+                dataEvents: dataEvents, defaultCompany: company, pageSize: pageSize)
+        } catch {
+            throw usage("port \(port): \(error)")
+        }
+        let lines = [simulator.baseURL.absoluteString, "tenant \(tenant.uuidString.lowercased())"]
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        log.info("simulated Finance and Operations ready", [("url", .string(simulator.baseURL.absoluteString))])
         let signal = await Signals.termination()
         log.info("stopping", [("signal", .int(Int64(signal)))])
         simulator.stop()

@@ -82,15 +82,15 @@ private final class RunningApplier: Sendable {
 private func dataverse(
     _ simulator: DataverseSimulator, _ user: DataverseSimulator.Client, pacing: Bool = false
 )
-    -> DataverseClient
+    -> ServiceClient
 {
-    var settings = DataverseClient.Settings(
+    var settings = ServiceClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
     settings.authority = simulator.baseURL
     var configuration = HTTPClient.Configuration()
     configuration.retriesThrottled = !pacing
-    return DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+    return ServiceClient(settings: settings, http: HTTPClient(configuration: configuration))
 }
 
 /// The CRM side's inbound events, as the erp-to-crm workers publish them: every column the maps

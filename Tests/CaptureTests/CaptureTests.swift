@@ -46,12 +46,12 @@ private final class RunningMember: Sendable {
     }
 }
 
-private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
-    var settings = DataverseClient.Settings(
+private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
+    var settings = ServiceClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
     settings.authority = simulator.baseURL
-    return DataverseClient(settings: settings, http: HTTPClient())
+    return ServiceClient(settings: settings, http: HTTPClient())
 }
 
 /// Every committed record of `topic` so far.
@@ -92,7 +92,7 @@ struct CaptureTests {
         let simulator = try DataverseSimulator(clients: [apply, person, reader])
         defer { simulator.stop() }
         let seller = client(simulator, person)
-        func write(_ resource: String, _ body: JSONObject, as dataverse: DataverseClient? = nil) async throws {
+        func write(_ resource: String, _ body: JSONObject, as dataverse: ServiceClient? = nil) async throws {
             let answer = try await (dataverse ?? seller).send("PATCH", resource, body: body)
             #expect((200..<300).contains(answer.status), "\(resource): \(answer.status)")
         }
@@ -204,7 +204,7 @@ struct CaptureTests {
             applyUsers: [apply.systemUserID], key: "hook-key", port: port, deliveryTimeout: .seconds(2))
         defer { receiver.stop() }
         let seller = client(simulator, person)
-        func write(_ resource: String, _ body: JSONObject, as dataverse: DataverseClient? = nil) async throws {
+        func write(_ resource: String, _ body: JSONObject, as dataverse: ServiceClient? = nil) async throws {
             let answer = try await (dataverse ?? seller).send("PATCH", resource, body: body)
             #expect((200..<300).contains(answer.status), "\(resource): \(answer.status)")
         }

@@ -48,18 +48,18 @@ struct DataverseTableTests {
         let missing = try await dataverse.send(
             "PATCH", path, body: ["name": "x"], headers: HTTPHeaders([("If-Match", "*")]))
         #expect(missing.status == 404)
-        #expect(DataverseError(missing).message.hasSuffix("Does Not Exist"))
+        #expect(ServiceError(missing).message.hasSuffix("Does Not Exist"))
         let first = try await dataverse.send(
             "PATCH", path, body: ["name": "Contoso"], headers: HTTPHeaders([("If-None-Match", "*")]))
         #expect(first.status == 204)
         let again = try await dataverse.send(
             "PATCH", path, body: ["name": "Contoso"], headers: HTTPHeaders([("If-None-Match", "*")]))
         #expect(again.status == 412)
-        #expect(DataverseError(again).message == "A record with matching key values already exists.")
+        #expect(ServiceError(again).message == "A record with matching key values already exists.")
         let stale = try await dataverse.send(
             "PATCH", path, body: ["name": "y"], headers: HTTPHeaders([("If-Match", "W/\"1\"")]))
         #expect(stale.status == 412)
-        #expect(DataverseError(stale).message.hasPrefix("The version of the existing record doesn't match"))
+        #expect(ServiceError(stale).message.hasPrefix("The version of the existing record doesn't match"))
         let etag = try await dataverse.get(path)["@odata.etag"]?.stringValue ?? ""
         let current = try await dataverse.send(
             "PATCH", path, body: ["name": "z"], headers: HTTPHeaders([("If-Match", etag)]))
@@ -81,7 +81,7 @@ struct DataverseTableTests {
                 "sequencenumber": .number("1"),
             ])
         #expect(early.status == 404)
-        #expect(DataverseError(early).code == "0x80040217")
+        #expect(ServiceError(early).code == "0x80040217")
         let header = try await dataverse.send(
             "PATCH", "salesorders(msdyn_salesordernumber='C000123')", body: ["name": "C000123"], headers: representation
         )
@@ -154,7 +154,7 @@ struct DataverseTableTests {
         #expect(try await dataverse.send("DELETE", "accounts(accountnumber='A1')").status == 404)
         let unknown = try await dataverse.send("GET", "Account")
         #expect(unknown.status == 404)
-        #expect(DataverseError(unknown).code == "0x8006088a")
+        #expect(ServiceError(unknown).code == "0x8006088a")
     }
 }
 
@@ -183,7 +183,7 @@ struct DataverseBatchTests {
     }
 
     private func post(
-        _ batch: ODataBatch, _ dataverse: DataverseClient, continueOnError: Bool = false
+        _ batch: ODataBatch, _ dataverse: ServiceClient, continueOnError: Bool = false
     ) async throws -> (
         Int, ODataBatch
     ) {
@@ -233,7 +233,7 @@ struct DataverseChangeTrackingTests {
 
     /// Follows next links to the delta link: the rows (or deleted ids) read and the delta link.
     private func read(
-        _ dataverse: DataverseClient, from resource: String
+        _ dataverse: ServiceClient, from resource: String
     ) async throws -> (
         rows: [JSONObject], deltaLink: String
     ) {
@@ -307,6 +307,6 @@ struct DataverseChangeTrackingTests {
         let answer = try await client(simulator, reader).send(
             "GET", "accounts?$filter=name%20eq%20'x'", headers: HTTPHeaders([("Prefer", "odata.track-changes")]))
         #expect(answer.status == 400)
-        #expect(DataverseError(answer).message.contains("isn't supported when Change Tracking is enabled"))
+        #expect(ServiceError(answer).message.contains("isn't supported when Change Tracking is enabled"))
     }
 }

@@ -5,14 +5,14 @@ import Simulators
 import Testing
 
 /// A client of `simulator` for `user`; its retries do not wait out throttling longer than 2 s.
-func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> DataverseClient {
-    var settings = DataverseClient.Settings(
+func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
+    var settings = ServiceClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
     settings.authority = simulator.baseURL
     var configuration = HTTPClient.Configuration()
     configuration.maxRetryAfter = .seconds(2)
-    return DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+    return ServiceClient(settings: settings, http: HTTPClient(configuration: configuration))
 }
 
 @Suite("Dataverse over HTTP: tokens, WhoAmI, application users and limits against the simulator")
@@ -53,7 +53,7 @@ struct DataverseTests {
         let dataverse = client(simulator, apply)
         for _ in 0..<3 { _ = try await dataverse.whoAmI() }
         // The window's Retry-After (about a minute) is longer than this client waits: the 429 comes back.
-        let error = await #expect(throws: DataverseError.self) { try await dataverse.whoAmI() }
+        let error = await #expect(throws: ServiceError.self) { try await dataverse.whoAmI() }
         #expect(error?.status == 429)
         #expect(error?.code == "0x80072322")
         #expect(simulator.throttledCount == 1)
@@ -68,11 +68,11 @@ struct DataverseTests {
         defer { simulator.stop() }
         var configuration = HTTPClient.Configuration()
         configuration.retriesThrottled = false
-        var settings = DataverseClient.Settings(
+        var settings = ServiceClient.Settings(
             url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
             clientID: apply.id.uuidString.lowercased(), clientSecret: apply.secret)
         settings.authority = simulator.baseURL
-        let dataverse = DataverseClient(settings: settings, http: HTTPClient(configuration: configuration))
+        let dataverse = ServiceClient(settings: settings, http: HTTPClient(configuration: configuration))
         let started = ContinuousClock.now
         for number in 1...2 {
             let answer = try await dataverse.send(
@@ -82,7 +82,7 @@ struct DataverseTests {
         #expect(ContinuousClock.now - started >= .milliseconds(1_200), "each write ran for its 600 ms")
         let third = try await dataverse.send("PATCH", "accounts(accountnumber='E-3')", body: ["name": "Three"])
         #expect(third.status == 429)
-        #expect(DataverseError(third).code == "0x80072321")
+        #expect(ServiceError(third).code == "0x80072321")
         #expect(third.headers["Retry-After"].flatMap(Int.init).map { $0 > 1 } == true)
     }
 

@@ -39,10 +39,10 @@ struct CaptureCommandTests {
         defer { _ = simulator.stop() }
         let url = simulator.readLine() ?? ""
         let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
-        var settings = DataverseClient.Settings(
+        var settings = ServiceClient.Settings(
             url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
         settings.authority = URL(string: url)!
-        let person = DataverseClient(settings: settings, http: HTTPClient())
+        let person = ServiceClient(settings: settings, http: HTTPClient())
         let accounts = 200
         for number in 1...accounts {
             let answer = try await person.send(

@@ -2,11 +2,23 @@ import Foundation
 import ProspectToCash
 import Runtime
 
-/// A Dataverse Web API client for one application user: the standard headers (DV-HDR), a token
-/// from Entra ID renewed once on a 401, and the documented error body read into `DataverseError`.
-public final class DataverseClient: Sendable {
+/// An OData client of one service (the Dataverse Web API or F&O's OData) for one identity: the
+/// standard headers (DV-HDR), a token from Entra ID renewed once on a 401, and the documented
+/// error body (`{"error":{"code","message"}}`) read into `ServiceError`.
+public final class ServiceClient: Sendable {
+    /// Which service: where its entity sets are and which headers every request carries.
+    public enum API: Sendable {
+        /// `<url>/api/data/v9.2/`; writes are upserts unless told otherwise (`If-None-Match: null`).
+        case dataverse
+        /// `<url>/data/` (FO-ODATA).
+        case financeOperations
+
+        var root: String { self == .dataverse ? "api/data/v9.2/" : "data/" }
+    }
+
     public struct Settings: Sendable {
-        /// The environment URL, e.g. `https://contoso.crm.dynamics.com`.
+        /// The environment URL, e.g. `https://contoso.crm.dynamics.com` or
+        /// `https://contoso.operations.dynamics.com`.
         public var url: URL
         public var tenantID: String
         public var clientID: String
@@ -24,12 +36,14 @@ public final class DataverseClient: Sendable {
     }
 
     public let settings: Settings
+    public let api: API
     private let http: HTTPClient
     private let credentials: ClientCredentials
 
-    public init(settings: Settings, http: HTTPClient) {
+    public init(settings: Settings, http: HTTPClient, api: API = .dataverse) {
         self.settings = settings
         self.http = http
+        self.api = api
         var token = ClientCredentials.Settings(
             tenantID: settings.tenantID, clientID: settings.clientID, clientSecret: settings.clientSecret,
             scope: ClientCredentials.Settings.scope(for: settings.url))
@@ -45,7 +59,7 @@ public final class DataverseClient: Sendable {
         public var json: JSONObject?
     }
 
-    /// Sends `method <url>/api/data/v9.2/<resource>` (resource with its key and query) with the
+    /// Sends `method <url>/<root>/<resource>` (resource with its key and query) with the
     /// standard headers, `headers` and a JSON `body`; a 401 renews the token once. Every status
     /// comes back as an `Answer`; throws only when no answer came.
     public func send(
@@ -67,8 +81,8 @@ public final class DataverseClient: Sendable {
     ) async throws
         -> HTTPClientResponse
     {
-        guard let url = URL(string: "api/data/v9.2/" + resource, relativeTo: settings.url)?.absoluteURL else {
-            throw DataverseError(status: 0, code: "bad_url", message: "not a URL: \(resource)")
+        guard let url = URL(string: api.root + resource, relativeTo: settings.url)?.absoluteURL else {
+            throw ServiceError(status: 0, code: "bad_url", message: "not a URL: \(resource)")
         }
         var renewed = false
         while true {
@@ -77,7 +91,9 @@ public final class DataverseClient: Sendable {
                 ("Authorization", "Bearer \(token)"), ("Accept", "application/json"), ("OData-MaxVersion", "4.0"),
                 ("OData-Version", "4.0"),
             ])
-            if extra["If-None-Match"] == nil && extra["If-Match"] == nil { headers.add("If-None-Match", "null") }
+            if api == .dataverse && extra["If-None-Match"] == nil && extra["If-Match"] == nil {
+                headers.add("If-None-Match", "null")
+            }
             for (name, value) in extra.entries { headers.add(name, value) }
             let response = try await http.send(
                 HTTPClientRequest(method: method, url: url, headers: headers, body: body), identity: settings.clientID)
@@ -91,34 +107,16 @@ public final class DataverseClient: Sendable {
         }
     }
 
-    /// `GET <url>/api/data/v9.2/<resource>`: the JSON answer of a 2xx, else `DataverseError`.
+    /// `GET <url>/<root>/<resource>`: the JSON answer of a 2xx, else `ServiceError`.
     public func get(_ resource: String) async throws -> JSONObject {
         let answer = try await send("GET", resource)
-        guard (200..<300).contains(answer.status), let json = answer.json else { throw DataverseError(answer) }
+        guard (200..<300).contains(answer.status), let json = answer.json else { throw ServiceError(answer) }
         return json
-    }
-
-    /// The calling application user's `systemuserid` (`WhoAmI`, DV-AUTH).
-    public func whoAmI() async throws -> UUID {
-        let answer = try await get("WhoAmI")
-        guard let id = answer["UserId"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
-            throw DataverseError(status: 200, code: "unexpected_answer", message: "WhoAmI without a UserId")
-        }
-        return id
-    }
-
-    /// The `systemuserid` of the application user of Entra application `clientID`, nil when the
-    /// environment has none: how capture learns which writes were p2c's own.
-    public func applicationUser(clientID: UUID) async throws -> UUID? {
-        let answer = try await get(
-            "systemusers?$filter=applicationid%20eq%20\(clientID.uuidString.lowercased())&$select=systemuserid")
-        guard case .array(let users)? = answer["value"] else { return nil }
-        return users.first?.objectValue?["systemuserid"]?.stringValue.flatMap(UUID.init(uuidString:))
     }
 }
 
-/// What Dataverse answered instead: the HTTP status and its error code (`0x80040333`...).
-public struct DataverseError: Error, Sendable, CustomStringConvertible {
+/// What the service answered instead: the HTTP status and its error code (`0x80040333`...).
+public struct ServiceError: Error, Sendable, CustomStringConvertible {
     public var status: Int
     public var code: String
     public var message: String
@@ -134,7 +132,7 @@ public struct DataverseError: Error, Sendable, CustomStringConvertible {
     }
 
     /// The error an answer carries (`{"error":{"code","message"}}`), or its status.
-    public init(_ answer: DataverseClient.Answer) {
+    public init(_ answer: ServiceClient.Answer) {
         let error = answer.json?["error"]?.objectValue
         self.init(
             status: answer.status, code: error?["code"]?.stringValue ?? "http_\(answer.status)",
