@@ -183,7 +183,13 @@ public final class Applier: @unchecked Sendable {
             deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
             return
         }
-        let item = ApplyItem(table: String(table), deleted: deleted, record: object)
+        // The company: `ce_company`, else the key's `<company>/` prefix.
+        let company =
+            record.header("ce_company")?.value.map { String(decoding: $0, as: UTF8.self) }
+            ?? record.key.flatMap { key in
+                key.firstIndex(of: UInt8(ascii: "/")).map { String(decoding: key[..<$0], as: UTF8.self) }
+            }
+        let item = ApplyItem(table: String(table), deleted: deleted, record: object, company: company)
         let key = record.topic + "\u{0}" + String(decoding: record.key ?? [], as: UTF8.self)
         if queues[key] == nil {
             queues[key] = DocumentQueue(partition: partition)

@@ -12,13 +12,16 @@ public struct ApplyItem: Sendable {
     public var table: String
     public var deleted: Bool
     public var record: JSONObject
+    /// The legal entity (`ce_company`): F&O's `dataAreaId`.
+    public var company: String?
     /// It waited for a reference before: it goes alone, after its document's other writes.
     public var waiting = false
 
-    public init(table: String, deleted: Bool, record: JSONObject, waiting: Bool = false) {
+    public init(table: String, deleted: Bool, record: JSONObject, company: String? = nil, waiting: Bool = false) {
         self.table = table
         self.deleted = deleted
         self.record = record
+        self.company = company
         self.waiting = waiting
     }
 }

@@ -9,9 +9,11 @@ import Topology
 enum ApplyCommand {
     static let spec = CommandSpec(
         name: "apply",
-        summary: "Write what arrives on a side's inbound topics into that system (Dataverse).",
+        summary: "Write what arrives on a side's inbound topics into that system (Dataverse or F&O).",
         options: [
-            OptionSpec("side", value: "side", help: "crm (Dataverse). Or P2C_SIDE, or \"side\" in the file."),
+            OptionSpec(
+                "side", value: "side",
+                help: "crm (Dataverse) or erp (Finance and Operations). Or P2C_SIDE, or \"side\" in the file."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("config", value: "file", help: "JSON configuration file."),
             OptionSpec("streams", value: "a,b", help: "Streams to apply; default: every stream arriving for the side."),
@@ -30,8 +32,9 @@ enum ApplyCommand {
             The Dataverse connection: P2C_DATAVERSE_URL, P2C_DATAVERSE_TENANT_ID, P2C_DATAVERSE_CLIENT_ID,
             P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE), P2C_DATAVERSE_AUTHORITY
             (default https://login.microsoftonline.com), or a "dataverse" object in the file with the same
-            keys (url, tenantId, clientId, clientSecretFile, authority). Writes the system refuses go to
-            <inbound topic>.dlq with the HTTP status and Dataverse's error code. SIGTERM finishes the
+            keys (url, tenantId, clientId, clientSecretFile, authority). The F&O connection (--side erp):
+            the same with P2C_FNO_* and an "fno" object. Writes the system refuses go to
+            <inbound topic>.dlq with the HTTP status and the system's error code. SIGTERM finishes the
             writes in flight, commits, leaves the group and exits 0.
             """
     )
@@ -47,16 +50,16 @@ enum ApplyCommand {
         var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         let environment = ProcessInfo.processInfo.environment
         var configuration = ApplyConfiguration()
-        let dataverse: DataverseSettings
+        let connection: ConnectionSettings
         do {
             for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
             let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
-            guard side == "crm" else {
-                throw UsageError("side must be crm (Dataverse), got '\(side)'")
+            guard let parsed = Side(rawValue: side) else {
+                throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(side)'")
             }
-            configuration.side = .crm
+            configuration.side = parsed
             configuration.streams = file.worker.streams
             configuration.kafka = file.worker.kafka
             configuration.groupID = file.worker.groupID
@@ -83,7 +86,9 @@ enum ApplyCommand {
                 default: configuration.referenceWaitMilliseconds = number
                 }
             }
-            dataverse = try DataverseSettings.load(file: file.object, environment: environment)
+            connection = try ConnectionSettings.load(
+                configuration.side == .crm ? .dataverse : .financeOperations, file: file.object,
+                environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -95,12 +100,40 @@ enum ApplyCommand {
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
         // One client per identity; each is checked at start. They share the table definitions.
-        let clients = dataverse.identities.map { ServiceClient(settings: $0, http: http) }
+        let clients = connection.identities.map { ServiceClient(settings: $0, http: http, api: connection.system.api) }
         for client in clients {
-            try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
+            try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
         }
-        let schema = DataverseSchema(client: clients[0])
-        let sinks = clients.map { DataverseSink(client: $0, schema: schema) }
+        let sinks: [any DocumentSink]
+        let requests: @Sendable () -> String
+        let side = configuration.side.rawValue
+        if connection.system == .dataverse {
+            let schema = DataverseSchema(client: clients[0])
+            let dataverse = clients.map { DataverseSink(client: $0, schema: schema) }
+            sinks = dataverse
+            requests = {
+                ServiceMetrics.exposition(
+                    system: "dataverse", labels: "side=\"\(side)\"",
+                    [
+                        ("table_definitions", schema.reads.value),
+                        ("id_reads", dataverse.reduce(0) { $0 + $1.idReads.value }),
+                        ("batches", dataverse.reduce(0) { $0 + $1.batches.value }),
+                    ])
+            }
+        } else {
+            let schema = FinanceOperationsSchema(client: clients[0])
+            let fno = clients.map { FinanceOperationsSink(client: $0, schema: schema) }
+            sinks = fno
+            requests = {
+                ServiceMetrics.exposition(
+                    system: "fno", labels: "side=\"\(side)\"",
+                    [
+                        ("metadata", schema.reads.value),
+                        ("existence_reads", fno.reduce(0) { $0 + $1.existenceReads.value }),
+                        ("batches", fno.reduce(0) { $0 + $1.batches.value }),
+                    ])
+            }
+        }
         let applier: Applier
         do {
             applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
@@ -116,14 +149,7 @@ enum ApplyCommand {
             probes = try HTTPResponder.probes(
                 port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
             ) {
-                metrics.exposition + http.metrics.exposition(labels: "side=\"crm\"")
-                    + DataverseMetrics.exposition(
-                        labels: "side=\"crm\"",
-                        [
-                            ("table_definitions", schema.reads.value),
-                            ("id_reads", sinks.reduce(0) { $0 + $1.idReads.value }),
-                            ("batches", sinks.reduce(0) { $0 + $1.batches.value }),
-                        ])
+                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side)\"") + requests()
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

@@ -54,7 +54,7 @@ enum CaptureCommand {
         var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         let environment = ProcessInfo.processInfo.environment
         var configuration = CaptureConfiguration()
-        let dataverse: DataverseSettings
+        let dataverse: ConnectionSettings
         let mode: String
         do {
             for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
@@ -93,7 +93,7 @@ enum CaptureCommand {
             guard mode == "poll" || mode == "webhook" else {
                 throw UsageError("mode must be poll or webhook, got '\(mode)'")
             }
-            dataverse = try DataverseSettings.load(file: file.object, environment: environment)
+            dataverse = try ConnectionSettings.load(.dataverse, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -101,7 +101,7 @@ enum CaptureCommand {
         let log = Log([("component", "capture")])
         let http = HTTPClient(log: log)
         let client = ServiceClient(settings: dataverse.settings, http: http)
-        try await DataverseSettings.check(client, settings: dataverse, log: log, command: spec.name)
+        try await ConnectionSettings.check(client, settings: dataverse, log: log, command: spec.name)
         // The apply identities' application users: their changes are p2c's own.
         var applyUsers = Set<UUID>()
         for id in dataverse.applyClientIDs {
@@ -137,7 +137,7 @@ enum CaptureCommand {
                 port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
             ) {
                 metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"")
-                    + DataverseMetrics.exposition(labels: "side=\"crm\"", member.dataverseRequests)
+                    + ServiceMetrics.exposition(system: "dataverse", labels: "side=\"crm\"", member.dataverseRequests)
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
@@ -195,7 +195,7 @@ enum CaptureCommand {
             ) {
                 metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
                     + http.metrics.exposition(labels: "side=\"crm\"")
-                    + DataverseMetrics.exposition(labels: "side=\"crm\"", receiver.dataverseRequests)
+                    + ServiceMetrics.exposition(system: "dataverse", labels: "side=\"crm\"", receiver.dataverseRequests)
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

@@ -15,7 +15,7 @@ private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
 /// An embedded broker with every topic of `Topics/`, and that catalog.
-private func broker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
+func broker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
     do {
         let cluster = try EmbeddedCluster(brokers: 1)
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
@@ -57,7 +57,7 @@ private func publish(_ records: [OutgoingRecord]) throws {
 }
 
 /// An apply member on its own thread, as `p2c apply` runs it.
-private final class RunningApplier: Sendable {
+final class RunningApplier: Sendable {
     let applier: Applier
     private let finished = Mutex<(done: Bool, error: String?)>((false, nil))
 

@@ -1,0 +1,307 @@
+import Foundation
+import OData
+import ProspectToCash
+import Runtime
+import Synchronization
+
+/// Writes documents into F&O through its OData service: composite keys with `dataAreaId` and
+/// `cross-company=true` (FO-ODATA), each document's events in order as one change set (atomic),
+/// many documents per `$batch`.
+///
+/// F&O documents no upsert (FACTS.md 2.2), so create-or-update is explicit and does not depend on
+/// what PATCH does to a missing key: whether a record exists is read first (GETs by key in one
+/// `$batch`, kept afterwards), then POST creates and PATCH updates. A line is written only under
+/// an existing header (read the same way); until then it waits for it. The answer of a `$batch`
+/// may stop at a failed change set (`continue-on-error` is not documented for F&O): the change
+/// sets it did not answer go again in the next round.
+public final class FinanceOperationsSink: DocumentSink {
+    public let client: ServiceClient
+    public let schema: FinanceOperationsSchema
+    /// Whether a record exists, by `<set>(<key>)`: known from a read or from this sink's own writes.
+    private let existence = Mutex<[String: Bool]>([:])
+    /// Records read to learn whether they exist, and `$batch` requests sent.
+    public let existenceReads = Counter()
+    public let batches = Counter()
+
+    public init(client: ServiceClient, schema: FinanceOperationsSchema) {
+        self.client = client
+        self.schema = schema
+    }
+
+    /// One event as a write: the record's path, its header's (for a line), and the body.
+    struct Write {
+        var path: String
+        var header: String?
+        var deleted: Bool
+        var body: JSONObject
+    }
+
+    public func apply(_ documents: [[ApplyItem]]) async -> [[ApplyOutcome]] {
+        var outcomes = documents.map { Array(repeating: ApplyOutcome.notSent, count: $0.count) }
+        // 1. Each item as a write; a refusal (unknown table, field or key) is settled at once.
+        var writes: [[Write?]] = []
+        for (number, items) in documents.enumerated() {
+            var row: [Write?] = []
+            for (position, item) in items.enumerated() {
+                do {
+                    row.append(try await write(item))
+                } catch let refusal as WriteRefusal {
+                    outcomes[number][position] = .refused(code: refusal.code, message: refusal.message, request: nil)
+                    row.append(nil)
+                } catch {
+                    return documents.map { Array(repeating: Self.outcome(of: error), count: $0.count) }
+                }
+            }
+            writes.append(row)
+        }
+        // 2. Whether the records and headers exist, where not known yet.
+        var unknown = Set<String>()
+        existence.withLock { known in
+            for write in writes.joined().compactMap({ $0 }) {
+                if known[write.path] == nil { unknown.insert(write.path) }
+                if let header = write.header, known[header] == nil { unknown.insert(header) }
+            }
+        }
+        if !unknown.isEmpty, let failure = await read(unknown.sorted()) {
+            return documents.map { Array(repeating: failure, count: $0.count) }
+        }
+        // 3. One change set per document: the writes its order allows now.
+        var changeSets: [(document: Int, items: [Int], messages: [ODataMessage], writes: [Write])] = []
+        var contentID = 0
+        for (number, items) in documents.enumerated() {
+            var exists = existence.withLock { known in
+                Dictionary(
+                    writes[number].compactMap { $0 }.flatMap { [$0.path] + ($0.header.map { [$0] } ?? []) }.map {
+                        ($0, known[$0] ?? false)
+                    }, uniquingKeysWith: { first, _ in first })
+            }
+            // Records a write of this document could not go to yet: later writes to them wait too.
+            var held = Set<String>()
+            var set: (items: [Int], messages: [ODataMessage], writes: [Write]) = ([], [], [])
+            for position in items.indices {
+                guard let write = writes[number][position] else { continue }
+                if held.contains(write.path) { continue }
+                if let header = write.header, !write.deleted, exists[header] != true {
+                    outcomes[number][position] = .referenceMissing("\(header) does not exist yet")
+                    held.insert(write.path)
+                    continue
+                }
+                let url = write.path + "?cross-company=true"
+                let message: ODataMessage
+                if write.deleted {
+                    guard exists[write.path] == true else {
+                        // Already gone: what a delete wants.
+                        outcomes[number][position] = .applied
+                        continue
+                    }
+                    message = ODataMessage(method: "DELETE", url: url)
+                } else if exists[write.path] == true {
+                    message = ODataMessage(
+                        method: "PATCH", url: url, headers: HTTPHeaders([("Content-Type", "application/json")]),
+                        body: write.body.jsonBytes)
+                } else {
+                    let set = String(write.path.prefix { $0 != "(" })
+                    message = ODataMessage(
+                        method: "POST", url: set + "?cross-company=true",
+                        headers: HTTPHeaders([("Content-Type", "application/json")]), body: write.body.jsonBytes)
+                }
+                exists[write.path] = !write.deleted
+                contentID += 1
+                var numbered = message
+                numbered.headers.set("Content-ID", String(contentID))
+                set.items.append(position)
+                set.messages.append(numbered)
+                set.writes.append(write)
+            }
+            if !set.items.isEmpty { changeSets.append((number, set.items, set.messages, set.writes)) }
+        }
+        guard !changeSets.isEmpty else { return outcomes }
+        // 4. The change sets in one `$batch`.
+        func settle(_ index: Int, _ outcome: ApplyOutcome) {
+            for item in changeSets[index].items { outcomes[changeSets[index].document][item] = outcome }
+        }
+        let (contentType, body) = ODataBatch(changeSets.map { .changeSet($0.messages) }).encoded()
+        batches.add()
+        let response: HTTPClientResponse
+        do {
+            response = try await client.sendRaw(
+                "POST", "$batch", body: body,
+                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
+        } catch {
+            for index in changeSets.indices { settle(index, Self.outcome(of: error)) }
+            return outcomes
+        }
+        guard response.status == 200,
+            let answer = try? ODataBatch.decode(
+                contentType: response.headers["Content-Type"] ?? "", body: response.body)
+        else {
+            let outcome = Self.outcome(status: response.status, headers: response.headers, body: response.body)
+            for index in changeSets.indices { settle(index, outcome) }
+            return outcomes
+        }
+        for (index, set) in changeSets.enumerated() {
+            // Not answered: the batch stopped at an earlier failure; it goes in the next round.
+            guard index < answer.parts.count else { continue }
+            switch answer.parts[index] {
+            case .changeSet:
+                settle(index, .applied)
+                existence.withLock { known in
+                    for write in set.writes { known[write.path] = !write.deleted }
+                    if known.count > 200_000 { known.removeAll(keepingCapacity: true) }
+                }
+            case .single(let failure):
+                // The change set was rolled back; what this sink believed of its records is read again.
+                existence.withLock { known in
+                    for write in set.writes { known[write.path] = nil }
+                }
+                let failed = failure.contentID.flatMap { id in set.messages.firstIndex { $0.contentID == id } } ?? 0
+                let outcome = Self.outcome(status: failure.status, headers: failure.headers, body: failure.body)
+                switch outcome {
+                case .refused(let code, let message, _):
+                    let request = set.messages[failed]
+                    outcomes[set.document][set.items[failed]] = .refused(
+                        code: code, message: message, request: "\(request.method) \(request.url)")
+                case .referenceMissing:
+                    // A record gone since it was read (404 to a PATCH or DELETE): read again, write again.
+                    break
+                default:
+                    settle(index, outcome)
+                }
+            }
+        }
+        return outcomes
+    }
+
+    /// An event as a write: the entity set of its kind, its key from `dataAreaId` (the company)
+    /// and the record's key fields, its fields under the environment's property names.
+    func write(_ item: ApplyItem) async throws -> Write {
+        guard let kind = RecordKind.all.first(where: { $0.erpName == item.table && $0.erpEntitySet != nil }) else {
+            throw WriteRefusal("unknown_table", "no F&O entity set for \(item.table)")
+        }
+        let entity = try await entitySet(of: kind)
+        guard let company = item.company, !company.isEmpty else {
+            throw WriteRefusal("bad_key", "\(item.table): no company (ce_company) for dataAreaId")
+        }
+        var body = JSONObject()
+        for field in item.record.fields {
+            guard let property = entity.properties[field.key.uppercased()] else {
+                throw WriteRefusal("unknown_property", "\(entity.set) has no property \(field.key) in $metadata")
+            }
+            if case .object = field.value {
+                throw WriteRefusal("bad_value", "\(field.key): an object where F&O takes a value")
+            }
+            body[property.name] = field.value
+        }
+        var key: [(name: String, value: ODataLiteral)] = []
+        for property in entity.keys {
+            let value: JSONValue? =
+                property.name.lowercased() == "dataareaid" ? .string(company) : body[property.name]
+            guard let value, let literal = entity.literal(value, for: property),
+                literal.text != "''"
+            else {
+                throw WriteRefusal("bad_key", "\(entity.set): no value for key field \(property.name)")
+            }
+            body[property.name] = value
+            key.append((property.name, literal))
+        }
+        var header: String?
+        if kind.role == .line,
+            let headerKind = RecordKind.all.first(where: {
+                $0.stream == kind.stream && $0.role == .header && $0.erpEntitySet != nil
+            })
+        {
+            let headerEntity = try await entitySet(of: headerKind)
+            // The header's key: the line's own key without its last part.
+            let parts = headerEntity.keys.compactMap { property in
+                key.first { $0.name.lowercased() == property.name.lowercased() }
+            }
+            if parts.count == headerEntity.keys.count { header = ODataPath.entity(headerEntity.set, key: parts) }
+        }
+        if item.deleted {
+            // A delete names its record only.
+            body = JSONObject()
+        }
+        return Write(path: ODataPath.entity(entity.set, key: key), header: header, deleted: item.deleted, body: body)
+    }
+
+    /// The entity set of `kind`; one the environment does not declare is a refusal.
+    private func entitySet(of kind: RecordKind) async throws -> FinanceOperationsSchema.Entity {
+        do {
+            return try await schema.entity(of: kind)
+        } catch let error as ServiceError where error.code == "unknown_entity" {
+            throw WriteRefusal("unknown_entity", error.message)
+        }
+    }
+
+    /// Reads whether each record exists (GET by key, `$select` of its first key field) in one
+    /// `$batch`; nil once known, else the outcome that stops the round.
+    private func read(_ paths: [String]) async -> ApplyOutcome? {
+        existenceReads.add(paths.count)
+        let messages = paths.map { path -> ODataMessage in
+            let select = path.drop { $0 != "(" }.dropFirst().prefix { $0 != "=" }
+            return ODataMessage(method: "GET", url: "\(path)?cross-company=true&$select=\(select)")
+        }
+        let (contentType, body) = ODataBatch(messages.map { .single($0) }).encoded()
+        batches.add()
+        let response: HTTPClientResponse
+        do {
+            response = try await client.sendRaw(
+                "POST", "$batch", body: body,
+                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
+        } catch {
+            return Self.outcome(of: error)
+        }
+        guard response.status == 200,
+            let answer = try? ODataBatch.decode(
+                contentType: response.headers["Content-Type"] ?? "", body: response.body)
+        else {
+            return Self.outcome(status: response.status, headers: response.headers, body: response.body)
+        }
+        var found: [String: Bool] = [:]
+        for (path, part) in zip(paths, answer.parts) {
+            guard case .single(let message) = part else { continue }
+            switch message.status {
+            case 200: found[path] = true
+            case 404: found[path] = false
+            default:
+                let outcome = Self.outcome(status: message.status, headers: message.headers, body: message.body)
+                if case .refused(let code, let text, _) = outcome {
+                    return .unavailable("reading \(path) answered \(code): \(text)")
+                }
+                return outcome
+            }
+        }
+        existence.withLock { known in known.merge(found) { _, new in new } }
+        return found.count == paths.count
+            ? nil : .unavailable("the batch answered \(found.count) of \(paths.count) reads")
+    }
+
+    /// An answer's outcome by its status: 429 a pause, 5xx and 401 a retry, 404 a record not there
+    /// (read again), any other 4xx a refusal with F&O's message.
+    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
+        let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
+        let code = error?["code"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        let message = error?["message"]?.stringValue ?? "HTTP \(status)"
+        switch status {
+        case 429:
+            return .throttled(retryAfter: headers["Retry-After"].flatMap(HTTPClient.retryAfter) ?? .seconds(1))
+        case 404:
+            return .referenceMissing(message)
+        case 401, 408, 500...:
+            return .unavailable("HTTP \(status): \(message)")
+        default:
+            return .refused(code: "http_\(status)" + (code.map { " \($0)" } ?? ""), message: message, request: nil)
+        }
+    }
+
+    static func outcome(of error: any Error) -> ApplyOutcome {
+        if let error = error as? ServiceError {
+            if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
+            if error.status == 0 || error.status >= 500 || error.status == 401 {
+                return .unavailable(error.description)
+            }
+            return .refused(code: "http_\(error.status) \(error.code)", message: error.message, request: nil)
+        }
+        return .unavailable("\(error)")
+    }
+}
