@@ -6,27 +6,23 @@ import Runtime
 import Synchronization
 import Topology
 
-/// Capture by webhook: an HTTP endpoint receiving Dataverse's `RemoteExecutionContext` posts
-/// (DV-WH), authenticated by the registration's `WebhookKey` (`?code=<key>`, DV-WHREG), that
-/// answers 200 only once the change event is in Kafka (idempotent producer, `acks=all`) and 503
-/// otherwise, so that the sender retries. Stateless: run several behind a Service.
-///
-/// The event is the one change tracking would publish: the row after the change (the post image,
-/// or the row read by its id when the post carries no image with its key), lookups as natural
-/// keys; a delete is keyed by its pre image (register one with the key columns on Delete steps).
+/// Capture by webhook: an HTTP endpoint receiving `RemoteExecutionContext` posts (Dataverse's
+/// webhooks, DV-WH; F&O's data events, FO-DE), authenticated by the registration's key
+/// (`?code=<key>`, DV-WHREG), that answers 200 only once the change event is in Kafka (idempotent
+/// producer, `acks=all`) and 503 otherwise, so that the sender retries. Stateless: run several
+/// behind a Service. What a context holds becomes an event's record through the side's
+/// `ContextReader`.
 public final class WebhookReceiver: Sendable {
     public let metrics = CaptureMetrics()
     private let configuration: CaptureConfiguration
     private let key: String
-    private let kinds: [String: (kind: RecordKind, topic: String)]
-    private let records: DataverseRecords
-    private let client: ServiceClient
+    private let topics: [SyncStream: String]
+    private let reader: any ContextReader
     private let applyUsers: Set<String>
     private let producer: KafkaProducer
     private let delivered = Mutex<[UInt64: KafkaError?]>([:])
     private let deliveryTimeout: Duration
     private let box: Box
-    private let shapes = Mutex<[String: DataverseRecords.Shape]>([:])
     private let log: Log
     private let server: HTTPServer
 
@@ -39,26 +35,25 @@ public final class WebhookReceiver: Sendable {
         }
     }
 
-    /// Starts listening on `port` (0 picks one).
+    /// Starts listening on `port` (0 picks one). `applyUsers`: the ids contexts name the apply
+    /// identities by (Dataverse's `systemuserid`s, F&O's client ids).
     public init(
-        configuration: CaptureConfiguration, catalog: TopicCatalog, client: ServiceClient, applyUsers: Set<UUID>,
+        configuration: CaptureConfiguration, catalog: TopicCatalog, reader: any ContextReader, applyUsers: Set<UUID>,
         key: String, port: Int, deliveryTimeout: Duration = .seconds(10), log: Log = Log()
     ) throws {
         self.configuration = configuration
         self.key = key
-        self.client = client
+        self.reader = reader
         self.log = log.with([("side", .string(configuration.side.rawValue)), ("mode", "webhook")])
-        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
         self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
-        var kinds: [String: (RecordKind, String)] = [:]
-        for kind in RecordKind.all
-        where kind.stream.sources.contains(configuration.side)
-            && (configuration.streams.isEmpty || configuration.streams.contains(kind.stream))
+        var topics: [SyncStream: String] = [:]
+        for stream in SyncStream.allCases
+        where stream.sources.contains(configuration.side)
+            && (configuration.streams.isEmpty || configuration.streams.contains(stream))
         {
-            guard let topic = catalog.topic(.changes, side: configuration.side, stream: kind.stream) else { continue }
-            kinds[kind.crmName] = (kind, topic.name)
+            topics[stream] = catalog.topic(.changes, side: configuration.side, stream: stream)?.name
         }
-        self.kinds = kinds
+        self.topics = topics
         var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka)
         producerConfiguration.messageTimeoutMilliseconds = Int(deliveryTimeout / .milliseconds(1))
         self.deliveryTimeout = deliveryTimeout
@@ -73,8 +68,8 @@ public final class WebhookReceiver: Sendable {
 
     public var port: Int { server.port }
 
-    /// What it asked Dataverse: table definitions, lookups, rows posted without their key.
-    public var dataverseRequests: [(kind: String, value: Int)] { records.requests }
+    /// What it asked the system: table definitions, lookups, rows posted without their key.
+    public var requests: [(kind: String, value: Int)] { reader.requests }
 
     public func stop() {
         server.stop(timeout: .seconds(5))
@@ -95,11 +90,13 @@ public final class WebhookReceiver: Sendable {
             let message = context["MessageName"]?.stringValue, let table = context["PrimaryEntityName"]?.stringValue,
             let id = context["PrimaryEntityId"]?.stringValue
         else { return HTTPResponse(status: 400, text: "not a RemoteExecutionContext\n") }
-        guard let (kind, topic) = kinds[table] else {
-            metrics.ignoredPosts.add()
-            return HTTPResponse(status: 200, text: "table not captured\n")
-        }
         do {
+            guard let kind = try wait({ try await self.reader.kind(named: table) }),
+                let topic = topics[kind.stream]
+            else {
+                metrics.ignoredPosts.add()
+                return HTTPResponse(status: 200, text: "table not captured\n")
+            }
             guard
                 let event = try wait({
                     try await self.event(context, message: message, kind: kind, topic: topic, id: id)
@@ -129,89 +126,40 @@ public final class WebhookReceiver: Sendable {
     private func event(
         _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
     ) async throws -> OutgoingRecord? {
-        let shape = try await shape(of: kind)
         let deleted = message == "Delete"
-        var row = Self.row(image: deleted ? "PreEntityImages" : "PostEntityImages", of: context)
-        if !deleted {
-            if row.isEmpty { row = Self.target(of: context) }
-            if (try await records.record(of: row, shape: shape)).value(at: kind.crmKey) == nil {
-                // No key in what was posted: the row as it is now.
-                let answer = try await client.send(
-                    "GET", "\(shape.table.entitySet)(\(id))?$select=\(shape.select.joined(separator: ","))")
-                guard answer.status == 200, let current = answer.json else { return nil }
-                row = current
-            }
+        let side = configuration.side
+        guard let change = try await reader.record(of: context, kind: kind, deleted: deleted, id: id) else {
+            return nil
         }
-        let record = try await records.record(of: row, shape: shape)
-        guard case .string(let number)? = record.value(at: kind.crmKey), !number.isEmpty else { return nil }
-        var data = record
+        let keyPath = side == .crm ? kind.crmKey : [kind.erpKey]
+        guard case .string(let number)? = change.record.value(at: keyPath), !number.isEmpty else { return nil }
+        var data = change.record
         if deleted {
             data = JSONObject()
-            data.set(path: kind.crmKey, to: .string(number))
-            if kind.role == .line, let sequence = record["sequencenumber"] { data["sequencenumber"] = sequence }
+            data.set(path: keyPath, to: .string(number))
+            let sequence = side == .crm ? "sequencenumber" : "LINECREATIONSEQUENCENUMBER"
+            if kind.role == .line, let value = change.record[sequence] { data[sequence] = value }
         }
-        let subject = "\(configuration.company)/\(number)"
+        let company = change.company ?? configuration.company
+        let subject = "\(company)/\(number)"
         let operation =
             context["OperationId"]?.stringValue ?? context["CorrelationId"]?.stringValue ?? UUID().uuidString
-        let user = context["UserId"]?.stringValue?.lowercased() ?? ""
-        let initiating = context["InitiatingUserId"]?.stringValue?.lowercased() ?? ""
-        let echo = applyUsers.contains(user) || applyUsers.contains(initiating)
+        let users = ["UserId", "InitiatingUserId", "InitiatingUserApplicationId"].compactMap {
+            context[$0]?.stringValue?.lowercased()
+        }
+        let echo = users.contains(where: applyUsers.contains)
         if echo { metrics.echoes.add() }
+        let name = kind.name(on: side)
         var headers = [
             KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", "\(configuration.side.rawValue)/\(kind.crmName)/\(id.lowercased())/\(operation)"),
-            KafkaHeader("ce_source", configuration.side.rawValue),
-            KafkaHeader("ce_type", "\(kind.crmName).\(deleted ? "deleted" : "upserted")"),
+            KafkaHeader("ce_id", "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)"),
+            KafkaHeader("ce_source", side.rawValue),
+            KafkaHeader("ce_type", "\(name).\(deleted ? "deleted" : "upserted")"),
             KafkaHeader("ce_time", Date().formatted(.iso8601)), KafkaHeader("ce_subject", subject),
-            KafkaHeader("ce_company", configuration.company), KafkaHeader("content-type", "application/json"),
+            KafkaHeader("ce_company", company), KafkaHeader("content-type", "application/json"),
         ]
         if echo { headers.append(KafkaHeader("ce_origin", "p2c")) }
         return OutgoingRecord(topic: topic, key: Array(subject.utf8), value: data.jsonBytes, headers: headers)
-    }
-
-    private func shape(of kind: RecordKind) async throws -> DataverseRecords.Shape {
-        if let known = shapes.withLock({ $0[kind.crmName] }) { return known }
-        let shape = try await records.shape(of: kind)
-        shapes.withLock { $0[kind.crmName] = shape }
-        return shape
-    }
-
-    /// An image's attributes as a Web API row: lookups as `_<name>_value` with the referenced
-    /// table's annotation, option sets and money as their values.
-    static func row(image: String, of context: JSONObject) -> JSONObject {
-        guard case .array(let images)? = context[image], let first = images.first?.objectValue?["value"]?.objectValue
-        else { return JSONObject() }
-        return row(of: first)
-    }
-
-    static func target(of context: JSONObject) -> JSONObject {
-        guard case .array(let parameters)? = context["InputParameters"],
-            let target = parameters.lazy.compactMap(\.objectValue).first(where: { $0["key"] == "Target" })?["value"]?
-                .objectValue
-        else { return JSONObject() }
-        return row(of: target)
-    }
-
-    private static func row(of entity: JSONObject) -> JSONObject {
-        var row = JSONObject()
-        guard case .array(let attributes)? = entity["Attributes"] else { return row }
-        for case .object(let attribute) in attributes {
-            guard let name = attribute["key"]?.stringValue, let value = attribute["value"] else { continue }
-            if case .object(let object) = value, let type = object["__type"]?.stringValue {
-                if type.hasPrefix("EntityReference"), let id = object["Id"]?.stringValue {
-                    row["_\(name)_value"] = .string(id.lowercased())
-                    if let table = object["LogicalName"]?.stringValue {
-                        row["_\(name)_value@Microsoft.Dynamics.CRM.lookuplogicalname"] = .string(table)
-                    }
-                } else if let inner = object["Value"] {
-                    // OptionSetValue, Money.
-                    row[name] = inner
-                }
-                continue
-            }
-            row[name] = value
-        }
-        return row
     }
 
     /// Sends `event` and waits for its delivery report: nil once Kafka has it.

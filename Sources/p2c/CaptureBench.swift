@@ -60,7 +60,9 @@ struct CaptureBench {
         var receiver: WebhookReceiver?
         if webhook {
             receiver = try WebhookReceiver(
-                configuration: configuration, catalog: catalog, client: client(reader), applyUsers: [], key: "k",
+                configuration: configuration, catalog: catalog,
+                reader: DataverseContextReader(client: client(reader), streams: configuration.streams), applyUsers: [],
+                key: "k",
                 port: port, log: log)
         } else {
             let capture = try CaptureMember(

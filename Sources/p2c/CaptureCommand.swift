@@ -9,21 +9,28 @@ import Topology
 enum CaptureCommand {
     static let spec = CommandSpec(
         name: "capture",
-        summary: "Publish a system's changes (Dataverse change tracking) to its changes topics.",
+        summary:
+            "Publish a system's changes (Dataverse change tracking or webhooks, F&O data events) to its changes topics.",
         options: [
-            OptionSpec("side", value: "side", help: "crm (Dataverse). Or P2C_SIDE, or \"side\" in the file."),
+            OptionSpec(
+                "side", value: "side",
+                help: "crm (Dataverse) or erp (Finance and Operations). Or P2C_SIDE, or \"side\" in the file."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("config", value: "file", help: "JSON configuration file."),
             OptionSpec(
                 "streams", value: "a,b", help: "Streams to capture; default: every stream the side is a source of."),
-            OptionSpec("company", value: "id", help: "Legal entity of the rows (ce_company). Or P2C_CAPTURE_COMPANY."),
+            OptionSpec(
+                "company", value: "id",
+                help:
+                    "crm: legal entity of the rows (ce_company). Or P2C_CAPTURE_COMPANY. erp: each record's dataAreaId."
+            ),
             OptionSpec(
                 "poll-interval-ms", value: "ms", help: "How often an idle table's delta link is read. Default: 5000."),
             OptionSpec("group", value: "id", help: "Capture group. Default: p2c-capture-<side>."),
             OptionSpec(
                 "mode", value: "mode",
                 help:
-                    "poll (change tracking) or webhook (receive RemoteExecutionContext posts). Or P2C_CAPTURE_MODE. Default: poll."
+                    "poll (change tracking) or webhook (receive RemoteExecutionContext posts). Or P2C_CAPTURE_MODE. Default: poll on crm, webhook (data events) on erp."
             ),
             OptionSpec(
                 "webhook-port", value: "port",
@@ -41,7 +48,9 @@ enum CaptureCommand {
             identities (P2C_DATAVERSE_APPLY_CLIENT_IDS, or dataverse.applyClientIds) are published with
             ce_origin p2c, so that the workers drop them. Each table's delta link is kept in
             p2c.capture.state, written in the same Kafka transaction as the events it produced; the
-            tables are shared among the members of the capture group. SIGTERM exits 0.
+            tables are shared among the members of the capture group. --side erp receives F&O's data events
+            (--mode webhook only) with the P2C_FNO_* connection; changes by P2C_FNO_APPLY_CLIENT_IDS are
+            ce_origin p2c. SIGTERM exits 0.
             """
     )
 
@@ -54,14 +63,20 @@ enum CaptureCommand {
         var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         let environment = ProcessInfo.processInfo.environment
         var configuration = CaptureConfiguration()
-        let dataverse: ConnectionSettings
+        let connection: ConnectionSettings
         let mode: String
+        let side: Side
         do {
             for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
-            let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
-            guard side == "crm" else { throw UsageError("side must be crm (Dataverse), got '\(side)'") }
+            let sideText =
+                arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
+            guard let parsed = Side(rawValue: sideText) else {
+                throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(sideText)'")
+            }
+            side = parsed
+            configuration.side = side
             configuration.streams = file.worker.streams
             configuration.kafka = file.worker.kafka
             configuration.groupID = file.worker.groupID
@@ -70,7 +85,7 @@ enum CaptureCommand {
             configuration.company =
                 arguments.string("company") ?? environment["P2C_CAPTURE_COMPANY"] ?? file.object["company"] as? String
                 ?? ""
-            guard !configuration.company.isEmpty else {
+            guard !configuration.company.isEmpty || side == .erp else {
                 throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
             }
             for setting in integers {
@@ -89,22 +104,35 @@ enum CaptureCommand {
                 }
             }
             mode =
-                arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String ?? "poll"
+                arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String
+                ?? (side == .crm ? "poll" : "webhook")
             guard mode == "poll" || mode == "webhook" else {
                 throw UsageError("mode must be poll or webhook, got '\(mode)'")
             }
-            dataverse = try ConnectionSettings.load(.dataverse, file: file.object, environment: environment)
+            guard side == .crm || mode == "webhook" else {
+                throw UsageError("mode poll is Dataverse change tracking; erp captures F&O's data events (webhook)")
+            }
+            connection = try ConnectionSettings.load(
+                side == .crm ? .dataverse : .financeOperations, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "capture")])
         let http = HTTPClient(log: log)
-        let client = ServiceClient(settings: dataverse.settings, http: http)
-        try await ConnectionSettings.check(client, settings: dataverse, log: log, command: spec.name)
+        let client = ServiceClient(settings: connection.settings, http: http, api: connection.system.api)
+        try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
+        if side == .erp {
+            // F&O's data events name the Entra application that made a change by its client id.
+            let reader = FinanceOperationsContextReader(
+                schema: FinanceOperationsSchema(client: client), streams: configuration.streams)
+            return try await webhook(
+                arguments, configuration: configuration, catalog: catalog, reader: reader,
+                applyUsers: Set(connection.applyClientIDs), system: "fno", file: file, http: http, log: log)
+        }
         // The apply identities' application users: their changes are p2c's own.
         var applyUsers = Set<UUID>()
-        for id in dataverse.applyClientIDs {
+        for id in connection.applyClientIDs {
             do {
                 if let user = try await client.applicationUser(clientID: id) {
                     applyUsers.insert(user)
@@ -117,8 +145,9 @@ enum CaptureCommand {
         }
         if mode == "webhook" {
             return try await webhook(
-                arguments, configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers,
-                file: file, http: http, log: log)
+                arguments, configuration: configuration, catalog: catalog,
+                reader: DataverseContextReader(client: client, streams: configuration.streams), applyUsers: applyUsers,
+                system: "dataverse", file: file, http: http, log: log)
         }
         let member: CaptureMember
         do {
@@ -157,7 +186,8 @@ enum CaptureCommand {
     /// `--mode webhook`: the receiver, until SIGTERM.
     static func webhook(
         _ arguments: ParsedArguments, configuration: CaptureConfiguration, catalog: TopicCatalog,
-        client: ServiceClient, applyUsers: Set<UUID>, file: ConfigurationFile, http: HTTPClient, log: Log
+        reader: any ContextReader, applyUsers: Set<UUID>, system: String, file: ConfigurationFile, http: HTTPClient,
+        log: Log
     ) async throws -> Int32 {
         let environment = ProcessInfo.processInfo.environment
         var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""
@@ -178,7 +208,7 @@ enum CaptureCommand {
         let receiver: WebhookReceiver
         do {
             receiver = try WebhookReceiver(
-                configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers, key: key,
+                configuration: configuration, catalog: catalog, reader: reader, applyUsers: applyUsers, key: key,
                 port: port, deliveryTimeout: .seconds(5), log: log)
         } catch let error as KafkaError {
             throw UsageError(error.message, command: spec.name)
@@ -193,9 +223,9 @@ enum CaptureCommand {
                 port: file.worker.metricsPort, liveness: metrics.liveness,
                 watchdog: .seconds(file.worker.watchdogSeconds)
             ) {
-                metrics.exposition(labels: "side=\"crm\",mode=\"webhook\"")
-                    + http.metrics.exposition(labels: "side=\"crm\"")
-                    + ServiceMetrics.exposition(system: "dataverse", labels: "side=\"crm\"", receiver.dataverseRequests)
+                let side = "side=\"\(configuration.side.rawValue)\""
+                return metrics.exposition(labels: "\(side),mode=\"webhook\"") + http.metrics.exposition(labels: side)
+                    + ServiceMetrics.exposition(system: system, labels: side, receiver.requests)
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

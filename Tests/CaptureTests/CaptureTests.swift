@@ -13,8 +13,8 @@ import Topology
 private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
-/// One embedded broker for the suite, with every topic of `Topics/`.
-private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
+/// An embedded broker with every topic of `Topics/`: one for each suite, which takes it down at times.
+func captureBroker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
     do {
         let cluster = try EmbeddedCluster(brokers: 1)
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
@@ -23,7 +23,9 @@ private let shared: (cluster: EmbeddedCluster, catalog: TopicCatalog) = {
     } catch {
         fatalError("embedded broker: \(error)")
     }
-}()
+}
+
+private let shared = captureBroker()
 
 /// A capture member on its own thread, as `p2c capture` runs it.
 private final class RunningMember: Sendable {
@@ -55,7 +57,10 @@ private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.
 }
 
 /// Every committed record of `topic` so far.
-private func read(_ topic: String) throws -> [KafkaRecord] {
+func read(
+    _ topic: String, from broker: (cluster: EmbeddedCluster, catalog: TopicCatalog)? = nil
+) throws -> [KafkaRecord] {
+    let shared = broker ?? shared
     var configuration = ConsumerConfiguration(
         kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers), groupID: "reader-\(UUID())")
     configuration.reportPartitionEnd = true
@@ -70,8 +75,8 @@ private func read(_ topic: String) throws -> [KafkaRecord] {
 }
 
 extension KafkaRecord {
-    fileprivate var type: String { header("ce_type")?.text ?? "" }
-    fileprivate var data: JSONObject { (try? JSONParser.parse(value ?? []))?.objectValue ?? JSONObject() }
+    var type: String { header("ce_type")?.text ?? "" }
+    var data: JSONObject { (try? JSONParser.parse(value ?? []))?.objectValue ?? JSONObject() }
 }
 
 @Suite("p2c capture: Dataverse changes published by change tracking (CONNECTORS.md, FACTS.md 1.3, 1.7)", .serialized)
@@ -200,7 +205,8 @@ struct CaptureTests {
         configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "hooks")
         configuration.company = "USMF"
         let receiver = try WebhookReceiver(
-            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            configuration: configuration, catalog: shared.catalog,
+            reader: DataverseContextReader(client: client(simulator, reader), streams: []),
             applyUsers: [apply.systemUserID], key: "hook-key", port: port, deliveryTimeout: .seconds(2))
         defer { receiver.stop() }
         let seller = client(simulator, person)

@@ -1,0 +1,191 @@
+import Connectors
+import Foundation
+import ProspectToCash
+import Runtime
+import Synchronization
+import Topology
+
+/// How a side's `RemoteExecutionContext` becomes the record of a change event (CONNECTORS.md:
+/// capture publishes the events of DESIGN.md, whatever shape the system posts).
+public protocol ContextReader: Sendable {
+    /// The kind a context's `PrimaryEntityName` names, nil when it is not captured.
+    func kind(named name: String) async throws -> RecordKind?
+    /// The record of the change and its company (nil: the configured one), nil when its key
+    /// cannot be known.
+    func record(
+        of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
+    ) async throws -> (
+        record: JSONObject, company: String?
+    )?
+    /// What it asked the system, for `/metrics`.
+    var requests: [(kind: String, value: Int)] { get }
+}
+
+/// Dataverse's webhooks (DV-WH): the row after the change (the post image, or the row read by its
+/// id when the post carries no image with its key), lookups as natural keys; a delete is keyed by
+/// its pre image (register one with the key columns on Delete steps).
+public final class DataverseContextReader: ContextReader {
+    private let client: ServiceClient
+    private let records: DataverseRecords
+    private let kinds: [String: RecordKind]
+    private let shapes = Mutex<[String: DataverseRecords.Shape]>([:])
+
+    public init(client: ServiceClient, streams: [SyncStream]) {
+        self.client = client
+        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
+        var kinds: [String: RecordKind] = [:]
+        for kind in RecordKind.all
+        where kind.stream.sources.contains(.crm) && (streams.isEmpty || streams.contains(kind.stream)) {
+            kinds[kind.crmName] = kind
+        }
+        self.kinds = kinds
+    }
+
+    public var requests: [(kind: String, value: Int)] { records.requests }
+
+    public func kind(named name: String) async throws -> RecordKind? { kinds[name] }
+
+    public func record(
+        of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
+    ) async throws -> (
+        record: JSONObject, company: String?
+    )? {
+        let shape = try await shape(of: kind)
+        var row = Self.row(image: deleted ? "PreEntityImages" : "PostEntityImages", of: context)
+        if !deleted {
+            if row.isEmpty { row = Self.target(of: context) }
+            if (try await records.record(of: row, shape: shape)).value(at: kind.crmKey) == nil {
+                // No key in what was posted: the row as it is now.
+                let answer = try await client.send(
+                    "GET", "\(shape.table.entitySet)(\(id))?$select=\(shape.select.joined(separator: ","))")
+                guard answer.status == 200, let current = answer.json else { return nil }
+                row = current
+            }
+        }
+        return (try await records.record(of: row, shape: shape), nil)
+    }
+
+    private func shape(of kind: RecordKind) async throws -> DataverseRecords.Shape {
+        if let known = shapes.withLock({ $0[kind.crmName] }) { return known }
+        let shape = try await records.shape(of: kind)
+        shapes.withLock { $0[kind.crmName] = shape }
+        return shape
+    }
+
+    /// An image's attributes as a Web API row: lookups as `_<name>_value` with the referenced
+    /// table's annotation, option sets and money as their values.
+    static func row(image: String, of context: JSONObject) -> JSONObject {
+        guard case .array(let images)? = context[image], let first = images.first?.objectValue?["value"]?.objectValue
+        else { return JSONObject() }
+        return row(of: first)
+    }
+
+    static func target(of context: JSONObject) -> JSONObject {
+        guard let target = parameter("Target", of: context) else { return JSONObject() }
+        return row(of: target)
+    }
+
+    /// An input parameter's entity (`Target`, F&O's `PreImage`).
+    static func parameter(_ name: String, of context: JSONObject) -> JSONObject? {
+        guard case .array(let parameters)? = context["InputParameters"] else { return nil }
+        return parameters.lazy.compactMap(\.objectValue).first(where: { $0["key"]?.stringValue == name })?["value"]?
+            .objectValue
+    }
+
+    private static func row(of entity: JSONObject) -> JSONObject {
+        var row = JSONObject()
+        guard case .array(let attributes)? = entity["Attributes"] else { return row }
+        for case .object(let attribute) in attributes {
+            guard let name = attribute["key"]?.stringValue, let value = attribute["value"] else { continue }
+            if case .object(let object) = value, let type = object["__type"]?.stringValue {
+                if type.hasPrefix("EntityReference"), let id = object["Id"]?.stringValue {
+                    row["_\(name)_value"] = .string(id.lowercased())
+                    if let table = object["LogicalName"]?.stringValue {
+                        row["_\(name)_value@Microsoft.Dynamics.CRM.lookuplogicalname"] = .string(table)
+                    }
+                } else if let inner = object["Value"] {
+                    // OptionSetValue, Money.
+                    row[name] = inner
+                }
+                continue
+            }
+            row[name] = value
+        }
+        return row
+    }
+}
+
+/// F&O's data events (FO-DE): the entity's fields in `Target` (and the record before in
+/// `PreImage`), named as the environment's `$metadata` spells them; the event's record has them
+/// upper case as the maps do, only those the maps know, the company from `dataAreaId`. A delete is
+/// keyed by its target's (or pre image's) key fields.
+public final class FinanceOperationsContextReader: ContextReader {
+    private let schema: FinanceOperationsSchema
+    private let streams: [SyncStream]
+    /// Per entity set: the fields the maps of its kinds name.
+    private let fields: [String: Set<String>]
+
+    public init(schema: FinanceOperationsSchema, streams: [SyncStream]) {
+        self.schema = schema
+        self.streams = streams
+        var fields: [String: Set<String>] = [:]
+        for kind in RecordKind.all {
+            guard let set = kind.erpEntitySet, let map = TableMap.builtIn[kind.mapName] else { continue }
+            fields[set, default: []].formUnion(map.rows.map(\.erpField).filter { $0 != "none" })
+        }
+        self.fields = fields
+    }
+
+    public var requests: [(kind: String, value: Int)] { [("metadata", schema.reads.value)] }
+
+    /// By entity type name (what data events carry) or entity set name, case-insensitively.
+    public func kind(named name: String) async throws -> RecordKind? {
+        let entities = try await schema.load()
+        let lowered = name.lowercased()
+        guard
+            let entity = entities.values.first(where: {
+                $0.typeName.lowercased() == lowered || $0.set.lowercased() == lowered
+            })
+        else { return nil }
+        return RecordKind.all.first {
+            $0.erpEntitySet == entity.set && $0.stream.sources.contains(.erp)
+                && (streams.isEmpty || streams.contains($0.stream))
+        }
+    }
+
+    public func record(
+        of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
+    ) async throws -> (
+        record: JSONObject, company: String?
+    )? {
+        guard let set = kind.erpEntitySet else { return nil }
+        var attributes = Self.attributes(DataverseContextReader.parameter("Target", of: context))
+        if deleted || attributes.isEmpty {
+            for (name, value) in Self.attributes(DataverseContextReader.parameter("PreImage", of: context))
+            where attributes[name] == nil {
+                attributes[name] = value
+            }
+        }
+        let known = fields[set] ?? []
+        var record = JSONObject()
+        var company: String?
+        for (name, value) in attributes.sorted(by: { $0.key < $1.key }) {
+            let upper = name.uppercased()
+            if upper == "DATAAREAID" {
+                company = value.stringValue?.uppercased()
+            } else if known.contains(upper) {
+                record[upper] = value
+            }
+        }
+        return (record, company)
+    }
+
+    private static func attributes(_ entity: JSONObject?) -> [String: JSONValue] {
+        guard case .array(let list)? = entity?["Attributes"] else { return [:] }
+        var attributes: [String: JSONValue] = [:]
+        for case .object(let attribute) in list {
+            if let name = attribute["key"]?.stringValue, let value = attribute["value"] { attributes[name] = value }
+        }
+        return attributes
+    }
+}
