@@ -78,7 +78,8 @@ struct ApplyCommandTests {
                     "P2C_DATAVERSE_CLIENT_ID": "a,b", "P2C_DATAVERSE_CLIENT_SECRET": "only-one",
                 ], "P2C_DATAVERSE_CLIENT_ID names 2 identities but the secrets are 1"
             ),
-            (["P2C_SIDE": "erp"], "side must be crm (Dataverse), got 'erp'"),
+            (["P2C_SIDE": "sap"], "side must be crm (Dataverse) or erp (Finance and Operations), got 'sap'"),
+            (["P2C_SIDE": "erp"], "P2C_FNO_URL (or fno.url in the file) is required"),
         ] as [([String: String], String)])
     func badSettings(environment: [String: String], message: String) throws {
         var clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("P2C_") }

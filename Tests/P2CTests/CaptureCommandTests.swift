@@ -116,6 +116,10 @@ struct CaptureCommandTests {
             ([:], "company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file"),
             (["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_MODE": "push"], "mode must be poll or webhook, got 'push'"),
             (
+                ["P2C_SIDE": "erp", "P2C_CAPTURE_MODE": "poll"],
+                "mode poll is Dataverse change tracking; erp captures F&O's data events (webhook)"
+            ),
+            (
                 ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_POLL_INTERVAL_MS": "5"],
                 "pollIntervalMs must be an integer from 100 to 3600000, got '5'"
             ),

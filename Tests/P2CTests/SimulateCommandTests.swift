@@ -42,7 +42,22 @@ struct SimulateCommandTests {
                 ["simulate", "dataverse", "--client", "0b6f3a0e-2a7c-4f55-9d51-0c8b0a2c3d41:s", "--faults", "503=2"],
                 "--faults"
             ),
-            (["simulate", "finance-operations"], "unknown subcommand 'finance-operations'"),
+            (["simulate", "sap"], "unknown subcommand 'sap'"),
+            (["simulate", "finance-operations"], "give at least one --client"),
+            (
+                [
+                    "simulate", "finance-operations", "--client", "0b6f3a0e-2a7c-4f55-9d51-0c8b0a2c3d41:s",
+                    "--readings", "patch-missing=maybe",
+                ],
+                "--readings"
+            ),
+            (
+                [
+                    "simulate", "finance-operations", "--client", "0b6f3a0e-2a7c-4f55-9d51-0c8b0a2c3d41:s",
+                    "--data-events", "Vendors:http://127.0.0.1:1/x",
+                ],
+                "not a P2C entity"
+            ),
         ])
     func badFlags(arguments: [String], message: String) throws {
         let result = try run(p2cBinary, arguments)
