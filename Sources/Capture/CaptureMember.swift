@@ -46,6 +46,10 @@ public final class CaptureMember: @unchecked Sendable {
         var nextPoll = ContinuousClock.now
         var failures = 0
         var keys: [String: RowKey] = [:]
+        /// The version of each row this member last published: a row reported again at the same
+        /// version (the first delta after a snapshot starts where the snapshot began) is not
+        /// published twice.
+        var versions: [String: String] = [:]
     }
 
     /// What a deleted row's event needs: its subject and key columns.
@@ -203,6 +207,7 @@ public final class CaptureMember: @unchecked Sendable {
                     let version =
                         row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? row["modifiedon"]?.stringValue
                         ?? ""
+                    if !version.isEmpty && table.versions[id] == version { continue }
                     let echo = row["_modifiedby_value"]?.stringValue.map(applyUsers.contains) ?? false
                     if echo { metrics.echoes.add() }
                     outgoing.append(
@@ -232,6 +237,11 @@ public final class CaptureMember: @unchecked Sendable {
                 }
             try publish(outgoing, table: table, link: link, isDelta: isDelta, keyChanges: keyChanges)
             for change in keyChanges { table.keys[change.id] = change.key }
+            if table.versions.count > 100_000 { table.versions.removeAll(keepingCapacity: true) }
+            for case .row(let row) in page.changes {
+                guard let id = row[shape.table.primaryID]?.stringValue else { continue }
+                table.versions[id] = row["versionnumber"].map { $0.stringValue ?? $0.jsonText }
+            }
             metrics.published.add(outgoing.count)
             metrics.pages.add()
             table.link = link
