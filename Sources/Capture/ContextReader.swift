@@ -122,18 +122,10 @@ public final class DataverseContextReader: ContextReader {
 public final class FinanceOperationsContextReader: ContextReader {
     private let schema: FinanceOperationsSchema
     private let streams: [SyncStream]
-    /// Per entity set: the fields the maps of its kinds name.
-    private let fields: [String: Set<String>]
 
     public init(schema: FinanceOperationsSchema, streams: [SyncStream]) {
         self.schema = schema
         self.streams = streams
-        var fields: [String: Set<String>] = [:]
-        for kind in RecordKind.all {
-            guard let set = kind.erpEntitySet, let map = TableMap.builtIn[kind.mapName] else { continue }
-            fields[set, default: []].formUnion(map.rows.map(\.erpField).filter { $0 != "none" })
-        }
-        self.fields = fields
     }
 
     public var requests: [(kind: String, value: Int)] { [("metadata", schema.reads.value)] }
@@ -166,18 +158,8 @@ public final class FinanceOperationsContextReader: ContextReader {
                 attributes[name] = value
             }
         }
-        let known = fields[set] ?? []
-        var record = JSONObject()
-        var company: String?
-        for (name, value) in attributes.sorted(by: { $0.key < $1.key }) {
-            let upper = name.uppercased()
-            if upper == "DATAAREAID" {
-                company = value.stringValue?.uppercased()
-            } else if known.contains(upper) {
-                record[upper] = value
-            }
-        }
-        return (record, company)
+        return FinanceOperationsRecords.record(
+            attributes.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }, entitySet: set)
     }
 
     private static func attributes(_ entity: JSONObject?) -> [String: JSONValue] {

@@ -9,7 +9,7 @@ import Synchronization
 /// user its calls run as (FO-AUTH); the P2C entity sets under `<base>/data/` with their composite
 /// keys including `dataAreaId`, the user's default company unless `cross-company=true` (FO-ODATA);
 /// `$metadata`; reads by key and by collection (`$select`, `$filter` of `eq` conditions joined by
-/// `and`, `$orderby`, `$top`, `$skip`, server-driven paging); POST, PATCH, DELETE; `$batch` with
+/// `and`, `$orderby`, `$top`, `$skip`, `$count`, server-driven paging); POST, PATCH, DELETE; `$batch` with
 /// atomic change sets; 429 with `Retry-After` (FO-THR); and data events posted as
 /// `RemoteExecutionContext` for every create, update and delete (FO-DE).
 ///
@@ -393,9 +393,11 @@ public final class FinanceOperationsSimulator: Sendable {
         let page = remaining.prefix(pageSize)
         let select = Self.select(query)
         var answer: JSONObject = [
-            "@odata.context": .string("\(baseURL)\(Self.root)$metadata#\(entity.entitySet)"),
-            "value": .array(page.map { .object(representation($0, entity, select: select)) }),
+            "@odata.context": .string("\(baseURL)\(Self.root)$metadata#\(entity.entitySet)")
         ]
+        // `$count=true`: how many records the filter matches, whatever the paging (FO-ODATA).
+        if query["$count"] == "true" { answer["@odata.count"] = .number(String(rows.count)) }
+        answer["value"] = .array(page.map { .object(representation($0, entity, select: select)) })
         if remaining.count > page.count {
             var next = query
             next["$skip"] = String(skip + page.count)

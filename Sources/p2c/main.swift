@@ -27,6 +27,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (SimulateCommand.spec, SimulateCommand.run),
     (CaptureCommand.spec, CaptureCommand.run),
     (ApplyCommand.spec, ApplyCommand.run),
+    (BootstrapCommand.spec, BootstrapCommand.run),
 ]
 
 let topLevelHelp = """

@@ -1,0 +1,155 @@
+import Connectors
+import Foundation
+import Kafka
+import OData
+import ProspectToCash
+import Runtime
+import Testing
+
+@Suite("p2c bootstrap --side erp, against p2c simulate finance-operations", .serialized, .timeLimit(.minutes(4)))
+struct BootstrapCommandTests {
+    let loadClient = "7c1e0c3d-0000-4000-8000-00000000b001"
+    let personClient = "7c1e0c3d-0000-4000-8000-00000000b002"
+
+    private func read(_ topic: String, on broker: TestBroker, partitions: Int) throws -> [KafkaRecord] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrap), groupID: "reader-\(UUID())")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        var records: [KafkaRecord] = []
+        try reader.readToEnd(
+            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
+        ) { records.append($0) }
+        return records
+    }
+
+    @Test(
+        "20,000 records (customers and orders with lines, two companies) are loaded; kill -9 in the middle, run again: every record published once, headers before their lines, progress printed"
+    )
+    func killAndResume() async throws {
+        let broker = try TestBroker()
+        defer { broker.stop() }
+        let simulator = try Spawned(
+            p2cBinary,
+            [
+                "simulate", "finance-operations", "--client", "\(loadClient):load-secret", "--client",
+                "\(personClient):person-secret", "--faults", "latency=5ms",
+            ])
+        defer { _ = simulator.stop() }
+        let url = simulator.readLine() ?? ""
+        let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
+        var settings = ServiceClient.Settings(
+            url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
+        settings.authority = URL(string: url)!
+        let person = ServiceClient(settings: settings, http: HTTPClient(), api: .financeOperations)
+        // The people's records: 4,000 customers, 3,200 orders of 4 lines, in two companies.
+        var creates: [ODataMessage] = []
+        func create(_ set: String, _ body: JSONObject) {
+            creates.append(
+                ODataMessage(
+                    method: "POST", url: "\(set)?cross-company=true",
+                    headers: HTTPHeaders([("Content-Type", "application/json")]), body: body.jsonBytes))
+        }
+        for company in ["USMF", "DEMF"] {
+            for number in 1...2_000 {
+                create("CustomersV3", ["dataAreaId": .string(company), "CustomerAccount": .string("C-\(number)")])
+            }
+            for number in 1...1_600 {
+                create(
+                    "CDSSalesOrderHeaders",
+                    [
+                        "dataAreaId": .string(company), "SalesOrderNumber": .string("S-\(number)"),
+                        "OrderingCustomerAccountNumber": .string("C-\(number)"),
+                    ])
+                for line in 1...4 {
+                    create(
+                        "CDSSalesOrderLines",
+                        [
+                            "dataAreaId": .string(company), "SalesOrderNumber": .string("S-\(number)"),
+                            "LineCreationSequenceNumber": .number(String(line)), "ProductNumber": .string("D-\(line)"),
+                        ])
+                }
+            }
+        }
+        #expect(creates.count == 20_000)
+        for start in stride(from: 0, to: creates.count, by: 1_000) {
+            let batch = ODataBatch(creates[start..<min(start + 1_000, creates.count)].map { .single($0) }).encoded()
+            let answer = try await person.sendRaw(
+                "POST", "$batch", body: batch.body, headers: HTTPHeaders([("Content-Type", batch.contentType)]))
+            #expect(answer.status == 200)
+        }
+        let environment = broker.environment.merging([
+            "P2C_FNO_URL": url, "P2C_FNO_TENANT_ID": tenant, "P2C_FNO_CLIENT_ID": loadClient,
+            "P2C_FNO_CLIENT_SECRET": "load-secret", "P2C_FNO_AUTHORITY": url,
+        ]) { $1 }
+        func start() throws -> Spawned {
+            try Spawned(
+                p2cBinary,
+                [
+                    "bootstrap", "--side", "erp", "--topics", topicsDirectory, "--streams", "customers,orders",
+                    "--page-size", "250",
+                ], environment: environment)
+        }
+        func published() throws -> [KafkaRecord] {
+            try read("erp.customers.changes", on: broker, partitions: 6)
+                + read("erp.orders.changes", on: broker, partitions: 24)
+        }
+
+        // Killed once part of the load is published.
+        var load = try start()
+        let deadline = ContinuousClock.now + .seconds(90)
+        while try published().count < 6_000 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(load.stop(SIGKILL) != 0)
+        let before = try published().count
+        #expect(before < 20_000, "killed in the middle of the load")
+        load = try start()
+        let result = load.finish()
+        #expect(result.status == 0, "\(result.stderr.suffix(500))")
+        #expect(result.stdout.contains("records/s"), "progress is printed")
+        #expect(result.stdout.contains("loaded"), "\(result.stdout.suffix(300))")
+
+        let records = try published()
+        let ids = records.compactMap { $0.header("ce_id")?.text }
+        #expect(Set(ids).count == ids.count, "none published twice")
+        #expect(records.count == 20_000, "none lost")
+        // Per document, the header before its lines.
+        let orders = try read("erp.orders.changes", on: broker, partitions: 24)
+        var seen = Set<String>()
+        var linesBeforeHeader = 0
+        for record in orders {
+            let subject = record.header("ce_subject")?.text ?? ""
+            if record.header("ce_type")?.text == "SalesOrderHeader.upserted" {
+                seen.insert(subject)
+            } else if !seen.contains(subject) {
+                linesBeforeHeader += 1
+            }
+        }
+        #expect(linesBeforeHeader == 0)
+        let customer = try #require(
+            records.first {
+                $0.header("ce_subject")?.text == "DEMF/C-17" && $0.header("ce_type")?.text == "CustomersV3.upserted"
+            })
+        #expect((try JSONParser.parse(customer.value ?? [])).objectValue?["CUSTOMERACCOUNT"] == "C-17")
+    }
+
+    @Test("A bad side, position or page size fails with one line naming it and exit 2")
+    func badFlags() throws {
+        var clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("P2C_") }
+        clean["P2C_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
+        for (arguments, message) in [
+            (["--side", "crm"], "side must be erp (Finance and Operations), got 'crm'"),
+            (["--from", "x"], "--from expects <step>:<records>, got 'x'"),
+            (["--page-size", "0"], "--page-size"),
+            ([], "P2C_FNO_URL (or fno.url in the file) is required"),
+        ] {
+            let result = try Spawned(
+                p2cBinary, ["bootstrap", "--topics", topicsDirectory] + arguments, environment: clean
+            )
+            .finish()
+            #expect(result.status == 2)
+            #expect(result.stderr.contains(message), "\(result.stderr)")
+        }
+    }
+}
