@@ -54,15 +54,34 @@ public final class FinanceOperationsSink: DocumentSink {
             }
             writes.append(row)
         }
-        // 2. Whether the records and headers exist, where not known yet.
+        // 2. Whether the records and headers exist, where not known yet: headers and masters
+        // first, then the lines of headers that exist (a missing header's lines are missing too).
         var unknown = Set<String>()
+        var headerOf: [String: String] = [:]
         existence.withLock { known in
             for write in writes.joined().compactMap({ $0 }) {
                 if known[write.path] == nil { unknown.insert(write.path) }
-                if let header = write.header, known[header] == nil { unknown.insert(header) }
+                if let header = write.header {
+                    headerOf[write.path] = header
+                    if known[header] == nil { unknown.insert(header) }
+                }
             }
         }
-        if !unknown.isEmpty, let failure = await read(unknown.sorted()) {
+        let first = unknown.filter { headerOf[$0] == nil }
+        if !first.isEmpty, let failure = await read(first.sorted()) {
+            return documents.map { Array(repeating: failure, count: $0.count) }
+        }
+        var lines: [String] = []
+        existence.withLock { known in
+            for line in unknown.subtracting(first) {
+                if known[headerOf[line]!] == false {
+                    known[line] = false
+                } else {
+                    lines.append(line)
+                }
+            }
+        }
+        if !lines.isEmpty, let failure = await read(lines.sorted()) {
             return documents.map { Array(repeating: failure, count: $0.count) }
         }
         // 3. One change set per document: the writes its order allows now.

@@ -7,16 +7,18 @@ import Runtime
 import Simulators
 import Topology
 
-/// `p2c bench --apply`: apply's write rate into the Dataverse simulator under its service protection
-/// limits, as a ratio of the most those limits allow.
+/// `p2c bench --apply [--side erp]`: apply's write rate into the Dataverse (or F&O) simulator under
+/// its service protection limits, as a ratio of the most those limits allow.
 ///
 /// The documented per-user limits (DV-LIM: 6,000 requests and 1,200 s of combined execution time
 /// per 5-minute sliding window) are scaled to a shorter window with the same rates, so that a run
 /// passes through several windows in a minute; the execution-time model (each write runs 10 ms,
 /// each read 2 ms) is stated, not documented. The ceiling is then the execution budget's rate
 /// divided by a write's cost: 1,200 s / 300 s / 10 ms = 400 writes/s per identity. The rate is
-/// measured after the first window (whose unspent budget allows a burst) to the end.
+/// measured after the first window (whose unspent budget allows a burst) to the end. On F&O, whose
+/// writes need a read first (no documented upsert), the reads spend part of the same budget.
 struct ApplyBench {
+    var side: Side = .crm
     var seconds: Int
     var window: Int
     var identities: Int
@@ -33,61 +35,103 @@ struct ApplyBench {
         limits.writeCost = Self.writeCost
         limits.readCost = Self.readCost
         let ceiling = limits.execution.seconds / limits.window.seconds / Self.writeCost.seconds * Double(identities)
-        let clients = (0..<identities).map { _ in DataverseSimulator.Client(id: UUID(), secret: "bench") }
-        let simulator = try DataverseSimulator(clients: clients, limits: limits)
-        defer { simulator.stop() }
+        let clients = (0..<identities).map { _ in SimulatedClient(id: UUID(), secret: "bench") }
+        let dataverse = side == .crm ? try DataverseSimulator(clients: clients, limits: limits) : nil
+        let fno = side == .erp ? try FinanceOperationsSimulator(clients: clients, limits: limits) : nil
+        defer {
+            dataverse?.stop()
+            fno?.stop()
+        }
+        let baseURL = dataverse?.baseURL ?? fno!.baseURL
+        let tenantID = dataverse?.tenantID ?? fno!.tenantID
+        let throttled = { dataverse?.throttledCount ?? fno!.throttledCount }
+        let peakConcurrent = { dataverse?.peakConcurrent ?? fno!.peakConcurrent }
         let cluster = try EmbeddedCluster(brokers: 1)
         for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
         // Enough orders (a header and 4 lines each) to outlast the run at the ceiling.
         let documents = Int(ceiling * Double(seconds + window) * 1.2) / 5
         let producer = try KafkaProducer(
             configuration: ProducerConfiguration(kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
+        let topic = side == .crm ? "crm.orders.inbound" : "erp.orders.inbound"
         for document in 0..<documents {
             let number = "C\(String(format: "%07d", document))"
             let key = Array("USMF/\(number)".utf8)
-            var events: [(String, JSONObject)] = [
-                ("salesorder", ["msdyn_salesordernumber": .string(number), "name": .string("Order \(number)")])
-            ]
-            for line in 1...4 {
+            var events: [(String, JSONObject)] = []
+            if side == .crm {
+                events.append(
+                    ("salesorder", ["msdyn_salesordernumber": .string(number), "name": .string("Order \(number)")]))
+            } else {
                 events.append(
                     (
-                        "salesorderdetail",
-                        [
-                            "salesorderid": .object(["msdyn_salesordernumber": .string(number)]),
-                            "sequencenumber": .number(String(line)), "quantity": .number(String(line * 3)),
-                            "description": .string("Line \(line) of \(number)"),
-                        ]
+                        "SalesOrderHeader",
+                        ["SALESORDERNUMBER": .string(number), "SALESORDERNAME": .string("Order \(number)")]
                     ))
+            }
+            for line in 1...4 {
+                if side == .crm {
+                    events.append(
+                        (
+                            "salesorderdetail",
+                            [
+                                "salesorderid": .object(["msdyn_salesordernumber": .string(number)]),
+                                "sequencenumber": .number(String(line)), "quantity": .number(String(line * 3)),
+                                "description": .string("Line \(line) of \(number)"),
+                            ]
+                        ))
+                } else {
+                    events.append(
+                        (
+                            "SalesOrderLine",
+                            [
+                                "SALESORDERNUMBER": .string(number),
+                                "LINECREATIONSEQUENCENUMBER": .number(String(line)),
+                                "ORDEREDSALESQUANTITY": .number(String(line * 3)),
+                                "LINEDESCRIPTION": .string("Line \(line) of \(number)"),
+                            ]
+                        ))
+                }
             }
             for (table, data) in events {
                 _ = try producer.send(
                     OutgoingRecord(
-                        topic: "crm.orders.inbound", key: key, value: data.jsonBytes,
-                        headers: [KafkaHeader("ce_type", "\(table).upserted")]))
+                        topic: topic, key: key, value: data.jsonBytes,
+                        headers: [KafkaHeader("ce_type", "\(table).upserted"), KafkaHeader("ce_company", "USMF")]))
             }
         }
         _ = try producer.flush(timeout: .seconds(60))
         print(
-            "p2c bench --apply: \(documents * 5) order events (\(documents) documents) on crm.orders.inbound; the simulator's per-user limits scaled to a \(window) s window (\(limits.requests) requests, \(Int(limits.execution.seconds)) s of execution), writes \(Int(Self.writeCost.seconds * 1000)) ms and reads \(Int(Self.readCost.seconds * 1000)) ms of execution each, \(identities) identity(ies): ceiling \(Int(ceiling)) writes/s"
+            "p2c bench --apply: \(documents * 5) order events (\(documents) documents) on \(topic); the \(side == .crm ? "Dataverse" : "F&O") simulator's per-user limits scaled to a \(window) s window (\(limits.requests) requests, \(Int(limits.execution.seconds)) s of execution), writes \(Int(Self.writeCost.seconds * 1000)) ms and reads \(Int(Self.readCost.seconds * 1000)) ms of execution each, \(identities) identity(ies): ceiling \(Int(ceiling)) writes/s"
         )
         let log = Log([("component", "apply-bench")], minimumLevel: .error)
         var configuration = ApplyConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "apply-bench")
         configuration.groupID = "apply-bench"
+        configuration.side = side
         configuration.streams = [.orders]
         configuration.sessionTimeoutMilliseconds = 10_000
         var sinks: [any DocumentSink] = []
         var schema: DataverseSchema?
+        var fnoSchema: FinanceOperationsSchema?
+        var reads: [FinanceOperationsSink] = []
         for client in clients {
             var settings = ServiceClient.Settings(
-                url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-                clientID: client.id.uuidString.lowercased(), clientSecret: client.secret)
-            settings.authority = simulator.baseURL
+                url: baseURL, tenantID: tenantID.uuidString.lowercased(), clientID: client.id.uuidString.lowercased(),
+                clientSecret: client.secret)
+            settings.authority = baseURL
             var http = HTTPClient.Configuration()
             http.retriesThrottled = false
-            let dataverse = ServiceClient(settings: settings, http: HTTPClient(configuration: http, log: log))
-            schema = schema ?? DataverseSchema(client: dataverse)
-            sinks.append(DataverseSink(client: dataverse, schema: schema!))
+            let service = ServiceClient(
+                settings: settings, http: HTTPClient(configuration: http, log: log),
+                api: side == .crm ? .dataverse : .financeOperations)
+            if side == .crm {
+                schema = schema ?? DataverseSchema(client: service)
+                sinks.append(DataverseSink(client: service, schema: schema!))
+            } else {
+                fnoSchema = fnoSchema ?? FinanceOperationsSchema(client: service)
+                let sink = FinanceOperationsSink(client: service, schema: fnoSchema!)
+                reads.append(sink)
+                sinks.append(sink)
+            }
         }
         // One member writing through every identity.
         let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
@@ -103,14 +147,19 @@ struct ApplyBench {
             Thread.sleep(forTimeInterval: 1)
             last = (applied(), ContinuousClock.now)
             print(
-                "  [\(format((last.1 - started).seconds, 0, 3)) s] written \(last.0), \(format(Double(last.0 - fromCount) / (last.1 - from).seconds, 0, 0)) writes/s since the first window, 429s \(simulator.throttledCount)"
+                "  [\(format((last.1 - started).seconds, 0, 3)) s] written \(last.0), \(format(Double(last.0 - fromCount) / (last.1 - from).seconds, 0, 0)) writes/s since the first window, 429s \(throttled())"
             )
         }
         applier.stop()
         let rate = Double(last.0 - fromCount) / (last.1 - from).seconds
         print(
-            "apply: \(format(rate, 0, 0)) writes/s over \(format((last.1 - from).seconds, 0, 0)) s after the first window = \(format(rate / ceiling, 2, 0)) of the \(Int(ceiling)) writes/s the limits allow (goal ≥ 0.9); 429s answered: \(simulator.throttledCount); peak concurrent requests of a user: \(simulator.peakConcurrent)"
+            "apply: \(format(rate, 0, 0)) writes/s over \(format((last.1 - from).seconds, 0, 0)) s after the first window = \(format(rate / ceiling, 2, 0)) of the \(Int(ceiling)) writes/s the limits allow (goal ≥ 0.9); 429s answered: \(throttled()); peak concurrent requests of a user: \(peakConcurrent())"
         )
+        if side == .erp {
+            print(
+                "  existence reads (F&O has no upsert): \(reads.reduce(0) { $0 + $1.existenceReads.value }) for \(applied()) writes"
+            )
+        }
         Thread.sleep(forTimeInterval: 1)
         return 0
     }

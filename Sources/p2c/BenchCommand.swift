@@ -31,6 +31,12 @@ enum BenchCommand {
                 "apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
             OptionSpec("window", value: "s", help: "--apply: the limits' window, scaled from 300 s.", default: "10"),
             OptionSpec("identities", value: "n", help: "--apply: application users writing in parallel.", default: "1"),
+            OptionSpec("side", value: "side", help: "--apply: crm (Dataverse) or erp (F&O).", default: "crm"),
+            OptionSpec(
+                "bootstrap",
+                help: "Benchmark p2c bootstrap --side erp instead: records/s out of the simulated F&O into Kafka."),
+            OptionSpec("documents", value: "n", help: "--bootstrap: orders (of 4 lines) to load.", default: "4000"),
+            OptionSpec("page-size", value: "n", help: "--bootstrap: records per page.", default: "1000"),
             OptionSpec(
                 "capture",
                 help: "Benchmark p2c capture instead: change in the simulated Dataverse → event, polled and by webhook."
@@ -44,6 +50,7 @@ enum BenchCommand {
             simulated Dataverse, whose per-user limits (6,000 requests and 1,200 s of execution in 300 s)
             are scaled to --window with the same rates, each write running 10 ms and each read 2 ms;
             the write rate after the first window is reported as a ratio of the most the limits allow.
+            --side erp does the same into the simulated F&O (orders on erp.orders.inbound).
 
             Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
             then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
@@ -67,9 +74,19 @@ enum BenchCommand {
                 catalog: try TopicCatalog.load(arguments, command: spec.name))
             return try await Blocking.run { try bench.execute() }
         }
+        if arguments.flag("bootstrap") {
+            let bench = BootstrapBench(
+                documents: try arguments.integer("documents", in: 10...200_000)!,
+                pageSize: try arguments.integer("page-size", in: 1...10_000)!,
+                catalog: try TopicCatalog.load(arguments, command: spec.name))
+            return try await Blocking.run { try bench.execute() }
+        }
         if arguments.flag("apply") {
+            guard let side = Side(rawValue: arguments.string("side") ?? "crm") else {
+                throw UsageError("--side must be crm or erp", command: spec.name)
+            }
             let bench = ApplyBench(
-                seconds: try arguments.integer("apply-seconds", in: 5...3_600)!,
+                side: side, seconds: try arguments.integer("apply-seconds", in: 5...3_600)!,
                 window: try arguments.integer("window", in: 1...300)!,
                 identities: try arguments.integer("identities", in: 1...8)!,
                 catalog: try TopicCatalog.load(arguments, command: spec.name))

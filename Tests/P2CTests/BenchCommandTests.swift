@@ -32,11 +32,21 @@ struct BenchCommandTests {
         #expect(output.contains("worker resident memory at most"))
     }
 
+    @Test("A small bootstrap bench loads every record it seeded and reports records/s beside dual-write's ceiling")
+    func bootstrapRun() throws {
+        let (status, output, errors) = try run(
+            p2cBinary, ["bench", "--bootstrap", "--documents", "60", "--page-size", "50"])
+        #expect(status == 0, "\(errors.suffix(400))")
+        #expect(output.contains("bootstrap: 300 records in"), "\(output)")
+        #expect(output.contains("records/s (complete)"))
+    }
+
     @Test("Bad bench flags fail with one line and exit 2")
     func badFlags() throws {
         for arguments in [
             ["bench", "--workers", "0"], ["bench", "--delivery", "twice"], ["bench", "--events", "1"],
-            ["bench", "--repeat", "0"],
+            ["bench", "--repeat", "0"], ["bench", "--apply", "--side", "sap"],
+            ["bench", "--bootstrap", "--documents", "1"],
         ] {
             let (status, _, errors) = try run(p2cBinary, arguments)
             #expect(status == 2, "\(arguments)")
