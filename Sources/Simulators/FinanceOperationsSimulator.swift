@@ -490,14 +490,24 @@ public final class FinanceOperationsSimulator: Sendable {
         return HTTPResponse(status: 204)
     }
 
-    /// F&O's property names are case-sensitive: one it does not have is refused.
+    /// F&O's property names are case-sensitive: one it does not have is refused; so is a value that
+    /// is not of the property's type (OData JSON: numbers for Edm.Decimal and Edm.Int64).
     private func unknownProperty(_ body: JSONObject, _ entity: FinanceOperationsEntity) -> HTTPResponse? {
         for field in body.fields where !field.key.hasPrefix("@") {
-            guard entity.properties.contains(where: { $0.name == field.key }) else {
+            guard let property = entity.properties.first(where: { $0.name == field.key }) else {
                 return error(
                     400,
                     "The property '\(field.key)' does not exist on type '\(Self.namespace).\(entity.typeName)'. Make sure to only use property names that are defined by the type."
                 )
+            }
+            switch (property.type, field.value) {
+            case ("Edm.Decimal", .number), ("Edm.Int64", .number), (_, .null): continue
+            case ("Edm.Decimal", _), ("Edm.Int64", _):
+                return error(
+                    400,
+                    "Cannot convert the literal '\(field.value.stringValue ?? field.value.jsonText)' to the expected type '\(property.type)' of property '\(field.key)'."
+                )
+            default: continue
             }
         }
         return nil

@@ -9,8 +9,9 @@ import Synchronization
 import Testing
 import Topology
 
-/// A broker of its own: the F&O stories read only their own events.
+/// Brokers of their own: the F&O stories read only their own events.
 private let fno = broker()
+private let fnoSmall = broker()
 
 /// The ERP side's inbound events, as the crm-to-erp workers publish them: every field the maps
 /// send to the ERP, upper case as the maps spell them, for key `<company>/<number>`.
@@ -54,7 +55,9 @@ private struct ERPStory {
 /// Which ERP fields the story fills with decimals.
 private enum FinanceOperationsSchemaTypes {
     static func isDecimal(_ field: String) -> Bool {
-        ["AMOUNT", "QUANTITY", "PRICE", "PERCENTAGE", "LIMIT"].contains { field.hasSuffix($0) }
+        ["AMOUNT", "QUANTITY", "PRICE", "PERCENTAGE", "LIMIT", "COST", "LATITUDE", "LONGITUDE"].contains {
+            field.hasSuffix($0)
+        }
             || field.hasSuffix("SEQUENCENUMBER")
     }
 }
@@ -74,30 +77,31 @@ struct FinanceOperationsApplyTests {
             settings: settings, http: HTTPClient(configuration: configuration), api: .financeOperations)
     }
 
-    private func publish(_ records: [OutgoingRecord]) throws {
+    private func publish(
+        _ records: [OutgoingRecord], to broker: (cluster: EmbeddedCluster, catalog: TopicCatalog) = fno
+    ) throws {
         let producer = try KafkaProducer(
             configuration: ProducerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: fno.cluster.bootstrapServers)))
+                kafka: KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers)))
         for record in records { _ = try producer.send(record) }
         _ = try producer.flush(timeout: .seconds(30))
     }
 
     private func applier(
-        _ simulator: FinanceOperationsSimulator, group: String, streams: [SyncStream]
-    ) throws
-        -> Applier
-    {
+        _ simulator: FinanceOperationsSimulator, group: String, streams: [SyncStream],
+        on broker: (cluster: EmbeddedCluster, catalog: TopicCatalog) = fno, referenceWait: Int = 60_000
+    ) throws -> Applier {
         var configuration = ApplyConfiguration()
         configuration.side = .erp
         configuration.streams = streams
-        configuration.kafka = KafkaConfiguration(bootstrapServers: fno.cluster.bootstrapServers, clientID: group)
+        configuration.kafka = KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers, clientID: group)
         configuration.groupID = group
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.commitIntervalMilliseconds = 200
-        configuration.referenceWaitMilliseconds = 60_000
+        configuration.referenceWaitMilliseconds = referenceWait
         let client = client(simulator)
         return try Applier(
-            configuration: configuration, catalog: fno.catalog,
+            configuration: configuration, catalog: broker.catalog,
             sinks: [FinanceOperationsSink(client: client, schema: FinanceOperationsSchema(client: client))])
     }
 
@@ -192,5 +196,73 @@ struct FinanceOperationsApplyTests {
         }
         #expect(metrics.deadLettered.value == 0)
         #expect(simulator.throttledCount > 0, "the limits were small enough for 429s")
+    }
+
+    /// An inbound ERP event of `type` for `<company>/<number>`.
+    private func event(_ stream: SyncStream, _ type: String, _ number: String, _ data: JSONObject) -> OutgoingRecord {
+        OutgoingRecord(
+            topic: Role.inbound.topicName(side: .erp, stream: stream), key: Array("USMF/\(number)".utf8),
+            value: data.jsonBytes,
+            headers: [
+                KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(type)-\(number)-\(UUID())"),
+                KafkaHeader("ce_source", "crm"), KafkaHeader("ce_type", "\(type).upserted"),
+                KafkaHeader("ce_company", "USMF"), KafkaHeader("content-type", "application/json"),
+            ])
+    }
+
+    /// Every record of `topic` on the small broker.
+    private func read(_ topic: String) throws -> [KafkaRecord] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: fnoSmall.cluster.bootstrapServers),
+            groupID: "reader-\(UUID())")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        var records: [KafkaRecord] = []
+        try reader.readToEnd(
+            (0..<fnoSmall.catalog[topic]!.partitions).map {
+                TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
+            }
+        ) { records.append($0) }
+        return records
+    }
+
+    @Test(
+        "A write F&O refuses (a value not of its property's type: 400) lands in erp.customers.inbound.dlq with http_400 and F&O's message while the partition goes on; an order line queued before its header is written once the header is; a line whose header never comes is dead-lettered after referenceWaitMs"
+    )
+    func refusalsAndLateHeaders() async throws {
+        let simulator = try FinanceOperationsSimulator(clients: [apply])
+        defer { simulator.stop() }
+        try publish(
+            [
+                event(.customers, "CustomersV3", "R-1", ["CUSTOMERACCOUNT": "R-1", "CREDITLIMIT": "lots"]),
+                event(.customers, "CustomersV3", "R-1", ["CUSTOMERACCOUNT": "R-1", "CREDITLIMIT": .number("10")]),
+                event(
+                    .orders, "SalesOrderLine", "L-1",
+                    ["SALESORDERNUMBER": "L-1", "LINECREATIONSEQUENCENUMBER": .number("1")]),
+                event(.orders, "SalesOrderHeader", "L-1", ["SALESORDERNUMBER": "L-1"]),
+                event(
+                    .orders, "SalesOrderLine", "L-2",
+                    ["SALESORDERNUMBER": "L-2", "LINECREATIONSEQUENCENUMBER": .number("1")]),
+            ], to: fnoSmall)
+        let running = RunningApplier(
+            try applier(
+                simulator, group: "fno-refusals", streams: [.customers, .orders], on: fnoSmall, referenceWait: 1_500))
+        try await waitUntil(.seconds(60)) {
+            simulator.records("CDSSalesOrderLines").count == 1 && running.applier.metrics.deadLettered.value == 2
+        }
+        #expect(running.stop() == nil)
+        // The refused write is dead-lettered; the next event of the same record is written.
+        #expect(simulator.records("CustomersV3").map { $0["CreditLimit"] } == [.number("10")])
+        let refused = try read("erp.customers.inbound.dlq")
+        #expect(refused.count == 1)
+        #expect(refused.first?.header("p2c_error_code")?.text == "http_400")
+        #expect(
+            refused.first?.header("p2c_error_message")?.text?.contains("Cannot convert the literal 'lots'") == true)
+        // The late header: its line written after it; the header that never came: dead-lettered.
+        #expect(simulator.records("CDSSalesOrderHeaders").count == 1)
+        let lines = simulator.records("CDSSalesOrderLines")
+        #expect(lines.first?["SalesOrderNumber"] == "L-1")
+        let waited = try read("erp.orders.inbound.dlq")
+        #expect(waited.map { $0.header("p2c_error_code")?.text } == ["reference_missing"])
     }
 }
