@@ -11,7 +11,7 @@ import Synchronization
 /// A line's alternate key holds its header's id (`_salesorderid_value`, DV-AK), read once by the
 /// header's own alternate key and kept; a header written in the same round is read from its
 /// write's `OData-EntityId` (DV-HDR), and its lines go in the next round.
-public final class DataverseSink: DocumentSink {
+public final class DataverseSink: DocumentSink, BatchingSink {
     public let client: ServiceClient
     public let builder: DataverseWriteBuilder
     private let root: String
@@ -118,32 +118,19 @@ public final class DataverseSink: DocumentSink {
             let set = changeSets[changeSet]
             for item in set.items { outcomes[set.document][item] = outcome }
         }
-        let (contentType, body) = ODataBatch(changeSets.map { .changeSet($0.messages) }).encoded()
         batches.add()
-        let response: HTTPClientResponse
-        do {
-            response = try await client.sendRaw(
-                "POST", "$batch", body: body,
-                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
-        } catch {
-            for index in changeSets.indices { settle(index, Self.outcome(of: error)) }
-            return outcomes
-        }
-        guard response.status == 200,
-            let answer = try? ODataBatch.decode(
-                contentType: response.headers["Content-Type"] ?? "", body: response.body)
-        else {
-            let outcome = Self.outcome(status: response.status, headers: response.headers, body: response.body)
-            for index in changeSets.indices { settle(index, outcome) }
+        let (parts, failure) = await exchange(changeSets.map { .changeSet($0.messages) })
+        if let failure {
+            for index in changeSets.indices { settle(index, failure) }
             return outcomes
         }
         for (index, set) in changeSets.enumerated() {
-            guard index < answer.parts.count else {
+            guard index < parts.count else {
                 settle(
-                    index, .unavailable("the batch answered \(answer.parts.count) of \(changeSets.count) change sets"))
+                    index, .unavailable("the batch answered \(parts.count) of \(changeSets.count) change sets"))
                 continue
             }
-            switch answer.parts[index] {
+            switch parts[index] {
             case .changeSet(let responses):
                 settle(index, .applied)
                 // A created or updated row's id, for the lines that follow it.

@@ -1,4 +1,6 @@
+import OData
 import ProspectToCash
+import Runtime
 
 /// A system that apply writes documents into: each document the events of one key, in order.
 public protocol DocumentSink: Sendable {
@@ -40,4 +42,26 @@ public enum ApplyOutcome: Sendable, Equatable {
     /// Not sent: it follows, in its document, a write to the same row (or one it refers to)
     /// that must land first.
     case notSent
+}
+
+/// A sink that writes in `$batch` requests and reads a failed answer into an outcome.
+protocol BatchingSink {
+    var client: ServiceClient { get }
+    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome
+    static func outcome(of error: any Error) -> ApplyOutcome
+}
+
+extension BatchingSink {
+    /// The parts' answers of one `$batch`, or, when it has none, the outcome of all it carried.
+    func exchange(_ parts: [ODataBatch.Part]) async -> (parts: [ODataBatch.Part], failure: ApplyOutcome?) {
+        do {
+            switch try await client.batch(parts) {
+            case .parts(let answered): return (answered, nil)
+            case .refused(let response):
+                return ([], Self.outcome(status: response.status, headers: response.headers, body: response.body))
+            }
+        } catch {
+            return ([], Self.outcome(of: error))
+        }
+    }
 }

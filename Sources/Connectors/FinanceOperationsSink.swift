@@ -14,7 +14,7 @@ import Synchronization
 /// an existing header (read the same way); until then it waits for it. The answer of a `$batch`
 /// may stop at a failed change set (`continue-on-error` is not documented for F&O): the change
 /// sets it did not answer go again in the next round.
-public final class FinanceOperationsSink: DocumentSink {
+public final class FinanceOperationsSink: DocumentSink, BatchingSink {
     public let client: ServiceClient
     public let schema: FinanceOperationsSchema
     /// Whether a record exists, by `<set>(<key>)`: known from a read or from this sink's own writes.
@@ -139,29 +139,16 @@ public final class FinanceOperationsSink: DocumentSink {
         func settle(_ index: Int, _ outcome: ApplyOutcome) {
             for item in changeSets[index].items { outcomes[changeSets[index].document][item] = outcome }
         }
-        let (contentType, body) = ODataBatch(changeSets.map { .changeSet($0.messages) }).encoded()
         batches.add()
-        let response: HTTPClientResponse
-        do {
-            response = try await client.sendRaw(
-                "POST", "$batch", body: body,
-                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
-        } catch {
-            for index in changeSets.indices { settle(index, Self.outcome(of: error)) }
-            return outcomes
-        }
-        guard response.status == 200,
-            let answer = try? ODataBatch.decode(
-                contentType: response.headers["Content-Type"] ?? "", body: response.body)
-        else {
-            let outcome = Self.outcome(status: response.status, headers: response.headers, body: response.body)
-            for index in changeSets.indices { settle(index, outcome) }
+        let (parts, failure) = await exchange(changeSets.map { .changeSet($0.messages) })
+        if let failure {
+            for index in changeSets.indices { settle(index, failure) }
             return outcomes
         }
         for (index, set) in changeSets.enumerated() {
             // Not answered: the batch stopped at an earlier failure; it goes in the next round.
-            guard index < answer.parts.count else { continue }
-            switch answer.parts[index] {
+            guard index < parts.count else { continue }
+            switch parts[index] {
             case .changeSet:
                 settle(index, .applied)
                 existence.withLock { known in
@@ -260,24 +247,11 @@ public final class FinanceOperationsSink: DocumentSink {
             let select = path.drop { $0 != "(" }.dropFirst().prefix { $0 != "=" }
             return ODataMessage(method: "GET", url: "\(path)?cross-company=true&$select=\(select)")
         }
-        let (contentType, body) = ODataBatch(messages.map { .single($0) }).encoded()
         batches.add()
-        let response: HTTPClientResponse
-        do {
-            response = try await client.sendRaw(
-                "POST", "$batch", body: body,
-                headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
-        } catch {
-            return Self.outcome(of: error)
-        }
-        guard response.status == 200,
-            let answer = try? ODataBatch.decode(
-                contentType: response.headers["Content-Type"] ?? "", body: response.body)
-        else {
-            return Self.outcome(status: response.status, headers: response.headers, body: response.body)
-        }
+        let (parts, failure) = await exchange(messages.map { .single($0) })
+        if let failure { return failure }
         var found: [String: Bool] = [:]
-        for (path, part) in zip(paths, answer.parts) {
+        for (path, part) in zip(paths, parts) {
             guard case .single(let message) = part else { continue }
             switch message.status {
             case 200: found[path] = true

@@ -1,4 +1,5 @@
 import Foundation
+import OData
 import ProspectToCash
 import Runtime
 
@@ -138,5 +139,29 @@ public struct ServiceError: Error, Sendable, CustomStringConvertible {
             status: answer.status, code: error?["code"]?.stringValue ?? "http_\(answer.status)",
             message: error?["message"]?.stringValue ?? "no error body")
         retryAfter = answer.headers["Retry-After"].flatMap(HTTPClient.retryAfter)
+    }
+}
+
+extension ServiceClient {
+    /// What a `$batch` came back with: each part's answer, or the whole request's refusal.
+    public enum BatchAnswer: Sendable {
+        case parts([ODataBatch.Part])
+        /// Not a readable 200: 429, 5xx, a 400 for the whole batch...
+        case refused(HTTPClientResponse)
+    }
+
+    /// Posts `parts` as one `$batch` with `Prefer: odata.continue-on-error` (a service that does not
+    /// honour it stops at the first failed part, and the parts after it have no answer); throws
+    /// only when no answer came.
+    public func batch(_ parts: [ODataBatch.Part]) async throws -> BatchAnswer {
+        let (contentType, body) = ODataBatch(parts).encoded()
+        let response = try await sendRaw(
+            "POST", "$batch", body: body,
+            headers: HTTPHeaders([("Content-Type", contentType), ("Prefer", "odata.continue-on-error")]))
+        guard response.status == 200,
+            let answer = try? ODataBatch.decode(
+                contentType: response.headers["Content-Type"] ?? "", body: response.body)
+        else { return .refused(response) }
+        return .parts(answer.parts)
     }
 }

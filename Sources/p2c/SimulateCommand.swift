@@ -72,29 +72,16 @@ enum SimulateCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         if arguments.subcommand == "finance-operations" { return try await runFinanceOperations(arguments) }
         func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
-        let clients: [DataverseSimulator.Client]
-        let limits: DataverseSimulator.Limits
-        let faults: DataverseSimulator.Faults
+        let common = try Common(arguments)
         let webhooks: [DataverseSimulator.Webhook]
         do {
             webhooks = try arguments.strings("webhook").map { text throws(UsageError) in try .init(parsing: text) }
-            clients = try arguments.strings("client").map { text throws(UsageError) in try .init(parsing: text) }
-            limits =
-                try arguments.string("limits").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
-            faults =
-                try arguments.string("faults").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
         } catch {
             throw usage(error.message)
         }
-        guard !clients.isEmpty else { throw usage("give at least one --client <client id GUID>:<secret>") }
-        let tenant: UUID
-        if let text = arguments.string("tenant") {
-            guard let id = UUID(uuidString: text) else { throw usage("--tenant expects a GUID, got '\(text)'") }
-            tenant = id
-        } else {
-            tenant = UUID()
-        }
-        let port = try arguments.integer("port", in: 0...65_535)!
+        let (clients, limits, faults, tenant, port) = (
+            common.clients, common.limits, common.faults, common.tenant, common.port
+        )
         let log = Log([("component", "simulate-dataverse")])
         let simulator: DataverseSimulator
         do {
@@ -118,43 +105,29 @@ enum SimulateCommand {
 
     static func runFinanceOperations(_ arguments: ParsedArguments) async throws -> Int32 {
         func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
-        let clients: [FinanceOperationsSimulator.Client]
-        let limits: FinanceOperationsSimulator.Limits
-        let faults: FinanceOperationsSimulator.Faults
+        let common = try Common(arguments)
         let readings: FinanceOperationsSimulator.Readings
         let dataEvents: [FinanceOperationsSimulator.DataEvents]
         do throws(UsageError) {
             guard arguments.strings("webhook").isEmpty else {
                 throw UsageError("--webhook is Dataverse's; finance-operations takes --data-events")
             }
+            guard common.faults.deltaExpiry == nil else { throw UsageError("--faults delta-expiry is Dataverse's") }
             dataEvents = try arguments.strings("data-events").map { text throws(UsageError) in
                 try .init(parsing: text)
             }
-            clients = try arguments.strings("client").map { text throws(UsageError) in try .init(parsing: text) }
-            limits =
-                try arguments.string("limits").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
-            faults =
-                try arguments.string("faults").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
-            guard faults.deltaExpiry == nil else { throw UsageError("--faults delta-expiry is Dataverse's") }
             readings =
                 try arguments.string("readings").map { text throws(UsageError) in try .init(parsing: text) } ?? .init()
         } catch {
             throw usage(error.message)
         }
-        guard !clients.isEmpty else { throw usage("give at least one --client <client id GUID>:<secret>") }
-        let tenant: UUID
-        if let text = arguments.string("tenant") {
-            guard let id = UUID(uuidString: text) else { throw usage("--tenant expects a GUID, got '\(text)'") }
-            tenant = id
-        } else {
-            tenant = UUID()
-        }
+        let (clients, limits, faults, tenant) = (common.clients, common.limits, common.faults, common.tenant)
         let company = arguments.string("company") ?? "DAT"
         guard !company.isEmpty, company.count <= 4 else {
             throw usage("--company expects a legal entity id of 1 to 4 characters, got '\(company)'")
         }
         let pageSize = try arguments.integer("page-size", in: 1...10_000)!
-        let port = try arguments.integer("port", in: 0...65_535)!
+        let port = common.port
         let log = Log([("component", "simulate-finance-operations")])
         let simulator: FinanceOperationsSimulator
         do {
@@ -171,5 +144,37 @@ enum SimulateCommand {
         log.info("stopping", [("signal", .int(Int64(signal)))])
         simulator.stop()
         return 0
+    }
+
+    /// What both simulators take: their clients, limits, faults, tenant and port.
+    struct Common {
+        var clients: [SimulatedClient]
+        var limits: ServiceLimits
+        var faults: DataverseSimulator.Faults
+        var tenant: UUID
+        var port: Int
+
+        init(_ arguments: ParsedArguments) throws {
+            func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
+            do throws(UsageError) {
+                clients = try arguments.strings("client").map { text throws(UsageError) in try .init(parsing: text) }
+                limits =
+                    try arguments.string("limits").map { text throws(UsageError) in try .init(parsing: text) }
+                    ?? .init()
+                faults =
+                    try arguments.string("faults").map { text throws(UsageError) in try .init(parsing: text) }
+                    ?? .init()
+            } catch {
+                throw usage(error.message)
+            }
+            guard !clients.isEmpty else { throw usage("give at least one --client <client id GUID>:<secret>") }
+            if let text = arguments.string("tenant") {
+                guard let id = UUID(uuidString: text) else { throw usage("--tenant expects a GUID, got '\(text)'") }
+                tenant = id
+            } else {
+                tenant = UUID()
+            }
+            port = try arguments.integer("port", in: 0...65_535)!
+        }
     }
 }

@@ -11,37 +11,19 @@ struct BootstrapCommandTests {
     let loadClient = "7c1e0c3d-0000-4000-8000-00000000b001"
     let personClient = "7c1e0c3d-0000-4000-8000-00000000b002"
 
-    private func read(_ topic: String, on broker: TestBroker, partitions: Int) throws -> [KafkaRecord] {
-        var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrap), groupID: "reader-\(UUID())")
-        configuration.reportPartitionEnd = true
-        let reader = try KafkaConsumer(configuration: configuration)
-        var records: [KafkaRecord] = []
-        try reader.readToEnd(
-            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
-        ) { records.append($0) }
-        return records
-    }
-
     @Test(
         "20,000 records (customers and orders with lines, two companies) are loaded; kill -9 in the middle, run again: every record published once, headers before their lines, progress printed"
     )
     func killAndResume() async throws {
         let broker = try TestBroker()
         defer { broker.stop() }
-        let simulator = try Spawned(
-            p2cBinary,
-            [
-                "simulate", "finance-operations", "--client", "\(loadClient):load-secret", "--client",
-                "\(personClient):person-secret", "--faults", "latency=5ms",
-            ])
-        defer { _ = simulator.stop() }
-        let url = simulator.readLine() ?? ""
-        let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
-        var settings = ServiceClient.Settings(
-            url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
-        settings.authority = URL(string: url)!
-        let person = ServiceClient(settings: settings, http: HTTPClient(), api: .financeOperations)
+        let simulator = try SimulatorProcess([
+            "finance-operations", "--client", "\(loadClient):load-secret", "--client",
+            "\(personClient):person-secret", "--faults", "latency=5ms",
+        ])
+        defer { simulator.stop() }
+        let (url, tenant) = (simulator.url, simulator.tenant)
+        let person = simulator.client(personClient, "person-secret", api: .financeOperations)
         // The people's records: 4,000 customers, 3,200 orders of 4 lines, in two companies.
         var creates: [ODataMessage] = []
         func create(_ set: String, _ body: JSONObject) {
@@ -91,8 +73,8 @@ struct BootstrapCommandTests {
                 ], environment: environment)
         }
         func published() throws -> [KafkaRecord] {
-            try read("erp.customers.changes", on: broker, partitions: 6)
-                + read("erp.orders.changes", on: broker, partitions: 24)
+            try broker.read("erp.customers.changes", partitions: 6)
+                + broker.read("erp.orders.changes", partitions: 24)
         }
 
         // Killed once part of the load is published.
@@ -115,7 +97,7 @@ struct BootstrapCommandTests {
         #expect(Set(ids).count == ids.count, "none published twice")
         #expect(records.count == 20_000, "none lost")
         // Per document, the header before its lines.
-        let orders = try read("erp.orders.changes", on: broker, partitions: 24)
+        let orders = try broker.read("erp.orders.changes", partitions: 24)
         var seen = Set<String>()
         var linesBeforeHeader = 0
         for record in orders {

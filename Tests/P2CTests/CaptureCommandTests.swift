@@ -11,38 +11,19 @@ struct CaptureCommandTests {
     let captureClient = "7c1e0c3d-0000-4000-8000-00000000c001"
     let personClient = "7c1e0c3d-0000-4000-8000-00000000c002"
 
-    /// Every committed record of `topic` on `broker`.
-    private func read(_ topic: String, on broker: TestBroker, partitions: Int) throws -> [KafkaRecord] {
-        var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrap), groupID: "reader-\(UUID())")
-        configuration.reportPartitionEnd = true
-        let reader = try KafkaConsumer(configuration: configuration)
-        var records: [KafkaRecord] = []
-        try reader.readToEnd(
-            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
-        ) { records.append($0) }
-        return records
-    }
-
     @Test(
         "kill -9 of a capture process in the middle of a snapshot and of a delta round: after a restart every change is published, none twice"
     )
     func killDuringSnapshotAndDelta() async throws {
         let broker = try TestBroker()
         defer { broker.stop() }
-        let simulator = try Spawned(
-            p2cBinary,
-            [
-                "simulate", "dataverse", "--client", "\(captureClient):capture-secret", "--client",
-                "\(personClient):person-secret", "--faults", "latency=30ms",
-            ])
-        defer { _ = simulator.stop() }
-        let url = simulator.readLine() ?? ""
-        let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
-        var settings = ServiceClient.Settings(
-            url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
-        settings.authority = URL(string: url)!
-        let person = ServiceClient(settings: settings, http: HTTPClient())
+        let simulator = try SimulatorProcess([
+            "dataverse", "--client", "\(captureClient):capture-secret", "--client",
+            "\(personClient):person-secret", "--faults", "latency=30ms",
+        ])
+        defer { simulator.stop() }
+        let (url, tenant) = (simulator.url, simulator.tenant)
+        let person = simulator.client(personClient, "person-secret", api: .dataverse)
         let accounts = 200
         for number in 1...accounts {
             let answer = try await person.send(
@@ -59,7 +40,7 @@ struct CaptureCommandTests {
                 p2cBinary, ["capture", "--topics", topicsDirectory, "--poll-interval-ms", "200"],
                 environment: environment)
         }
-        func published() throws -> [KafkaRecord] { try read("crm.customers.changes", on: broker, partitions: 6) }
+        func published() throws -> [KafkaRecord] { try broker.read("crm.customers.changes", partitions: 6) }
         func waitFor(_ count: Int, within limit: Duration) async throws {
             let deadline = ContinuousClock.now + limit
             while try published().count < count && ContinuousClock.now < deadline {

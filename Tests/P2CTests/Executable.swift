@@ -1,5 +1,7 @@
+import Connectors
 import Foundation
 import Kafka
+import Runtime
 import Synchronization
 
 /// The built `p2c` binary, beside the test bundle (or `$P2C_BINARY`).
@@ -130,6 +132,19 @@ final class TestBroker: @unchecked Sendable {
     }
 
     func stop() { _ = process.stop() }
+
+    /// Every committed record of `topic` (of `partitions` partitions) so far, joining no group.
+    func read(_ topic: String, partitions: Int) throws -> [KafkaRecord] {
+        var configuration = ConsumerConfiguration(
+            kafka: KafkaConfiguration(bootstrapServers: bootstrap), groupID: "reader-\(UUID())")
+        configuration.reportPartitionEnd = true
+        let reader = try KafkaConsumer(configuration: configuration)
+        var records: [KafkaRecord] = []
+        try reader.readToEnd(
+            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
+        ) { records.append($0) }
+        return records
+    }
 }
 
 /// Runs a command to completion.
@@ -141,4 +156,28 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
 func which(_ program: String) -> String? {
     let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
     return paths.map { "\($0)/\(program)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// A `p2c simulate <system>` process, and what it printed first: its URL and tenant.
+final class SimulatorProcess: @unchecked Sendable {
+    // @unchecked: used from one test at a time.
+    let url: String
+    let tenant: String
+    private let process: Spawned
+
+    init(_ arguments: [String]) throws {
+        process = try Spawned(p2cBinary, ["simulate"] + arguments)
+        url = process.readLine() ?? ""
+        tenant = String((process.readLine() ?? "").dropFirst("tenant ".count))
+    }
+
+    /// A client of the simulator for `clientID` (its token endpoint is the simulator's own).
+    func client(_ clientID: String, _ secret: String, api: ServiceClient.API) -> ServiceClient {
+        var settings = ServiceClient.Settings(
+            url: URL(string: url)!, tenantID: tenant, clientID: clientID, clientSecret: secret)
+        settings.authority = URL(string: url)!
+        return ServiceClient(settings: settings, http: HTTPClient(), api: api)
+    }
+
+    func stop() { _ = process.stop() }
 }

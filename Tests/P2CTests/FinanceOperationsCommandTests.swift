@@ -13,18 +13,6 @@ struct FinanceOperationsCommandTests {
     let captureClient = "5a1e0c3d-0000-4000-8000-00000000f002"
     let personClient = "5a1e0c3d-0000-4000-8000-00000000f003"
 
-    private func read(_ topic: String, on broker: TestBroker, partitions: Int) throws -> [KafkaRecord] {
-        var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: broker.bootstrap), groupID: "reader-\(UUID())")
-        configuration.reportPartitionEnd = true
-        let reader = try KafkaConsumer(configuration: configuration)
-        var records: [KafkaRecord] = []
-        try reader.readToEnd(
-            (0..<partitions).map { TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning) }
-        ) { records.append($0) }
-        return records
-    }
-
     @Test(
         "An apply process writes an inbound customer into F&O; the capture process receives the data events, the apply identity's write as an echo and a person's as a change; both serve probes and metrics and end with 0 on SIGTERM within 10 s"
     )
@@ -32,16 +20,13 @@ struct FinanceOperationsCommandTests {
         let broker = try TestBroker()
         defer { broker.stop() }
         let webhookPort = freePort()
-        let simulator = try Spawned(
-            p2cBinary,
-            [
-                "simulate", "finance-operations", "--client", "\(applyClient):apply-secret", "--client",
-                "\(captureClient):capture-secret", "--client", "\(personClient):person-secret", "--data-events",
-                "CustomersV3:http://127.0.0.1:\(webhookPort)/fno:events-key",
-            ])
-        defer { _ = simulator.stop() }
-        let url = simulator.readLine() ?? ""
-        let tenant = String((simulator.readLine() ?? "").dropFirst("tenant ".count))
+        let simulator = try SimulatorProcess([
+            "finance-operations", "--client", "\(applyClient):apply-secret", "--client",
+            "\(captureClient):capture-secret", "--client", "\(personClient):person-secret", "--data-events",
+            "CustomersV3:http://127.0.0.1:\(webhookPort)/fno:events-key",
+        ])
+        defer { simulator.stop() }
+        let (url, tenant) = (simulator.url, simulator.tenant)
         func connection(_ client: String, _ secret: String) -> [String: String] {
             [
                 "P2C_FNO_URL": url, "P2C_FNO_TENANT_ID": tenant, "P2C_FNO_CLIENT_ID": client,
@@ -84,17 +69,14 @@ struct FinanceOperationsCommandTests {
         #expect(await get(captureMetrics, "/readyz")?.status == 200)
 
         // A person's customer in another company.
-        var settings = ServiceClient.Settings(
-            url: URL(string: url)!, tenantID: tenant, clientID: personClient, clientSecret: "person-secret")
-        settings.authority = URL(string: url)!
-        let person = ServiceClient(settings: settings, http: HTTPClient(), api: .financeOperations)
+        let person = simulator.client(personClient, "person-secret", api: .financeOperations)
         let created = try await person.send(
             "POST", "CustomersV3?cross-company=true",
             body: ["dataAreaId": "DEMF", "CustomerAccount": "DE-7", "SalesMemo": "walk-in"])
         #expect(created.status == 201)
         var changes: [KafkaRecord] = []
         while ContinuousClock.now < deadline {
-            changes = try read("erp.customers.changes", on: broker, partitions: 6)
+            changes = try broker.read("erp.customers.changes", partitions: 6)
             if changes.count >= 2 { break }
             try await Task.sleep(for: .milliseconds(200))
         }
