@@ -63,14 +63,14 @@ copy = {p.name: p.read_bytes() for p in (CHART / "topics").glob("*.json")}
 check(source == copy, "Helm/p2c/topics/ differs from Topics/: copy Topics/*.json into Helm/p2c/topics/")
 
 print("lint")
-for name in [None, "keda.yaml", "strimzi.yaml", "tls-sasl.yaml"]:
+for name in [None, "keda.yaml", "strimzi.yaml", "tls-sasl.yaml", "connectors.yaml"]:
     report = helm_python.lint(str(CHART), values_file(name) if name else None, strict=True, kube_version="v" + KUBERNETES)
     problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + report.get("errors", [])
     check(not problems, f"helm lint --strict ({name or 'defaults'}): {problems}")
 
 print("render and validate")
 rendered = {}
-for name in [None, "keda.yaml", "strimzi.yaml", "tls-sasl.yaml"]:
+for name in [None, "keda.yaml", "strimzi.yaml", "tls-sasl.yaml", "connectors.yaml"]:
     documents = render(values_file(name) if name else None)
     rendered[name] = documents
     for doc in documents:
@@ -151,6 +151,36 @@ secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in tls_con
 check(secret_env == {"P2C_KAFKA_SASL_USERNAME": "p2c-kafka-user", "P2C_KAFKA_SASL_PASSWORD": "p2c-kafka-user"}, f"SASL from the Secret: {secret_env}")
 check(len(kinds(tls, "HorizontalPodAutoscaler")) == 2, "an HPA per flow")
 
+connectors = rendered["connectors.yaml"]
+members = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in kinds(connectors, "Deployment")}
+check(sorted(members) == ["apply-crm", "apply-erp", "capture-crm", "capture-erp", "crm-to-erp", "erp-to-crm"],
+      f"a Deployment per capture and apply side besides the flows: {sorted(members)}")
+for component in ["apply-crm", "apply-erp", "capture-crm", "capture-erp"]:
+    deployment = members[component]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    prefix = "P2C_DATAVERSE" if component.endswith("crm") else "P2C_FNO"
+    secrets = {name: e["valueFrom"]["secretKeyRef"]["name"] for name, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
+    wanted = {f"{prefix}_CLIENT_ID", f"{prefix}_CLIENT_SECRET"} | ({"P2C_CAPTURE_WEBHOOK_KEY"} if component.startswith("capture") else set())
+    check(set(secrets) == wanted and set(secrets.values()) == {f"p2c-{component}"}, f"{component}: credentials from its Secret: {secrets}")
+    check(container["args"][:3] == [component.split("-")[0], "--side", component.split("-")[1]], f"{component}: args {container['args']}")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{component}: readiness on /readyz")
+    check(env[f"{prefix}_URL"]["value"].startswith("https://contoso."), f"{component}: the system's URL")
+check("replicas" not in members["apply-crm"]["spec"], "with KEDA apply leaves replicas to the scaler")
+check(members["capture-crm"]["spec"]["replicas"] == 2, "capture replicas as given")
+scaled = {s["metadata"]["labels"]["app.kubernetes.io/component"]: s for s in kinds(connectors, "ScaledObject")}
+erp_topics = sorted(t["metadata"]["topic"] for t in scaled["apply-erp"]["spec"]["triggers"])
+check(erp_topics == ["erp.customers.inbound", "erp.orders.inbound"], f"KEDA apply-erp on its streams' inbound topics: {erp_topics}")
+check(all(t["metadata"]["consumerGroup"] == "p2c-apply-erp" for t in scaled["apply-erp"]["spec"]["triggers"]), "KEDA apply-erp group")
+receivers = sorted(s["metadata"]["name"] for s in kinds(connectors, "Service") if s["spec"]["ports"][0]["name"] == "webhook")
+check(receivers == ["p2c-capture-crm-webhook", "p2c-capture-erp-webhook"], f"a webhook Service per receiving capture: {receivers}")
+ingress = kinds(connectors, "Ingress")
+paths = sorted(p["path"] for p in ingress[0]["spec"]["rules"][0]["http"]["paths"]) if ingress else []
+check(paths == ["/dataverse", "/fno"], f"the Ingress routes /dataverse and /fno: {paths}")
+check(len(kinds(connectors, "PodDisruptionBudget")) == 6, "a PodDisruptionBudget per Deployment")
+connector_file = json.loads(next(c for c in kinds(connectors, "ConfigMap") if c["metadata"]["name"] == "p2c-connectors")["data"]["connector.json"])
+check(set(connector_file) == {"sessionTimeoutMs", "shutdownTimeoutMs", "watchdogSeconds", "metricsPort", "kafka"}, f"connector.json: {sorted(connector_file)}")
+
 print("bad values are refused")
 bad = {
     "unknown delivery": {"worker": {"delivery": "twice"}},
@@ -165,6 +195,12 @@ bad = {
     "a shutdown longer than the grace period": {"worker": {"shutdownTimeoutMs": 40000}},
     "a session timeout of one millisecond": {"worker": {"sessionTimeoutMs": 1}},
     "an unknown flow": {"flows": {"both-ways": {"enabled": True, "replicas": 1}}},
+    "capture without its Secret": {"dataverse": {"url": "https://o.crm.dynamics.com", "tenantId": "t"}, "capture": {"crm": {"enabled": True, "company": "USMF"}}},
+    "CRM capture without a company": {"dataverse": {"url": "https://o.crm.dynamics.com", "tenantId": "t"}, "capture": {"crm": {"enabled": True, "existingSecret": "s"}}},
+    "apply without the system's URL": {"apply": {"erp": {"enabled": True, "existingSecret": "s"}}},
+    "a capture mode that does not exist": {"capture": {"crm": {"enabled": False, "mode": "push"}}},
+    "apply replicas above partitions": {"fno": {"url": "https://e.operations.dynamics.com", "tenantId": "t"}, "apply": {"erp": {"enabled": True, "existingSecret": "s", "replicas": 25}}},
+    "an apply client id that is not a GUID": {"capture": {"erp": {"enabled": False, "applyClientIds": ["apply"]}}},
 }
 for label, values in bad.items():
     try:
@@ -173,7 +209,7 @@ for label, values in bad.items():
     except Exception as error:  # the SDK raises HelmValuesError or HelmRenderError
         print(f"  refused, {label}: {str(error).splitlines()[0][:150]}")
 
-print("the built worker, started exactly as the chart renders it")
+print("the built worker, capture and apply, started exactly as the chart renders them")
 binary = sys.argv[1]
 
 
@@ -183,14 +219,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-broker = subprocess.Popen([binary, "broker", "--topics", str(ROOT / "Topics")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-try:
-    bootstrap = broker.stdout.readline().strip()
-    port = free_port()
-    documents = render({"kafka": {"bootstrapServers": bootstrap}, "worker": {"metricsPort": port, "sessionTimeoutMs": 6000}})
-    deployment = next(d for d in kinds(documents, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "crm-to-erp")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    configmap = next(c for c in kinds(documents, "ConfigMap") if c["metadata"]["name"] == deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"])
+def run_as_rendered(documents, component, secrets, port, pod_name):
+    """Starts the component's container as its pod would (its mounts, environment and command on this
+    machine), waits for /readyz, then SIGTERM: it must exit 0 within the grace period."""
+    deployment = next(d for d in kinds(documents, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    configmap = next(c for c in kinds(documents, "ConfigMap") if c["metadata"]["name"] == pod["volumes"][0]["configMap"]["name"])
     with tempfile.TemporaryDirectory() as folder:
         # The pod's mounts, on this machine: the ConfigMap's files, Topics/ (in the image at /etc/p2c/topics).
         mounts = {"/etc/p2c/config": folder, "/etc/p2c/topics": str(ROOT / "Topics")}
@@ -202,18 +237,20 @@ try:
                 value = value.replace(inside, outside)
             return value
 
-        pod_name = "p2c-crm-to-erp-7d9f8-x2kq4"
         environment = {"PATH": os.environ.get("PATH", "")}
         for entry in container["env"]:
             if "value" in entry:
                 environment[entry["name"]] = local(entry["value"])
             elif entry["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 environment[entry["name"]] = pod_name
+            elif "secretKeyRef" in entry["valueFrom"]:
+                reference = entry["valueFrom"]["secretKeyRef"]
+                environment[entry["name"]] = secrets[reference["name"]][reference["key"]]
         command = [binary if part == "p2c" else local(part) for part in container["command"] + container["args"]]
-        worker = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready = False
         deadline = time.time() + 30
-        while time.time() < deadline and worker.poll() is None:
+        while time.time() < deadline and process.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{container['readinessProbe']['httpGet']['path']}", timeout=1) as response:
                     ready = response.status == 200
@@ -222,20 +259,63 @@ try:
             if ready:
                 break
             time.sleep(0.2)
-        check(ready, "the worker started as the chart renders it turned /readyz ready within 30 s")
-        worker.send_signal(signal.SIGTERM)
+        check(ready, f"{component} started as the chart renders it turned /readyz ready within 30 s")
+        process.send_signal(signal.SIGTERM)
         try:
-            status = worker.wait(timeout=deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+            status = process.wait(timeout=pod["terminationGracePeriodSeconds"])
         except subprocess.TimeoutExpired:
-            worker.kill()
+            process.kill()
             status = "still running after the grace period"
-        log = worker.stdout.read()
-        check(status == 0, f"the worker ended with {status} on SIGTERM")
-        check(pod_name in log or ready, "the worker used the pod name as its transactional id")
-        print(f"  ready: {ready}, exit on SIGTERM: {status}")
+        log = process.stdout.read()
+        check(status == 0, f"{component} ended with {status} on SIGTERM: {log[-400:]}")
+        for secret in secrets.values():
+            check(secret["clientSecret"] not in log, f"{component}: no secret in its log")
+        print(f"  {component}: ready: {ready}, exit on SIGTERM: {status}")
+        return log
+
+
+def simulator(system, clients):
+    arguments = [binary, "simulate", system]
+    for client, secret in clients:
+        arguments += ["--client", f"{client}:{secret}"]
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = process.stdout.readline().strip()
+    tenant = process.stdout.readline().strip().split(" ")[1]
+    return process, url, tenant
+
+
+ids = {component: f"5a1e0c3d-0000-4000-8000-0000000c{index:04d}" for index, component in enumerate(["capture-crm", "apply-crm", "capture-erp", "apply-erp"])}
+secrets = {f"p2c-{component}": {"clientId": client, "clientSecret": f"{component}-secret", "webhookKey": "hook"} for component, client in ids.items()}
+processes = []
+broker = subprocess.Popen([binary, "broker", "--topics", str(ROOT / "Topics")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+processes.append(broker)
+try:
+    bootstrap = broker.stdout.readline().strip()
+    dataverse, dataverse_url, dataverse_tenant = simulator("dataverse", [(ids[c], f"{c}-secret") for c in ["capture-crm", "apply-crm"]])
+    fno, fno_url, fno_tenant = simulator("finance-operations", [(ids[c], f"{c}-secret") for c in ["capture-erp", "apply-erp"]])
+    processes += [dataverse, fno]
+    port = free_port()
+    values = {
+        "kafka": {"bootstrapServers": bootstrap}, "worker": {"metricsPort": port, "sessionTimeoutMs": 6000},
+        "dataverse": {"url": dataverse_url, "tenantId": dataverse_tenant, "authority": dataverse_url},
+        "fno": {"url": fno_url, "tenantId": fno_tenant, "authority": fno_url},
+        "capture": {
+            "crm": {"enabled": True, "company": "USMF", "existingSecret": "p2c-capture-crm", "pollIntervalMs": 1000,
+                    "applyClientIds": [ids["apply-crm"]]},
+            "erp": {"enabled": True, "existingSecret": "p2c-capture-erp", "applyClientIds": [ids["apply-erp"]]},
+        },
+        "apply": {"crm": {"enabled": True, "existingSecret": "p2c-apply-crm"}, "erp": {"enabled": True, "existingSecret": "p2c-apply-erp"}},
+        "webhooks": {"port": free_port()},
+    }
+    documents = render(values)
+    log = run_as_rendered(documents, "crm-to-erp", secrets, port, "p2c-crm-to-erp-7d9f8-x2kq4")
+    check('"transactional_id":"p2c-crm-to-erp-7d9f8-x2kq4"' in log, "the worker used the pod name as its transactional id")
+    for component in ["capture-crm", "apply-crm", "capture-erp", "apply-erp"]:
+        run_as_rendered(documents, component, secrets, port, f"p2c-{component}-5c8d7-q8w2e")
 finally:
-    broker.send_signal(signal.SIGTERM)
-    broker.wait(timeout=30)
+    for process in reversed(processes):
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
 
 if failures:
     print(f"helm checks: {len(failures)} failed")

@@ -15,7 +15,8 @@ struct ConfigurationFile {
         "passThrough",
         "mapping", "metricsPort", "watchdogSeconds",
         // p2c apply and p2c capture
-        "side", "dataverse", "maxConcurrency", "batchDocuments", "referenceWaitMs", "company", "mode", "pollIntervalMs",
+        "side", "dataverse", "fno", "maxConcurrency", "batchDocuments", "referenceWaitMs", "company", "mode",
+        "pollIntervalMs",
         "pageSize",
     ]
 

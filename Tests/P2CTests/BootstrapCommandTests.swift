@@ -133,5 +133,19 @@ struct BootstrapCommandTests {
             #expect(result.status == 2)
             #expect(result.stderr.contains(message), "\(result.stderr)")
         }
+        // The file's fno object is read (and a secret in it refused).
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("fno-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        for (object, message) in [
+            (#"{"fno": {"url": "ftp://x"}}"#, "P2C_FNO_URL: not an http(s) URL: ftp://x"),
+            (#"{"fno": {"clientSecret": "s"}}"#, "fno.clientSecret: secrets are not read from the file"),
+        ] {
+            try Data(object.utf8).write(to: file)
+            let result = try Spawned(
+                p2cBinary, ["bootstrap", "--topics", topicsDirectory, "--config", file.path], environment: clean
+            ).finish()
+            #expect(result.status == 2)
+            #expect(result.stderr.contains(message), "\(result.stderr)")
+        }
     }
 }

@@ -51,3 +51,33 @@ app.kubernetes.io/component: {{ .flow }}
 {{- define "p2c.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* librdkafka properties of every member (TLS and SASL from the values), as JSON. */}}
+{{- define "p2c.kafkaProperties" -}}
+{{- $kafka := deepCopy .Values.kafka.properties -}}
+{{- if .Values.kafka.sasl.enabled -}}
+{{- $_ := set $kafka "sasl.mechanism" .Values.kafka.sasl.mechanism -}}
+{{- $_ := set $kafka "security.protocol" (ternary "SASL_SSL" "SASL_PLAINTEXT" .Values.kafka.tls.enabled) -}}
+{{- else if .Values.kafka.tls.enabled -}}
+{{- $_ := set $kafka "security.protocol" "SSL" -}}
+{{- end -}}
+{{- if .Values.kafka.tls.enabled -}}
+{{- $_ := set $kafka "ssl.ca.location" (printf "/etc/p2c/tls/%s" .Values.kafka.tls.caKey) -}}
+{{- if .Values.kafka.tls.clientCertificate -}}
+{{- $_ := set $kafka "ssl.certificate.location" (printf "/etc/p2c/tls/%s" .Values.kafka.tls.certificateKey) -}}
+{{- $_ := set $kafka "ssl.key.location" (printf "/etc/p2c/tls/%s" .Values.kafka.tls.privateKeyKey) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $kafka -}}
+{{- end -}}
+
+{{/* The largest partition count among a side's inbound topics (apply's inputs); call with (dict "root" $ "side" $side). */}}
+{{- define "p2c.maxInboundPartitions" -}}
+{{- $max := 0 -}}
+{{- range (include "p2c.topics" .root | fromJsonArray) -}}
+{{- if and (eq .side $.side) (eq .role "inbound") (gt (int .partitions) $max) -}}
+{{- $max = int .partitions -}}
+{{- end -}}
+{{- end -}}
+{{- $max -}}
+{{- end -}}
