@@ -36,14 +36,20 @@ enum BenchCommand {
                 "bootstrap",
                 help: "Benchmark p2c bootstrap --side erp instead: records/s out of the simulated F&O into Kafka."),
             OptionSpec("documents", value: "n", help: "--bootstrap: orders (of 4 lines) to load.", default: "4000"),
+            OptionSpec(
+                "e2e",
+                help:
+                    "Benchmark the whole chain instead: a new account in the simulated Sales → its customer in the simulated F&O (capture, worker, apply)."
+            ),
             OptionSpec("page-size", value: "n", help: "--bootstrap: records per page.", default: "1000"),
             OptionSpec(
                 "capture",
                 help: "Benchmark p2c capture instead: change in the simulated Dataverse → event, polled and by webhook."
             ),
-            OptionSpec("changes", value: "n", help: "--capture: changes to make.", default: "200"),
+            OptionSpec("changes", value: "n", help: "--capture, --e2e: changes to make.", default: "200"),
             OptionSpec(
-                "poll-interval-ms", value: "ms", help: "--capture: change tracking's poll interval.", default: "1000"),
+                "poll-interval-ms", value: "ms", help: "--capture, --e2e: change tracking's poll interval.",
+                default: "1000"),
         ],
         discussion: """
             With --apply: order documents on crm.orders.inbound are written by p2c apply into the
@@ -70,6 +76,13 @@ enum BenchCommand {
         if arguments.flag("capture") {
             let bench = CaptureBench(
                 changes: try arguments.integer("changes", in: 10...100_000)!, rate: 20,
+                pollInterval: try arguments.integer("poll-interval-ms", in: 100...60_000)!,
+                catalog: try TopicCatalog.load(arguments, command: spec.name))
+            return try await Blocking.run { try bench.execute() }
+        }
+        if arguments.flag("e2e") {
+            let bench = EndToEndBench(
+                changes: try arguments.integer("changes", in: 10...100_000)!, rate: 10,
                 pollInterval: try arguments.integer("poll-interval-ms", in: 100...60_000)!,
                 catalog: try TopicCatalog.load(arguments, command: spec.name))
             return try await Blocking.run { try bench.execute() }

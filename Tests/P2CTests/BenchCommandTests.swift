@@ -41,6 +41,17 @@ struct BenchCommandTests {
         #expect(output.contains("records/s (complete)"))
     }
 
+    @Test(
+        "A small end-to-end bench: accounts made in the simulated Sales reach the simulated F&O (polled and by webhook) and customers made in F&O reach Sales, with p50 and p99"
+    )
+    func endToEndRun() throws {
+        let (status, output, errors) = try run(p2cBinary, ["bench", "--e2e", "--changes", "10"])
+        #expect(status == 0, "\(errors.suffix(400))")
+        #expect(output.contains("change tracking, poll interval 1000 ms: p50"), "\(output)")
+        #expect(output.contains("webhooks: p50"))
+        #expect(output.contains("by data events (erp-to-crm worker, apply into Dataverse): p50"))
+    }
+
     @Test("Bad bench flags fail with one line and exit 2")
     func badFlags() throws {
         for arguments in [
