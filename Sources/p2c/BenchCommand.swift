@@ -37,6 +37,9 @@ enum BenchCommand {
                 help: "Benchmark p2c bootstrap --side erp instead: records/s out of the simulated F&O into Kafka."),
             OptionSpec("documents", value: "n", help: "--bootstrap: orders (of 4 lines) to load.", default: "4000"),
             OptionSpec(
+                "customers", value: "n", help: "--bootstrap: customers loaded through the whole chain into Dataverse.",
+                default: "3000"),
+            OptionSpec(
                 "e2e",
                 help:
                     "Benchmark the whole chain instead: a new account in the simulated Sales → its customer in the simulated F&O (capture, worker, apply)."
@@ -90,6 +93,7 @@ enum BenchCommand {
         if arguments.flag("bootstrap") {
             let bench = BootstrapBench(
                 documents: try arguments.integer("documents", in: 10...200_000)!,
+                customers: try arguments.integer("customers", in: 10...200_000)!,
                 pageSize: try arguments.integer("page-size", in: 1...10_000)!,
                 catalog: try TopicCatalog.load(arguments, command: spec.name))
             return try await Blocking.run { try bench.execute() }

@@ -1,3 +1,4 @@
+import Apply
 import Capture
 import Connectors
 import Foundation
@@ -7,14 +8,21 @@ import ProspectToCash
 import Runtime
 import Simulators
 import Topology
+import Worker
 
 /// `p2c bench --bootstrap`: the initial load's rate out of the F&O simulator into Kafka, under the
 /// documented default limits per user (6,000 requests and 1,200 s of execution per 5 minutes, 52
 /// concurrent; FO-SPL) with each read costing 2 ms of execution (a stated model), one identity.
 /// Reported beside dual-write's documented initial-sync ceiling (500,000 records a legal entity in
 /// 24 hours, DW-INIT: 5.8 records/s).
+///
+/// Then the whole chain: customers loaded out of F&O, mapped by an erp-to-crm worker and written
+/// into the simulated Dataverse by apply under its documented default limits per user (writes 10 ms
+/// of execution each, a stated model), with one identity and with two: records/s from the start of
+/// the load until the last account is in Dataverse.
 struct BootstrapBench {
     var documents: Int
+    var customers: Int
     var pageSize: Int
     var catalog: TopicCatalog
 
@@ -88,7 +96,107 @@ struct BootstrapBench {
         print(
             "bootstrap: \(bootstrap.published.value) records in \(String(format: "%.1f", elapsed)) s = \(Int(rate)) records/s (\(done ? "complete" : "stopped")), \(simulator.requestCount) requests, 429s \(simulator.throttledCount); dual-write's initial sync: at most 5.8 records/s (500,000 a legal entity in 24 h): \(String(format: "%.0f", rate / (500_000.0 / 86_400)))×"
         )
-        return bootstrap.published.value == records ? 0 : 1
+        guard bootstrap.published.value == records else { return 1 }
+        for identities in [1, 2] {
+            let rate = try chain(identities: identities)
+            print(
+                "bootstrap through the chain (F&O → Kafka → erp-to-crm worker → apply → Dataverse), \(customers) customers, \(identities) Dataverse identit\(identities == 1 ? "y" : "ies"): \(Int(rate)) records/s = \(String(format: "%.0f", rate / (500_000.0 / 86_400)))× dual-write's initial sync (goal ≥ 24×, 140 records/s)"
+            )
+        }
+        return 0
+    }
+
+    /// Customers out of F&O into Dataverse through the chain: records/s.
+    private func chain(identities: Int) throws -> Double {
+        let log = Log([("component", "bootstrap-bench")], minimumLevel: .error)
+        let loader = SimulatedClient(id: UUID(), secret: "load")
+        let fno = try FinanceOperationsSimulator(clients: [loader])
+        var limits = ServiceLimits()
+        limits.writeCost = .milliseconds(10)
+        limits.readCost = .milliseconds(2)
+        let writers = (0..<identities).map { _ in SimulatedClient(id: UUID(), secret: "apply") }
+        let sales = try DataverseSimulator(clients: writers, limits: limits)
+        defer {
+            fno.stop()
+            sales.stop()
+        }
+        func client(_ url: URL, _ tenant: UUID, _ user: SimulatedClient, _ api: ServiceClient.API) -> ServiceClient {
+            var settings = ServiceClient.Settings(
+                url: url, tenantID: tenant.uuidString.lowercased(), clientID: user.id.uuidString.lowercased(),
+                clientSecret: user.secret)
+            settings.authority = url
+            var http = HTTPClient.Configuration()
+            http.retriesThrottled = api == .financeOperations
+            return ServiceClient(settings: settings, http: HTTPClient(configuration: http, log: log), api: api)
+        }
+        let source = client(fno.baseURL, fno.tenantID, loader, .financeOperations)
+        let creates = (0..<customers).map { number in
+            Self.post(
+                "CustomersV3",
+                [
+                    "dataAreaId": "USMF", "CustomerAccount": .string("C\(String(format: "%06d", number))"),
+                    "PartyType": "Organization", "CreditLimit": .number(String(1_000 + number)),
+                    "SalesMemo": .string("Customer \(number)"), "IdentificationNumber": .string("ID-\(number)"),
+                ])
+        }
+        let seeded = try AsyncBridge.wait { [creates] in
+            for start in stride(from: 0, to: creates.count, by: 1_000) {
+                let batch = ODataBatch(creates[start..<min(start + 1_000, creates.count)].map { .single($0) })
+                    .encoded()
+                let answer = try await source.sendRaw(
+                    "POST", "$batch", body: batch.body, headers: HTTPHeaders([("Content-Type", batch.contentType)]))
+                guard answer.status == 200 else { return false }
+            }
+            return true
+        }
+        guard seeded else { throw UsageError("seeding the F&O simulator failed") }
+        let cluster = try EmbeddedCluster(brokers: 1)
+        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
+        var kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "bootstrap-chain")
+        kafka.properties = ["fetch.wait.max.ms": "10"]
+        var mapping = WorkerConfiguration()
+        mapping.flow = .erpToCRM
+        mapping.streams = [.customers]
+        mapping.kafka = kafka
+        mapping.sessionTimeoutMilliseconds = 6_000
+        mapping.metricsPort = 0
+        let worker = try Worker(configuration: mapping, catalog: catalog, log: log)
+        Thread { try? worker.run() }.start()
+        var apply = ApplyConfiguration()
+        apply.side = .crm
+        apply.streams = [.customers]
+        apply.kafka = kafka
+        apply.sessionTimeoutMilliseconds = 6_000
+        let sinkClients = writers.map { client(sales.baseURL, sales.tenantID, $0, .dataverse) }
+        let schema = DataverseSchema(client: sinkClients[0])
+        let applier = try Applier(
+            configuration: apply, catalog: catalog,
+            sinks: sinkClients.map { DataverseSink(client: $0, schema: schema) },
+            log: log)
+        Thread { try? applier.run() }.start()
+        defer {
+            worker.stop()
+            applier.stop()
+            Thread.sleep(forTimeInterval: 1)
+        }
+        // Both groups assigned before the clock starts.
+        while !applier.metrics.liveness.isReady || !worker.metrics.isReady { Thread.sleep(forTimeInterval: 0.1) }
+        var configuration = BootstrapConfiguration()
+        configuration.kafka = kafka
+        configuration.streams = [.customers]
+        configuration.pageSize = pageSize
+        let started = ContinuousClock.now
+        let bootstrap = try Bootstrap(configuration: configuration, catalog: catalog, client: source, log: log)
+        guard try bootstrap.run() else { throw UsageError("the load stopped") }
+        let deadline = ContinuousClock.now + .seconds(600)
+        while sales.rows("accounts").count < customers && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let elapsed = (ContinuousClock.now - started).seconds
+        guard sales.rows("accounts").count == customers else {
+            throw UsageError("only \(sales.rows("accounts").count) of \(customers) accounts reached Dataverse")
+        }
+        return Double(customers) / elapsed
     }
 
     private static func post(_ set: String, _ body: JSONObject) -> ODataMessage {

@@ -32,13 +32,17 @@ struct BenchCommandTests {
         #expect(output.contains("worker resident memory at most"))
     }
 
-    @Test("A small bootstrap bench loads every record it seeded and reports records/s beside dual-write's ceiling")
+    @Test(
+        "A small bootstrap bench loads every record it seeded into Kafka, then customers through the whole chain into Dataverse with one and two identities, and reports records/s beside dual-write's ceiling"
+    )
     func bootstrapRun() throws {
         let (status, output, errors) = try run(
-            p2cBinary, ["bench", "--bootstrap", "--documents", "60", "--page-size", "50"])
+            p2cBinary, ["bench", "--bootstrap", "--documents", "60", "--page-size", "50", "--customers", "40"])
         #expect(status == 0, "\(errors.suffix(400))")
         #expect(output.contains("bootstrap: 300 records in"), "\(output)")
         #expect(output.contains("records/s (complete)"))
+        #expect(output.contains("40 customers, 1 Dataverse identity: "), "\(output)")
+        #expect(output.contains("40 customers, 2 Dataverse identities: "))
     }
 
     @Test(
