@@ -425,12 +425,19 @@ public final class DataverseSimulator: Sendable {
                 conditions.allSatisfy { row.fields[$0.0] == $0.1.json }
             }
         }
-        let page = matching.dropFirst(skip).prefix(pageSize)
+        let top = (request.query ?? "").split(separator: "&").first { $0.hasPrefix("$top=") }
+            .flatMap { Int($0.dropFirst("$top=".count)) }
+        let page = matching.dropFirst(skip).prefix(min(pageSize, top ?? pageSize))
         var answer: JSONObject = [
-            "@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)"),
-            "value": .array(page.map { JSONValue.object(representation($0, table, select: select)) }),
+            "@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)")
         ]
-        if skip + page.count < matching.count {
+        // `$count=true`: the matching rows, counted up to 5,000 whatever the page size (Web API
+        // "Count rows using OData", webapi/query/count-rows).
+        if (request.query ?? "").contains("$count=true") {
+            answer["@odata.count"] = .number(String(min(matching.count, 5_000)))
+        }
+        answer["value"] = .array(page.map { JSONValue.object(representation($0, table, select: select)) })
+        if top == nil && skip + page.count < matching.count {
             let others = (request.query ?? "").split(separator: "&").filter { !$0.hasPrefix("$skiptoken=") }
             let query = (others + ["$skiptoken=\(skip + page.count)"]).joined(separator: "&")
             answer["@odata.nextLink"] = .string("\(baseURL)\(Self.api)\(table.entitySet)?\(query)")

@@ -13,12 +13,15 @@ enum BootstrapCommand {
         summary: "Load every record of a side's streams into its changes topics (initial load), resumable.",
         options: [
             OptionSpec(
-                "side", value: "side", help: "erp (Finance and Operations). Or P2C_SIDE, or \"side\" in the file."),
+                "side", value: "side",
+                help: "erp (Finance and Operations) or crm (Dataverse). Or P2C_SIDE, or \"side\" in the file."),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "Kafka brokers (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("config", value: "file", help: "JSON configuration file."),
             OptionSpec(
                 "streams", value: "a,b", help: "Streams to load; default: every stream the side is a source of."),
-            OptionSpec("companies", value: "A,B", help: "Legal entities to load; default: all, in one pass."),
+            OptionSpec(
+                "companies", value: "A,B",
+                help: "erp: legal entities to load (default: all, in one pass); crm: the one legal entity of the rows."),
             OptionSpec("page-size", value: "n", help: "Records per page, 1 to 10000.", default: "1000"),
             OptionSpec(
                 "from", value: "step:records",
@@ -31,7 +34,8 @@ enum BootstrapCommand {
             _TENANT_ID, _CLIENT_ID, _CLIENT_SECRET or _CLIENT_SECRET_FILE, _AUTHORITY, or the file's "fno"
             object), masters and headers before lines, in key order, and publishes each as an
             <record>.upserted change event to erp.<stream>.changes, which the erp-to-crm workers map and
-            apply writes. Each page and the position after it commit in one Kafka transaction (position
+            apply writes. --side crm does the same with Dataverse's tables (P2C_DATAVERSE_*, a change
+            tracking snapshot read page by page, lookups as natural keys) into crm.<stream>.changes. Each page and the position after it commit in one Kafka transaction (position
             in p2c.capture.state), so a load stopped or killed anywhere resumes where it stopped when run
             again with the same streams and companies; nothing is published twice. Progress (records,
             rate, ETA, position) goes to standard output every second. SIGTERM stops after the page in
@@ -48,10 +52,12 @@ enum BootstrapCommand {
             for key in ["bootstrap-servers", "streams"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
-            let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "erp"
-            guard side == "erp" else {
-                throw UsageError("side must be erp (Finance and Operations), got '\(side)'")
+            let sideText =
+                arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "erp"
+            guard let side = Side(rawValue: sideText) else {
+                throw UsageError("side must be erp (Finance and Operations) or crm (Dataverse), got '\(sideText)'")
             }
+            configuration.side = side
             configuration.kafka = file.worker.kafka
             configuration.streams = file.worker.streams
             configuration.companies =
@@ -59,22 +65,32 @@ enum BootstrapCommand {
                     $0.trimmingCharacters(in: .whitespaces).uppercased()
                 }.filter { !$0.isEmpty }
             configuration.pageSize = try arguments.integer("page-size", in: 1...10_000)!
+            if side == .crm {
+                guard configuration.companies.count == 1 else {
+                    throw UsageError("--side crm needs --companies with the one legal entity of the rows")
+                }
+                guard configuration.pageSize <= 5_000 else { throw UsageError("--page-size on crm: at most 5000") }
+            }
             if let text = arguments.string("from") {
                 guard let position = BootstrapPosition(parsing: text) else {
                     throw UsageError("--from expects <step>:<records>, got '\(text)'")
+                }
+                guard side == .erp || position.skip == 0 else {
+                    throw UsageError("--from on crm takes <step>:0 (a step's pages are links, not counts)")
                 }
                 configuration.from = position
             }
             configuration.restart = arguments.flag("restart")
             if let id = environment["P2C_TRANSACTIONAL_ID"], !id.isEmpty { configuration.transactionalID = id }
-            connection = try ConnectionSettings.load(.financeOperations, file: file.object, environment: environment)
+            connection = try ConnectionSettings.load(
+                side == .erp ? .financeOperations : .dataverse, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "bootstrap")])
         let client = ServiceClient(
-            settings: connection.settings, http: HTTPClient(log: log), api: .financeOperations)
+            settings: connection.settings, http: HTTPClient(log: log), api: connection.system.api)
         try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
         let bootstrap: Bootstrap
         do {

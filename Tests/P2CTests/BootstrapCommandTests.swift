@@ -6,7 +6,7 @@ import ProspectToCash
 import Runtime
 import Testing
 
-@Suite("p2c bootstrap --side erp, against p2c simulate finance-operations", .serialized, .timeLimit(.minutes(4)))
+@Suite("p2c bootstrap, against the simulated F&O and Dataverse", .serialized, .timeLimit(.minutes(4)))
 struct BootstrapCommandTests {
     let loadClient = "7c1e0c3d-0000-4000-8000-00000000b001"
     let personClient = "7c1e0c3d-0000-4000-8000-00000000b002"
@@ -116,12 +116,92 @@ struct BootstrapCommandTests {
         #expect((try JSONParser.parse(customer.value ?? [])).objectValue?["CUSTOMERACCOUNT"] == "C-17")
     }
 
+    @Test(
+        "The CRM's initial load: accounts and orders with lines in Dataverse published with lookups as natural keys, headers before lines; stopped midway and run again, nothing twice, nothing lost"
+    )
+    func crmLoad() async throws {
+        let broker = try TestBroker()
+        defer { broker.stop() }
+        let simulator = try SimulatorProcess([
+            "dataverse", "--client", "\(loadClient):load-secret", "--client", "\(personClient):person-secret",
+            "--faults", "latency=60ms",
+        ])
+        defer { simulator.stop() }
+        let person = simulator.client(personClient, "person-secret", api: .dataverse)
+        for number in 1...150 {
+            let answer = try await person.send(
+                "PATCH", "accounts(accountnumber='A-\(number)')", body: ["customertypecode": .number("3")])
+            #expect(answer.status == 204)
+        }
+        for number in 1...20 {
+            _ = try await person.send(
+                "PATCH", "salesorders(msdyn_salesordernumber='S-\(number)')",
+                body: ["customerid_account@odata.bind": .string("/accounts(accountnumber='A-\(number)')")])
+            let header = try await person.get("salesorders(msdyn_salesordernumber='S-\(number)')?$select=salesorderid")
+            let id = try #require(header["salesorderid"]?.stringValue)
+            for line in 1...3 {
+                _ = try await person.send(
+                    "PATCH", "salesorderdetails(_salesorderid_value=\(id),sequencenumber=\(line))",
+                    body: ["quantity": .number(String(line))])
+            }
+        }
+        let environment = broker.environment.merging([
+            "P2C_DATAVERSE_URL": simulator.url, "P2C_DATAVERSE_TENANT_ID": simulator.tenant,
+            "P2C_DATAVERSE_CLIENT_ID": loadClient, "P2C_DATAVERSE_CLIENT_SECRET": "load-secret",
+            "P2C_DATAVERSE_AUTHORITY": simulator.url,
+        ]) { $1 }
+        func start() throws -> Spawned {
+            try Spawned(
+                p2cBinary,
+                [
+                    "bootstrap", "--side", "crm", "--companies", "USMF", "--topics", topicsDirectory, "--streams",
+                    "customers,orders", "--page-size", "5",
+                ], environment: environment)
+        }
+        func published() throws -> [KafkaRecord] {
+            try broker.read("crm.customers.changes", partitions: 6) + broker.read("crm.orders.changes", partitions: 24)
+        }
+        // Stopped once part of the load is published, then run again.
+        var load = try start()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try published().count < 50 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(load.stop(SIGTERM) == 0)
+        #expect(try published().count < 230, "stopped in the middle of the load")
+        load = try start()
+        let result = load.finish()
+        #expect(result.status == 0, "\(result.stderr.suffix(500))")
+        let records = try published()
+        let ids = records.compactMap { $0.header("ce_id")?.text }
+        #expect(Set(ids).count == ids.count, "none published twice")
+        #expect(records.count == 150 + 20 + 60, "none lost")
+        let orders = try broker.read("crm.orders.changes", partitions: 24)
+        var seen = Set<String>()
+        var linesBeforeHeader = 0
+        for record in orders {
+            let subject = record.header("ce_subject")?.text ?? ""
+            if record.header("ce_type")?.text == "salesorder.upserted" {
+                seen.insert(subject)
+            } else if !seen.contains(subject) {
+                linesBeforeHeader += 1
+            }
+        }
+        #expect(linesBeforeHeader == 0)
+        let order = try #require(orders.first { $0.header("ce_subject")?.text == "USMF/S-7" })
+        #expect(
+            (try JSONParser.parse(order.value ?? [])).objectValue?["customerid"]
+                == .object(["accountnumber": "A-7"]), "lookups as natural keys")
+    }
+
     @Test("A bad side, position or page size fails with one line naming it and exit 2")
     func badFlags() throws {
         var clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("P2C_") }
         clean["P2C_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
         for (arguments, message) in [
-            (["--side", "crm"], "side must be erp (Finance and Operations), got 'crm'"),
+            (["--side", "sap"], "side must be erp (Finance and Operations) or crm (Dataverse), got 'sap'"),
+            (["--side", "crm"], "--side crm needs --companies with the one legal entity of the rows"),
+            (["--side", "crm", "--companies", "USMF", "--from", "1:20"], "--from on crm takes <step>:0"),
             (["--from", "x"], "--from expects <step>:<records>, got 'x'"),
             (["--page-size", "0"], "--page-size"),
             ([], "P2C_FNO_URL (or fno.url in the file) is required"),
