@@ -54,7 +54,11 @@ public final class WebhookReceiver: Sendable {
             topics[stream] = catalog.topic(.changes, side: configuration.side, stream: stream)?.name
         }
         self.topics = topics
-        var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka)
+        // A receiver answers 5xx until Kafka takes its changes again: reconnect within a second
+        // of the cluster's return, not after librdkafka's default backoff of up to 10 s.
+        var kafka = configuration.kafka
+        if kafka.properties["reconnect.backoff.max.ms"] == nil { kafka.properties["reconnect.backoff.max.ms"] = "1000" }
+        var producerConfiguration = ProducerConfiguration(kafka: kafka)
         producerConfiguration.messageTimeoutMilliseconds = Int(deliveryTimeout / .milliseconds(1))
         self.deliveryTimeout = deliveryTimeout
         try producerConfiguration.validate()

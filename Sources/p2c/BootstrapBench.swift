@@ -154,14 +154,7 @@ struct BootstrapBench {
         for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
         var kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "bootstrap-chain")
         kafka.properties = ["fetch.wait.max.ms": "10"]
-        var mapping = WorkerConfiguration()
-        mapping.flow = .erpToCRM
-        mapping.streams = [.customers]
-        mapping.kafka = kafka
-        mapping.sessionTimeoutMilliseconds = 6_000
-        mapping.metricsPort = 0
-        let worker = try Worker(configuration: mapping, catalog: catalog, log: log)
-        Thread { try? worker.run() }.start()
+        let worker = try EndToEndBench.mappingWorker(.erpToCRM, kafka: kafka, catalog: catalog, log: log)
         var apply = ApplyConfiguration()
         apply.side = .crm
         apply.streams = [.customers]

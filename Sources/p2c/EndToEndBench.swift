@@ -193,8 +193,16 @@ struct EndToEndBench {
         return ServiceClient(settings: settings, http: HTTPClient(log: log), api: api)
     }
 
-    /// One mapping worker of `flow` for the customers stream, on its own thread.
     private func mappingWorker(_ flow: Flow, kafka: KafkaConfiguration, log: Log) throws -> Worker {
+        try Self.mappingWorker(flow, kafka: kafka, catalog: catalog, log: log)
+    }
+
+    /// One mapping worker of `flow` for the customers stream, on its own thread.
+    static func mappingWorker(
+        _ flow: Flow, kafka: KafkaConfiguration, catalog: TopicCatalog, log: Log
+    ) throws
+        -> Worker
+    {
         var mapping = WorkerConfiguration()
         mapping.flow = flow
         mapping.streams = [.customers]
