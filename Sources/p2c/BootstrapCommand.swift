@@ -35,8 +35,9 @@ enum BootstrapCommand {
             object), masters and headers before lines, in key order, and publishes each as an
             <record>.upserted change event to erp.<stream>.changes, which the erp-to-crm workers map and
             apply writes. --side crm does the same with Dataverse's tables (P2C_DATAVERSE_*, a change
-            tracking snapshot read page by page, lookups as natural keys) into crm.<stream>.changes. Each page and the position after it commit in one Kafka transaction (position
-            in p2c.capture.state), so a load stopped or killed anywhere resumes where it stopped when run
+            tracking snapshot read page by page, lookups as natural keys) into crm.<stream>.changes.
+            Each page and the position after it commit in one Kafka transaction (the position in
+            p2c.capture.state), so a load stopped or killed anywhere resumes where it stopped when run
             again with the same streams and companies; nothing is published twice. Progress (records,
             rate, ETA, position) goes to standard output every second. SIGTERM stops after the page in
             hand; exit 0 once everything is loaded.

@@ -28,9 +28,13 @@ struct DataEventsTests {
         return ServiceClient(settings: settings, http: HTTPClient(), api: .financeOperations)
     }
 
-    private func waitUntil(_ limit: Duration, _ done: () throws -> Bool) async throws {
+    /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs off the cooperative pool,
+    /// which the members under test need for their HTTP calls.
+    private func waitUntil(_ limit: Duration, _ done: @escaping @Sendable () throws -> Bool) async throws {
         let deadline = ContinuousClock.now + limit
-        while try !done() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        while try await !Blocking.run(done) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     @Test(
@@ -111,7 +115,7 @@ struct DataEventsTests {
         try shared.cluster.setBrokerUp(1)
         try await send(
             "PATCH", "CustomersV3(dataAreaId='USMF',CustomerAccount='DE-1')", ["SalesMemo": "after recovery"])
-        func published(_ memo: String) throws -> Int {
+        @Sendable func published(_ memo: String) throws -> Int {
             try read("erp.customers.changes", from: shared).filter { $0.data["SALESMEMO"] == .string(memo) }.count
         }
         try await waitUntil(.seconds(40)) { try published("after recovery") >= 1 }

@@ -72,7 +72,7 @@ struct BootstrapCommandTests {
                     "--page-size", "250",
                 ], environment: environment)
         }
-        func published() throws -> [KafkaRecord] {
+        @Sendable func published() throws -> [KafkaRecord] {
             try broker.read("erp.customers.changes", partitions: 6)
                 + broker.read("erp.orders.changes", partitions: 24)
         }
@@ -80,7 +80,7 @@ struct BootstrapCommandTests {
         // Killed once part of the load is published.
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(90)
-        while try published().count < 6_000 && ContinuousClock.now < deadline {
+        while try await Blocking.run({ try published().count }) < 6_000 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(load.stop(SIGKILL) != 0)
@@ -158,13 +158,13 @@ struct BootstrapCommandTests {
                     "customers,orders", "--page-size", "5",
                 ], environment: environment)
         }
-        func published() throws -> [KafkaRecord] {
+        @Sendable func published() throws -> [KafkaRecord] {
             try broker.read("crm.customers.changes", partitions: 6) + broker.read("crm.orders.changes", partitions: 24)
         }
         // Stopped once part of the load is published, then run again.
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(60)
-        while try published().count < 50 && ContinuousClock.now < deadline {
+        while try await Blocking.run({ try published().count }) < 50 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(load.stop(SIGTERM) == 0)

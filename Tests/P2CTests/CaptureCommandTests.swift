@@ -40,10 +40,10 @@ struct CaptureCommandTests {
                 p2cBinary, ["capture", "--topics", topicsDirectory, "--poll-interval-ms", "200"],
                 environment: environment)
         }
-        func published() throws -> [KafkaRecord] { try broker.read("crm.customers.changes", partitions: 6) }
+        @Sendable func published() throws -> [KafkaRecord] { try broker.read("crm.customers.changes", partitions: 6) }
         func waitFor(_ count: Int, within limit: Duration) async throws {
             let deadline = ContinuousClock.now + limit
-            while try published().count < count && ContinuousClock.now < deadline {
+            while try await Blocking.run({ try published().count }) < count && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
