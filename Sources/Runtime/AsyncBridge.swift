@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 
 /// Runs async work from a thread that must block for it: the loops of the fleet members and the
@@ -26,5 +27,14 @@ public enum AsyncBridge {
             }
         }
         return try result.withLock { $0! }.get()
+    }
+
+    /// Runs blocking `body` on a thread of its own and resumes the caller with its result: off
+    /// Swift's cooperative pool and off dispatch's worker threads alike, which a long blocking call
+    /// would starve (on Linux neither grows when its threads block).
+    public static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
     }
 }

@@ -85,11 +85,11 @@ struct CaptureTests {
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
     let reader = DataverseSimulator.Client(id: UUID(), secret: "capture-secret")
 
-    /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs off the cooperative pool,
-    /// which the members under test need for their HTTP calls.
+    /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs on a thread of its own,
+    /// off the shared pools the members under test need for their HTTP calls.
     private func waitUntil(_ limit: Duration, _ done: @escaping @Sendable () throws -> Bool) async throws {
         let deadline = ContinuousClock.now + limit
-        while try await !Blocking.run(done) && ContinuousClock.now < deadline {
+        while try await !AsyncBridge.onThread(done) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
     }

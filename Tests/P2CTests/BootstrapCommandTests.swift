@@ -80,7 +80,7 @@ struct BootstrapCommandTests {
         // Killed once part of the load is published.
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(90)
-        while try await Blocking.run({ try published().count }) < 6_000 && ContinuousClock.now < deadline {
+        while try await AsyncBridge.onThread({ try published().count }) < 6_000 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(load.stop(SIGKILL) != 0)
@@ -164,7 +164,7 @@ struct BootstrapCommandTests {
         // Stopped once part of the load is published, then run again.
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(60)
-        while try await Blocking.run({ try published().count }) < 50 && ContinuousClock.now < deadline {
+        while try await AsyncBridge.onThread({ try published().count }) < 50 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(load.stop(SIGTERM) == 0)

@@ -43,7 +43,7 @@ struct CaptureCommandTests {
         @Sendable func published() throws -> [KafkaRecord] { try broker.read("crm.customers.changes", partitions: 6) }
         func waitFor(_ count: Int, within limit: Duration) async throws {
             let deadline = ContinuousClock.now + limit
-            while try await Blocking.run({ try published().count }) < count && ContinuousClock.now < deadline {
+            while try await AsyncBridge.onThread({ try published().count }) < count && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }

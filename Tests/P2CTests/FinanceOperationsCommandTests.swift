@@ -76,7 +76,7 @@ struct FinanceOperationsCommandTests {
         #expect(created.status == 201)
         var changes: [KafkaRecord] = []
         while ContinuousClock.now < deadline {
-            changes = try await Blocking.run { try broker.read("erp.customers.changes", partitions: 6) }
+            changes = try await AsyncBridge.onThread { try broker.read("erp.customers.changes", partitions: 6) }
             if changes.count >= 2 { break }
             try await Task.sleep(for: .milliseconds(200))
         }
