@@ -19,7 +19,7 @@ struct CaptureCommandTests {
         defer { broker.stop() }
         let simulator = try SimulatorProcess([
             "dataverse", "--client", "\(captureClient):capture-secret", "--client",
-            "\(personClient):person-secret", "--faults", "latency=30ms",
+            "\(personClient):person-secret", "--faults", "latency=80ms",
         ])
         defer { simulator.stop() }
         let (url, tenant) = (simulator.url, simulator.tenant)
@@ -70,7 +70,7 @@ struct CaptureCommandTests {
         let answer = try await person.sendRaw(
             "POST", "$batch", body: updates.body, headers: HTTPHeaders([("Content-Type", updates.contentType)]))
         #expect(answer.status == 200)
-        // The round is read 2 changes a page, 30 ms a request: killed once part of it is published.
+        // The round is read 2 changes a page, 80 ms a request: killed once part of it is published.
         try await waitFor(accounts + 30, within: .seconds(60))
         #expect(capture.stop(SIGKILL) != 0)
         #expect(try published().count < accounts + 150, "killed in the middle of the delta round")
