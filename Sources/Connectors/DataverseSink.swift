@@ -209,35 +209,4 @@ public final class DataverseSink: DocumentSink, BatchingSink {
         guard entity.hasSuffix(")"), let open = entity.lastIndex(of: "(") else { return nil }
         return UUID(uuidString: String(entity[entity.index(after: open)..<entity.index(before: entity.endIndex)]))
     }
-
-    /// An answer's outcome by its status: 429 a pause, 5xx and 401 (a token refused after its
-    /// renewal) a retry, a 404 from a write a missing reference (DV-COND's "Does Not Exist"),
-    /// any other 4xx a refusal with Dataverse's error code (DV-HDR, DV-BATCH).
-    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
-        let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
-        let code = error?["code"]?.stringValue
-        let message = error?["message"]?.stringValue ?? "HTTP \(status)"
-        switch status {
-        case 429:
-            let pause = headers["Retry-After"].flatMap(HTTPClient.retryAfter) ?? .seconds(1)
-            return .throttled(retryAfter: pause)
-        case 404:
-            return .referenceMissing(message)
-        case 401, 408, 500...:
-            return .unavailable("HTTP \(status)\(code.map { " \($0)" } ?? ""): \(message)")
-        default:
-            return .refused(code: "http_\(status)" + (code.map { " \($0)" } ?? ""), message: message, request: nil)
-        }
-    }
-
-    static func outcome(of error: any Error) -> ApplyOutcome {
-        if let error = error as? ServiceError {
-            if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
-            if error.status == 0 || error.status >= 500 || error.status == 429 || error.status == 401 {
-                return .unavailable(error.description)
-            }
-            return .refused(code: "http_\(error.status) \(error.code)", message: error.message, request: nil)
-        }
-        return .unavailable("\(error)")
-    }
 }

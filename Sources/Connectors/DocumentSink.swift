@@ -47,11 +47,42 @@ public enum ApplyOutcome: Sendable, Equatable {
 /// A sink that writes in `$batch` requests and reads a failed answer into an outcome.
 protocol BatchingSink {
     var client: ServiceClient { get }
-    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome
-    static func outcome(of error: any Error) -> ApplyOutcome
 }
 
 extension BatchingSink {
+    /// An answer's outcome by its status: 429 a pause, 5xx and 401 (a token refused after its
+    /// renewal) a retry, 404 a row or record not there (a missing reference: DV-COND's "Does Not
+    /// Exist"; on F&O one gone since it was read), any other 4xx a refusal with the service's
+    /// error code when it gives one (DV-HDR, DV-BATCH; F&O's is often empty).
+    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
+        let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
+        let code = error?["code"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        let message = error?["message"]?.stringValue ?? "HTTP \(status)"
+        switch status {
+        case 429:
+            return .throttled(retryAfter: headers["Retry-After"].flatMap(HTTPClient.retryAfter) ?? .seconds(1))
+        case 404:
+            return .referenceMissing(message)
+        case 401, 408, 500...:
+            return .unavailable("HTTP \(status)\(code.map { " \($0)" } ?? ""): \(message)")
+        default:
+            return .refused(code: "http_\(status)" + (code.map { " \($0)" } ?? ""), message: message, request: nil)
+        }
+    }
+
+    /// The outcome of a request that got no answer to read: a 429 a pause, no answer, a 5xx or a
+    /// 401 a retry, another status a refusal.
+    static func outcome(of error: any Error) -> ApplyOutcome {
+        if let error = error as? ServiceError {
+            if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
+            if error.status == 0 || error.status >= 500 || error.status == 401 {
+                return .unavailable(error.description)
+            }
+            return .refused(code: "http_\(error.status) \(error.code)", message: error.message, request: nil)
+        }
+        return .unavailable("\(error)")
+    }
+
     /// The parts' answers of one `$batch`, or, when it has none, the outcome of all it carried.
     func exchange(_ parts: [ODataBatch.Part]) async -> (parts: [ODataBatch.Part], failure: ApplyOutcome?) {
         do {

@@ -56,14 +56,7 @@ public struct FinanceOperationsReader: Sendable {
 /// `dataAreaId`. Capture's data events and bootstrap's reads both come through here.
 public enum FinanceOperationsRecords {
     /// Per entity set: the fields the maps of its kinds name.
-    public static let fields: [String: Set<String>] = {
-        var fields: [String: Set<String>] = [:]
-        for kind in RecordKind.all {
-            guard let set = kind.erpEntitySet, let map = TableMap.builtIn[kind.mapName] else { continue }
-            fields[set, default: []].formUnion(map.rows.map(\.erpField).filter { $0 != "none" })
-        }
-        return fields
-    }()
+    public static let fields = RecordKind.erpFieldsByEntitySet.mapValues(Set.init)
 
     /// The event record of `properties` (the service's names) of a record of `entitySet`, and its company.
     public static func record(

@@ -268,33 +268,4 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
         return found.count == paths.count
             ? nil : .unavailable("the batch answered \(found.count) of \(paths.count) reads")
     }
-
-    /// An answer's outcome by its status: 429 a pause, 5xx and 401 a retry, 404 a record not there
-    /// (read again), any other 4xx a refusal with F&O's message.
-    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
-        let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
-        let code = error?["code"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
-        let message = error?["message"]?.stringValue ?? "HTTP \(status)"
-        switch status {
-        case 429:
-            return .throttled(retryAfter: headers["Retry-After"].flatMap(HTTPClient.retryAfter) ?? .seconds(1))
-        case 404:
-            return .referenceMissing(message)
-        case 401, 408, 500...:
-            return .unavailable("HTTP \(status): \(message)")
-        default:
-            return .refused(code: "http_\(status)" + (code.map { " \($0)" } ?? ""), message: message, request: nil)
-        }
-    }
-
-    static func outcome(of error: any Error) -> ApplyOutcome {
-        if let error = error as? ServiceError {
-            if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
-            if error.status == 0 || error.status >= 500 || error.status == 401 {
-                return .unavailable(error.description)
-            }
-            return .refused(code: "http_\(error.status) \(error.code)", message: error.message, request: nil)
-        }
-        return .unavailable("\(error)")
-    }
 }

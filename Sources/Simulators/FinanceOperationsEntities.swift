@@ -38,14 +38,10 @@ struct FinanceOperationsEntity: Sendable {
     /// The P2C entity sets: every kind with a documented entity set, its properties those of the
     /// maps of its kinds.
     static let p2c: [FinanceOperationsEntity] = {
-        var fields: [String: [String]] = [:]
+        let fields = RecordKind.erpFieldsByEntitySet
         var headers: [SyncStream: String] = [:]
-        for kind in RecordKind.all {
-            guard let set = kind.erpEntitySet, let map = TableMap.builtIn[kind.mapName] else { continue }
-            for row in map.rows where row.erpField != "none" && !fields[set, default: []].contains(row.erpField) {
-                fields[set, default: []].append(row.erpField)
-            }
-            if kind.role == .header { headers[kind.stream] = set }
+        for kind in RecordKind.all where kind.role == .header {
+            if let set = kind.erpEntitySet { headers[kind.stream] = set }
         }
         return documentedKeys.keys.sorted().map { set in
             let keys = documentedKeys[set]!
