@@ -8,7 +8,7 @@ func freePort() -> Int { LocalHTTP.freePort() }
 
 /// GET `path` from a local port: status and body, or nil when nothing answers.
 func get(_ port: Int, _ path: String) async -> (status: Int, body: String)? {
-    try? await Blocking.run { LocalHTTP.get(port: port, path: path) } ?? nil
+    try? await AsyncBridge.onThread { LocalHTTP.get(port: port, path: path) } ?? nil
 }
 
 @Suite("p2c worker, as a deployment runs it", .serialized, .timeLimit(.minutes(2)))
