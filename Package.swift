@@ -22,6 +22,7 @@ let package = Package(
         .target(name: "Kafka", dependencies: ["CRdKafka"], swiftSettings: strict),
         .target(name: "Topology", swiftSettings: strict),
         .target(name: "Runtime", swiftSettings: strict),
+        .target(name: "Membership", dependencies: ["Kafka", "Runtime"], swiftSettings: strict),
         .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
         .target(name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
         .target(
@@ -29,14 +30,16 @@ let package = Package(
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
         .target(
             name: "Worker",
-            dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash"],
+            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash"],
             swiftSettings: strict
         ),
         .target(
-            name: "Apply", dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Connectors", "Worker"],
+            name: "Apply",
+            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors", "Worker"],
             swiftSettings: strict),
         .target(
-            name: "Capture", dependencies: ["Kafka", "Topology", "Runtime", "ProspectToCash", "Connectors"],
+            name: "Capture",
+            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors"],
             swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
@@ -56,6 +59,7 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
         .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
+        .testTarget(name: "MembershipTests", dependencies: ["Membership", "Kafka", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
         .testTarget(
             name: "ConnectorsTests", dependencies: ["Connectors", "Simulators", "Runtime"], swiftSettings: strict),

@@ -5,21 +5,18 @@ import Runtime
 extension Applier {
     /// `normal`, or what is left until the shutdown deadline once on the way out.
     func timeout(_ normal: Duration) -> Duration {
-        guard let deadline = shutdownDeadline else { return normal }
-        return max(.zero, min(normal, deadline - .now))
+        loop.timeout(normal)
     }
 
     /// Inside poll: revoked partitions get their writes in flight finished and committed first;
     /// lost ones are dropped (their next owner writes them again).
-    func rebalanced(_ event: RebalanceEvent) {
-        metrics.rebalances.add()
-        metrics.liveness.ready()
+    package func rebalanced(_ event: RebalanceEvent) {
         switch event {
         case .assigned(let partitions):
             log.info("assigned", [("partitions", .int(Int64(partitions.count)))])
         case .revoked(let partitions):
             log.info("revoked", [("partitions", .int(Int64(partitions.count)))])
-            drainRounds(until: shutdownDeadline ?? .now + .seconds(30))
+            drainRounds(until: loop.shutdownDeadline ?? .now + .seconds(30))
             commit(timeout: timeout(.seconds(10)))
             forget(Set(partitions))
         case .lost(let partitions):
@@ -49,13 +46,10 @@ extension Applier {
         }
     }
 
-    /// The way out: writes in flight finish (or are given up at the deadline), offsets are
-    /// committed, the group is left, the dead letters flushed, each bounded by the deadline.
-    func shutDown() {
-        let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
-        let deadline = (stopRequest.requestedAt ?? .now) + budget
-        shutdownDeadline = deadline
-        // Half the budget for the writes, the rest for the commit and leaving the group.
+    /// The last work after a stop: the writes in flight finish (or are given up halfway to the
+    /// deadline), and what is done is committed.
+    package func finish() {
+        let deadline = loop.shutdownDeadline ?? .now
         drainRounds(until: .now + max(.zero, (deadline - .now) / 2))
         if rounds > 0 {
             log.warning(
@@ -63,13 +57,10 @@ extension Applier {
                 [("rounds", .int(Int64(rounds)))])
         }
         commit(timeout: timeout(.seconds(5)))
-        do {
-            if try !consumer.close(timeout: timeout(.seconds(30))) {
-                log.warning("gave up leaving the group at the shutdown deadline")
-            }
-        } catch {
-            log.warning("leaving the group failed", [("error", .string(error.description))])
-        }
+    }
+
+    /// Once the group is left: the dead letters still queued are delivered by the deadline.
+    package func closed() {
         if producer.outstanding > 0 { _ = try? producer.flush(timeout: timeout(.seconds(5))) }
     }
 }

@@ -1,6 +1,7 @@
 import Connectors
 import Foundation
 import Kafka
+import Membership
 import ProspectToCash
 import Runtime
 import Synchronization
@@ -17,9 +18,9 @@ import Worker
 ///
 /// `run()` blocks its thread until `stop()`; the writes run on Swift concurrency and report back
 /// through an inbox the loop drains.
-public final class Applier: @unchecked Sendable {
+public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     // @unchecked: the queues, ledgers and limits below are touched only by the thread in `run()`
-    // (the rebalance handler runs inside `consumer.poll` on it). `inbox`, `stopRequest` and the
+    // (the rebalance handler runs inside `consumer.poll` on it). `inbox`, `loop.stopRequest` and the
     // metrics are synchronized.
     public let configuration: ApplyConfiguration
     public let metrics: ApplyMetrics
@@ -31,8 +32,8 @@ public final class Applier: @unchecked Sendable {
     /// Inbound topic → its stream and dead-letter topic.
     let routes: [String: (stream: SyncStream, deadLetters: String)]
     let log: Log
-    let stopRequest = StopRequest()
-    var shutdownDeadline: ContinuousClock.Instant?
+    /// Polling, probes, rebalances and the way out, as every fleet member has them.
+    let loop: ConsumeLoop
 
     var queues: [String: DocumentQueue] = [:]
     /// `$batch` rounds in flight, over every lane.
@@ -116,16 +117,19 @@ public final class Applier: @unchecked Sendable {
         try producerConfiguration.validate()
         consumer = try KafkaConsumer(configuration: consumerConfiguration)
         producer = try KafkaProducer(configuration: producerConfiguration)
+        loop = ConsumeLoop(
+            consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
+            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
     }
 
     /// Asks `run()` to finish the writes in flight, commit, leave the group and return within
     /// `shutdownTimeoutMilliseconds` of this call.
     public func stop() {
-        stopRequest.request()
+        loop.stop()
     }
 
     public func run() throws {
-        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         try consumer.subscribe(routes.keys.sorted())
         log.info(
             "apply started",
@@ -134,32 +138,30 @@ public final class Applier: @unchecked Sendable {
                 ("group_id", .string(configuration.resolvedGroupID)),
                 ("max_concurrency", .int(Int64(configuration.maxConcurrency))),
             ])
-        while !stopRequest.isRequested {
-            metrics.liveness.tick()
-            if !metrics.liveness.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
-            let event = try consumer.poll(timeout: rounds > 0 || queued > 0 ? .milliseconds(5) : .milliseconds(50))
-            switch event {
-            case .record(let record)?: take(record)
-            case .error(let error)?: log.warning("consumer error", [("error", .string(error.description))])
-            case .partitionEnd?, nil: break
-            }
-            settle(inbox.take())
-            dispatch()
-            resumePartitions()
-            _ = producer.poll()
-            if ContinuousClock.now - lastCommit >= .milliseconds(configuration.commitIntervalMilliseconds) {
-                commit()
-            }
-        }
-        shutDown()
+        try loop.run(self)
         log.info("apply stopped", metrics.logFields)
+    }
+
+    package func beforePoll() -> Duration? {
+        rounds > 0 || queued > 0 ? .milliseconds(5) : .milliseconds(50)
+    }
+
+    /// Takes finished rounds in, starts new ones, resumes partitions whose pause is over, commits when due.
+    package func afterPoll(idle: Bool) {
+        settle(inbox.take())
+        dispatch()
+        resumePartitions()
+        _ = producer.poll()
+        if ContinuousClock.now - lastCommit >= .milliseconds(configuration.commitIntervalMilliseconds) {
+            commit()
+        }
     }
 
     // MARK: - Reading
 
     /// Queues `record` behind the earlier records of its document; an event that cannot be read
     /// is dead-lettered at once.
-    func take(_ record: KafkaRecord) {
+    package func take(_ record: KafkaRecord) {
         guard let route = routes[record.topic] else { return }
         metrics.consumed.add()
         let partition = TopicPartition(record.topic, record.partition)
@@ -209,7 +211,7 @@ public final class Applier: @unchecked Sendable {
     /// documents that are not in flight and not waiting.
     func dispatch() {
         let now = ContinuousClock.now
-        guard !stopRequest.isRequested else { return }
+        guard !loop.isStopping else { return }
         var scanned = 0
         while scanned < order.count {
             // The lane with room and no pause that has the fewest rounds in flight.

@@ -6,8 +6,7 @@ import Runtime
 extension CaptureMember {
     /// Inside poll: an assigned state partition's tables are restored and polled from here on; a
     /// revoked or lost one's are left to their next owner (a page is committed whole or not at all).
-    func rebalanced(_ event: RebalanceEvent) {
-        metrics.rebalances.add()
+    package func rebalanced(_ event: RebalanceEvent) {
         switch event {
         case .assigned(let partitions):
             let mine = Set(partitions.filter { $0.topic == CaptureConfiguration.stateTopic }.map(\.partition))
@@ -80,16 +79,4 @@ extension CaptureMember {
         try? reader.close()
     }
 
-    /// The way out: the page in hand was committed or given up already; leave the group by the deadline.
-    func shutDown() {
-        let budget = Duration.milliseconds(configuration.shutdownTimeoutMilliseconds)
-        let deadline = (stopRequest.requestedAt ?? .now) + budget
-        do {
-            if try !consumer.close(timeout: max(.zero, deadline - .now)) {
-                log.warning("gave up leaving the group at the shutdown deadline")
-            }
-        } catch {
-            log.warning("leaving the group failed", [("error", .string(error.description))])
-        }
-    }
 }

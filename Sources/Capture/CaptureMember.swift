@@ -1,6 +1,7 @@
 import Connectors
 import Foundation
 import Kafka
+import Membership
 import ProspectToCash
 import Runtime
 import Synchronization
@@ -15,9 +16,9 @@ import Topology
 /// polls the table, after restoring its link and its rows' keys from the partition.
 ///
 /// `run()` blocks its thread until `stop()`.
-public final class CaptureMember: @unchecked Sendable {
+public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
     // @unchecked: `tables` and `owned` are touched only by the thread in `run()` (the rebalance
-    // handler runs inside `consumer.poll` on it); `stopRequest` and the metrics are synchronized.
+    // handler runs inside `consumer.poll` on it); `loop.stopRequest` and the metrics are synchronized.
     public let configuration: CaptureConfiguration
     public let metrics = CaptureMetrics()
     public let transactionalID: String
@@ -29,7 +30,8 @@ public final class CaptureMember: @unchecked Sendable {
     let producer: KafkaProducer
     let statePartitions: Int
     let log: Log
-    let stopRequest = StopRequest()
+    /// Polling, probes, rebalances and the way out, as every fleet member has them.
+    let loop: ConsumeLoop
 
     var tables: [TableState]
     var owned = Set<Int32>()
@@ -105,6 +107,10 @@ public final class CaptureMember: @unchecked Sendable {
         try producerConfiguration.validate()
         consumer = try KafkaConsumer(configuration: consumerConfiguration)
         producer = try KafkaProducer(configuration: producerConfiguration)
+        loop = ConsumeLoop(
+            consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
+            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
     }
 
     /// The state topic's partition of `key`: FNV-1a, the same in every process.
@@ -121,16 +127,15 @@ public final class CaptureMember: @unchecked Sendable {
     public var dataverseRequests: [(kind: String, value: Int)] { records.requests }
 
     public func stop() {
-        stopRequest.request()
+        loop.stop()
     }
 
     public func run() throws {
-        let registered = try producer.initTransactions(until: { stopRequest.isRequested }) { failure in
+        let registered = try producer.initTransactions(until: { loop.isStopping }) { failure in
             log.warning("waiting for the cluster", [("error", .string(failure.description))])
         }
         guard registered else { return }
 
-        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         try consumer.subscribe([CaptureConfiguration.stateTopic])
         log.info(
             "capture started",
@@ -139,23 +144,28 @@ public final class CaptureMember: @unchecked Sendable {
                 ("group_id", .string(configuration.resolvedGroupID)), ("transactional_id", .string(transactionalID)),
                 ("poll_interval_ms", .int(Int64(configuration.pollIntervalMilliseconds))),
             ])
-        while !stopRequest.isRequested {
-            metrics.liveness.tick()
-            // The state topic's records are this fleet's own writes: only the assignment matters.
-            _ = try consumer.poll(timeout: .milliseconds(20))
-            if !metrics.liveness.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
-            // One page of the first table that is due, then back to the group.
-            let now = ContinuousClock.now
-            guard
-                let index = tables.indices.first(where: {
-                    owned.contains(tables[$0].partition) && tables[$0].nextPoll <= now
-                })
-            else { continue }
-            step(index)
-        }
-        shutDown()
+        try loop.run(self)
         log.info("capture stopped", metrics.logFields)
     }
+
+    package func beforePoll() -> Duration? { .milliseconds(20) }
+
+    /// The state topic's records are this fleet's own writes: only the assignment matters.
+    package func take(_ record: KafkaRecord) {}
+
+    /// One page of the first table that is due, then back to the group.
+    package func afterPoll(idle: Bool) {
+        let now = ContinuousClock.now
+        guard
+            let index = tables.indices.first(where: {
+                owned.contains(tables[$0].partition) && tables[$0].nextPoll <= now
+            })
+        else { return }
+        step(index)
+    }
+
+    /// The page in hand was committed or given up already.
+    package func finish() {}
 
     // MARK: - One page
 
@@ -319,6 +329,6 @@ public final class CaptureMember: @unchecked Sendable {
 
     /// Runs `body` on Swift concurrency and waits for it; a stop cancels it.
     func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        try AsyncBridge.wait(cancelled: { stopRequest.isRequested }, body)
+        try AsyncBridge.wait(cancelled: { [loop] in loop.isStopping }, body)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Membership
 import ProspectToCash
 import Runtime
 import Synchronization
@@ -10,9 +11,9 @@ import Topology
 ///
 /// `run()` blocks its thread until `stop()`; run it on a dedicated thread. Records of one partition
 /// are processed and produced in order, and outputs keep their key, so a line never overtakes its header.
-public final class Worker: @unchecked Sendable {
+public final class Worker: ConsumeLoopMember, @unchecked Sendable {
     // @unchecked: the batch state below is touched only by the thread in `run()`; the rebalance
-    // handler runs inside `consumer.poll` on that same thread. `stopRequest` and `metrics` are synchronized.
+    // handler runs inside `consumer.poll` on that same thread. `loop.stopRequest` and `metrics` are synchronized.
     public let configuration: WorkerConfiguration
     public let metrics: WorkerMetrics
     /// The producer's transactional id (exactly-once), resolved once for this worker.
@@ -23,14 +24,14 @@ public final class Worker: @unchecked Sendable {
     /// Input topic → its route.
     let routes: [String: Route]
     let log: Log
-    let stopRequest = StopRequest()
+    /// Polling, probes, rebalances and the way out, as every fleet member has them.
+    let loop: ConsumeLoop
     /// Set once the worker is on its way out (a stop, or a failure): every wait ends by then.
-    var shutdownDeadline: ContinuousClock.Instant?
+    var shutdownDeadline: ContinuousClock.Instant? { loop.shutdownDeadline }
 
     var batch = OpenBatch()
     var transaction = Transaction.none
     var deliveryFailure: KafkaError?
-    var rebalanceFailure: KafkaError?
     var commitsOutsideTransaction: Bool
     /// Offsets whose commit the group refused during a rebalance, for partitions this worker may
     /// still own: committed with the next batch, or on their own once the rebalance is over.
@@ -116,18 +117,20 @@ public final class Worker: @unchecked Sendable {
         try producerConfiguration.validate()
         consumer = try KafkaConsumer(configuration: consumerConfiguration)
         producer = try KafkaProducer(configuration: producerConfiguration)
+        loop = ConsumeLoop(
+            consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
+            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
+            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
     }
 
     /// Asks `run()` to finish its batch, leave the group and return, within
     /// `shutdownTimeoutMilliseconds` of this call.
     public func stop() {
-        stopRequest.request()
+        loop.stop()
     }
 
     /// Runs until `stop()`; throws on fatal errors (fenced, broker-rejected configuration...).
     public func run() throws {
-        // Weak: a consumer closed by its deinit after the worker is gone must not call back into it.
-        consumer.onRebalance { [weak self] event in self?.rebalanced(event) }
         consumer.onStatistics { [metrics] json in metrics.updateLag(statistics: json) }
         if configuration.delivery == .exactlyOnce {
             guard try initTransactionsUntilStopped() else {
@@ -158,74 +161,57 @@ public final class Worker: @unchecked Sendable {
         if let transactionalID { started.append(("transactional_id", .string(transactionalID))) }
         if let instance = configuration.groupInstanceID { started.append(("group_instance_id", .string(instance))) }
         log.info("worker started", started)
-        do {
-            try loop()
-        } catch {
-            log.error("worker failing", [("error", .string("\(error)"))])
-            // Leave the group at once so that the partitions move to the rest of the fleet.
-            beginShutdown()
-            if let commit = inFlight, commit.wait(until: shutdownDeadline) != nil { transaction = .none }
-            if isTransactionOpen { try? producer.abortTransaction(timeout: timeout(.seconds(5))) }
-            leaveGroup()
-            throw error
-        }
-        shutDown()
+        try loop.run(self)
         log.info("worker stopped", metrics.logFields)
     }
 
     /// Registers the transactional id, honouring a stop meanwhile. False when stopped first.
     func initTransactionsUntilStopped() throws -> Bool {
-        try producer.initTransactions(until: { stopRequest.isRequested }) { failure in
+        try producer.initTransactions(until: { loop.isStopping }) { failure in
             log.warning("waiting for the cluster", [("error", .string(failure.description))])
         }
     }
 
-    func loop() throws {
-        while !stopRequest.isRequested {
-            metrics.liveness.tick()
-            if !metrics.isReady && !consumer.memberID.isEmpty { metrics.liveness.ready() }
-            if let failure = rebalanceFailure { throw failure }
-            if configuration.delivery == .atLeastOnce && producer.outstanding > maxInFlight {
-                // Backpressure: no more input until deliveries catch up (memory stays bounded).
-                record(producer.poll(timeout: .milliseconds(1)))
-                if !sealed.isEmpty { try commitDelivered() }
-                continue
-            }
-            if let commit = inFlight, commit.isDone {
-                try finishCommitInFlight()
-                if !outbox.isEmpty { try ensureTransaction() }
-            }
-            // With outputs held back, only look: an empty queue sends them at once. While a commit
-            // is in flight, look every millisecond for its end.
-            let event = try consumer.poll(
-                timeout: inFlight != nil ? .milliseconds(1) : outbox.isEmpty ? .milliseconds(50) : .zero)
-            switch event {
-            case .record(let record)?:
-                do {
-                    try process(record)
-                } catch let error as KafkaError {
-                    try abortBatch(refusedSend: error)
-                }
-            case .error(let error)?:
-                log.warning("consumer error", [("error", .string(error.description))])
-            case .partitionEnd?, nil:
-                break
-            }
-            if isTransactionOpen && !outbox.isEmpty && (event == nil || outbox.count >= Self.outboxLimit) {
-                try sendOutbox()
-            }
-            // The commit in flight serves the producer's callbacks meanwhile.
-            if inFlight == nil { drainDeliveryReports() }
-            if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
-            if batch.isEmpty && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
-                try commitDuringRebalanceIfNeeded([])
-            }
-            if batch.isDue(
-                maxRecords: configuration.commitMaxRecords,
-                interval: .milliseconds(configuration.commitIntervalMilliseconds))
-            {
-                try commitBatch()
-            }
+    /// How long the next poll may wait, after the work due before it: nil while at-least-once
+    /// deliveries catch up (no more input until then: memory stays bounded).
+    package func beforePoll() throws -> Duration? {
+        if configuration.delivery == .atLeastOnce && producer.outstanding > maxInFlight {
+            record(producer.poll(timeout: .milliseconds(1)))
+            if !sealed.isEmpty { try commitDelivered() }
+            return nil
+        }
+        if let commit = inFlight, commit.isDone {
+            try finishCommitInFlight()
+            if !outbox.isEmpty { try ensureTransaction() }
+        }
+        // With outputs held back, only look: an empty queue sends them at once. While a commit
+        // is in flight, look every millisecond for its end.
+        return inFlight != nil ? .milliseconds(1) : outbox.isEmpty ? .milliseconds(50) : .zero
+    }
+
+    package func take(_ record: KafkaRecord) throws {
+        do {
+            try process(record)
+        } catch let error as KafkaError {
+            try abortBatch(refusedSend: error)
+        }
+    }
+
+    package func afterPoll(idle: Bool) throws {
+        if isTransactionOpen && !outbox.isEmpty && (idle || outbox.count >= Self.outboxLimit) {
+            try sendOutbox()
+        }
+        // The commit in flight serves the producer's callbacks meanwhile.
+        if inFlight == nil { drainDeliveryReports() }
+        if configuration.delivery == .atLeastOnce && !sealed.isEmpty { try commitDelivered() }
+        if batch.isEmpty && !refusedOffsets.isEmpty && ContinuousClock.now - refusedAt >= .milliseconds(500) {
+            try commitDuringRebalanceIfNeeded([])
+        }
+        if batch.isDue(
+            maxRecords: configuration.commitMaxRecords,
+            interval: .milliseconds(configuration.commitIntervalMilliseconds))
+        {
+            try commitBatch()
         }
     }
 

@@ -87,10 +87,14 @@ struct CaptureCommandTests {
         // A delta round of 150 updates, made at once in one $batch: killed while it is read.
         let base = await publishedByProcess()
         try await batch(1...150, #"{"customertypecode":3,"description":"updated"}"#)
-        // The round is read 2 changes a page, a request and a Kafka transaction each: killed once part of it is published.
-        try await waitForProcess(base + 30)
+        // Read 2 changes a page, a request and a Kafka transaction each: killed once part is published.
+        try await waitForProcess(base + 10)
+        let atKill = await publishedByProcess()
         #expect(capture.stop(SIGKILL) != 0)
-        #expect(try published().count < accounts + 150, "killed in the middle of the delta round")
+        let afterKill = try published().count
+        #expect(
+            afterKill < accounts + 150,
+            "killed in the middle of the delta round (published \(base) before it, \(atKill) at the kill)")
         capture = try start()
         try await waitFor(accounts + 150, within: .seconds(60))
         #expect(capture.stop(SIGTERM) == 0)
