@@ -82,8 +82,78 @@ public final class DataverseSimulator: Sendable {
         var version = 1_000
         var deleted: [String: [(id: UUID, version: Int)]] = [:]
         var created = 0
-        /// Changes to tell the registered webhooks about once the request (or change set) is done.
+        /// Changes to tell the registered webhooks about once the request (or change set) is done
+        /// (kept only when a webhook is registered: nothing else drains it).
         var outbox: [Notification] = []
+        var notifies = false
+        /// Inside a change set: how to undo each of its changes, newest last. A journal, not a
+        /// copy of the contents: a copy would be duplicated whole by the set's first change.
+        private var journal: [Undo]?
+
+        enum Undo {
+            case inserted(DataverseTable, id: UUID)
+            case updated(DataverseTable, before: Row)
+            case removed(DataverseTable, position: Int, row: Row)
+        }
+
+        /// What a change set restores besides the rows.
+        struct Checkpoint {
+            var version: Int
+            var created: Int
+            var deleted: [String: [(id: UUID, version: Int)]]
+            var notifications: Int
+        }
+
+        mutating func notify(_ notification: Notification) {
+            if notifies { outbox.append(notification) }
+        }
+
+        mutating func insert(_ row: Row, _ table: DataverseTable) {
+            tables[table.entitySet, default: TableRows()].insert(row, table)
+            journal?.append(.inserted(table, id: row.id))
+        }
+
+        mutating func update(at index: Int, _ table: DataverseTable, _ change: (inout Row) -> Void) {
+            if journal != nil, let before = tables[table.entitySet]?.rows[index] {
+                journal?.append(.updated(table, before: before))
+            }
+            tables[table.entitySet, default: TableRows()].update(at: index, table, change)
+        }
+
+        mutating func remove(at index: Int, _ table: DataverseTable) {
+            if journal != nil, let row = tables[table.entitySet]?.rows[index] {
+                journal?.append(.removed(table, position: index, row: row))
+            }
+            tables[table.entitySet]?.remove(at: index, table)
+        }
+
+        mutating func beginChangeSet() -> Checkpoint {
+            journal = []
+            return Checkpoint(version: version, created: created, deleted: deleted, notifications: outbox.count)
+        }
+
+        mutating func endChangeSet(rollingBackTo checkpoint: Checkpoint?) {
+            defer { journal = nil }
+            guard let checkpoint else { return }
+            for undo in (journal ?? []).reversed() {
+                switch undo {
+                case .inserted(let table, let id):
+                    if let index = tables[table.entitySet]?.index(of: id) {
+                        tables[table.entitySet]?.remove(at: index, table)
+                    }
+                case .updated(let table, let before):
+                    if let index = tables[table.entitySet]?.index(of: before.id) {
+                        tables[table.entitySet]?.update(at: index, table) { $0 = before }
+                    }
+                case .removed(let table, let position, let row):
+                    tables[table.entitySet, default: TableRows()].insert(row, at: position, table)
+                }
+            }
+            version = checkpoint.version
+            created = checkpoint.created
+            deleted = checkpoint.deleted
+            outbox.removeSubrange(min(checkpoint.notifications, outbox.count)...)
+        }
     }
 
     /// One table's rows, found by id or by an alternate key without a scan.
@@ -110,6 +180,13 @@ public final class DataverseSimulator: Sendable {
             self.index(index, table, adding: false)
             change(&rows[index])
             self.index(index, table, adding: true)
+        }
+
+        /// Puts a removed row back where it was.
+        mutating func insert(_ row: Row, at position: Int, _ table: DataverseTable) {
+            rows.insert(row, at: position)
+            for index in position..<rows.count { positions[rows[index].id] = index }
+            self.index(position, table, adding: true)
         }
 
         mutating func remove(at index: Int, _ table: DataverseTable) {
@@ -157,6 +234,7 @@ public final class DataverseSimulator: Sendable {
     ) throws {
         gate = ServiceGate(tenantID: tenantID, clients: clients, limits: limits)
         self.webhooks = webhooks
+        state.withLock { $0.data.notifies = !webhooks.isEmpty }
         self.faults = faults
         let box = Handler()
         server = try HTTPServer(port: port, host: "127.0.0.1") { request in box.handle(request) }
@@ -266,7 +344,7 @@ public final class DataverseSimulator: Sendable {
                 failed = response.status >= 400
             case .changeSet(let messages):
                 writes.lock()
-                let snapshot = state.withLock { $0.data }
+                let checkpoint = state.withLock { $0.data.beginChangeSet() }
                 var responses: [ODataMessage] = []
                 var failure: ODataMessage?
                 for message in messages {
@@ -279,7 +357,7 @@ public final class DataverseSimulator: Sendable {
                     }
                     responses.append(answer)
                 }
-                if failure != nil { state.withLock { $0.data = snapshot } }
+                state.withLock { $0.data.endChangeSet(rollingBackTo: failure != nil ? checkpoint : nil) }
                 writes.unlock()
                 answers.append(failure.map { .single($0) } ?? .changeSet(responses))
                 failed = failure != nil
@@ -638,7 +716,7 @@ public final class DataverseSimulator: Sendable {
                 }
                 state.data.version += 1
                 let version = state.data.version
-                state.data.tables[table.entitySet, default: TableRows()].update(at: index, table) { row in
+                state.data.update(at: index, table) { row in
                     for field in columns.fields { row.fields[field.key] = field.value }
                     row.targets.merge(targets) { $1 }
                     row.fields["_modifiedby_value"] = .string(user.uuidString.lowercased())
@@ -646,7 +724,7 @@ public final class DataverseSimulator: Sendable {
                     row.version = version
                 }
                 let row = state.data.tables[table.entitySet]!.rows[index]
-                state.data.outbox.append(
+                state.data.notify(
                     Notification(message: "Update", table: table, row: row, changed: columns, user: user))
                 return .success((row, false))
             }
@@ -675,8 +753,8 @@ public final class DataverseSimulator: Sendable {
             state.data.created += 1
             let row = Row(
                 id: id, fields: fields, targets: targets, version: state.data.version, sequence: state.data.created)
-            state.data.tables[table.entitySet, default: TableRows()].insert(row, table)
-            state.data.outbox.append(
+            state.data.insert(row, table)
+            state.data.notify(
                 Notification(message: "Create", table: table, row: row, changed: fields, user: user))
             return .success((row, true))
         }
@@ -706,9 +784,9 @@ public final class DataverseSimulator: Sendable {
                 state.data.version += 1
                 let row = state.data.tables[table.entitySet]!.rows[index]
                 state.data.deleted[table.entitySet, default: []].append((row.id, state.data.version))
-                state.data.outbox.append(
+                state.data.notify(
                     Notification(message: "Delete", table: table, row: row, changed: [:], user: user))
-                state.data.tables[table.entitySet]?.remove(at: index, table)
+                state.data.remove(at: index, table)
                 return .success(true)
             }
         }

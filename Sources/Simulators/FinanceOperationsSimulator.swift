@@ -109,11 +109,61 @@ public final class FinanceOperationsSimulator: Sendable {
         var sets: [String: Records] = [:]
         var outbox: [Change] = []
         var requests = 0
+        /// Inside a change set: how to undo each of its changes, newest last. A journal, not a
+        /// copy of the contents: a copy would be duplicated whole by the set's first change.
+        private var journal: [Undo]?
+
+        enum Undo {
+            case inserted(set: String, key: String)
+            case updated(set: String, position: Int, before: Record)
+            case removed(set: String, position: Int, record: Record)
+        }
+
+        mutating func insert(_ record: Record, into set: String) {
+            sets[set, default: Records()].insert(record, at: sets[set]?.rows.count ?? 0)
+            journal?.append(.inserted(set: set, key: record.key))
+        }
+
+        mutating func replace(at position: Int, in set: String, with record: Record) {
+            guard let before = sets[set]?.rows[position] else { return }
+            journal?.append(.updated(set: set, position: position, before: before))
+            sets[set]!.rows[position] = record
+        }
+
+        mutating func remove(_ key: String, from set: String) {
+            guard let position = sets[set]?.positions[key], let record = sets[set]?.rows[position] else { return }
+            journal?.append(.removed(set: set, position: position, record: record))
+            sets[set]!.remove(key)
+        }
+
+        /// Starts a change set: what `endChangeSet` rolls the changes to be told back to.
+        mutating func beginChangeSet() -> Int {
+            journal = []
+            return outbox.count
+        }
+
+        mutating func endChangeSet(rollingBackTo changes: Int?) {
+            defer { journal = nil }
+            guard let changes else { return }
+            for undo in (journal ?? []).reversed() {
+                switch undo {
+                case .inserted(let set, let key): sets[set]?.remove(key)
+                case .updated(let set, let position, let before): sets[set]?.rows[position] = before
+                case .removed(let set, let position, let record): sets[set]?.insert(record, at: position)
+                }
+            }
+            outbox.removeSubrange(min(changes, outbox.count)...)
+        }
     }
 
     struct Records {
         var rows: [Record] = []
         var positions: [String: Int] = [:]
+
+        mutating func insert(_ record: Record, at position: Int) {
+            rows.insert(record, at: position)
+            for index in position..<rows.count { positions[rows[index].key] = index }
+        }
 
         mutating func remove(_ key: String) {
             guard let position = positions.removeValue(forKey: key) else { return }
@@ -253,7 +303,7 @@ public final class FinanceOperationsSimulator: Sendable {
                 answers.append(.single(Self.message(response, contentID: message.contentID)))
                 failed = response.status >= 400 && message.method != "GET"
             case .changeSet(let messages):
-                let snapshot = state.withLock { $0 }
+                let changes = state.withLock { $0.beginChangeSet() }
                 var responses: [ODataMessage] = []
                 var failure: ODataMessage?
                 for message in messages {
@@ -265,13 +315,7 @@ public final class FinanceOperationsSimulator: Sendable {
                     }
                     responses.append(answer)
                 }
-                if failure != nil {
-                    let requests = state.withLock { $0.requests }
-                    state.withLock {
-                        $0 = snapshot
-                        $0.requests = requests
-                    }
-                }
+                state.withLock { $0.endChangeSet(rollingBackTo: failure != nil ? changes : nil) }
                 answers.append(failure.map { .single($0) } ?? .changeSet(responses))
                 failed = failure != nil
             }
@@ -336,7 +380,7 @@ public final class FinanceOperationsSimulator: Sendable {
         case ("DELETE", let key?):
             guard let record = find(entity, key: key, crossCompany: crossCompany) else { return notFound(entity) }
             state.withLock { state in
-                state.sets[entity.entitySet]?.remove(record.key)
+                state.remove(record.key, from: entity.entitySet)
                 state.outbox.append(
                     Change(message: "Delete", entity: entity.entitySet, before: record.fields, after: nil, user: user))
             }
@@ -435,9 +479,7 @@ public final class FinanceOperationsSimulator: Sendable {
         let created = state.withLock { state -> Record? in
             guard state.sets[entity.entitySet]?.positions[text] == nil else { return nil }
             let record = Record(key: text, fields: body, version: 1, createdBy: user, modifiedBy: user)
-            state.sets[entity.entitySet, default: Records()].positions[text] =
-                state.sets[entity.entitySet]?.rows.count ?? 0
-            state.sets[entity.entitySet]!.rows.append(record)
+            state.insert(record, into: entity.entitySet)
             state.outbox.append(
                 Change(message: "Create", entity: entity.entitySet, before: nil, after: body, user: user))
             return record
@@ -481,7 +523,7 @@ public final class FinanceOperationsSimulator: Sendable {
             for field in body.fields { record.fields[field.key] = field.value }
             record.version += 1
             record.modifiedBy = user
-            state.sets[entity.entitySet]!.rows[position] = record
+            state.replace(at: position, in: entity.entitySet, with: record)
             state.outbox.append(
                 Change(
                     message: "Update", entity: entity.entitySet, before: existing.fields, after: record.fields,

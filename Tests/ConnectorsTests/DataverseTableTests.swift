@@ -224,6 +224,46 @@ struct DataverseBatchTests {
         #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C4')").status == 404)
         #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='C5')").status == 200)
     }
+
+    @Test("A failing change set also undoes its updates and deletes: the rows are as they were, found by their keys")
+    func failedChangeSetRestoresUpdatesAndDeletes() async throws {
+        let simulator = try DataverseSimulator(clients: [apply])
+        defer { simulator.stop() }
+        let dataverse = client(simulator, apply)
+        #expect(try await post(ODataBatch([order("D1", lines: [1]), order("D2", lines: [])]), dataverse).0 == 200)
+        let headers = HTTPHeaders([("Content-Type", "application/json")])
+        let header = "/api/data/v9.2/salesorders(msdyn_salesordernumber='D1')"
+        let (status, answer) = try await post(
+            ODataBatch([
+                .changeSet([
+                    ODataMessage(
+                        method: "PATCH", url: header, headers: headers, body: Array(#"{"name":"renamed"}"#.utf8)),
+                    ODataMessage(
+                        method: "DELETE", url: "/api/data/v9.2/salesorders(msdyn_salesordernumber='D2')",
+                        headers: headers, body: []),
+                    ODataMessage(
+                        method: "POST", url: "/api/data/v9.2/salesorderdetails", headers: headers,
+                        body: Array(
+                            #"{"salesorderid@odata.bind":"/salesorders(msdyn_salesordernumber='D9')","sequencenumber":1}"#
+                                .utf8)),
+                ])
+            ]), dataverse)
+        #expect(status == 400)
+        #expect(answer.messages.last?.status == 404)
+        let d1 = try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='D1')")
+        #expect(d1.status == 200)
+        #expect(d1.json?["name"] == .string("D1"))
+        #expect(try await dataverse.send("GET", "salesorders(msdyn_salesordernumber='D2')").status == 200)
+        // Still writable by key after the rollback: the key index was restored with the rows.
+        let (again, _) = try await post(ODataBatch([order("D2", lines: [1])]), dataverse)
+        #expect(again == 200)
+        let lines = try await dataverse.send("GET", "salesorderdetails?$select=sequencenumber")
+        guard case .array(let rows)? = lines.json?["value"] else {
+            Issue.record("no value array")
+            return
+        }
+        #expect(rows.count == 2)
+    }
 }
 
 @Suite("Dataverse change tracking over HTTP: a paged snapshot, then delta links with changes and deletes (DV-CT)")
