@@ -18,6 +18,8 @@ public struct BootstrapConfiguration: Sendable {
     public var companies: [String] = []
     /// Records per page (`$top`; FO-ODATA: at most 10,000 a page). Default: 1 000.
     public var pageSize = 1_000
+    /// The generation of the maps the workers run: which columns a CRM record carries.
+    public var generation: MapGeneration = .classic
     /// One load at a time: a second one with the same id fences the first. Default: `p2c-bootstrap-<side>`.
     public var transactionalID: String?
     /// Start here instead of where the last run stopped.
@@ -115,7 +117,8 @@ public final class Bootstrap: @unchecked Sendable {
             guard configuration.companies.count == 1 else {
                 throw UsageError("--companies must name the one legal entity of the CRM rows")
             }
-            source = DataverseBootstrapSource(client: client, company: configuration.companies[0])
+            source = DataverseBootstrapSource(
+                client: client, company: configuration.companies[0], generation: configuration.generation)
         }
         var topics: [SyncStream: String] = [:]
         var steps: [Step] = []
@@ -375,9 +378,9 @@ struct DataverseBootstrapSource: BootstrapSource {
     let records: DataverseRecords
     let company: String
 
-    init(client: ServiceClient, company: String) {
+    init(client: ServiceClient, company: String, generation: MapGeneration) {
         self.client = client
-        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
+        records = DataverseRecords(client: client, schema: DataverseSchema(client: client), generation: generation)
         self.company = company
     }
 

@@ -1,4 +1,5 @@
 import Kafka
+import ProspectToCash
 import Topology
 
 /// Everything one capture member needs besides the system's credentials.
@@ -18,6 +19,8 @@ public struct CaptureConfiguration: Sendable {
     public var pollIntervalMilliseconds: Int = 5_000
     /// Rows per page (`odata.maxpagesize`; DV-PAGE: at most 5 000). Default: 500.
     public var pageSize: Int = 500
+    /// The generation of the maps the workers run: which columns a change event carries.
+    public var generation: MapGeneration = .classic
     public var sessionTimeoutMilliseconds: Int = 45_000
     /// From SIGTERM to the end of `run()`: the page in hand is committed or given up (it is read
     /// again by the table's next owner). Default: 8 000 ms.

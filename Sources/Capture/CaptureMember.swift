@@ -74,7 +74,8 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         var reader = DataverseChangeReader(client: client)
         reader.pageSize = configuration.pageSize
         self.reader = reader
-        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
+        records = DataverseRecords(
+            client: client, schema: DataverseSchema(client: client), generation: configuration.generation)
         self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
         // Masters and headers before lines: a round reads a header's changes before its lines'.
         let kinds = RecordKind.all.filter { kind in

@@ -30,9 +30,9 @@ public final class DataverseContextReader: ContextReader {
     private let kinds: [String: RecordKind]
     private let shapes = Mutex<[String: DataverseRecords.Shape]>([:])
 
-    public init(client: ServiceClient, streams: [SyncStream]) {
+    public init(client: ServiceClient, streams: [SyncStream], generation: MapGeneration = .classic) {
         self.client = client
-        records = DataverseRecords(client: client, schema: DataverseSchema(client: client))
+        records = DataverseRecords(client: client, schema: DataverseSchema(client: client), generation: generation)
         var kinds: [String: RecordKind] = [:]
         for kind in RecordKind.all
         where kind.stream.sources.contains(.crm) && (streams.isEmpty || streams.contains(kind.stream)) {

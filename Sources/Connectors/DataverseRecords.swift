@@ -35,9 +35,14 @@ public final class DataverseRecords: Sendable {
         }
     }
 
-    public init(client: ServiceClient, schema: DataverseSchema) {
+    /// The maps of the deployment's generation: which columns an event carries.
+    private let maps: [String: TableMap]
+
+    /// Reads the columns `generation`'s maps send to the ERP.
+    public init(client: ServiceClient, schema: DataverseSchema, generation: MapGeneration = .classic) {
         self.client = client
         self.schema = schema
+        maps = TableMap.maps(for: generation)
     }
 
     /// The columns the maps' source filters read on the CRM side (maps.json's
@@ -54,7 +59,7 @@ public final class DataverseRecords: Sendable {
         var columns: [String] = Self.filterColumns[kind.crmName] ?? []
         var lookups: [(String, [(DataverseTableDefinition, String)])] = []
         var seen = Set(columns)
-        let rows = TableMap.builtIn[kind.mapName]?.rows ?? []
+        let rows = maps[kind.mapName]?.rows ?? []
         for row in rows where row.type.flowsToERP && row.crmColumn != "none" {
             if let open = row.crmColumn.range(of: ".Account(") {
                 // customerid.Account(accountnumber).Contact(msdyn_contactpersonid)

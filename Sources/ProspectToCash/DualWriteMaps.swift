@@ -3,6 +3,7 @@
 
 /// The prospect-to-cash table maps of the dual-write mapping reference, as its JSON.
 enum DualWriteMaps {
+    /// The current generation (party and global address book), mapping-reference.md.
     static let json = #"""
 {
  "Customers V3 -> accounts": {
@@ -4842,6 +4843,1706 @@ enum DualWriteMaps {
     "fo_field": "ORIGINDESCRIPTION",
     "map_type": "=",
     "ce_column": "msdyn_origindescription",
+    "default": null
+   }
+  ]
+ }
+}
+"""#
+    /// The classic generation's customer and header maps, from the earlier includes.
+    static let classicJSON = #"""
+{
+ "Customers V3 -> accounts": {
+  "fo_entity": "Customers V3",
+  "ce_table": "accounts",
+  "doc_anchor": "customer-mapping.md#customers-v3-to-accounts",
+  "source_filter": "((PartyType == \"Organization\"))",
+  "reversed_source_filter": "customertypecode eq 3",
+  "rows": [
+   {
+    "fo_field": "CUSTOMERACCOUNT",
+    "map_type": "=",
+    "ce_column": "accountnumber",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "address2_city",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "=",
+    "ce_column": "address2_country",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTY",
+    "map_type": "=",
+    "ce_column": "address2_county",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLATITUDE",
+    "map_type": ">",
+    "ce_column": "address2_latitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLONGITUDE",
+    "map_type": ">",
+    "ce_column": "address2_longitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTATE",
+    "map_type": "=",
+    "ce_column": "address2_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "address2_line1",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "address2_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "CREDITLIMIT",
+    "map_type": "=",
+    "ce_column": "creditlimit",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "address1_city",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "=",
+    "ce_column": "address1_country",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTY",
+    "map_type": "=",
+    "ce_column": "address1_county",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLATITUDE",
+    "map_type": ">",
+    "ce_column": "address1_latitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLONGITUDE",
+    "map_type": ">",
+    "ce_column": "address1_longitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "address1_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "ORGANIZATIONNAME",
+    "map_type": "=",
+    "ce_column": "name",
+    "default": null
+   },
+   {
+    "fo_field": "ORGANIZATIONNUMBEROFEMPLOYEES",
+    "map_type": "=",
+    "ce_column": "numberofemployees",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTEMAIL",
+    "map_type": "=",
+    "ce_column": "emailaddress1",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAX",
+    "map_type": "=",
+    "ce_column": "fax",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONE",
+    "map_type": "=",
+    "ce_column": "telephone1",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTTWITTER",
+    "map_type": "=",
+    "ce_column": "primarytwitterid",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTURL",
+    "map_type": "=",
+    "ce_column": "websiteurl",
+    "default": null
+   },
+   {
+    "fo_field": "SALESCURRENCYCODE",
+    "map_type": "=",
+    "ce_column": "transactioncurrencyid.isocurrencycode",
+    "default": null
+   },
+   {
+    "fo_field": "SALESMEMO",
+    "map_type": "=",
+    "ce_column": "description",
+    "default": null
+   },
+   {
+    "fo_field": "CREDITLIMITISMANDATORY",
+    "map_type": "><",
+    "ce_column": "msdyn_creditlimitismandatory",
+    "default": null
+   },
+   {
+    "fo_field": "CREDITRATING",
+    "map_type": "=",
+    "ce_column": "msdyn_creditrating",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERGROUPID",
+    "map_type": "=",
+    "ce_column": "msdyn_customergroupid.msdyn_groupid",
+    "default": null
+   },
+   {
+    "fo_field": "IDENTIFICATIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_identificationnumber",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEACCOUNT",
+    "map_type": "=",
+    "ce_column": "msdyn_billingaccount.accountnumber",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESS",
+    "map_type": "><",
+    "ce_column": "msdyn_invoiceaddress",
+    "default": null
+   },
+   {
+    "fo_field": "ISONETIMECUSTOMER",
+    "map_type": "><",
+    "ce_column": "msdyn_onetimecustomer",
+    "default": null
+   },
+   {
+    "fo_field": "ONHOLDSTATUS",
+    "map_type": "><",
+    "ce_column": "msdyn_onholdstatus",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYCOUNTRY",
+    "map_type": "=",
+    "ce_column": "msdyn_partycountry",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYSTATE",
+    "map_type": "=",
+    "ce_column": "msdyn_partystateprovince",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTDAY",
+    "map_type": "=",
+    "ce_column": "msdyn_paymentday.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTMETHOD",
+    "map_type": "=",
+    "ce_column": "msdyn_customerpaymentmethod.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTSCHEDULE",
+    "map_type": "=",
+    "ce_column": "msdyn_paymentschedule.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMS",
+    "map_type": "=",
+    "ce_column": "msdyn_paymentterm.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMSBASEDAYS",
+    "map_type": "=",
+    "ce_column": "msdyn_paymenttermsbasedays",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFACEBOOK",
+    "map_type": "=",
+    "ce_column": "msdyn_primaryfacebookid",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAXEXTENSION",
+    "map_type": "=",
+    "ce_column": "msdyn_faxextension",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTLINKEDIN",
+    "map_type": "=",
+    "ce_column": "msdyn_primarylinkedinid",
+    "default": null
+   },
+   {
+    "fo_field": "TAXEXEMPTNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_taxexemptnumber",
+    "default": null
+   },
+   {
+    "fo_field": "VENDORACCOUNT",
+    "map_type": "=",
+    "ce_column": "msdyn_vendor.msdyn_vendoraccountnumber",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTEMAILDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_emailaddress1description",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFACEBOOKDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primaryfacebookdescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAXDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_faxdescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTLINKEDINDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primarylinkedindescrption",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONEDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_telephone1description",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONEEXTENSION",
+    "map_type": "=",
+    "ce_column": "msdyn_telephone1extension",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTTWITTERDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primarytwitteriddescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTURLDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_websiteurldescription",
+    "default": null
+   },
+   {
+    "fo_field": "LANGUAGEID",
+    "map_type": "<<",
+    "ce_column": "none",
+    "default": "en-us"
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "address1_line1",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTATE",
+    "map_type": "=",
+    "ce_column": "address1_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "address1_addresstypecode",
+    "default": "2"
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "customertypecode",
+    "default": "3"
+   },
+   {
+    "fo_field": "PARTYTYPE",
+    "map_type": "<<",
+    "ce_column": "none",
+    "default": "Organization"
+   },
+   {
+    "fo_field": "PARTYNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_partynumber",
+    "default": null
+   },
+   {
+    "fo_field": "CONTACTPERSONID",
+    "map_type": "=",
+    "ce_column": "primarycontactid.msdyn_contactpersonid",
+    "default": null
+   },
+   {
+    "fo_field": "SALESTAXGROUP",
+    "map_type": "=",
+    "ce_column": "msdyn_salestaxgroup.msdyn_name",
+    "default": null
+   }
+  ]
+ },
+ "Customers V3 -> contacts": {
+  "fo_entity": "Customers V3",
+  "ce_table": "contacts",
+  "doc_anchor": "customer-mapping.md#customers-v3-to-contacts",
+  "source_filter": "((PartyType == \"Person\"))",
+  "reversed_source_filter": "msdyn_sellable eq true  and msdyn_contactpersonid ne ''",
+  "rows": [
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "msdyn_sellable",
+    "default": "True"
+   },
+   {
+    "fo_field": "PARTYTYPE",
+    "map_type": "<<",
+    "ce_column": "none",
+    "default": "Person"
+   },
+   {
+    "fo_field": "PARTYNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_partynumber",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERACCOUNT",
+    "map_type": "=",
+    "ce_column": "msdyn_contactpersonid",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERGROUPID",
+    "map_type": "=",
+    "ce_column": "msdyn_customergroupid.msdyn_groupid",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONFIRSTNAME",
+    "map_type": "=",
+    "ce_column": "firstname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONLASTNAME",
+    "map_type": "=",
+    "ce_column": "lastname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONMIDDLENAME",
+    "map_type": "=",
+    "ce_column": "middlename",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPROFESSIONALTITLE",
+    "map_type": "=",
+    "ce_column": "jobtitle",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONGENDER",
+    "map_type": "><",
+    "ce_column": "gendercode",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONMARITALSTATUS",
+    "map_type": "><",
+    "ce_column": "familystatuscode",
+    "default": null
+   },
+   {
+    "fo_field": "LANGUAGEID",
+    "map_type": "<<",
+    "ce_column": "none",
+    "default": "en-us"
+   },
+   {
+    "fo_field": "ADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "address1_city",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "=",
+    "ce_column": "address1_country",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSCOUNTY",
+    "map_type": "=",
+    "ce_column": "address1_county",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSLATITUDE",
+    "map_type": ">",
+    "ce_column": "address1_latitude",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSLONGITUDE",
+    "map_type": ">",
+    "ce_column": "address1_longitude",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSLOCATIONROLES",
+    "map_type": "<<",
+    "ce_column": "none",
+    "default": "Business"
+   },
+   {
+    "fo_field": "ADDRESSSTATE",
+    "map_type": "=",
+    "ce_column": "address1_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "address1_line1",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "address1_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "ADDRESSPOSTBOX",
+    "map_type": "=",
+    "ce_column": "address1_postofficebox",
+    "default": null
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "address1_addresstypecode",
+    "default": "3"
+   },
+   {
+    "fo_field": "INVOICEADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "address2_city",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "=",
+    "ce_column": "address2_country",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTY",
+    "map_type": "=",
+    "ce_column": "address2_county",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLATITUDE",
+    "map_type": ">",
+    "ce_column": "address2_latitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLONGITUDE",
+    "map_type": ">",
+    "ce_column": "address2_longitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTATE",
+    "map_type": "=",
+    "ce_column": "address2_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "address2_line1",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "address2_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "address3_city",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "=",
+    "ce_column": "address3_country",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTY",
+    "map_type": "=",
+    "ce_column": "address3_county",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLATITUDE",
+    "map_type": ">",
+    "ce_column": "address3_latitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLONGITUDE",
+    "map_type": ">>",
+    "ce_column": "address3_longitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTATE",
+    "map_type": "=",
+    "ce_column": "address3_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "address3_line1",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "address3_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTEMAIL",
+    "map_type": "=",
+    "ce_column": "emailaddress1",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTEMAILDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_emailaddress1description",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAX",
+    "map_type": "=",
+    "ce_column": "fax",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAXDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_faxdescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFAXEXTENSION",
+    "map_type": "=",
+    "ce_column": "msdyn_faxextension",
+    "default": null
+   },
+   {
+    "fo_field": "IDENTIFICATIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_identificationnumber",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYCOUNTRY",
+    "map_type": "=",
+    "ce_column": "msdyn_partycountry",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYSTATE",
+    "map_type": "=",
+    "ce_column": "msdyn_partystateprovince",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFACEBOOK",
+    "map_type": "=",
+    "ce_column": "msdyn_primaryfacebookid",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTFACEBOOKDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primaryfacebookdescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTLINKEDIN",
+    "map_type": "=",
+    "ce_column": "msdyn_primaryinkedinid",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTLINKEDINDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primarylinkedindescrption",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONE",
+    "map_type": "=",
+    "ce_column": "telephone1",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONEDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_telephone1description",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTPHONEEXTENSION",
+    "map_type": "=",
+    "ce_column": "msdyn_telephone1extension",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTTWITTER",
+    "map_type": "=",
+    "ce_column": "msdyn_primarytwitterid",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTTWITTERDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_primarytwitteriddescription",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTURL",
+    "map_type": "=",
+    "ce_column": "websiteurl",
+    "default": null
+   },
+   {
+    "fo_field": "PRIMARYCONTACTURLDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_websiteurldescription",
+    "default": null
+   },
+   {
+    "fo_field": "SALESCURRENCYCODE",
+    "map_type": "=",
+    "ce_column": "transactioncurrencyid.isocurrencycode",
+    "default": null
+   },
+   {
+    "fo_field": "SALESMEMO",
+    "map_type": "=",
+    "ce_column": "description",
+    "default": null
+   }
+  ]
+ },
+ "CDS sales quotation header -> quotes": {
+  "fo_entity": "CDS sales quotation header",
+  "ce_table": "quotes",
+  "doc_anchor": "dual-write-prospect-to-cash.md#cds-sales-quotation-header-to-quotes",
+  "source_filter": null,
+  "reversed_source_filter": "statecode eq 0",
+  "rows": [
+   {
+    "fo_field": "SALESQUOTATIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_quotenumber",
+    "default": null
+   },
+   {
+    "fo_field": "REQUESTINGCUSTOMERACCOUNTNUMBER",
+    "map_type": "=",
+    "ce_column": "customerid.Account(accountnumber).Contact(msdyn_contactpersonid)",
+    "default": null
+   },
+   {
+    "fo_field": "CURRENCYCODE",
+    "map_type": "=",
+    "ce_column": "transactioncurrencyid.isocurrencycode",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERSREFERENCE",
+    "map_type": "=",
+    "ce_column": "msdyn_customersreference",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCITY",
+    "map_type": "=",
+    "ce_column": "shipto_city",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "><",
+    "ce_column": "shipto_country",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREETNUMBER",
+    "map_type": "=",
+    "ce_column": "shipto_line2",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSZIPCODE",
+    "map_type": "=",
+    "ce_column": "shipto_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREET",
+    "map_type": "=",
+    "ce_column": "shipto_line1",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTATEID",
+    "map_type": "=",
+    "ce_column": "shipto_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "SALESQUOTATIONNAME",
+    "map_type": "=",
+    "ce_column": "name",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCITY",
+    "map_type": ">>",
+    "ce_column": "billto_city",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREET",
+    "map_type": ">>",
+    "ce_column": "billto_line1",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREETNUMBER",
+    "map_type": ">>",
+    "ce_column": "billto_line2",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": ">>",
+    "ce_column": "billto_country",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTATEID",
+    "map_type": ">>",
+    "ce_column": "billto_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSZIPCODE",
+    "map_type": ">>",
+    "ce_column": "billto_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "QUOTATIONTOTALAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totalamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALDISCOUNTAMOUNT",
+    "map_type": ">>",
+    "ce_column": "discountamount",
+    "default": null
+   },
+   {
+    "fo_field": "QUOTATIONTOTALTAXAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totaltax",
+    "default": null
+   },
+   {
+    "fo_field": "QUOTATIONTOTALCHARGESAMOUNT",
+    "map_type": ">>",
+    "ce_column": "freightamount",
+    "default": null
+   },
+   {
+    "fo_field": "AREPRICESINCLUDINGSALESTAX",
+    "map_type": "><",
+    "ce_column": "msdyn_arepricesincludingsalestax",
+    "default": null
+   },
+   {
+    "fo_field": "CONTACTPERSONID",
+    "map_type": "=",
+    "ce_column": "msdyn_contactperson.msdyn_contactpersonid",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERREQUISITIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_customerrequisitionnumber",
+    "default": null
+   },
+   {
+    "fo_field": "DEFAULTSHIPPINGSITEID",
+    "map_type": "=",
+    "ce_column": "msdyn_defaultshippingsite.msdyn_siteid",
+    "default": null
+   },
+   {
+    "fo_field": "DEFAULTSHIPPINGWAREHOUSEID",
+    "map_type": "=",
+    "ce_column": "msdyn_defaultshippingwarehouse.msdyn_warehouseidentifier",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTYID",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresscountyid",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdescription",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDISTRICTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdistrictname",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDUNSNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdunsnumber",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLATITUDE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslatitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLOCATIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslocationid",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLONGITUDE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslongitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressname",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSPOSTBOX",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresspostbox",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYBUILDINGCOMPLIMENT",
+    "map_type": "=",
+    "ce_column": "msdyn_deliverybuildingcompliment",
+    "default": null
+   },
+   {
+    "fo_field": "FORMATTEDDELIVERYADDRESS",
+    "map_type": ">>",
+    "ce_column": "msdyn_formatteddeliveryaddress",
+    "default": null
+   },
+   {
+    "fo_field": "FORMATTEDINVOICEADDRESS",
+    "map_type": ">>",
+    "ce_column": "msdyn_formattedinvoiceaddress",
+    "default": null
+   },
+   {
+    "fo_field": "GENERATEDSALESORDERNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_generatedsalesordernumber.msdyn_salesordernumber",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONID",
+    "map_type": ">",
+    "ce_column": "msdyn_invoiceaddresscountryregionid",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTYID",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresscountyid",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSDISTRICTNAME",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddressdistrictname",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLATITUDE",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresslatitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLONGITUDE",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresslongitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSPOSTBOX",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresspostbox",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEBUILDINGCOMPLIMENT",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoicebuildingcompliment",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICECUSTOMERACCOUNTNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_invoicecustomer.accountnumber",
+    "default": null
+   },
+   {
+    "fo_field": "ISDELIVERYADDRESSORDERSPECIFIC",
+    "map_type": "><",
+    "ce_column": "msdyn_isdeliveryaddressorderspecific",
+    "default": null
+   },
+   {
+    "fo_field": "ISDELIVERYADDRESSPRIVATE",
+    "map_type": "><",
+    "ce_column": "msdyn_isdeliveryaddressprivate",
+    "default": null
+   },
+   {
+    "fo_field": "ISINVOICEADDRESSPRIVATE",
+    "map_type": ">>",
+    "ce_column": "msdyn_isinvoiceaddressprivate",
+    "default": null
+   },
+   {
+    "fo_field": "LANGUAGEID",
+    "map_type": "><",
+    "ce_column": "msdyn_language",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMSNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_paymentterms.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PRICECUSTOMERGROUPCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_pricecustomergroup.msdyn_groupcode",
+    "default": null
+   },
+   {
+    "fo_field": "RECEIPTDATEREQUESTED",
+    "map_type": "=",
+    "ce_column": "msdyn_requestedreceiptdate",
+    "default": null
+   },
+   {
+    "fo_field": "REQUESTEDSHIPPINGDATE",
+    "map_type": "=",
+    "ce_column": "requestdeliveryby",
+    "default": null
+   },
+   {
+    "fo_field": "SALESORDERPROMISINGMETHOD",
+    "map_type": "><",
+    "ce_column": "msdyn_salesorderpromisingmethod",
+    "default": null
+   },
+   {
+    "fo_field": "SALESQUOTATIONCONFIRMATIONDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_salesquotationconfirmationdate",
+    "default": null
+   },
+   {
+    "fo_field": "SALESQUOTATIONEXPIRYDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_salesquotationexpirydate",
+    "default": null
+   },
+   {
+    "fo_field": "SALESQUOTATIONFOLLOWUPDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_salesquotationfollowupdate",
+    "default": null
+   },
+   {
+    "fo_field": "SALESQUOTATIONSTATUS",
+    "map_type": "><",
+    "ce_column": "msdyn_salesquotationstatus",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALDISCOUNTPERCENTAGE",
+    "map_type": "=",
+    "ce_column": "msdyn_totaldiscountpercentage",
+    "default": null
+   },
+   {
+    "fo_field": "URL",
+    "map_type": "=",
+    "ce_column": "msdyn_url",
+    "default": null
+   },
+   {
+    "fo_field": "EMAIL",
+    "map_type": "=",
+    "ce_column": "emailaddress",
+    "default": null
+   }
+  ]
+ },
+ "CDS sales order headers -> salesorders": {
+  "fo_entity": "CDS sales order headers",
+  "ce_table": "salesorders",
+  "doc_anchor": "dual-write-prospect-to-cash.md#cds-sales-order-headers-to-salesorders",
+  "source_filter": null,
+  "reversed_source_filter": "msdyn_ordertype eq 192350000",
+  "rows": [
+   {
+    "fo_field": "SALESORDERNUMBER",
+    "map_type": "><",
+    "ce_column": "msdyn_salesordernumber",
+    "default": null
+   },
+   {
+    "fo_field": "ORDERINGCUSTOMERACCOUNTNUMBER",
+    "map_type": "><",
+    "ce_column": "customerid.Account(accountnumber).Contact(msdyn_contactpersonid)",
+    "default": null
+   },
+   {
+    "fo_field": "CURRENCYCODE",
+    "map_type": "><",
+    "ce_column": "transactioncurrencyid.isocurrencycode",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCITY",
+    "map_type": "><",
+    "ce_column": "shipto_city",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": "><",
+    "ce_column": "shipto_country",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREETNUMBER",
+    "map_type": "><",
+    "ce_column": "shipto_line2",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSZIPCODE",
+    "map_type": "><",
+    "ce_column": "shipto_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTREET",
+    "map_type": "><",
+    "ce_column": "shipto_line1",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSSTATEID",
+    "map_type": "><",
+    "ce_column": "shipto_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "SALESORDERNAME",
+    "map_type": ">>",
+    "ce_column": "name",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCITY",
+    "map_type": ">>",
+    "ce_column": "billto_city",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREET",
+    "map_type": ">>",
+    "ce_column": "billto_line1",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREETNUMBER",
+    "map_type": ">>",
+    "ce_column": "billto_line2",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": ">>",
+    "ce_column": "billto_country",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTATEID",
+    "map_type": ">>",
+    "ce_column": "billto_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSZIPCODE",
+    "map_type": ">>",
+    "ce_column": "billto_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "ORDERTOTALAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totalamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALDISCOUNTAMOUNT",
+    "map_type": ">>",
+    "ce_column": "discountamount",
+    "default": null
+   },
+   {
+    "fo_field": "ORDERTOTALTAXAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totaltax",
+    "default": null
+   },
+   {
+    "fo_field": "ORDERTOTALCHARGESAMOUNT",
+    "map_type": ">>",
+    "ce_column": "freightamount",
+    "default": null
+   },
+   {
+    "fo_field": "AREPRICESINCLUDINGSALESTAX",
+    "map_type": "><",
+    "ce_column": "msdyn_arepricesincludingsalestax",
+    "default": null
+   },
+   {
+    "fo_field": "CONFIRMEDRECEIPTDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_confirmedreceiptdate",
+    "default": null
+   },
+   {
+    "fo_field": "CONFIRMEDSHIPPINGDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_confirmedshippingdate",
+    "default": null
+   },
+   {
+    "fo_field": "CONTACTPERSONID",
+    "map_type": "=",
+    "ce_column": "msdyn_contactperson.msdyn_contactpersonid",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERREQUISITIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_customerrequisitionnumber",
+    "default": null
+   },
+   {
+    "fo_field": "DEFAULTSHIPPINGSITEID",
+    "map_type": "=",
+    "ce_column": "msdyn_defaultshippingsite.msdyn_siteid",
+    "default": null
+   },
+   {
+    "fo_field": "DEFAULTSHIPPINGWAREHOUSEID",
+    "map_type": "=",
+    "ce_column": "msdyn_defaultshippingwarehouse.msdyn_warehouseidentifier",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSCOUNTYID",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresscountyid",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdescription",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDISTRICTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdistrictname",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSDUNSNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressdunsnumber",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLATITUDE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslatitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLOCATIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslocationid",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSLONGITUDE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresslongitude",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddressname",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYADDRESSPOSTBOX",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryaddresspostbox",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYBUILDINGCOMPLIMENT",
+    "map_type": "=",
+    "ce_column": "msdyn_deliverybuildingcompliment",
+    "default": null
+   },
+   {
+    "fo_field": "FORMATTEDDELVERYADDRESS",
+    "map_type": ">>",
+    "ce_column": "msdyn_formatteddeliveryaddress",
+    "default": null
+   },
+   {
+    "fo_field": "EMAIL",
+    "map_type": "=",
+    "ce_column": "emailaddress",
+    "default": null
+   },
+   {
+    "fo_field": "FORMATTEDINVOICEADDRESS",
+    "map_type": ">>",
+    "ce_column": "msdyn_formattedinvoiceaddress",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTYID",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresscountyid",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSDISTRICTNAME",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddressdistrictname",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLATITUDE",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresslatitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSLONGITUDE",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresslongitude",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSPOSTBOX",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoiceaddresspostbox",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEBUILDINGCOMPLIMENT",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoicebuildingcompliment",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICECUSTOMERACCOUNTNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_invoicecustomer.accountnumber",
+    "default": null
+   },
+   {
+    "fo_field": "ISDELIVERYADDRESSORDERSPECIFIC",
+    "map_type": "><",
+    "ce_column": "msdyn_isdeliveryaddressorderspecific",
+    "default": null
+   },
+   {
+    "fo_field": "ISDELIVERYADDRESSPRIVATE",
+    "map_type": "><",
+    "ce_column": "msdyn_isdeliveryaddressprivate",
+    "default": null
+   },
+   {
+    "fo_field": "ISINVOICEADDRESSPRIVATE",
+    "map_type": ">>",
+    "ce_column": "msdyn_isinvoiceaddressprivate",
+    "default": null
+   },
+   {
+    "fo_field": "ISONETIMECUSTOMER",
+    "map_type": "><",
+    "ce_column": "msdyn_isonetimecustomer",
+    "default": null
+   },
+   {
+    "fo_field": "ISSALESPROCESSINGSTOPPED",
+    "map_type": "><",
+    "ce_column": "msdyn_issalesprocessingstopped",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMSBASEDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_paymenttermsbasedate",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMSNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_paymentterms.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "PRICECUSTOMERGROUPCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_pricecustomergroup.msdyn_groupcode",
+    "default": null
+   },
+   {
+    "fo_field": "QUOTATIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_quotationnumber",
+    "default": null
+   },
+   {
+    "fo_field": "REQUESTEDRECEIPTDATE",
+    "map_type": "=",
+    "ce_column": "msdyn_requestedreceiptdate",
+    "default": null
+   },
+   {
+    "fo_field": "REQUESTEDSHIPPINGDATE",
+    "map_type": "=",
+    "ce_column": "requestdeliveryby",
+    "default": null
+   },
+   {
+    "fo_field": "SALESORDERPROMISINGMETHOD",
+    "map_type": "><",
+    "ce_column": "msdyn_salesorderpromisingmethod",
+    "default": null
+   },
+   {
+    "fo_field": "URL",
+    "map_type": "=",
+    "ce_column": "msdyn_url",
+    "default": null
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "statecode",
+    "default": "0"
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "statuscode",
+    "default": "1"
+   },
+   {
+    "fo_field": "SALESORDERPROCESSINGSTATUS",
+    "map_type": "><",
+    "ce_column": "msdyn_processingstatus",
+    "default": null
+   },
+   {
+    "fo_field": "LANGUAGEID",
+    "map_type": "><",
+    "ce_column": "msdyn_language",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERSORDERREFERENCE",
+    "map_type": "><",
+    "ce_column": "msdyn_customersorderreference",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYMODECODE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliverymode.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "DELIVERYTERMSCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_deliveryterms.msdyn_termscode",
+    "default": null
+   },
+   {
+    "fo_field": "SALESORDERORIGINCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_salesorderorigin.msdyn_origincode",
+    "default": null
+   }
+  ]
+ },
+ "Sales invoice headers V2 -> invoices": {
+  "fo_entity": "Sales invoice headers V2",
+  "ce_table": "invoices",
+  "doc_anchor": "dual-write-prospect-to-cash.md#sales-invoice-headers-v2-to-invoices",
+  "source_filter": "(SalesOrderNumber != \"\")",
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "ispricelocked",
+    "default": "False"
+   },
+   {
+    "fo_field": "none",
+    "map_type": ">>",
+    "ce_column": "statuscode",
+    "default": "4"
+   },
+   {
+    "fo_field": "CONTACTPERSONID",
+    "map_type": ">>",
+    "ce_column": "msdyn_contactperson.msdyn_contactpersonid",
+    "default": null
+   },
+   {
+    "fo_field": "CURRENCYCODE",
+    "map_type": ">>",
+    "ce_column": "transactioncurrencyid.isocurrencycode",
+    "default": null
+   },
+   {
+    "fo_field": "CUSTOMERSORDERREFERENCE",
+    "map_type": ">>",
+    "ce_column": "description",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCITY",
+    "map_type": ">>",
+    "ce_column": "billto_city",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSCOUNTRYREGIONISOCODE",
+    "map_type": ">>",
+    "ce_column": "billto_country",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTATE",
+    "map_type": ">>",
+    "ce_column": "billto_stateorprovince",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREET",
+    "map_type": ">>",
+    "ce_column": "billto_line1",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSSTREETNUMBER",
+    "map_type": ">>",
+    "ce_column": "billto_line2",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEADDRESSZIPCODE",
+    "map_type": ">>",
+    "ce_column": "billto_postalcode",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICECUSTOMERACCOUNTNUMBER",
+    "map_type": ">>",
+    "ce_column": "customerid.Account(accountnumber).Contact(msdyn_contactpersonid)",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICEDATE",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoicedate",
+    "default": null
+   },
+   {
+    "fo_field": "INVOICENUMBER",
+    "map_type": ">>",
+    "ce_column": "msdyn_invoicenumber",
+    "default": null
+   },
+   {
+    "fo_field": "LEDGERVOUCHER",
+    "map_type": ">>",
+    "ce_column": "msdyn_ledgervoucher",
+    "default": null
+   },
+   {
+    "fo_field": "PAYMENTTERMSNAME",
+    "map_type": ">>",
+    "ce_column": "msdyn_paymentterms.msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "SALESORDERNUMBER",
+    "map_type": ">>",
+    "ce_column": "salesorderid.msdyn_salesordernumber",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALCHARGEAMOUNT",
+    "map_type": ">>",
+    "ce_column": "freightamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALDISCOUNTAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totaldiscountamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALDISCOUNTCUSTOMERGROUPCODE",
+    "map_type": ">>",
+    "ce_column": "discountamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALINVOICEAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totalamount",
+    "default": null
+   },
+   {
+    "fo_field": "TOTALTAXAMOUNT",
+    "map_type": ">>",
+    "ce_column": "totaltax",
     "default": null
    }
   ]

@@ -31,7 +31,7 @@ final class KeyInterner: Sendable {
             names.insert(structured)
             names.insert(header)
         }
-        for map in TableMap.builtIn.values {
+        for map in TableMap.everyGeneration.values {
             for row in map.rows {
                 names.insert(row.erpField)
                 for step in FieldOperation.path(of: row.crmColumn) { names.insert(step) }

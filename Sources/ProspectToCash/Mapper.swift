@@ -120,12 +120,14 @@ public final class Mapper: Sendable {
         var record: String
     }
 
-    /// Compiles the built-in maps with `configuration`'s overrides; fails naming the setting that is wrong.
+    /// Compiles the built-in maps of `configuration`'s generation (or `maps`) with its overrides;
+    /// fails naming the setting that is wrong.
     public init(
-        configuration: MappingConfiguration = MappingConfiguration(), maps: [String: TableMap] = TableMap.builtIn
+        configuration: MappingConfiguration = MappingConfiguration(), maps: [String: TableMap]? = nil
     )
         throws(ConfigurationError)
     {
+        let maps = maps ?? TableMap.maps(for: configuration.generation)
         self.configuration = configuration
         allowedCompanies = Set(configuration.companies)
         func regex(_ pattern: String?, _ name: String) throws(ConfigurationError) -> NumberPattern? {

@@ -2,6 +2,10 @@ import Foundation
 
 /// What a deployment decides about mapping; every property has a default, all of it is data.
 public struct MappingConfiguration: Sendable, Equatable, Decodable {
+    /// The generation of the customer maps: `classic` (customers carry their name, addresses and
+    /// contact information) or `party` (the current maps, with the party and global address book
+    /// solution). Default: classic.
+    public var generation: MapGeneration = .classic
     /// Sync CRM prospect accounts too (not only customers, `customertypecode` 3). Default: false.
     public var syncProspects: Bool = false
     /// Companies (ERP legal entities) this deployment syncs; empty syncs every company. Default: empty.
@@ -73,11 +77,18 @@ public struct MappingConfiguration: Sendable, Equatable, Decodable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case syncProspects, companies, numberSequences, companyDefaults, personCustomerPattern, fieldMaps
+        case generation, syncProspects, companies, numberSequences, companyDefaults, personCustomerPattern, fieldMaps
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let text = try container.decodeIfPresent(String.self, forKey: .generation) {
+            guard let generation = MapGeneration(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .generation, in: container, debugDescription: "must be classic or party, got '\(text)'")
+            }
+            self.generation = generation
+        }
         syncProspects = try container.decodeIfPresent(Bool.self, forKey: .syncProspects) ?? false
         companies = try container.decodeIfPresent([String].self, forKey: .companies) ?? []
         numberSequences = try container.decodeIfPresent(NumberSequences.self, forKey: .numberSequences)

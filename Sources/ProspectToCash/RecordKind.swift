@@ -99,11 +99,11 @@ public final class RecordKind: Sendable, Equatable {
             crmKey: ["msdyn_origincode"], role: .master, erpEntitySet: "SalesOrderOriginCodes"),
     ]
 
-    /// Per F&O entity set: the ERP fields the maps of its kinds name, in map order.
+    /// Per F&O entity set: the ERP fields the maps of its kinds name (either generation), in map order.
     public static let erpFieldsByEntitySet: [String: [String]] = {
         var fields: [String: [String]] = [:]
         for kind in all {
-            guard let set = kind.erpEntitySet, let map = TableMap.builtIn[kind.mapName] else { continue }
+            guard let set = kind.erpEntitySet, let map = TableMap.everyGeneration[kind.mapName] else { continue }
             for row in map.rows where row.erpField != "none" && !fields[set, default: []].contains(row.erpField) {
                 fields[set, default: []].append(row.erpField)
             }

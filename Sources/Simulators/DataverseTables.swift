@@ -57,7 +57,7 @@ struct DataverseTable: Sendable {
             let table = tables[index]
             var seen = Set<String>()
             var columns = Set(table.alternateKeys.joined()).union(standardColumns)
-            for map in TableMap.builtIn.values where map.crmTable == table.entitySet {
+            for map in TableMap.everyGeneration.values where map.crmTable == table.entitySet {
                 for row in map.rows where !row.crmColumn.contains(".") && row.crmColumn != "none" {
                     columns.insert(row.crmColumn)
                 }

@@ -60,6 +60,7 @@ enum BootstrapCommand {
             }
             configuration.side = side
             configuration.kafka = file.worker.kafka
+            configuration.generation = file.mapping.generation
             configuration.streams = file.worker.streams
             configuration.companies =
                 (arguments.string("companies") ?? "").split(separator: ",").map {

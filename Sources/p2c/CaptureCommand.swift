@@ -78,6 +78,7 @@ enum CaptureCommand {
             side = parsed
             configuration.side = side
             configuration.streams = file.worker.streams
+            configuration.generation = file.mapping.generation
             configuration.kafka = file.worker.kafka
             configuration.groupID = file.worker.groupID
             configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
@@ -146,7 +147,9 @@ enum CaptureCommand {
         if mode == "webhook" {
             return try await webhook(
                 arguments, configuration: configuration, catalog: catalog,
-                reader: DataverseContextReader(client: client, streams: configuration.streams), applyUsers: applyUsers,
+                reader: DataverseContextReader(
+                    client: client, streams: configuration.streams, generation: configuration.generation),
+                applyUsers: applyUsers,
                 system: "dataverse", file: file, http: http, log: log)
         }
         let member: CaptureMember
