@@ -9,6 +9,7 @@ public final class SimulatedCRM {
     public let connector: Connector
     public let company: String
     private var quoteSequence = 0
+    private var accountSequence = 0
     private var orderSequence = 0
 
     public init(connector: Connector, company: String) {
@@ -27,10 +28,19 @@ public final class SimulatedCRM {
 
     /// Creates an account; a prospect (relationship type 8) is not synced until it becomes a customer.
     public func createAccount(_ number: String, prospect: Bool) throws(KafkaError) {
+        accountSequence += 1
+        let place = DemoCustomers.place(accountSequence + 7)
         try connector.change(
             "account", key: "\(company)/\(number)", company: company,
             fields: [
                 "accountnumber": .string(number), "customertypecode": .number(prospect ? "8" : "3"),
+                "name": .string(DemoCustomers.name(accountSequence, side: .crm)),
+                "address1_line1": .string(place.street), "address1_city": .string(place.city),
+                "address1_stateorprovince": .string(place.state), "address1_postalcode": .string(place.zip),
+                // Address 1 is the delivery address (type 2, Ship To), as the classic maps write it.
+                "address1_addresstypecode": .number("2"), "address1_country": .string("US"),
+                "emailaddress1": .string("buyer@\(number.lowercased()).example"),
+                "telephone1": .string(place.phone),
                 "creditlimit": .number("10000"), "description": .string("Account \(number)"),
                 "transactioncurrencyid": .object(["isocurrencycode": "USD"]),
                 "msdyn_customergroupid": .object(["msdyn_groupid": "10"]),

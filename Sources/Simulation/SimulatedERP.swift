@@ -65,10 +65,17 @@ public final class SimulatedERP {
         }
         for index in 1...max(1, customers) {
             let account = "US-E" + pad(index, 3)
+            let place = DemoCustomers.place(index)
             try connector.change(
                 "CustomersV3", key: "\(company)/\(account)", company: company,
                 fields: [
                     "CUSTOMERACCOUNT": .string(account), "PARTYTYPE": .string("Organization"),
+                    "ORGANIZATIONNAME": .string(DemoCustomers.name(index, side: .erp)),
+                    "DELIVERYADDRESSSTREET": .string(place.street), "DELIVERYADDRESSCITY": .string(place.city),
+                    "DELIVERYADDRESSSTATE": .string(place.state), "DELIVERYADDRESSZIPCODE": .string(place.zip),
+                    "DELIVERYADDRESSCOUNTRYREGIONISOCODE": .string("US"),
+                    "PRIMARYCONTACTEMAIL": .string("orders@\(account.lowercased()).example"),
+                    "PRIMARYCONTACTPHONE": .string(place.phone), "LANGUAGEID": .string("en-us"),
                     "SALESCURRENCYCODE": .string("USD"), "CREDITLIMIT": .number("25000"),
                     "CUSTOMERGROUPID": .string("30"), "PAYMENTTERMS": .string("Net30"),
                     "PARTYCOUNTRY": .string("USA"), "SALESMEMO": .string("Key account \(index)"),
