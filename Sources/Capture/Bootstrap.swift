@@ -124,6 +124,7 @@ public final class Bootstrap: @unchecked Sendable {
         var steps: [Step] = []
         for stream in SyncStream.allCases
         where stream.sources.contains(side) && (configuration.streams.isEmpty || configuration.streams.contains(stream))
+            && (!stream.isParty || configuration.generation == .party)
         {
             guard let topic = catalog.topic(.changes, side: side, stream: stream) else {
                 throw UsageError("Topics/ declares no changes topic for \(stream.rawValue)")

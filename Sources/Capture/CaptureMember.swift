@@ -78,7 +78,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             client: client, schema: DataverseSchema(client: client), generation: configuration.generation)
         self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
         // Masters and headers before lines: a round reads a header's changes before its lines'.
-        let kinds = RecordKind.all.filter { kind in
+        let kinds = RecordKind.kinds(for: configuration.generation).filter { kind in
             kind.stream.sources.contains(configuration.side)
                 && (configuration.streams.isEmpty || configuration.streams.contains(kind.stream))
         }.sorted { ($0.role == .line ? 1 : 0) < ($1.role == .line ? 1 : 0) }

@@ -21,7 +21,8 @@ print(
 )
 
 // The demo's and `p2c bench`'s deployment: number sequences, an allowed company, line defaults.
-let configuration = try JSONDecoder().decode(MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8))
+let configuration = try JSONDecoder().decode(
+    MappingConfiguration.self, from: Data(Scenario.mappingConfiguration(.classic).utf8))
 let catalog = try TopicCatalog.load(directory: TopicCatalog.defaultDirectory())
 let translator = RecordTranslator(
     mapper: try Mapper(configuration: configuration), flow: .crmToERP, catalog: catalog)

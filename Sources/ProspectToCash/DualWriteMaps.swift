@@ -4846,6 +4846,885 @@ enum DualWriteMaps {
     "default": null
    }
   ]
+ },
+ "CDS Parties -> msdyn_parties": {
+  "fo_entity": "CDS Parties",
+  "ce_table": "msdyn_parties",
+  "doc_anchor": "mapping-reference.md#220",
+  "source_filter": null,
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "PARTYNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_partynumber",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYTYPE",
+    "map_type": "><",
+    "ce_column": "msdyn_partytype",
+    "default": null,
+    "value_map": [
+     [
+      "person",
+      "192350001"
+     ],
+     [
+      "organization",
+      "192350002"
+     ],
+     [
+      "legalEntity",
+      "192350003"
+     ],
+     [
+      "team",
+      "192350004"
+     ],
+     [
+      "operatingUnit",
+      "192350005"
+     ],
+     [
+      "none",
+      "192350000"
+     ]
+    ]
+   },
+   {
+    "fo_field": "NAMEALIAS",
+    "map_type": "=",
+    "ce_column": "msdyn_namealias",
+    "default": null
+   },
+   {
+    "fo_field": "KNOWNAS",
+    "map_type": "=",
+    "ce_column": "msdyn_nickname",
+    "default": null
+   },
+   {
+    "fo_field": "LANGUAGEID",
+    "map_type": "><",
+    "ce_column": "msdyn_language",
+    "default": null,
+    "value_map": [
+     [
+      "ar",
+      "192350000"
+     ],
+     [
+      "ar-ae",
+      "192350001"
+     ],
+     [
+      "en-us",
+      "192350015"
+     ],
+     [
+      "en-gb",
+      "192350009"
+     ],
+     [
+      "cs",
+      "192350002"
+     ],
+     [
+      "da",
+      "192350003"
+     ],
+     [
+      "de",
+      "192350004"
+     ],
+     [
+      "de-at",
+      "192350005"
+     ],
+     [
+      "de-ch",
+      "192350006"
+     ],
+     [
+      "en-au",
+      "192350007"
+     ],
+     [
+      "en-ca",
+      "192350008"
+     ],
+     [
+      "en-ie",
+      "192350010"
+     ],
+     [
+      "en-in",
+      "192350011"
+     ],
+     [
+      "en-my",
+      "192350012"
+     ],
+     [
+      "en-nz",
+      "192350013"
+     ],
+     [
+      "en-sg",
+      "192350014"
+     ],
+     [
+      "en-za",
+      "192350016"
+     ],
+     [
+      "es",
+      "192350017"
+     ],
+     [
+      "es-mx",
+      "192350018"
+     ],
+     [
+      "et",
+      "192350019"
+     ],
+     [
+      "fi",
+      "192350020"
+     ],
+     [
+      "fr",
+      "192350021"
+     ],
+     [
+      "fr-be",
+      "192350022"
+     ],
+     [
+      "fr-ca",
+      "192350023"
+     ],
+     [
+      "fr-ch",
+      "192350024"
+     ],
+     [
+      "hu",
+      "192350025"
+     ],
+     [
+      "is",
+      "192350026"
+     ],
+     [
+      "it",
+      "192350027"
+     ],
+     [
+      "it-ch",
+      "192350028"
+     ],
+     [
+      "ja",
+      "192350029"
+     ],
+     [
+      "lt",
+      "192350030"
+     ],
+     [
+      "lv",
+      "192350031"
+     ],
+     [
+      "nb-no",
+      "192350032"
+     ],
+     [
+      "nl",
+      "192350033"
+     ],
+     [
+      "nl-be",
+      "192350034"
+     ],
+     [
+      "pl",
+      "192350035"
+     ],
+     [
+      "pt-br",
+      "192350036"
+     ],
+     [
+      "ru",
+      "192350037"
+     ],
+     [
+      "sv",
+      "192350038"
+     ],
+     [
+      "th",
+      "192350039"
+     ],
+     [
+      "tr",
+      "192350040"
+     ],
+     [
+      "zh-hans",
+      "192350041"
+     ]
+    ]
+   },
+   {
+    "fo_field": "ORGANIZATIONNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_organizationname",
+    "default": null
+   },
+   {
+    "fo_field": "ORGANIZATIONABCCODE",
+    "map_type": "><",
+    "ce_column": "msdyn_organizationabccode",
+    "default": null,
+    "value_map": [
+     [
+      "a",
+      "192350000"
+     ],
+     [
+      "b",
+      "192350001"
+     ],
+     [
+      "c",
+      "192350002"
+     ],
+     [
+      "none",
+      "192350003"
+     ]
+    ]
+   },
+   {
+    "fo_field": "ORGANIZATIONNUMOFEMPLOYEES",
+    "map_type": "=",
+    "ce_column": "msdyn_numberofemployees",
+    "default": null
+   },
+   {
+    "fo_field": "ORGANIZATIONNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_organizationnumber",
+    "default": null
+   },
+   {
+    "fo_field": "ORGANIZATIONPHONETICNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_organizationphoneticname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONFIRSTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_firstname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONMIDDLENAME",
+    "map_type": "=",
+    "ce_column": "msdyn_middlename",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONLASTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_lastname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONLASTNAMEPREFIX",
+    "map_type": "=",
+    "ce_column": "msdyn_lastnameprefix",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONINITIALS",
+    "map_type": "=",
+    "ce_column": "msdyn_initials",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPROFESSIONALTITLE",
+    "map_type": "=",
+    "ce_column": "msdyn_professionaltitle",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPROFESSIONALSUFFIX",
+    "map_type": "=",
+    "ce_column": "msdyn_professionalsuffix",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPHONETICFIRSTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_phoneticfirstname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPHONETICLASTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_phoneticlastname",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONPHONETICMIDDLENAME",
+    "map_type": "=",
+    "ce_column": "msdyn_phoneticmiddlename",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONGENDER",
+    "map_type": "><",
+    "ce_column": "msdyn_gender",
+    "default": null,
+    "value_map": [
+     [
+      "male",
+      "1"
+     ],
+     [
+      "female",
+      "2"
+     ],
+     [
+      "non-Specific",
+      "192350000"
+     ],
+     [
+      "unknown",
+      "192350001"
+     ]
+    ]
+   },
+   {
+    "fo_field": "PERSONMARITALSTATUS",
+    "map_type": "><",
+    "ce_column": "msdyn_maritalstatus",
+    "default": null,
+    "value_map": [
+     [
+      "single",
+      "1"
+     ],
+     [
+      "married",
+      "2"
+     ],
+     [
+      "divorced",
+      "3"
+     ],
+     [
+      "widowhood",
+      "4"
+     ],
+     [
+      "none",
+      "192350000"
+     ]
+    ]
+   },
+   {
+    "fo_field": "PERSONHOBBIES",
+    "map_type": "=",
+    "ce_column": "msdyn_hobbies",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONCHILDRENNAMES",
+    "map_type": "=",
+    "ce_column": "msdyn_childrennames",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONANNIVERSARYDAY",
+    "map_type": "=",
+    "ce_column": "msdyn_anniversaryday",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONANNIVERSARYYEAR",
+    "map_type": "=",
+    "ce_column": "msdyn_anniversaryyear",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONBIRTHDAY",
+    "map_type": "=",
+    "ce_column": "msdyn_birthday",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONBIRTHYEAR",
+    "map_type": "=",
+    "ce_column": "msdyn_birthyear",
+    "default": null
+   },
+   {
+    "fo_field": "PERSONANNIVERSARYMONTH",
+    "map_type": "><",
+    "ce_column": "msdyn_anniversarymonth",
+    "default": null,
+    "value_map": [
+     [
+      "january",
+      "1"
+     ],
+     [
+      "february",
+      "2"
+     ],
+     [
+      "march",
+      "3"
+     ],
+     [
+      "none",
+      "0"
+     ],
+     [
+      "april",
+      "4"
+     ],
+     [
+      "may",
+      "5"
+     ],
+     [
+      "june",
+      "6"
+     ],
+     [
+      "july",
+      "7"
+     ],
+     [
+      "august",
+      "8"
+     ],
+     [
+      "september",
+      "9"
+     ],
+     [
+      "october",
+      "10"
+     ],
+     [
+      "november",
+      "11"
+     ],
+     [
+      "december",
+      "12"
+     ]
+    ]
+   },
+   {
+    "fo_field": "PERSONBIRTHMONTH",
+    "map_type": "><",
+    "ce_column": "msdyn_birthmonth",
+    "default": null,
+    "value_map": [
+     [
+      "none",
+      "0"
+     ],
+     [
+      "january",
+      "1"
+     ],
+     [
+      "february",
+      "2"
+     ],
+     [
+      "march",
+      "3"
+     ],
+     [
+      "april",
+      "4"
+     ],
+     [
+      "may",
+      "5"
+     ],
+     [
+      "june",
+      "6"
+     ],
+     [
+      "july",
+      "7"
+     ],
+     [
+      "august",
+      "8"
+     ],
+     [
+      "september",
+      "9"
+     ],
+     [
+      "october",
+      "10"
+     ],
+     [
+      "november",
+      "11"
+     ],
+     [
+      "december",
+      "12"
+     ]
+    ]
+   }
+  ]
+ },
+ "CDS postal address locations -> msdyn_postaladdresscollections": {
+  "fo_entity": "CDS postal address locations",
+  "ce_table": "msdyn_postaladdresscollections",
+  "doc_anchor": "mapping-reference.md#234",
+  "source_filter": null,
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "DESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_description",
+    "default": null
+   },
+   {
+    "fo_field": "LOCATIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_location",
+    "default": null
+   }
+  ]
+ },
+ "CDS postal address history V2 -> msdyn_postaladdresses": {
+  "fo_entity": "CDS postal address history V2",
+  "ce_table": "msdyn_postaladdresses",
+  "doc_anchor": "mapping-reference.md#235",
+  "source_filter": null,
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "LOCATIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_postaladdresscollectionid.msdyn_location",
+    "default": null
+   },
+   {
+    "fo_field": "VALIDFROM",
+    "map_type": "=",
+    "ce_column": "msdyn_validfrom",
+    "default": null
+   },
+   {
+    "fo_field": "VALIDTO",
+    "map_type": "=",
+    "ce_column": "msdyn_validto",
+    "default": null
+   },
+   {
+    "fo_field": "DESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_name",
+    "default": null
+   },
+   {
+    "fo_field": "STREET",
+    "map_type": "=",
+    "ce_column": "msdyn_street",
+    "default": null
+   },
+   {
+    "fo_field": "STREETNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_streetnumber",
+    "default": null
+   },
+   {
+    "fo_field": "CITY",
+    "map_type": "=",
+    "ce_column": "msdyn_city",
+    "default": null
+   },
+   {
+    "fo_field": "STATE",
+    "map_type": "=",
+    "ce_column": "msdyn_state",
+    "default": null
+   },
+   {
+    "fo_field": "COUNTRYREGIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_countryregionid",
+    "default": null
+   },
+   {
+    "fo_field": "ZIPCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_zipcode",
+    "default": null
+   },
+   {
+    "fo_field": "COUNTY",
+    "map_type": "=",
+    "ce_column": "msdyn_county",
+    "default": null
+   },
+   {
+    "fo_field": "DISTRICTNAME",
+    "map_type": "=",
+    "ce_column": "msdyn_district",
+    "default": null
+   },
+   {
+    "fo_field": "BUILDINGCOMPLIMENT",
+    "map_type": "=",
+    "ce_column": "msdyn_buildingcompliment",
+    "default": null
+   },
+   {
+    "fo_field": "POSTBOX",
+    "map_type": "=",
+    "ce_column": "msdyn_postbox",
+    "default": null
+   }
+  ]
+ },
+ "CDS Party postal address locations -> msdyn_partypostaladdresses": {
+  "fo_entity": "CDS Party postal address locations",
+  "ce_table": "msdyn_partypostaladdresses",
+  "doc_anchor": "mapping-reference.md#233",
+  "source_filter": null,
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "ISPRIMARY",
+    "map_type": "><",
+    "ce_column": "msdyn_isprimary",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   },
+   {
+    "fo_field": "LOCATIONID",
+    "map_type": "=",
+    "ce_column": "msdyn_postaladdresscollectionid.msdyn_location",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_partyid.msdyn_partynumber",
+    "default": null
+   },
+   {
+    "fo_field": "PURPOSE",
+    "map_type": "=",
+    "ce_column": "msdyn_postaladdresspurposenames",
+    "default": null
+   },
+   {
+    "fo_field": "ISLOCATIONOWNER",
+    "map_type": ">>",
+    "ce_column": "msdyn_islocationowner",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   }
+  ]
+ },
+ "Party contacts V3 -> msdyn_partyelectronicaddresses": {
+  "fo_entity": "Party contacts V3",
+  "ce_table": "msdyn_partyelectronicaddresses",
+  "doc_anchor": "mapping-reference.md#236",
+  "source_filter": null,
+  "reversed_source_filter": null,
+  "rows": [
+   {
+    "fo_field": "COUNTRYREGIONCODE",
+    "map_type": "=",
+    "ce_column": "msdyn_internationalcallingcode",
+    "default": null
+   },
+   {
+    "fo_field": "DESCRIPTION",
+    "map_type": "=",
+    "ce_column": "msdyn_description",
+    "default": null
+   },
+   {
+    "fo_field": "ELECTRONICADDRESSID",
+    "map_type": "=",
+    "ce_column": "msdyn_electronicaddressnumber",
+    "default": null
+   },
+   {
+    "fo_field": "PARTYNUMBER",
+    "map_type": "=",
+    "ce_column": "msdyn_partyid.msdyn_partynumber",
+    "default": null
+   },
+   {
+    "fo_field": "LOCATOR",
+    "map_type": "=",
+    "ce_column": "msdyn_locator",
+    "default": null
+   },
+   {
+    "fo_field": "LOCATOREXTENSION",
+    "map_type": "=",
+    "ce_column": "msdyn_locatorextension",
+    "default": null
+   },
+   {
+    "fo_field": "ISINSTANTMESSAGE",
+    "map_type": "><",
+    "ce_column": "msdyn_isinstantmessage",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   },
+   {
+    "fo_field": "ISMOBILEPHONE",
+    "map_type": "><",
+    "ce_column": "msdyn_ismobile",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   },
+   {
+    "fo_field": "ISPRIMARY",
+    "map_type": "><",
+    "ce_column": "msdyn_isprimary",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   },
+   {
+    "fo_field": "ISPRIVATE",
+    "map_type": "><",
+    "ce_column": "msdyn_isprivate",
+    "default": null,
+    "value_map": [
+     [
+      "no",
+      "False"
+     ],
+     [
+      "yes",
+      "True"
+     ]
+    ]
+   },
+   {
+    "fo_field": "PURPOSE",
+    "map_type": "=",
+    "ce_column": "msdyn_purpose",
+    "default": null
+   },
+   {
+    "fo_field": "TYPE",
+    "map_type": "><",
+    "ce_column": "msdyn_type",
+    "default": null,
+    "value_map": [
+     [
+      "phone",
+      "192350001"
+     ],
+     [
+      "email",
+      "192350002"
+     ],
+     [
+      "url",
+      "192350003"
+     ],
+     [
+      "telex",
+      "192350004"
+     ],
+     [
+      "fax",
+      "192350005"
+     ],
+     [
+      "facebook",
+      "192350006"
+     ],
+     [
+      "twitter",
+      "192350007"
+     ],
+     [
+      "linkedin",
+      "192350008"
+     ]
+    ]
+   }
+  ]
  }
 }
 """#

@@ -145,22 +145,25 @@ public final class Mapper: Sendable {
         for override in configuration.fieldMaps where maps[override.map] == nil {
             throw ConfigurationError("fieldMaps", "there is no map named \"\(override.map)\"")
         }
-        plans = try Self.compile(maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil })
+        let kinds = RecordKind.kinds(for: configuration.generation)
+        plans = try Self.compile(
+            kinds: kinds, maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil })
         var companyPlans: [String: PlanIndex] = [:]
         for company in Set(configuration.fieldMaps.compactMap(\.company)) {
             companyPlans[company] = try Self.compile(
-                maps: maps, overrides: configuration.fieldMaps.filter { $0.company == nil || $0.company == company })
+                kinds: kinds, maps: maps,
+                overrides: configuration.fieldMaps.filter { $0.company == nil || $0.company == company })
         }
         self.companyPlans = companyPlans
     }
 
     private static func compile(
-        maps: [String: TableMap], overrides: [MappingConfiguration.FieldMapOverride]
+        kinds: [RecordKind], maps: [String: TableMap], overrides: [MappingConfiguration.FieldMapOverride]
     )
         throws(ConfigurationError) -> PlanIndex
     {
         var result: [PlanKey: [MappingPlan]] = [:]
-        for kind in RecordKind.all {
+        for kind in kinds {
             guard var rows = maps[kind.mapName]?.rows else {
                 throw ConfigurationError("maps", "the maps have no \"\(kind.mapName)\"")
             }
@@ -259,6 +262,14 @@ public final class Mapper: Sendable {
             let record = Substring(text(Array(type[..<recordLength]))!)
             let flowsOtherWay = plans.plans(
                 flow: flow == .crmToERP ? .erpToCRM : .crmToERP, type: type, recordLength: recordLength)
+            if let kind = RecordKind.all.first(where: { $0.name(on: flow.source) == record }), kind.stream.isParty,
+                configuration.generation != .party
+            {
+                throw MappingError(
+                    .unknownType,
+                    "\(record) belongs to the \(kind.stream.rawValue) stream, synced only with mapping generation party"
+                )
+            }
             if flowsOtherWay != nil || RecordKind.all.contains(where: { $0.name(on: flow.source) == record }) {
                 throw MappingError(.wrongDirection, "\(record) does not flow \(flow.rawValue)")
             }

@@ -97,7 +97,37 @@ public final class RecordKind: Sendable, Equatable {
             stream: .origins, erpName: "SalesOrderOrigin", crmName: "msdyn_salesorderorigin",
             mapName: "Sales order origin codes -> msdyn_salesorderorigins", erpKey: "ORIGINCODE",
             crmKey: ["msdyn_origincode"], role: .master, erpEntitySet: "SalesOrderOriginCodes"),
+        // The party generation's streams (MAPS-GENERATIONS.md §2, §5). No public OData entity set is
+        // documented for them, so they sync through Kafka only, not through F&O apply or bootstrap.
+        RecordKind(
+            stream: .parties, erpName: "CDSParties", crmName: "msdyn_party", mapName: "CDS Parties -> msdyn_parties",
+            erpKey: "PARTYNUMBER", crmKey: ["msdyn_partynumber"], role: .master, erpEntitySet: nil),
+        // A location is the document of the postal addresses stream: its history (the address, date
+        // effective) and the parties that use it follow it under the same key.
+        RecordKind(
+            stream: .postaladdresses, erpName: "CDSPostalAddressLocations", crmName: "msdyn_postaladdresscollection",
+            mapName: "CDS postal address locations -> msdyn_postaladdresscollections", erpKey: "LOCATIONID",
+            crmKey: ["msdyn_location"], role: .header, erpEntitySet: nil),
+        RecordKind(
+            stream: .postaladdresses, erpName: "CDSPostalAddressHistoryV2", crmName: "msdyn_postaladdress",
+            mapName: "CDS postal address history V2 -> msdyn_postaladdresses", erpKey: "LOCATIONID",
+            crmKey: ["msdyn_postaladdresscollectionid", "msdyn_location"], role: .line, erpEntitySet: nil),
+        RecordKind(
+            stream: .postaladdresses, erpName: "CDSPartyPostalAddressLocations", crmName: "msdyn_partypostaladdress",
+            mapName: "CDS Party postal address locations -> msdyn_partypostaladdresses", erpKey: "LOCATIONID",
+            crmKey: ["msdyn_postaladdresscollectionid", "msdyn_location"], role: .line, erpEntitySet: nil),
+        RecordKind(
+            stream: .electronicaddresses, erpName: "PartyContactsV3", crmName: "msdyn_partyelectronicaddress",
+            mapName: "Party contacts V3 -> msdyn_partyelectronicaddresses", erpKey: "ELECTRONICADDRESSID",
+            crmKey: ["msdyn_electronicaddressnumber"], role: .master, erpEntitySet: nil),
     ]
+
+    /// The kinds a deployment of `generation` syncs: the party streams' only in `party`.
+    public static func kinds(for generation: MapGeneration) -> [RecordKind] {
+        generation == .party ? all : classicKinds
+    }
+
+    private static let classicKinds = all.filter { !$0.stream.isParty }
 
     /// Per F&O entity set: the ERP fields the maps of its kinds name (either generation), in map order.
     public static let erpFieldsByEntitySet: [String: [String]] = {

@@ -23,8 +23,9 @@ public struct Reconciliation: Sendable {
     public typealias Records = [String: [String: JSONObject]]
 
     public init(crm: Records, erp: Records, mapper: Mapper) {
+        let kinds = RecordKind.kinds(for: mapper.configuration.generation)
         var counted = Set<String>()
-        for kind in RecordKind.all {
+        for kind in kinds {
             for side in Side.allCases where counted.insert("\(side.rawValue) \(kind.name(on: side))").inserted {
                 let count = (side == .crm ? crm : erp)[kind.name(on: side)]?.count ?? 0
                 if side == .crm {
@@ -38,7 +39,7 @@ public struct Reconciliation: Sendable {
             let source = side == .crm ? crm : erp
             let target = side == .crm ? erp : crm
             var seen = Set<String>()
-            for kind in RecordKind.all where kind.stream.sources.contains(side) {
+            for kind in kinds where kind.stream.sources.contains(side) {
                 let name = kind.name(on: side)
                 guard seen.insert(name).inserted else { continue }
                 for (key, record) in (source[name] ?? [:]).sorted(by: { $0.key < $1.key }) {

@@ -13,6 +13,9 @@ public final class Scenario {
         /// Documents (quotes and orders) on their way at once.
         public var window: Int = 40
         public var company = "USMF"
+        /// The generation of the maps: with `party`, customers' names, addresses and contact
+        /// information are parties, postal and electronic addresses of their own.
+        public var generation = MapGeneration.classic
         public init(orders: Int, seed: UInt64) {
             self.orders = orders
             self.seed = seed
@@ -59,8 +62,8 @@ public final class Scenario {
 
     public init(crm: Connector, erp: Connector, options: Options) {
         self.options = options
-        self.crm = SimulatedCRM(connector: crm, company: options.company)
-        self.erp = SimulatedERP(connector: erp, company: options.company)
+        self.crm = SimulatedCRM(connector: crm, company: options.company, generation: options.generation)
+        self.erp = SimulatedERP(connector: erp, company: options.company, generation: options.generation)
         random = SplitMix(seed: options.seed)
         let quotes = options.orders / 5
         let erpOrders = options.orders / 10
@@ -263,11 +266,15 @@ public final class Scenario {
     }
 
     /// The mapping settings both the workers and the reconciliation use.
-    public static let mappingConfiguration = """
+    /// The workers' mapping configuration for the story.
+    public static func mappingConfiguration(_ generation: MapGeneration) -> String {
+        """
         {
+          "generation": "\(generation.rawValue)",
           "numberSequences": {"crm": "^C\\\\d+$", "erp": "^F\\\\d+$"},
           "companies": ["USMF"],
           "companyDefaults": {"USMF": {"site": "1", "warehouse": "11", "writeInCategory": "Services"}}
         }
         """
+    }
 }

@@ -12,7 +12,10 @@ public final class SimulatedCRM {
     private var accountSequence = 0
     private var orderSequence = 0
 
-    public init(connector: Connector, company: String) {
+    let generation: MapGeneration
+
+    public init(connector: Connector, company: String, generation: MapGeneration = .classic) {
+        self.generation = generation
         self.connector = connector
         self.company = company
     }
@@ -40,12 +43,18 @@ public final class SimulatedCRM {
                 // Address 1 is the delivery address (type 2, Ship To), as the classic maps write it.
                 "address1_addresstypecode": .number("2"), "address1_country": .string("US"),
                 "emailaddress1": .string("buyer@\(number.lowercased()).example"),
-                "telephone1": .string(place.phone),
+                "telephone1": .string(place.phone), "msdyn_partynumber": .string("P-" + number),
+                "msdyn_partyid": .object(["msdyn_partynumber": .string("P-" + number)]),
                 "creditlimit": .number("10000"), "description": .string("Account \(number)"),
                 "transactioncurrencyid": .object(["isocurrencycode": "USD"]),
                 "msdyn_customergroupid": .object(["msdyn_groupid": "10"]),
                 "msdyn_paymentterm": .object(["msdyn_name": "Net30"]), "msdyn_partycountry": .string("USA"),
             ])
+        if generation == .party {
+            try publishParty(
+                number: number, name: DemoCustomers.name(accountSequence, side: .crm), place: place,
+                email: "buyer@\(number.lowercased()).example")
+        }
         let contact = "CP-" + number
         try connector.change(
             "msdyn_contactforparty", key: "\(company)/\(contact)", company: company,
@@ -55,6 +64,59 @@ public final class SimulatedCRM {
                 "msdyn_employmentprofession": .string("Purchasing manager"),
                 "msdyn_employmentdepartment": .string("Procurement"),
             ])
+    }
+
+    /// An account's party, its delivery address and its e-mail address, as the party and global
+    /// address book tables.
+    private func publishParty(
+        number: String, name: String, place: DemoCustomers.Place, email: String
+    )
+        throws(KafkaError)
+    {
+        let party = "P-" + number
+        let location = "L-" + number
+        let records: [(String, String, JSONObject)] = [
+            (
+                "msdyn_party", party,
+                [
+                    "msdyn_partynumber": .string(party), "msdyn_partytype": .number("192350002"),
+                    "msdyn_organizationname": .string(name), "msdyn_namealias": .string(String(name.prefix(12))),
+                    "msdyn_language": .number("192350015"),
+                ]
+            ),
+            (
+                "msdyn_postaladdresscollection", location,
+                ["msdyn_location": .string(location), "msdyn_description": "Delivery"]
+            ),
+            (
+                "msdyn_postaladdress", location,
+                [
+                    "msdyn_postaladdresscollectionid": .object(["msdyn_location": .string(location)]),
+                    "msdyn_name": "Delivery", "msdyn_street": .string(place.street), "msdyn_city": .string(place.city),
+                    "msdyn_state": .string(place.state), "msdyn_zipcode": .string(place.zip),
+                    "msdyn_countryregionid": "USA", "msdyn_validfrom": "2026-01-01T00:00:00Z",
+                ]
+            ),
+            (
+                "msdyn_partypostaladdress", location,
+                [
+                    "msdyn_postaladdresscollectionid": .object(["msdyn_location": .string(location)]),
+                    "msdyn_partyid": .object(["msdyn_partynumber": .string(party)]),
+                    "msdyn_postaladdresspurposenames": "Delivery", "msdyn_isprimary": .bool(true),
+                ]
+            ),
+            (
+                "msdyn_partyelectronicaddress", "EA-" + number,
+                [
+                    "msdyn_electronicaddressnumber": .string("EA-" + number),
+                    "msdyn_partyid": .object(["msdyn_partynumber": .string(party)]), "msdyn_locator": .string(email),
+                    "msdyn_type": .number("192350002"), "msdyn_isprimary": .bool(true), "msdyn_description": "Orders",
+                ]
+            ),
+        ]
+        for (record, key, fields) in records {
+            try connector.change(record, key: "\(company)/\(key)", company: company, fields: fields)
+        }
     }
 
     /// A prospect signs: its relationship type becomes Customer and it reaches the ERP.

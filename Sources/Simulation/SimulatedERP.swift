@@ -29,7 +29,10 @@ public final class SimulatedERP {
         case open, confirmed, picked, delivered, invoiced
     }
 
-    public init(connector: Connector, company: String) {
+    let generation: MapGeneration
+
+    public init(connector: Connector, company: String, generation: MapGeneration = .classic) {
+        self.generation = generation
         self.connector = connector
         self.company = company
     }
@@ -76,11 +79,19 @@ public final class SimulatedERP {
                     "DELIVERYADDRESSCOUNTRYREGIONISOCODE": .string("US"),
                     "PRIMARYCONTACTEMAIL": .string("orders@\(account.lowercased()).example"),
                     "PRIMARYCONTACTPHONE": .string(place.phone), "LANGUAGEID": .string("en-us"),
+                    "PARTYNUMBER": .string("P-E" + pad(index, 3)),
                     "SALESCURRENCYCODE": .string("USD"), "CREDITLIMIT": .number("25000"),
                     "CUSTOMERGROUPID": .string("30"), "PAYMENTTERMS": .string("Net30"),
                     "PARTYCOUNTRY": .string("USA"), "SALESMEMO": .string("Key account \(index)"),
                     "dataAreaId": .string(company),
                 ])
+            if generation == .party {
+                // The customer came first; its party and addresses follow (the order party-gab.md
+                // recommends), and the CRM takes the customer before its party exists.
+                try publishParty(
+                    index: index, number: "P-E" + pad(index, 3), name: DemoCustomers.name(index, side: .erp),
+                    place: place, email: "orders@\(account.lowercased()).example")
+            }
             let contact = "CP-E" + pad(index, 3)
             try connector.change(
                 "ContactsV2", key: "\(company)/\(contact)", company: company,
@@ -89,6 +100,53 @@ public final class SimulatedERP {
                     "EMPLOYMENTPROFESSION": .string("Buyer"), "EMPLOYMENTDEPARTMENT": .string("Purchasing"),
                     "dataAreaId": .string(company),
                 ])
+        }
+    }
+
+    /// A customer's party, its delivery address (location, address, the party's use of it) and its
+    /// e-mail address, as the party generation's entities.
+    private func publishParty(
+        index: Int, number: String, name: String, place: DemoCustomers.Place, email: String
+    )
+        throws(KafkaError)
+    {
+        let location = "L-E" + pad(index, 3)
+        let records: [(String, String, JSONObject)] = [
+            (
+                "CDSParties", number,
+                [
+                    "PARTYNUMBER": .string(number), "PARTYTYPE": "organization", "ORGANIZATIONNAME": .string(name),
+                    "NAMEALIAS": .string(String(name.prefix(12))), "LANGUAGEID": "en-us",
+                ]
+            ),
+            ("CDSPostalAddressLocations", location, ["LOCATIONID": .string(location), "DESCRIPTION": "Delivery"]),
+            (
+                "CDSPostalAddressHistoryV2", location,
+                [
+                    "LOCATIONID": .string(location), "DESCRIPTION": "Delivery", "STREET": .string(place.street),
+                    "CITY": .string(place.city), "STATE": .string(place.state), "ZIPCODE": .string(place.zip),
+                    "COUNTRYREGIONID": "USA", "VALIDFROM": "2026-01-01T00:00:00Z",
+                ]
+            ),
+            (
+                "CDSPartyPostalAddressLocations", location,
+                [
+                    "LOCATIONID": .string(location), "PARTYNUMBER": .string(number), "PURPOSE": "Delivery",
+                    "ISPRIMARY": "yes",
+                ]
+            ),
+            (
+                "PartyContactsV3", "EA-E" + pad(index, 3),
+                [
+                    "ELECTRONICADDRESSID": .string("EA-E" + pad(index, 3)), "PARTYNUMBER": .string(number),
+                    "LOCATOR": .string(email), "TYPE": "email", "ISPRIMARY": "yes", "DESCRIPTION": "Orders",
+                ]
+            ),
+        ]
+        for (record, key, fields) in records {
+            var fields = fields
+            fields["dataAreaId"] = .string(company)
+            try connector.change(record, key: "\(company)/\(key)", company: company, fields: fields)
         }
     }
 

@@ -9,14 +9,21 @@ public enum Side: String, Sendable, CaseIterable, Codable {
 /// A prospect-to-cash stream: one kind of business record, flowing one or both ways.
 public enum SyncStream: String, Sendable, CaseIterable, Codable {
     case customers, contacts, products, quotes, orders, invoices, origins
+    /// The party and global address book streams, synced only by the `party` generation of the maps:
+    /// parties (names), postal addresses (locations, their history, and which party uses which),
+    /// electronic addresses (e-mail, phone, URL).
+    case parties, postaladdresses, electronicaddresses
 
     /// The sides whose changes this stream carries to the other side (DESIGN.md's direction column).
     public var sources: Set<Side> {
         switch self {
-        case .customers, .contacts, .quotes, .orders: [.crm, .erp]
+        case .customers, .contacts, .quotes, .orders, .parties, .postaladdresses, .electronicaddresses: [.crm, .erp]
         case .products, .invoices, .origins: [.erp]
         }
     }
+
+    /// Whether only the party generation of the maps syncs this stream.
+    public var isParty: Bool { [.parties, .postaladdresses, .electronicaddresses].contains(self) }
 }
 
 /// What a topic holds.

@@ -397,7 +397,7 @@ private struct Bench {
         try Data(
             """
             {"flow": "crm-to-erp", "streams": ["orders"], "delivery": "\(delivery.rawValue)", "passThrough": \(passThrough),
-             "sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(fetchWait)"}, "mapping": \(Scenario.mappingConfiguration)}
+             "sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(fetchWait)"}, "mapping": \(Scenario.mappingConfiguration(.classic))}
             """.utf8
         ).write(to: file)
         let fleet = Fleet(bootstrap: bootstrap, configuration: file.path, topics: topics, logs: folder, name: "bench")

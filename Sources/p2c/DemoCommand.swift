@@ -21,6 +21,11 @@ enum DemoCommand {
             OptionSpec(
                 "seed", value: "n", help: "Seed of the scenario: the same seed tells the same story.", default: "1"),
             OptionSpec("chaos", help: "Kill one worker of each flow with SIGKILL halfway and start a new one."),
+            OptionSpec(
+                "generation", value: "classic|party",
+                help:
+                    "The generation of the maps: party also syncs parties, postal and electronic addresses.",
+                default: "classic"),
             OptionSpec("timeout", value: "seconds", help: "Give up (exit 1) after this long.", default: "900"),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
@@ -43,6 +48,10 @@ enum DemoCommand {
         let directory = arguments.string("topics") ?? TopicCatalog.defaultDirectory()
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let chaos = arguments.flag("chaos")
+        let generationText = arguments.string("generation") ?? "classic"
+        guard let generation = MapGeneration(rawValue: generationText) else {
+            throw UsageError("--generation must be classic or party, got '\(generationText)'", command: spec.name)
+        }
         let stop = Atomic<Bool>(false)
         // SIGINT or SIGTERM ends the run early; the report still comes, and says so.
         Task {
@@ -51,7 +60,8 @@ enum DemoCommand {
         }
         return try await Blocking.run {
             try DemoRun(
-                orders: orders, workers: workers, seed: seed, chaos: chaos, timeout: timeout, catalog: catalog,
+                orders: orders, workers: workers, seed: seed, chaos: chaos, generation: generation, timeout: timeout,
+                catalog: catalog,
                 topicsDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path
             ).execute { stop.load(ordering: .relaxed) }
         }
@@ -64,6 +74,7 @@ private struct DemoRun {
     var workers: Int
     var seed: UInt64
     var chaos: Bool
+    var generation: MapGeneration
     var timeout: Int
     var catalog: TopicCatalog
     var topicsDirectory: String
@@ -85,11 +96,11 @@ private struct DemoRun {
         try Data(
             """
             {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "\(Self.fetchWait)"},
-             "mapping": \(Scenario.mappingConfiguration)}
+             "mapping": \(Scenario.mappingConfiguration(generation))}
             """.utf8
         ).write(to: configuration)
         print(
-            "p2c demo: embedded broker at \(bootstrap), \(catalog.topics.count) topics; \(orders) orders, \(workers) worker(s) per flow, seed \(seed)"
+            "p2c demo: embedded broker at \(bootstrap), \(catalog.topics.count) topics; \(orders) orders, \(workers) worker(s) per flow, seed \(seed), \(generation.rawValue) maps"
         )
 
         // The systems join their own groups while the workers start.
@@ -116,7 +127,9 @@ private struct DemoRun {
         }
         print("p2c demo: \(fleet.members.count) workers ready after \(elapsed(since: started))")
 
-        let scenario = Scenario(crm: crm, erp: erp, options: Scenario.Options(orders: orders, seed: seed))
+        var options = Scenario.Options(orders: orders, seed: seed)
+        options.generation = generation
+        let scenario = Scenario(crm: crm, erp: erp, options: options)
         let lag = try Flow.allCases.map { flow in
             try GroupLag(
                 bootstrapServers: bootstrap, group: "p2c-\(flow.rawValue)",
@@ -178,7 +191,7 @@ private struct DemoRun {
 
         let mapper = try Mapper(
             configuration: JSONDecoder().decode(
-                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8)))
+                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration(generation).utf8)))
         let reconciliation = Reconciliation(crm: crm.records, erp: erp.records, mapper: mapper)
         let dlqTopics = catalog.topics.filter { $0.role == .dlq }.map(\.name)
         let letters = try DeadLetters(bootstrapServers: bootstrap, topics: dlqTopics).letters
@@ -214,11 +227,15 @@ private struct DemoRun {
         letters: [DeadLetters.Letter], settled: Bool, fleet: Fleet, started: Int64, logs: String
     ) -> Int32 {
         print("\np2c demo: reconciliation after \(elapsed(since: started))")
-        print("  stream      CRM records  ERP records  compared  held back  fields compared")
-        for stream in SyncStream.allCases {
+        let streams = SyncStream.allCases.filter { !$0.isParty || generation == .party }
+        let width = streams.map(\.rawValue.count).max()!
+        print(
+            "  stream" + String(repeating: " ", count: width - 6)
+                + "  CRM records  ERP records  compared  held back  fields compared")
+        for stream in streams {
             let c = reconciliation.counts[stream] ?? Reconciliation.Counts()
             print(
-                "  \(stream.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
+                "  \(stream.rawValue.padding(toLength: width, withPad: " ", startingAt: 0))"
                     + [c.crmRecords, c.erpRecords, c.compared, c.filtered, c.fields].enumerated().map { index, value in
                         String(value).leftPadded(to: [13, 13, 10, 11, 17][index])
                     }.joined())

@@ -24,7 +24,9 @@ struct DemoCommandTests {
         #expect(!output.contains("NOT EXPECTED"))
         #expect(output.contains("60 invoiced in the CRM"))
         #expect(output.contains("result: the systems agree"))
-        // Every stream is reconciled, with records on both sides.
+        // Every stream of the classic generation is reconciled, with records on both sides; the
+        // party streams are not part of it.
+        #expect(!output.contains("  parties "))
         for stream in ["customers", "contacts", "products", "quotes", "orders", "invoices", "origins"] {
             let row = output.split(separator: "\n").first { $0.hasPrefix("  \(stream) ") }
             let numbers = row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
@@ -32,6 +34,34 @@ struct DemoCommandTests {
                 numbers.count == 5 && numbers[0] > 0 && numbers[1] > 0 && numbers[2] > 0,
                 "\(row ?? "no row for \(stream)")")
         }
+    }
+
+    @Test(
+        "The party generation's story: customers, then their parties, postal and electronic addresses, made on both sides, reach the other side and reconcile field by field"
+    )
+    func partyStory() async throws {
+        let (status, output, errors) = try await Blocking.run {
+            try run(
+                p2cBinary,
+                [
+                    "demo", "--orders", "30", "--workers", "1", "--generation", "party", "--timeout", "150", "--topics",
+                    topicsDirectory,
+                ])
+        }
+        #expect(status == 0, "\(output)\n\(errors.suffix(3_000))\n\(workerLogs(output))")
+        #expect(output.contains("party maps"))
+        #expect(output.contains("result: the systems agree"))
+        let rows = output.split(separator: "\n")
+        for stream in ["customers", "parties", "postaladdresses", "electronicaddresses"] {
+            let row = rows.first { $0.hasPrefix("  \(stream) ") }
+            let numbers = row?.split(separator: " ").dropFirst().compactMap { Int($0) } ?? []
+            #expect(
+                numbers.count == 5 && numbers[0] > 0 && numbers[1] > 0 && numbers[2] > 0 && numbers[4] > 0,
+                "\(row ?? "no row for \(stream)")")
+        }
+        // Each side made customers of its own, each with a party: both directions are compared.
+        let parties = rows.first { $0.hasPrefix("  parties ") }?.split(separator: " ").compactMap { Int($0) } ?? []
+        #expect(parties.count == 5 && parties[2] == parties[0] + parties[1], "\(parties)")
     }
 
     /// The last lines of every worker's log, from the folder the report names.
@@ -50,6 +80,7 @@ struct DemoCommandTests {
     func badFlags() throws {
         for arguments in [
             ["demo", "--orders", "5"], ["demo", "--workers", "0"], ["demo", "--seed", "x"], ["demo", "--bogus"],
+            ["demo", "--generation", "gab"],
         ] {
             let (status, _, errors) = try run(p2cBinary, arguments)
             #expect(status == 2, "\(arguments)")

@@ -9,11 +9,11 @@ struct TopicsCommandTests {
         let result = try run(p2cBinary, ["topics", "list", "--topics", topicsDirectory])
         #expect(result.status == 0)
         let lines = result.stdout.split(separator: "\n")
-        #expect(lines.count == 45)
+        #expect(lines.count == 69)
         #expect(lines.contains { $0.hasPrefix("crm.orders.changes  orders crm changes  partitions=24 replicas=3") })
     }
 
-    @Test("On an empty cluster, plan lists all 45 to create; apply on the embedded broker says it cannot, exit 1")
+    @Test("On an empty cluster, plan lists all 69 to create; apply on the embedded broker says it cannot, exit 1")
     func emptyCluster() throws {
         let cluster = try EmbeddedCluster(brokers: 1)
         let plan = try run(
@@ -22,7 +22,7 @@ struct TopicsCommandTests {
         #expect(
             plan.stdout.contains(
                 "create   crm.orders.changes  partitions=24 replicas=3 cleanup.policy=delete retention.ms=604800000"))
-        #expect(plan.stdout.contains("45 to create, 0 in place"))
+        #expect(plan.stdout.contains("69 to create, 0 in place"))
         let apply = try run(
             p2cBinary,
             ["topics", "apply", "--bootstrap-servers", cluster.bootstrapServers, "--topics", topicsDirectory])
@@ -51,7 +51,7 @@ struct TopicsCommandTests {
                 try run(p2cBinary, ["topics", "apply", "--bootstrap-servers", bootstrap, "--topics", topicsDirectory])
             )
         }
-        #expect(plan.stdout.contains("0 to create, 45 in place"))
+        #expect(plan.stdout.contains("0 to create, 69 in place"))
         #expect(changed.stdout.contains("differs  crm.orders.changes  declared partitions=30, cluster has 24"))
         #expect(apply.status == 0)
         #expect(apply.stdout.contains("nothing to create"))

@@ -83,6 +83,36 @@ struct GenerationTests {
         #expect(party.value(at: ["msdyn_associatedcontact", "msdyn_contactforpartynumber"]) == .string("CP-7"))
     }
 
+    @Test(
+        "Party streams: a party's postal address history arrives under its location, keyed by it; the classic generation refuses party records, naming the setting"
+    )
+    func partyStreams() throws {
+        let history = RecordKind.all.first { $0.crmName == "msdyn_postaladdress" }!
+        let data = JSONObject([
+            "LOCATIONID": "L-1", "CITY": "Redmond", "STREET": "1 Main Street", "VALIDFROM": "2026-01-01T00:00:00Z",
+        ])
+        guard
+            case .mapped(let outputs) = outcome(
+                event(history, side: .erp, data: data), .erpToCRM, using: mappers[.party]!)
+        else {
+            Issue.record("not mapped")
+            return
+        }
+        #expect(outputs[0].stream == .postaladdresses)
+        #expect(outputs[0].event.subject == "USMF/L-1")
+        #expect(
+            outputs[0].event.data.value(at: ["msdyn_postaladdresscollectionid", "msdyn_location"]) == .string("L-1"))
+        #expect(outputs[0].event.data["msdyn_city"] == .string("Redmond"))
+
+        let refused = outcome(event(history, side: .erp, data: data), .erpToCRM, using: mappers[.classic]!)
+        guard case .refused(let error) = refused else {
+            Issue.record("classic mapped a party record: \(refused)")
+            return
+        }
+        #expect(error.code == .unknownType)
+        #expect(error.message.contains("generation party"), "\(error.message)")
+    }
+
     @Test("A generation that is neither fails naming the setting")
     func badGeneration() throws {
         let json = Data(#"{"generation": "gab"}"#.utf8)

@@ -11,7 +11,7 @@ struct ReconciliationTests {
     init() throws {
         mapper = try Mapper(
             configuration: JSONDecoder().decode(
-                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration.utf8)))
+                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration(.classic).utf8)))
     }
 
     /// A CRM order line and the ERP line the maps make of it (discount split into unit and charge).
