@@ -51,6 +51,20 @@ struct DataverseTable: Sendable {
             .init("invoice", "invoices", keys: [["msdyn_invoicenumber"]]),
             .init("invoicedetail", "invoicedetails", keys: [["_invoiceid_value", "sequencenumber"]]),
             .init("msdyn_salesorderorigin", "msdyn_salesorderorigins", keys: [["msdyn_origincode"]]),
+            // The party and global address book tables of the party generation, keyed by the natural
+            // keys MAPS-GENERATIONS.md §5 gives (an address by its location and validity start, a
+            // party's use of a location by both).
+            .init("msdyn_party", "msdyn_parties", keys: [["msdyn_partynumber"]]),
+            .init("msdyn_postaladdresscollection", "msdyn_postaladdresscollections", keys: [["msdyn_location"]]),
+            .init(
+                "msdyn_postaladdress", "msdyn_postaladdresses",
+                keys: [["_msdyn_postaladdresscollectionid_value", "msdyn_validfrom"]]),
+            .init(
+                "msdyn_partypostaladdress", "msdyn_partypostaladdresses",
+                keys: [["_msdyn_partyid_value", "_msdyn_postaladdresscollectionid_value"]]),
+            .init(
+                "msdyn_partyelectronicaddress", "msdyn_partyelectronicaddresses",
+                keys: [["msdyn_electronicaddressnumber"]]),
         ]
         var references: [String: DataverseTable] = [:]
         for index in tables.indices {
@@ -96,7 +110,8 @@ struct DataverseTable: Sendable {
     /// The table a lookup attribute references, where its name does not say it (`<table>id`).
     private static let referencedTable: [String: String] = [
         "defaultuomid": "uom", "msdyn_associatedcontact": "msdyn_contactforparty",
-        "msdyn_billingaccount": "account", "msdyn_contactperson": "contact",
+        "msdyn_billingaccount": "account", "msdyn_contactperson": "contact", "primarycontactid": "contact",
+        "msdyn_postaladdresscollectionid": "msdyn_postaladdresscollection",
         "msdyn_customerpaymentmethod": "msdyn_customerpaymentmethod",
         "msdyn_defaultshippingsite": "msdyn_operationalsite",
         "msdyn_defaultshippingwarehouse": "msdyn_warehouse", "msdyn_deliverymode": "msdyn_modeofdelivery",

@@ -237,7 +237,8 @@ struct ApplyTests {
         let simulator = try DataverseSimulator(clients: [apply, secondApply, person], limits: limits, faults: faults)
         defer { simulator.stop() }
         var story = InboundStory()
-        let kinds = Dictionary(uniqueKeysWithValues: RecordKind.all.map { ($0.crmName, $0) })
+        // The simulator's P2C tables: the party streams' tables are not among them.
+        let kinds = Dictionary(uniqueKeysWithValues: RecordKind.kinds(for: .classic).map { ($0.crmName, $0) })
         let accounts = (1...120).map { "US-\(String(format: "%04d", $0))" }
         let products = (1...40).map { "D\(String(format: "%04d", $0))" }
         for account in accounts {
@@ -412,6 +413,69 @@ struct ApplyTests {
         #expect(letter.header(DeadLetter.messageHeader)?.text?.contains("PATCH ") == true)
         #expect(letter.header(DeadLetter.sourceTopicHeader)?.text == "crm.customers.inbound")
         #expect(letter.header("ce_type")?.text == "account.upserted")
+    }
+
+    @Test(
+        "Party generation: a customer that arrives before its party waits for it, then the party, its delivery address (location, address, the party's use of it) and its e-mail are written by their natural keys (MAPS-GENERATIONS.md §5)"
+    )
+    func partyStreams() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        let party: JSONObject = ["msdyn_partynumber": "P-77"]
+        let location: JSONObject = ["msdyn_location": "L-77"]
+        // The customer first, naming a party that does not exist yet.
+        try publish([
+            inbound(.customers, "account", "US-77", ["accountnumber": "US-77", "msdyn_partyid": .object(party)])
+        ])
+        let (applier, running) = try member(
+            simulator, streams: [.customers, .parties, .postaladdresses, .electronicaddresses])
+        try await waitUntil(.seconds(15)) { applier.metrics.waiting.value >= 2 }
+        #expect(simulator.rows("accounts").isEmpty)
+        try publish([
+            inbound(
+                .parties, "msdyn_party", "P-77",
+                [
+                    "msdyn_partynumber": "P-77", "msdyn_organizationname": "Litware, Inc.",
+                    "msdyn_partytype": .number("192350002"),
+                ]),
+            inbound(.postaladdresses, "msdyn_postaladdresscollection", "L-77", ["msdyn_location": "L-77"]),
+            inbound(
+                .postaladdresses, "msdyn_postaladdress", "L-77",
+                [
+                    "msdyn_postaladdresscollectionid": .object(location), "msdyn_validfrom": "2026-01-01T00:00:00Z",
+                    "msdyn_city": "Redmond", "msdyn_street": "1 Main Street",
+                ]),
+            inbound(
+                .postaladdresses, "msdyn_partypostaladdress", "L-77",
+                [
+                    "msdyn_postaladdresscollectionid": .object(location), "msdyn_partyid": .object(party),
+                    "msdyn_isprimary": .bool(true),
+                ]),
+            inbound(
+                .electronicaddresses, "msdyn_partyelectronicaddress", "EA-77",
+                [
+                    "msdyn_electronicaddressnumber": "EA-77", "msdyn_partyid": .object(party),
+                    "msdyn_locator": "info@litware.example", "msdyn_type": .number("192350002"),
+                ]),
+        ])
+        try await waitUntil(.seconds(60)) {
+            simulator.rows("accounts").count == 1 && simulator.rows("msdyn_partyelectronicaddresses").count == 1
+                && simulator.rows("msdyn_partypostaladdresses").count == 1
+        }
+        #expect(running.stop() == nil)
+        #expect(applier.metrics.deadLettered.value == 0)
+        let written = try #require(simulator.rows("msdyn_parties").first)
+        #expect(written["msdyn_organizationname"] == .string("Litware, Inc."))
+        #expect(simulator.rows("accounts").first?["_msdyn_partyid_value"] == written["msdyn_partyid"])
+        let address = try #require(simulator.rows("msdyn_postaladdresses").first)
+        #expect(address["msdyn_city"] == .string("Redmond"))
+        let collection = try #require(simulator.rows("msdyn_postaladdresscollections").first)
+        #expect(address["_msdyn_postaladdresscollectionid_value"] == collection["msdyn_postaladdresscollectionid"])
+        let link = try #require(simulator.rows("msdyn_partypostaladdresses").first)
+        #expect(link["_msdyn_partyid_value"] == written["msdyn_partyid"])
+        #expect(
+            simulator.rows("msdyn_partyelectronicaddresses").first?["msdyn_locator"]
+                == .string("info@litware.example"))
     }
 
     @Test(

@@ -95,6 +95,55 @@ struct CaptureTests {
     }
 
     @Test(
+        "Party generation: a person's party, location and address in Sales become change events of the party streams, an address under its location's key with the location as a natural key"
+    )
+    func partyTables() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person, reader])
+        defer { simulator.stop() }
+        let seller = client(simulator, person)
+        for (resource, body) in [
+            ("msdyn_parties", ["msdyn_partynumber": "P-1", "msdyn_organizationname": "Litware, Inc."] as JSONObject),
+            ("msdyn_postaladdresscollections", ["msdyn_location": "L-1"]),
+            (
+                "msdyn_postaladdresses",
+                [
+                    "msdyn_postaladdresscollectionid@odata.bind":
+                        "/msdyn_postaladdresscollections(msdyn_location='L-1')",
+                    "msdyn_validfrom": "2026-01-01T00:00:00Z", "msdyn_city": "Redmond",
+                ]
+            ),
+        ] {
+            let answer = try await seller.send("POST", resource, body: body)
+            #expect(answer.status == 204, "\(resource): \(answer.status)")
+        }
+        var configuration = CaptureConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "capture")
+        configuration.groupID = "capture-party"
+        configuration.company = "USMF"
+        configuration.generation = .party
+        configuration.streams = [.parties, .postaladdresses]
+        configuration.pollIntervalMilliseconds = 300
+        configuration.sessionTimeoutMilliseconds = 6_000
+        let member = try CaptureMember(
+            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            applyUsers: [apply.systemUserID])
+        let running = RunningMember(member)
+        try await waitUntil(.seconds(30)) {
+            try read("crm.parties.changes").count >= 1 && read("crm.postaladdresses.changes").count >= 2
+        }
+        #expect(running.stop() == nil)
+        let parties = try read("crm.parties.changes")
+        #expect(parties.map(\.type) == ["msdyn_party.upserted"])
+        #expect(parties.first?.data["msdyn_organizationname"] == "Litware, Inc.")
+        #expect(parties.first?.header("ce_subject")?.text == "USMF/P-1")
+        let addresses = try read("crm.postaladdresses.changes")
+        #expect(addresses.map(\.type) == ["msdyn_postaladdresscollection.upserted", "msdyn_postaladdress.upserted"])
+        #expect(addresses.allSatisfy { $0.header("ce_subject")?.text == "USMF/L-1" })
+        #expect(addresses.last?.data["msdyn_postaladdresscollectionid"] == .object(["msdyn_location": "L-1"]))
+        #expect(addresses.last?.data["msdyn_city"] == "Redmond")
+    }
+
+    @Test(
         "A person's upserts, updates and deletes in Sales become change events in order with natural keys, the header before its lines; the apply identity's writes are marked ce_origin p2c; nothing is published twice"
     )
     func personAndApplyChanges() async throws {
