@@ -189,9 +189,12 @@ struct CaptureTests {
             configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
             applyUsers: [apply.systemUserID])
         let running = RunningMember(member)
-        try await waitUntil(.seconds(30)) {
+        // The snapshot first, whole: the person's changes below must come after it (a loaded
+        // machine can take a while to read the tables' pages).
+        try await waitUntil(.seconds(90)) {
             try read("crm.orders.changes").count >= 4 && read("crm.customers.changes").count >= 2
         }
+        try #require(try read("crm.orders.changes").count >= 4, "the snapshot of the order and its lines")
 
         // Then the person changes things: an update, a delete, a new line.
         try await write(
