@@ -229,15 +229,9 @@ public final class Bootstrap: @unchecked Sendable {
             let topic = topics[step.kind.stream]
         else { return nil }
         let name = step.kind.name(on: side)
-        let subject = "\(record.company)/\(number)"
-        return OutgoingRecord(
-            topic: topic, key: Array(subject.utf8), value: record.data.jsonBytes,
-            headers: [
-                KafkaHeader("ce_specversion", "1.0"), KafkaHeader("ce_id", "\(side.rawValue)/\(name)/\(record.id)"),
-                KafkaHeader("ce_source", side.rawValue), KafkaHeader("ce_type", "\(name).upserted"),
-                KafkaHeader("ce_time", Date().formatted(.iso8601)), KafkaHeader("ce_subject", subject),
-                KafkaHeader("ce_company", record.company), KafkaHeader("content-type", "application/json"),
-            ])
+        return ChangeEvent.record(
+            topic: topic, side: side, record: name, id: "\(side.rawValue)/\(name)/\(record.id)",
+            subject: "\(record.company)/\(number)", company: record.company, data: record.data)
     }
 
     /// A page's events and the position after it, in one transaction.
@@ -379,9 +373,10 @@ struct DataverseBootstrapSource: BootstrapSource {
     let records: DataverseRecords
     let company: String
 
-    init(client: ServiceClient, company: String, generation: MapGeneration) {
+    init(client: ServiceClient, company: String, generation: MapGeneration, bothWays: Bool = false) {
         self.client = client
-        records = DataverseRecords(client: client, schema: DataverseSchema(client: client), generation: generation)
+        records = DataverseRecords(
+            client: client, schema: DataverseSchema(client: client), generation: generation, bothWays: bothWays)
         self.company = company
     }
 

@@ -285,18 +285,11 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         _ table: TableState, id: String, action: String, subject: String, record: JSONObject, echo: Bool,
         time: String? = nil
     ) -> OutgoingRecord {
-        var headers = [
-            KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", "\(configuration.side.rawValue)/\(table.kind.crmName)/\(id)"),
-            KafkaHeader("ce_source", configuration.side.rawValue),
-            KafkaHeader("ce_type", "\(table.kind.crmName).\(action)"),
-            // When the row changed, as the service stamped it.
-            KafkaHeader("ce_time", time ?? Date().formatted(.iso8601)),
-            KafkaHeader("ce_subject", subject), KafkaHeader("ce_company", configuration.company),
-            KafkaHeader("content-type", "application/json"),
-        ]
-        if echo { headers.append(KafkaHeader("ce_origin", "p2c")) }
-        return OutgoingRecord(topic: table.topic, key: Array(subject.utf8), value: record.jsonBytes, headers: headers)
+        // The time: when the row changed, as the service stamped it.
+        ChangeEvent.record(
+            topic: table.topic, side: configuration.side, record: table.kind.crmName, action: action,
+            id: "\(configuration.side.rawValue)/\(table.kind.crmName)/\(id)", subject: subject,
+            company: configuration.company, data: record, time: time, echo: echo)
     }
 
     /// Publishes a page's events, the table's link and its rows' key changes in one transaction.

@@ -154,16 +154,10 @@ public final class WebhookReceiver: Sendable {
         let echo = users.contains(where: applyUsers.contains)
         if echo { metrics.echoes.add() }
         let name = kind.name(on: side)
-        var headers = [
-            KafkaHeader("ce_specversion", "1.0"),
-            KafkaHeader("ce_id", "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)"),
-            KafkaHeader("ce_source", side.rawValue),
-            KafkaHeader("ce_type", "\(name).\(deleted ? "deleted" : "upserted")"),
-            KafkaHeader("ce_time", Date().formatted(.iso8601)), KafkaHeader("ce_subject", subject),
-            KafkaHeader("ce_company", company), KafkaHeader("content-type", "application/json"),
-        ]
-        if echo { headers.append(KafkaHeader("ce_origin", "p2c")) }
-        return OutgoingRecord(topic: topic, key: Array(subject.utf8), value: data.jsonBytes, headers: headers)
+        return ChangeEvent.record(
+            topic: topic, side: side, record: name, action: deleted ? "deleted" : "upserted",
+            id: "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)", subject: subject, company: company,
+            data: data, echo: echo)
     }
 
     /// Sends `event` and waits for its delivery report: nil once Kafka has it.

@@ -37,12 +37,16 @@ public final class DataverseRecords: Sendable {
 
     /// The maps of the deployment's generation: which columns an event carries.
     private let maps: [String: TableMap]
+    private let bothWays: Bool
 
-    /// Reads the columns `generation`'s maps send to the ERP.
-    public init(client: ServiceClient, schema: DataverseSchema, generation: MapGeneration = .classic) {
+    /// Reads the columns `generation`'s maps send to the ERP (`bothWays`: also those they write).
+    public init(
+        client: ServiceClient, schema: DataverseSchema, generation: MapGeneration = .classic, bothWays: Bool = false
+    ) {
         self.client = client
         self.schema = schema
         maps = TableMap.maps(for: generation)
+        self.bothWays = bothWays
     }
 
     /// The columns the maps' source filters read on the CRM side (maps.json's
@@ -60,7 +64,7 @@ public final class DataverseRecords: Sendable {
         var lookups: [(String, [(DataverseTableDefinition, String)])] = []
         var seen = Set(columns)
         let rows = maps[kind.mapName]?.rows ?? []
-        for row in rows where row.type.flowsToERP && row.crmColumn != "none" {
+        for row in rows where (row.type.flowsToERP || bothWays) && row.crmColumn != "none" {
             if let open = row.crmColumn.range(of: ".Account(") {
                 // customerid.Account(accountnumber).Contact(msdyn_contactpersonid)
                 let attribute = String(row.crmColumn[..<open.lowerBound])

@@ -13,8 +13,27 @@ public struct Reconciliation: Sendable {
         public var compared = 0
         public var filtered = 0
         public var fields = 0
+        /// Records whose mapped counterpart the other side lacks.
+        public var missing = 0
+        /// Records whose counterpart holds other values.
+        public var different = 0
         public init() {}
     }
+
+    /// A record the other side does not hold as the maps say: missing there, or different.
+    public struct Drift: Sendable {
+        public enum Kind: String, Sendable { case missing, different }
+        public var kind: Kind
+        /// The side whose record was mapped and compared.
+        public var side: Side
+        public var record: RecordKind
+        /// `<company>/<number>` (a line's with `#<sequence>`).
+        public var key: String
+        public var data: JSONObject
+    }
+
+    /// Every drift, in the order the mismatches list them.
+    public var drifts: [Drift] = []
 
     public var counts: [SyncStream: Counts] = [:]
     public var mismatches: [String] = []
@@ -78,15 +97,23 @@ public struct Reconciliation: Sendable {
             counts[kind.stream, default: Counts()].compared += 1
             guard let held = target[String(name)]?[targetKey] else {
                 mismatches.append("\(label): \(side.other.rawValue) has no \(name) \(targetKey)")
+                counts[kind.stream, default: Counts()].missing += 1
+                drifts.append(Drift(kind: .missing, side: side, record: kind, key: key, data: record))
                 return
             }
+            var differs = false
             for field in output.event.data.fields {
                 counts[kind.stream, default: Counts()].fields += 1
                 if !Self.agrees(field.value, held[field.key]) {
+                    differs = true
                     mismatches.append(
                         "\(label): \(field.key) should be \(field.value.jsonText), \(side.other.rawValue) has \(held[field.key]?.jsonText ?? "nothing")"
                     )
                 }
+            }
+            if differs {
+                counts[kind.stream, default: Counts()].different += 1
+                drifts.append(Drift(kind: .different, side: side, record: kind, key: key, data: record))
             }
         }
     }

@@ -25,6 +25,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (DLQCommand.spec, DLQCommand.run),
     (ReplayCommand.spec, ReplayCommand.run),
     (SimulateCommand.spec, SimulateCommand.run),
+    (ReconcileCommand.spec, ReconcileCommand.run),
     (CaptureCommand.spec, CaptureCommand.run),
     (ApplyCommand.spec, ApplyCommand.run),
     (BootstrapCommand.spec, BootstrapCommand.run),
