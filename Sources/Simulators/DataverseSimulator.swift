@@ -258,6 +258,9 @@ public final class DataverseSimulator: Sendable {
     /// Requests answered 429 so far.
     public var throttledCount: Int { gate.throttled }
 
+    /// Requests of the users so far (token requests aside).
+    public var requestCount: Int { gate.received }
+
     public func stop() { server.stop() }
 
     /// Routes requests to the simulator once it is built (the server starts inside its init).

@@ -95,6 +95,7 @@ final class ServiceGate: Sendable {
         var executions: [UUID: [(end: ContinuousClock.Instant, cost: Duration)]] = [:]
         var peakConcurrent = 0
         var throttled = 0
+        var received = 0
     }
 
     /// A request the limits turn away: which limit (the service's fault code), and when to come back.
@@ -121,6 +122,9 @@ final class ServiceGate: Sendable {
 
     /// Requests answered 429 so far.
     var throttled: Int { state.withLock { $0.throttled } }
+
+    /// Requests of the users so far (token requests aside).
+    var received: Int { state.withLock { $0.received } }
 
     /// The client-credentials grant (ENTRA-CC): a form with `client_id`, `client_secret`,
     /// `scope=<url>/.default` and `grant_type=client_credentials`.
@@ -177,6 +181,7 @@ final class ServiceGate: Sendable {
         let now = ContinuousClock.now
         let limits = limits
         return state.withLock { state -> Refusal? in
+            state.received += 1
             var times = state.requests[user, default: []]
             times.removeAll { now - $0 >= limits.window }
             defer { state.requests[user] = times }

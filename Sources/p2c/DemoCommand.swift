@@ -22,6 +22,11 @@ enum DemoCommand {
                 "seed", value: "n", help: "Seed of the scenario: the same seed tells the same story.", default: "1"),
             OptionSpec("chaos", help: "Kill one worker of each flow with SIGKILL halfway and start a new one."),
             OptionSpec(
+                "http",
+                help:
+                    "Over the systems' own APIs: simulated Sales and F&O, capture and apply for both, people working through the APIs."
+            ),
+            OptionSpec(
                 "generation", value: "classic|party",
                 help:
                     "The generation of the maps: party also syncs parties, postal and electronic addresses.",
@@ -57,6 +62,15 @@ enum DemoCommand {
         Task {
             _ = await Signals.termination()
             stop.store(true, ordering: .relaxed)
+        }
+        if arguments.flag("http") {
+            guard !chaos else { throw UsageError("--chaos is not yet available with --http", command: spec.name) }
+            return try await Blocking.run {
+                try HTTPDemo(
+                    orders: orders, workers: workers, generation: generation, timeout: timeout, catalog: catalog,
+                    topicsDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path
+                ).execute { stop.load(ordering: .relaxed) }
+            }
         }
         return try await Blocking.run {
             try DemoRun(

@@ -64,6 +64,26 @@ struct DemoCommandTests {
         #expect(parties.count == 5 && parties[2] == parties[0] + parties[1], "\(parties)")
     }
 
+    @Test(
+        "Over HTTP: a clerk's products and customers in F&O, sellers' accounts and orders in Sales, the ERP's prices, through capture, workers and apply; reconciled through both APIs, exit 0"
+    )
+    func demoOverHTTP() async throws {
+        let (status, output, errors) = try await Blocking.run {
+            try run(p2cBinary, ["demo", "--http", "--orders", "30", "--timeout", "150", "--topics", topicsDirectory])
+        }
+        #expect(status == 0, "\(output)\n\(errors.suffix(3_000))")
+        #expect(output.contains("result: the systems agree"))
+        #expect(output.contains("dead letters 0"))
+        let rows = output.split(separator: "\n")
+        for (stream, records) in [("customers", 3 + 7), ("products", 6), ("orders", 30 + 60)] {
+            let numbers =
+                rows.first { $0.hasPrefix("  \(stream) ") }?.split(separator: " ").compactMap { Int($0) } ?? []
+            // CRM records, ERP records, compared, missing, different, held back.
+            #expect(numbers.count == 6 && numbers[0] == records && numbers[1] == records, "\(stream): \(numbers)")
+            #expect(numbers.count == 6 && numbers[3] == 0 && numbers[4] == 0, "\(stream): \(numbers)")
+        }
+    }
+
     /// The last lines of every worker's log, from the folder the report names.
     private func workerLogs(_ output: String) -> String {
         guard let line = output.split(separator: "\n").first(where: { $0.contains("worker logs: ") }),

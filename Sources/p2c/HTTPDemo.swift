@@ -1,0 +1,337 @@
+import Apply
+import Capture
+import Connectors
+import Foundation
+import Kafka
+import ProspectToCash
+import Runtime
+import Simulation
+import Simulators
+import Topology
+
+/// `p2c demo --http`: the whole product over the systems' own APIs. The simulated Sales and F&O,
+/// capture and apply for both, the mapping workers; people work in the two systems through their
+/// APIs (a clerk creates products and customers in F&O; sellers create accounts and orders in
+/// Sales; the ERP prices each order it receives), and `p2c reconcile`'s comparison ends it.
+struct HTTPDemo {
+    var orders: Int
+    var workers: Int
+    var generation: MapGeneration
+    var timeout: Int
+    var catalog: TopicCatalog
+    var topicsDirectory: String
+
+    static let company = "USMF"
+    static let streams: [SyncStream] = [.customers, .products, .orders]
+
+    func execute(stopped: @escaping @Sendable () -> Bool) throws -> Int32 {
+        let started = ContinuousClock.now
+        let log = Log([("component", "demo")], minimumLevel: .error)
+        let cluster = try EmbeddedCluster(brokers: 1)
+        try cluster.createTopics(catalog)
+        var kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "demo")
+        kafka.properties = ["fetch.wait.max.ms": "10"]
+
+        // The two systems, each with a person's identity, capture's and apply's.
+        let seller = SimulatedClient(id: UUID(), secret: "seller")
+        let clerk = SimulatedClient(id: UUID(), secret: "clerk")
+        let captureIdentity = SimulatedClient(id: UUID(), secret: "capture")
+        let applyIdentity = SimulatedClient(id: UUID(), secret: "apply")
+        let eventsPort = LocalHTTP.freePort()
+        let sales = try DataverseSimulator(clients: [seller, captureIdentity, applyIdentity])
+        let fno = try FinanceOperationsSimulator(
+            clients: [clerk, captureIdentity, applyIdentity],
+            dataEvents: ["CustomersV3", "CDSReleasedDistinctProducts", "CDSSalesOrderHeaders", "CDSSalesOrderLines"]
+                .map { .init(entity: $0, url: URL(string: "http://127.0.0.1:\(eventsPort)/")!, key: "demo") },
+            defaultCompany: Self.company)
+        defer {
+            sales.stop()
+            fno.stop()
+        }
+        func client(
+            _ simulator: URL, _ tenant: UUID, _ user: SimulatedClient, _ api: ServiceClient.API
+        )
+            -> ServiceClient
+        {
+            var settings = ServiceClient.Settings(
+                url: simulator, tenantID: tenant.uuidString.lowercased(), clientID: user.id.uuidString.lowercased(),
+                clientSecret: user.secret)
+            settings.authority = simulator
+            return ServiceClient(settings: settings, http: HTTPClient(log: log), api: api)
+        }
+        let salesAs = { (user: SimulatedClient) in client(sales.baseURL, sales.tenantID, user, .dataverse) }
+        let fnoAs = { (user: SimulatedClient) in client(fno.baseURL, fno.tenantID, user, .financeOperations) }
+        print(
+            "p2c demo --http: embedded broker at \(cluster.bootstrapServers); simulated Sales at \(sales.baseURL), F&O at \(fno.baseURL); \(orders) orders, \(workers) worker(s) per flow, \(generation.rawValue) maps"
+        )
+
+        // Capture: Sales by change tracking, F&O by its data events.
+        var capture = CaptureConfiguration()
+        capture.kafka = kafka
+        capture.company = Self.company
+        capture.streams = Self.streams
+        capture.generation = generation
+        capture.pollIntervalMilliseconds = 500
+        capture.sessionTimeoutMilliseconds = 6_000
+        let crmCapture = try CaptureMember(
+            configuration: capture, catalog: catalog, client: salesAs(captureIdentity),
+            applyUsers: [applyIdentity.systemUserID], log: log)
+        Thread { try? crmCapture.run() }.start()
+        var erpSide = capture
+        erpSide.side = .erp
+        let erpCapture = try WebhookReceiver(
+            configuration: erpSide, catalog: catalog,
+            reader: FinanceOperationsContextReader(
+                schema: FinanceOperationsSchema(client: fnoAs(captureIdentity)), streams: Self.streams),
+            applyUsers: [applyIdentity.id], key: "demo", port: eventsPort, log: log)
+
+        // Apply, one member a side.
+        var applyCRM = ApplyConfiguration()
+        applyCRM.side = .crm
+        applyCRM.kafka = kafka
+        applyCRM.streams = Self.streams
+        applyCRM.sessionTimeoutMilliseconds = 6_000
+        let salesWriter = salesAs(applyIdentity)
+        let crmApply = try Applier(
+            configuration: applyCRM, catalog: catalog,
+            sinks: [DataverseSink(client: salesWriter, schema: DataverseSchema(client: salesWriter))], log: log)
+        var applyERP = applyCRM
+        applyERP.side = .erp
+        let fnoWriter = fnoAs(applyIdentity)
+        let erpApply = try Applier(
+            configuration: applyERP, catalog: catalog,
+            sinks: [FinanceOperationsSink(client: fnoWriter, schema: FinanceOperationsSchema(client: fnoWriter))],
+            log: log)
+        for applier in [crmApply, erpApply] { Thread { try? applier.run() }.start() }
+
+        // The mapping workers, as processes.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "p2c-demo-http-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let configuration = folder.appendingPathComponent("worker.json")
+        try Data(
+            """
+            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "10"},
+             "mapping": \(Scenario.mappingConfiguration(generation))}
+            """.utf8
+        ).write(to: configuration)
+        let fleet = Fleet(
+            bootstrap: cluster.bootstrapServers, configuration: configuration.path, topics: topicsDirectory,
+            logs: folder, name: "demo")
+        defer {
+            fleet.stopAll()
+            crmCapture.stop()
+            erpCapture.stop()
+            crmApply.stop()
+            erpApply.stop()
+            Thread.sleep(forTimeInterval: 1)
+        }
+        for flow in Flow.allCases {
+            for _ in 0..<workers { try fleet.start(flow) }
+        }
+        guard fleet.waitUntilReady(seconds: 60, stopped: stopped) else {
+            print("p2c demo: the workers did not become ready within 60 s; logs in \(folder.path)")
+            return 1
+        }
+        print("p2c demo: \(fleet.members.count) workers ready after \(Self.elapsed(since: started))")
+
+        let story = HTTPStory(
+            sales: salesAs(seller), fno: fnoAs(clerk), orders: orders, company: Self.company)
+        let deadline = started + .seconds(timeout)
+        func progress(_ phase: String) {
+            let counts = [
+                "accounts \(sales.rows("accounts").count)", "products \(sales.rows("products").count)",
+                "orders \(sales.rows("salesorders").count) | F&O customers \(fno.records("CustomersV3").count)",
+                "orders \(fno.records("CDSSalesOrderHeaders").count)",
+                "lines \(fno.records("CDSSalesOrderLines").count)",
+            ]
+            print(
+                "[\(Self.elapsed(since: started))] \(phase) | Sales \(counts.joined(separator: ", ")) | applied crm \(crmApply.metrics.applied.value), erp \(erpApply.metrics.applied.value) | HTTP \(sales.requestCount + fno.requestCount) requests, 429s \(sales.throttledCount + fno.throttledCount), retried \(crmApply.metrics.retried.value + erpApply.metrics.retried.value)"
+            )
+        }
+        func wait(_ phase: String, until done: () -> Bool) throws {
+            var last = ContinuousClock.now
+            while !done() {
+                guard ContinuousClock.now < deadline, !stopped() else {
+                    throw UsageError("\(phase): not done within \(timeout) s")
+                }
+                if ContinuousClock.now - last >= .seconds(1) {
+                    progress(phase)
+                    last = .now
+                }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            progress(phase)
+        }
+
+        try AsyncBridge.wait { try await story.masterData() }
+        try wait("master data") {
+            sales.rows("products").count == story.products.count
+                && sales.rows("accounts").count >= story.erpCustomers.count
+        }
+        try AsyncBridge.wait { try await story.accounts() }
+        try AsyncBridge.wait { try await story.salesOrders() }
+        try wait("orders to F&O") {
+            fno.records("CDSSalesOrderHeaders").count == orders
+                && fno.records("CDSSalesOrderLines").count == story.lines
+                && fno.records("CustomersV3").count == story.erpCustomers.count + story.accountNumbers.count
+        }
+        try AsyncBridge.wait { try await story.price() }
+        try wait("prices back to Sales") {
+            sales.rows("salesorders").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count == orders
+        }
+        // Quiet: nothing applied on either side for 2 s.
+        var applied = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
+        var quietSince = ContinuousClock.now
+        try wait("settling") {
+            let now = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
+            if now != applied {
+                applied = now
+                quietSince = .now
+            }
+            return ContinuousClock.now - quietSince >= .seconds(2)
+        }
+
+        // The reconciliation, through both APIs, as p2c reconcile does it.
+        let mapper = try Mapper(
+            configuration: JSONDecoder().decode(
+                MappingConfiguration.self, from: Data(Scenario.mappingConfiguration(generation).utf8)))
+        let kinds = RecordKind.kinds(for: generation).filter { Self.streams.contains($0.stream) }
+        let (salesReader, fnoReader) = (salesAs(captureIdentity), fnoAs(captureIdentity))
+        let generation = generation
+        let (crmRecords, erpRecords) = try AsyncBridge.wait {
+            async let crm = SystemRecords.read(
+                side: .crm, client: salesReader, kinds: kinds, company: Self.company, generation: generation)
+            async let erp = SystemRecords.read(
+                side: .erp, client: fnoReader, kinds: kinds, company: Self.company, generation: generation)
+            return try await (crm, erp)
+        }
+        let reconciliation = Reconciliation(crm: crmRecords, erp: erpRecords, mapper: mapper)
+        print(
+            "\n"
+                + ReconcileCommand.report(
+                    reconciliation, streams: Set(Self.streams), show: 20, company: Self.company, started: started))
+        print(
+            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); dead letters \(crmApply.metrics.deadLettered.value + erpApply.metrics.deadLettered.value)"
+        )
+        print("  worker logs: \(folder.path)")
+        return reconciliation.isClean && crmApply.metrics.deadLettered.value + erpApply.metrics.deadLettered.value == 0
+            ? 0 : 1
+    }
+
+    static func elapsed(since start: ContinuousClock.Instant) -> String {
+        String(format: "%.1f s", (ContinuousClock.now - start).seconds)
+    }
+}
+
+/// The people of the story and what they do, through the systems' APIs.
+struct HTTPStory: Sendable {
+    let sales: ServiceClient
+    let fno: ServiceClient
+    let orders: Int
+    let company: String
+
+    let products = (1...6).map { "D" + String(format: "%04d", $0) }
+    let erpCustomers = (1...3).map { "US-E" + String(format: "%03d", $0) }
+    var accountNumbers: [String] { (1...max(3, orders / 4)).map { "CUS" + String(format: "%04d", $0) } }
+    var lines: Int { (1...orders).reduce(0) { $0 + Self.lineCount($1) } }
+
+    static func lineCount(_ order: Int) -> Int { 1 + order % 3 }
+
+    /// The clerk: products and customers in F&O. And the reference rows the order lines' lookups
+    /// name in Sales (the company defaults' site and warehouse), which dual-write's own site and
+    /// warehouse maps, outside prospect-to-cash, would have brought.
+    func masterData() async throws {
+        try await expect(sales.send("POST", "msdyn_operationalsites", body: ["msdyn_siteid": "1"]), 204)
+        try await expect(sales.send("POST", "msdyn_warehouses", body: ["msdyn_warehouseidentifier": "11"]), 204)
+        for (index, product) in products.enumerated() {
+            try await expect(
+                fno.send(
+                    "POST", "CDSReleasedDistinctProducts?cross-company=true",
+                    body: [
+                        "dataAreaId": .string(company), "ProductNumber": .string(product),
+                        "ProductName": .string("Product \(product)"), "SalesPrice": .number("\(10 + index * 5)"),
+                    ]), 201)
+        }
+        for (index, account) in erpCustomers.enumerated() {
+            try await expect(
+                fno.send(
+                    "POST", "CustomersV3?cross-company=true",
+                    body: [
+                        "dataAreaId": .string(company), "CustomerAccount": .string(account),
+                        "PartyType": "Organization", "OrganizationName": .string("ERP customer \(index + 1)"),
+                        "LanguageId": "en-us",
+                    ]), 201)
+        }
+    }
+
+    /// The sellers' accounts in Sales.
+    func accounts() async throws {
+        for (index, number) in accountNumbers.enumerated() {
+            try await expect(
+                sales.send(
+                    "PATCH", "accounts(accountnumber='\(number)')",
+                    body: [
+                        "name": .string("Account \(index + 1)"), "customertypecode": .number("3"),
+                        "address1_addresstypecode": .number("2"), "address1_city": "Redmond",
+                    ]), 204)
+        }
+    }
+
+    /// Orders in Sales, each for an account or an ERP customer, with 1 to 3 lines.
+    func salesOrders() async throws {
+        let customers = accountNumbers + erpCustomers
+        for order in 1...orders {
+            let number = "C" + String(format: "%06d", order)
+            try await expect(
+                sales.send(
+                    "PATCH", "salesorders(msdyn_salesordernumber='\(number)')",
+                    body: [
+                        "msdyn_ordertype": .number("192350000"),
+                        "customerid_account@odata.bind": .string(
+                            "/accounts(accountnumber='\(customers[order % customers.count])')"),
+                    ]), 204)
+            let header = try await sales.get("salesorders(msdyn_salesordernumber='\(number)')?$select=salesorderid")
+            guard let id = header["salesorderid"]?.stringValue else { throw UsageError("order \(number) not found") }
+            for line in 1...HTTPStory.lineCount(order) {
+                try await expect(
+                    sales.send(
+                        "PATCH", "salesorderdetails(_salesorderid_value=\(id),sequencenumber=\(line))",
+                        body: [
+                            "productid@odata.bind": .string(
+                                "/products(msdyn_productnumber='\(products[(order + line) % products.count])')"),
+                            "quantity": .number("\(line * 2)"),
+                        ]), 204)
+            }
+        }
+    }
+
+    /// The ERP prices each order it received: each line at its product's price, then the total.
+    func price() async throws {
+        for order in 1...orders {
+            let number = "C" + String(format: "%06d", order)
+            var total = 0
+            for line in 1...HTTPStory.lineCount(order) {
+                let product = (order + line) % products.count
+                let price = 10 + product * 5
+                total += price * line * 2
+                try await expect(
+                    fno.send(
+                        "PATCH",
+                        "CDSSalesOrderLines(dataAreaId='\(company)',SalesOrderNumber='\(number)',LineCreationSequenceNumber=\(line))?cross-company=true",
+                        body: ["SalesPrice": .number("\(price)"), "LineAmount": .number("\(price * line * 2)")]), 204)
+            }
+            try await expect(
+                fno.send(
+                    "PATCH",
+                    "CDSSalesOrderHeaders(dataAreaId='\(company)',SalesOrderNumber='\(number)')?cross-company=true",
+                    body: ["OrderTotalAmount": .number("\(total)")]), 204)
+        }
+    }
+
+    private func expect(_ answer: ServiceClient.Answer, _ status: Int) throws {
+        guard answer.status == status else {
+            throw UsageError("the story's write answered \(answer.status): \(answer.json?.jsonText ?? "")")
+        }
+    }
+}
