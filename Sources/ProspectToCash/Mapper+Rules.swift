@@ -47,9 +47,18 @@ extension Mapper {
                 return "quote is not a draft (statecode is not 0)"
             }
             return nil
-        case (.erpToCRM, "invoice"), (.erpToCRM, "invoicedetail"):
+        case (.erpToCRM, "invoice"):
+            // The header map's source filter, `SalesOrderNumber != ""` (RULES.md).
             if (data["SALESORDERNUMBER"]?.stringValue ?? "").isEmpty {
                 return "free-text invoice (no SALESORDERNUMBER)"
+            }
+            return nil
+        case (.erpToCRM, "invoicedetail"):
+            // The line map has no filter, and F&O's invoice lines need not carry the order number:
+            // only a line that says it belongs to no order is held back. Another free-text line
+            // waits for its header, which never comes (apply's reference_missing).
+            if case .string(let order)? = data["SALESORDERNUMBER"], order.isEmpty {
+                return "free-text invoice line (empty SALESORDERNUMBER)"
             }
             return nil
         default:

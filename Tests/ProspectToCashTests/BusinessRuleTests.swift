@@ -169,6 +169,16 @@ struct BusinessRuleTests {
         let invoice = kind("invoice")
         let freeText = JSONObject(["INVOICENUMBER": .string("INV-1"), "SALESORDERNUMBER": .string("")])
         #expect(outcome(event(invoice, side: .erp, data: freeText), .erpToCRM).isFiltered)
+        // A line as F&O's SalesInvoiceV2Lines has it, without the order number: it maps (the line
+        // map has no filter); one that says it has no order is held back.
+        let invoiceLine = RecordKind.all.first { $0.crmName == "invoicedetail" }!
+        let line = JSONObject([
+            "INVOICENUMBER": .string("INV-2"), "LINECREATIONSEQUENCENUMBER": .number("1"), "SALESPRICE": .number("5"),
+        ])
+        #expect(mapped(event(invoiceLine, side: .erp, data: line), .erpToCRM)?["priceperunit"] == .number("5"))
+        var freeTextLine = line
+        freeTextLine["SALESORDERNUMBER"] = .string("")
+        #expect(outcome(event(invoiceLine, side: .erp, data: freeTextLine), .erpToCRM).isFiltered)
         let data = JSONObject([
             "INVOICENUMBER": .string("INV-2"), "SALESORDERNUMBER": .string("C000123"),
             "TOTALINVOICEAMOUNT": .number("1234.56"),
