@@ -128,7 +128,8 @@ struct CaptureTests {
             configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
             applyUsers: [apply.systemUserID])
         let running = RunningMember(member)
-        try await waitUntil(.seconds(30)) {
+        // A loaded machine takes a while to read the tables, a page a turn: up to 90 s.
+        try await waitUntil(.seconds(90)) {
             try read("crm.parties.changes").count >= 1 && read("crm.postaladdresses.changes").count >= 2
         }
         #expect(running.stop() == nil)

@@ -55,16 +55,20 @@ struct CaptureCommandTests {
                 environment: environment)
         }
         // What the running process has published: its own counter, cheap enough to watch closely.
-        func publishedByProcess() async -> Int {
-            guard let text = await get(metricsPort, "/metrics")?.body,
+        @Sendable func publishedByProcess() -> Int {
+            guard let text = LocalHTTP.get(port: metricsPort, path: "/metrics", timeoutSeconds: 1)?.body,
                 let line = text.split(separator: "\n").first(where: { $0.hasPrefix("p2c_capture_published_total{") })
             else { return 0 }
             return Int(line.split(separator: " ").last ?? "") ?? 0
         }
-        func waitForProcess(_ count: Int) async throws {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while await publishedByProcess() < count && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
+        // SIGKILLs `process` as soon as it has published `count`, watching from a thread of its own
+        // (the test's tasks can wait seconds for a turn on a loaded machine); false when it never did.
+        func kill(_ process: Spawned, whenPublished count: Int) async throws -> Bool {
+            try await AsyncBridge.onThread {
+                let deadline = ContinuousClock.now + .seconds(60)
+                while publishedByProcess() < count && ContinuousClock.now < deadline { usleep(10_000) }
+                guard publishedByProcess() >= count else { return false }
+                return process.stop(SIGKILL) != 0
             }
         }
         @Sendable func published() throws -> [KafkaRecord] { try broker.read("crm.customers.changes", partitions: 6) }
@@ -77,24 +81,33 @@ struct CaptureCommandTests {
 
         // The snapshot: killed once part of it is published.
         var capture = try start()
-        try await waitForProcess(40)
-        #expect(capture.stop(SIGKILL) != 0)
+        #expect(try await kill(capture, whenPublished: 40))
         let before = try published().count
         #expect(before < accounts, "killed in the middle of the snapshot")
         capture = try start()
         try await waitFor(accounts, within: .seconds(90))
 
-        // A delta round of 150 updates, made at once in one $batch: killed while it is read.
-        let base = await publishedByProcess()
+        // A delta round of 150 updates, made at once in one $batch: killed while it is read. First
+        // the snapshot ends (the mock shows the killed process's aborted records, so Kafka's count
+        // can reach 200 early): the process's counter stands still for 2 s.
+        let base = try await AsyncBridge.onThread {
+            var last = publishedByProcess()
+            var since = ContinuousClock.now
+            let deadline = ContinuousClock.now + .seconds(90)
+            while ContinuousClock.now - since < .seconds(2) && ContinuousClock.now < deadline {
+                usleep(100_000)
+                let now = publishedByProcess()
+                if now != last { (last, since) = (now, ContinuousClock.now) }
+            }
+            return last
+        }
         try await batch(1...150, #"{"customertypecode":3,"description":"updated"}"#)
         // Read 2 changes a page, a request and a Kafka transaction each: killed once part is published.
-        try await waitForProcess(base + 10)
-        let atKill = await publishedByProcess()
-        #expect(capture.stop(SIGKILL) != 0)
+        #expect(try await kill(capture, whenPublished: base + 10))
         let afterKill = try published().count
         #expect(
             afterKill < accounts + 150,
-            "killed in the middle of the delta round (published \(base) before it, \(atKill) at the kill)")
+            "killed in the middle of the delta round (published \(base) before it)")
         capture = try start()
         try await waitFor(accounts + 150, within: .seconds(60))
         #expect(capture.stop(SIGTERM) == 0)
