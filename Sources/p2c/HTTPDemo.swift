@@ -176,6 +176,17 @@ struct HTTPDemo {
                 && fno.records("CDSSalesOrderLines").count == story.lines
                 && fno.records("CustomersV3").count == story.erpCustomers.count + story.accountNumbers.count
         }
+        // A seller enters an order under a number of neither sequence: p2c refuses it (number_sequence_clash,
+        // to the dead-letter topic with its reason), and the seller deletes it, which is refused too.
+        let dlqTopics = catalog.topics.filter { $0.role == .dlq || $0.role == .inboundDLQ }.map(\.name)
+        func letters() -> [DeadLetters.Letter] {
+            (try? DeadLetters(bootstrapServers: cluster.bootstrapServers, topics: dlqTopics).letters) ?? []
+        }
+        try AsyncBridge.wait { try await story.plantOrderOutOfSequence() }
+        try wait("a refused order") { letters().count >= 1 }
+        try AsyncBridge.wait { try await story.deleteOrderOutOfSequence() }
+        try wait("its refused deletion") { letters().count >= 2 }
+
         try AsyncBridge.wait { try await story.price() }
         try wait("prices back to Sales") {
             sales.rows("salesorders").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count == orders
@@ -210,13 +221,29 @@ struct HTTPDemo {
         print(
             "\n"
                 + ReconcileCommand.report(
-                    reconciliation, streams: Set(Self.streams), show: 20, company: Self.company, started: started))
+                    reconciliation, streams: Set(Self.streams), show: 20, company: Self.company, started: started,
+                    verdict: false))
+        let found = letters()
+        let planted = found.filter {
+            $0.topic == "crm.orders.changes.dlq" && $0.code == MappingError.Code.numberSequenceClash.rawValue
+        }
         print(
-            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); dead letters \(crmApply.metrics.deadLettered.value + erpApply.metrics.deadLettered.value)"
+            "  dead letters: \(found.count) (the story planted 2: an order numbered in neither sequence, its deletion)")
+        for letter in found {
+            let expected = planted.contains { $0.id == letter.id }
+            print("    \(letter.topic)  \(letter.code)  \(letter.id): \(expected ? "expected" : "NOT EXPECTED")")
+        }
+        print(
+            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); retried \(crmApply.metrics.retried.value + erpApply.metrics.retried.value)"
         )
         print("  worker logs: \(folder.path)")
-        return reconciliation.isClean && crmApply.metrics.deadLettered.value + erpApply.metrics.deadLettered.value == 0
-            ? 0 : 1
+        let clean = reconciliation.isClean && found.count == 2 && planted.count == 2
+        print(
+            clean
+                ? "result: the systems agree, and every dead letter is a planted one"
+                : "result: FAILED (\(reconciliation.mismatches.count) differences, \(found.count - planted.count) dead letters not planted)"
+        )
+        return clean ? 0 : 1
     }
 
     static func elapsed(since start: ContinuousClock.Instant) -> String {
@@ -304,6 +331,21 @@ struct HTTPStory: Sendable {
                         ]), 204)
             }
         }
+    }
+
+    /// An order whose number follows neither side's sequence (`X…`): the workers refuse it.
+    func plantOrderOutOfSequence() async throws {
+        try await expect(
+            sales.send(
+                "PATCH", "salesorders(msdyn_salesordernumber='X900001')",
+                body: [
+                    "msdyn_ordertype": .number("192350000"),
+                    "customerid_account@odata.bind": .string("/accounts(accountnumber='\(accountNumbers[0])')"),
+                ]), 204)
+    }
+
+    func deleteOrderOutOfSequence() async throws {
+        try await expect(sales.send("DELETE", "salesorders(msdyn_salesordernumber='X900001')"), 204)
     }
 
     /// The ERP prices each order it received: each line at its product's price, then the total.

@@ -124,7 +124,7 @@ enum ReconcileCommand {
     /// The report: per stream, then the first `show` differences.
     static func report(
         _ reconciliation: Reconciliation, streams: Set<SyncStream>, show: Int, company: String,
-        started: ContinuousClock.Instant
+        started: ContinuousClock.Instant, verdict: Bool = true
     ) -> String {
         let elapsed = ContinuousClock.now - started
         var lines = [
@@ -150,7 +150,9 @@ enum ReconcileCommand {
         lines.append("  differences: \(reconciliation.mismatches.count)")
         for mismatch in reconciliation.mismatches.prefix(show) { lines.append("    \(mismatch)") }
         if reconciliation.mismatches.count > show { lines.append("    ...") }
-        lines.append(reconciliation.isClean ? "result: the systems agree" : "result: the systems differ")
+        if verdict {
+            lines.append(reconciliation.isClean ? "result: the systems agree" : "result: the systems differ")
+        }
         return lines.joined(separator: "\n")
     }
 
