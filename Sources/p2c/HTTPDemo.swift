@@ -22,7 +22,7 @@ struct HTTPDemo {
     var topicsDirectory: String
 
     static let company = "USMF"
-    static let streams: [SyncStream] = [.customers, .products, .orders]
+    static let streams: [SyncStream] = [.customers, .products, .quotes, .orders]
 
     func execute(stopped: @escaping @Sendable () -> Bool) throws -> Int32 {
         let started = ContinuousClock.now
@@ -41,8 +41,11 @@ struct HTTPDemo {
         let sales = try DataverseSimulator(clients: [seller, captureIdentity, applyIdentity])
         let fno = try FinanceOperationsSimulator(
             clients: [clerk, captureIdentity, applyIdentity],
-            dataEvents: ["CustomersV3", "CDSReleasedDistinctProducts", "CDSSalesOrderHeaders", "CDSSalesOrderLines"]
-                .map { .init(entity: $0, url: URL(string: "http://127.0.0.1:\(eventsPort)/")!, key: "demo") },
+            dataEvents: [
+                "CustomersV3", "CDSReleasedDistinctProducts", "CDSSalesQuotationHeaders", "CDSSalesQuotationLines",
+                "CDSSalesOrderHeaders", "CDSSalesOrderLines",
+            ]
+            .map { .init(entity: $0, url: URL(string: "http://127.0.0.1:\(eventsPort)/")!, key: "demo") },
             defaultCompany: Self.company)
         defer {
             sales.stop()
@@ -171,9 +174,12 @@ struct HTTPDemo {
         }
         try AsyncBridge.wait { try await story.accounts() }
         try AsyncBridge.wait { try await story.salesOrders() }
+        try AsyncBridge.wait { try await story.quotes() }
         try wait("orders to F&O") {
             fno.records("CDSSalesOrderHeaders").count == orders
                 && fno.records("CDSSalesOrderLines").count == story.lines
+                && fno.records("CDSSalesQuotationHeaders").count == story.quoteCount
+                && fno.records("CDSSalesQuotationLines").count == story.quoteLines
                 && fno.records("CustomersV3").count == story.erpCustomers.count + story.accountNumbers.count
         }
         // A seller enters an order under a number of neither sequence: p2c refuses it (number_sequence_clash,
@@ -190,6 +196,8 @@ struct HTTPDemo {
         try AsyncBridge.wait { try await story.price() }
         try wait("prices back to Sales") {
             sales.rows("salesorders").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count == orders
+                && sales.rows("quotes").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count
+                    == story.quoteCount
         }
         // Quiet: nothing applied on either side for 2 s.
         var applied = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
@@ -333,6 +341,37 @@ struct HTTPStory: Sendable {
         }
     }
 
+    var quoteCount: Int { max(2, orders / 5) }
+    var quoteLines: Int { (1...quoteCount).reduce(0) { $0 + Self.lineCount($1 + 1) } }
+
+    /// Draft quotes in Sales, each with 1 to 3 lines.
+    func quotes() async throws {
+        let customers = accountNumbers + erpCustomers
+        for quote in 1...quoteCount {
+            let number = "C1" + String(format: "%05d", quote)
+            try await expect(
+                sales.send(
+                    "PATCH", "quotes(msdyn_quotenumber='\(number)')",
+                    body: [
+                        "msdyn_ordertype": .number("192350000"), "statecode": .number("0"),
+                        "customerid_account@odata.bind": .string(
+                            "/accounts(accountnumber='\(customers[quote % customers.count])')"),
+                    ]), 204)
+            let header = try await sales.get("quotes(msdyn_quotenumber='\(number)')?$select=quoteid")
+            guard let id = header["quoteid"]?.stringValue else { throw UsageError("quote \(number) not found") }
+            for line in 1...HTTPStory.lineCount(quote + 1) {
+                try await expect(
+                    sales.send(
+                        "PATCH", "quotedetails(_quoteid_value=\(id),sequencenumber=\(line))",
+                        body: [
+                            "productid@odata.bind": .string(
+                                "/products(msdyn_productnumber='\(products[(quote + line) % products.count])')"),
+                            "quantity": .number("\(line)"),
+                        ]), 204)
+            }
+        }
+    }
+
     /// An order whose number follows neither side's sequence (`X…`): the workers refuse it.
     func plantOrderOutOfSequence() async throws {
         try await expect(
@@ -348,8 +387,26 @@ struct HTTPStory: Sendable {
         try await expect(sales.send("DELETE", "salesorders(msdyn_salesordernumber='X900001')"), 204)
     }
 
-    /// The ERP prices each order it received: each line at its product's price, then the total.
+    /// The ERP prices each quote and order it received: each line at its product's price, then the total.
     func price() async throws {
+        for quote in 1...quoteCount {
+            let number = "C1" + String(format: "%05d", quote)
+            var total = 0
+            for line in 1...HTTPStory.lineCount(quote + 1) {
+                let price = 10 + ((quote + line) % products.count) * 5
+                total += price * line
+                try await expect(
+                    fno.send(
+                        "PATCH",
+                        "CDSSalesQuotationLines(dataAreaId='\(company)',SalesQuotationNumber='\(number)',LineCreationSequenceNumber=\(line))?cross-company=true",
+                        body: ["SalesPrice": .number("\(price)"), "LineAmount": .number("\(price * line)")]), 204)
+            }
+            try await expect(
+                fno.send(
+                    "PATCH",
+                    "CDSSalesQuotationHeaders(dataAreaId='\(company)',SalesQuotationNumber='\(number)')?cross-company=true",
+                    body: ["QuotationTotalAmount": .number("\(total)")]), 204)
+        }
         for order in 1...orders {
             let number = "C" + String(format: "%06d", order)
             var total = 0
