@@ -49,18 +49,7 @@ public enum SystemRecords {
         let number = side == .erp ? data[kind.erpKey] : data.value(at: kind.crmKey)
         guard let text = number.flatMap(\.keyText), !text.isEmpty else { return nil }
         var key = "\(company)/\(text)"
-        let lineField = side == .crm ? "sequencenumber" : "LINECREATIONSEQUENCENUMBER"
-        if kind.role == .line, let line = data[lineField]?.keyText { key += "#" + line }
+        if kind.role == .line, let line = data[RecordKind.lineNumberField(on: side)]?.keyText { key += "#" + line }
         return key
-    }
-}
-
-extension JSONValue {
-    /// A key value as text: a string, or a number's literal.
-    fileprivate var keyText: String? {
-        switch self {
-        case .string(let text), .number(let text): text
-        default: nil
-        }
     }
 }

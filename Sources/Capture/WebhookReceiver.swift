@@ -141,7 +141,7 @@ public final class WebhookReceiver: Sendable {
         if deleted {
             data = JSONObject()
             data.set(path: keyPath, to: .string(number))
-            let sequence = side == .crm ? "sequencenumber" : "LINECREATIONSEQUENCENUMBER"
+            let sequence = RecordKind.lineNumberField(on: side)
             if kind.role == .line, let value = change.record[sequence] { data[sequence] = value }
         }
         let company = change.company ?? configuration.company

@@ -15,6 +15,14 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    /// A key value as text: a string, or a number's literal.
+    public var keyText: String? {
+        switch self {
+        case .string(let text), .number(let text): text
+        default: nil
+        }
+    }
+
     public var objectValue: JSONObject? {
         if case .object(let object) = self { return object }
         return nil

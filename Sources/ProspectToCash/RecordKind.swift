@@ -141,6 +141,11 @@ public final class RecordKind: Sendable, Equatable {
         return fields
     }()
 
+    /// The field that numbers a document's lines on `side`.
+    public static func lineNumberField(on side: Side) -> String {
+        side == .crm ? "sequencenumber" : "LINECREATIONSEQUENCENUMBER"
+    }
+
     /// The name of this kind on `side`.
     public func name(on side: Side) -> String { side == .erp ? erpName : crmName }
 }

@@ -235,22 +235,10 @@ public final class Connector {
     }
 
     /// The field that numbers a document's lines on `side`.
-    public static func lineField(on side: Side) -> String {
-        side == .crm ? "sequencenumber" : "LINECREATIONSEQUENCENUMBER"
-    }
+    public static func lineField(on side: Side) -> String { RecordKind.lineNumberField(on: side) }
 
     /// `USMF/C000001` of `USMF/C000001#2`.
     public static func documentKey(_ key: String) -> String {
         key.firstIndex(of: "#").map { String(key[..<$0]) } ?? key
-    }
-}
-
-extension JSONValue {
-    /// A key value as text: a string, or a number's literal.
-    var keyText: String? {
-        switch self {
-        case .string(let text), .number(let text): text
-        default: nil
-        }
     }
 }

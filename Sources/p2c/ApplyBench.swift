@@ -114,15 +114,11 @@ struct ApplyBench {
         var fnoSchema: FinanceOperationsSchema?
         var reads: [FinanceOperationsSink] = []
         for client in clients {
-            var settings = ServiceClient.Settings(
-                url: baseURL, tenantID: tenantID.uuidString.lowercased(), clientID: client.id.uuidString.lowercased(),
-                clientSecret: client.secret)
-            settings.authority = baseURL
             var http = HTTPClient.Configuration()
             http.retriesThrottled = false
-            let service = ServiceClient(
-                settings: settings, http: HTTPClient(configuration: http, log: log),
-                api: side == .crm ? .dataverse : .financeOperations)
+            let service = client.client(
+                of: baseURL, tenant: tenantID, api: side == .crm ? .dataverse : .financeOperations, log: log, http: http
+            )
             if side == .crm {
                 schema = schema ?? DataverseSchema(client: service)
                 sinks.append(DataverseSink(client: service, schema: schema!))

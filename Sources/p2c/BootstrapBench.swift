@@ -33,12 +33,9 @@ struct BootstrapBench {
         let loader = SimulatedClient(id: UUID(), secret: "bench")
         let simulator = try FinanceOperationsSimulator(clients: [loader], limits: limits)
         defer { simulator.stop() }
-        var settings = ServiceClient.Settings(
-            url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-            clientID: loader.id.uuidString.lowercased(), clientSecret: loader.secret)
-        settings.authority = simulator.baseURL
         let log = Log([("component", "bootstrap-bench")], minimumLevel: .error)
-        let client = ServiceClient(settings: settings, http: HTTPClient(log: log), api: .financeOperations)
+        let client = loader.client(
+            of: simulator.baseURL, tenant: simulator.tenantID, api: .financeOperations, log: log)
         // Orders of 4 lines each, as a person's records: 5 records a document.
         var creates: [ODataMessage] = []
         for document in 0..<documents {
@@ -121,13 +118,9 @@ struct BootstrapBench {
             sales.stop()
         }
         func client(_ url: URL, _ tenant: UUID, _ user: SimulatedClient, _ api: ServiceClient.API) -> ServiceClient {
-            var settings = ServiceClient.Settings(
-                url: url, tenantID: tenant.uuidString.lowercased(), clientID: user.id.uuidString.lowercased(),
-                clientSecret: user.secret)
-            settings.authority = url
             var http = HTTPClient.Configuration()
             http.retriesThrottled = api == .financeOperations
-            return ServiceClient(settings: settings, http: HTTPClient(configuration: http, log: log), api: api)
+            return user.client(of: url, tenant: tenant, api: api, log: log, http: http)
         }
         let source = client(fno.baseURL, fno.tenantID, loader, .financeOperations)
         let creates = (0..<customers).map { number in

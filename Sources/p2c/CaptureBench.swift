@@ -43,11 +43,8 @@ struct CaptureBench {
         let cluster = try EmbeddedCluster(brokers: 1)
         for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
         func client(_ user: DataverseSimulator.Client) -> ServiceClient {
-            var settings = ServiceClient.Settings(
-                url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-                clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
-            settings.authority = simulator.baseURL
-            return ServiceClient(settings: settings, http: HTTPClient(log: Log(minimumLevel: .error)))
+            user.client(
+                of: simulator.baseURL, tenant: simulator.tenantID, api: .dataverse, log: Log(minimumLevel: .error))
         }
         var configuration = CaptureConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "capture-bench")

@@ -56,7 +56,7 @@ struct EndToEndBench {
         }
         let (cluster, kafka) = try broker()
         _ = cluster
-        let fnoReader = client(fno.baseURL, fno.tenantID, reader, api: .financeOperations, log: log)
+        let fnoReader = reader.client(of: fno.baseURL, tenant: fno.tenantID, api: .financeOperations, log: log)
         var capture = CaptureConfiguration()
         capture.side = .erp
         capture.kafka = kafka
@@ -67,23 +67,17 @@ struct EndToEndBench {
                 schema: FinanceOperationsSchema(client: fnoReader), streams: [.customers]),
             applyUsers: [], key: "k", port: port, log: log)
         let worker = try mappingWorker(.erpToCRM, kafka: kafka, log: log)
-        let salesWriter = client(sales.baseURL, sales.tenantID, writer, api: .dataverse, log: log)
-        var apply = ApplyConfiguration()
-        apply.side = .crm
-        apply.streams = [.customers]
-        apply.kafka = kafka
-        apply.sessionTimeoutMilliseconds = 6_000
-        let applier = try Applier(
-            configuration: apply, catalog: catalog,
-            sinks: [DataverseSink(client: salesWriter, schema: DataverseSchema(client: salesWriter))], log: log)
-        Thread { try? applier.run() }.start()
+        let applier = try Self.applier(
+            .crm, streams: [.customers], kafka: kafka,
+            client: writer.client(of: sales.baseURL, tenant: sales.tenantID, api: .dataverse, log: log),
+            catalog: catalog, log: log)
         defer {
             receiver.stop()
             worker.stop()
             applier.stop()
             Thread.sleep(forTimeInterval: 1)
         }
-        let clerk = client(fno.baseURL, fno.tenantID, person, api: .financeOperations, log: log)
+        let clerk = person.client(of: fno.baseURL, tenant: fno.tenantID, api: .financeOperations, log: log)
         return try measure(
             create: { account in
                 let answer = try AsyncBridge.wait {
@@ -124,7 +118,7 @@ struct EndToEndBench {
         capture.streams = [.customers]
         capture.pollIntervalMilliseconds = pollInterval
         capture.sessionTimeoutMilliseconds = 6_000
-        let salesReader = client(sales.baseURL, sales.tenantID, reader, api: .dataverse, log: log)
+        let salesReader = reader.client(of: sales.baseURL, tenant: sales.tenantID, api: .dataverse, log: log)
         var member: CaptureMember?
         var receiver: WebhookReceiver?
         if webhook {
@@ -139,17 +133,10 @@ struct EndToEndBench {
             member = polling
         }
         let worker = try mappingWorker(.crmToERP, kafka: kafka, log: log)
-        var apply = ApplyConfiguration()
-        apply.side = .erp
-        apply.streams = [.customers]
-        apply.kafka = kafka
-        apply.sessionTimeoutMilliseconds = 6_000
-        let fnoWriter = client(fno.baseURL, fno.tenantID, writer, api: .financeOperations, log: log)
-        let applier = try Applier(
-            configuration: apply, catalog: catalog,
-            sinks: [FinanceOperationsSink(client: fnoWriter, schema: FinanceOperationsSchema(client: fnoWriter))],
-            log: log)
-        Thread { try? applier.run() }.start()
+        let applier = try Self.applier(
+            .erp, streams: [.customers], kafka: kafka,
+            client: writer.client(of: fno.baseURL, tenant: fno.tenantID, api: .financeOperations, log: log),
+            catalog: catalog, log: log)
         defer {
             member?.stop()
             receiver?.stop()
@@ -157,7 +144,7 @@ struct EndToEndBench {
             applier.stop()
             Thread.sleep(forTimeInterval: 1)
         }
-        let seller = client(sales.baseURL, sales.tenantID, person, api: .dataverse, log: log)
+        let seller = person.client(of: sales.baseURL, tenant: sales.tenantID, api: .dataverse, log: log)
         return try measure(
             create: { account in
                 let answer = try AsyncBridge.wait {
@@ -181,20 +168,27 @@ struct EndToEndBench {
         return (cluster, kafka)
     }
 
-    private func client(
-        _ url: URL, _ tenant: UUID, _ user: SimulatedClient, api: ServiceClient.API, log: Log
-    )
-        -> ServiceClient
-    {
-        var settings = ServiceClient.Settings(
-            url: url, tenantID: tenant.uuidString.lowercased(), clientID: user.id.uuidString.lowercased(),
-            clientSecret: user.secret)
-        settings.authority = url
-        return ServiceClient(settings: settings, http: HTTPClient(log: log), api: api)
-    }
-
     private func mappingWorker(_ flow: Flow, kafka: KafkaConfiguration, log: Log) throws -> Worker {
         try Self.mappingWorker(flow, kafka: kafka, catalog: catalog, log: log)
+    }
+
+    /// An apply member of `side` for `streams`, writing as `client`, on its own thread.
+    static func applier(
+        _ side: Side, streams: [SyncStream], kafka: KafkaConfiguration, client: ServiceClient, catalog: TopicCatalog,
+        log: Log
+    ) throws -> Applier {
+        var configuration = ApplyConfiguration()
+        configuration.side = side
+        configuration.streams = streams
+        configuration.kafka = kafka
+        configuration.sessionTimeoutMilliseconds = 6_000
+        let sink: any DocumentSink =
+            side == .crm
+            ? DataverseSink(client: client, schema: DataverseSchema(client: client))
+            : FinanceOperationsSink(client: client, schema: FinanceOperationsSchema(client: client))
+        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: [sink], log: log)
+        Thread { try? applier.run() }.start()
+        return applier
     }
 
     /// One mapping worker of `flow` for the customers stream, on its own thread.

@@ -51,19 +51,12 @@ struct HTTPDemo {
             sales.stop()
             fno.stop()
         }
-        func client(
-            _ simulator: URL, _ tenant: UUID, _ user: SimulatedClient, _ api: ServiceClient.API
-        )
-            -> ServiceClient
-        {
-            var settings = ServiceClient.Settings(
-                url: simulator, tenantID: tenant.uuidString.lowercased(), clientID: user.id.uuidString.lowercased(),
-                clientSecret: user.secret)
-            settings.authority = simulator
-            return ServiceClient(settings: settings, http: HTTPClient(log: log), api: api)
+        let salesAs = { (user: SimulatedClient) in
+            user.client(of: sales.baseURL, tenant: sales.tenantID, api: .dataverse, log: log)
         }
-        let salesAs = { (user: SimulatedClient) in client(sales.baseURL, sales.tenantID, user, .dataverse) }
-        let fnoAs = { (user: SimulatedClient) in client(fno.baseURL, fno.tenantID, user, .financeOperations) }
+        let fnoAs = { (user: SimulatedClient) in
+            user.client(of: fno.baseURL, tenant: fno.tenantID, api: .financeOperations, log: log)
+        }
         print(
             "p2c demo --http: embedded broker at \(cluster.bootstrapServers); simulated Sales at \(sales.baseURL), F&O at \(fno.baseURL); \(orders) orders, \(workers) worker(s) per flow, \(generation.rawValue) maps"
         )
@@ -89,23 +82,10 @@ struct HTTPDemo {
             applyUsers: [applyIdentity.id], key: "demo", port: eventsPort, log: log)
 
         // Apply, one member a side.
-        var applyCRM = ApplyConfiguration()
-        applyCRM.side = .crm
-        applyCRM.kafka = kafka
-        applyCRM.streams = Self.streams
-        applyCRM.sessionTimeoutMilliseconds = 6_000
-        let salesWriter = salesAs(applyIdentity)
-        let crmApply = try Applier(
-            configuration: applyCRM, catalog: catalog,
-            sinks: [DataverseSink(client: salesWriter, schema: DataverseSchema(client: salesWriter))], log: log)
-        var applyERP = applyCRM
-        applyERP.side = .erp
-        let fnoWriter = fnoAs(applyIdentity)
-        let erpApply = try Applier(
-            configuration: applyERP, catalog: catalog,
-            sinks: [FinanceOperationsSink(client: fnoWriter, schema: FinanceOperationsSchema(client: fnoWriter))],
-            log: log)
-        for applier in [crmApply, erpApply] { Thread { try? applier.run() }.start() }
+        let crmApply = try EndToEndBench.applier(
+            .crm, streams: Self.streams, kafka: kafka, client: salesAs(applyIdentity), catalog: catalog, log: log)
+        let erpApply = try EndToEndBench.applier(
+            .erp, streams: Self.streams, kafka: kafka, client: fnoAs(applyIdentity), catalog: catalog, log: log)
 
         // The mapping workers, as processes.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -173,8 +153,7 @@ struct HTTPDemo {
                 && sales.rows("accounts").count >= story.erpCustomers.count
         }
         try AsyncBridge.wait { try await story.accounts() }
-        try AsyncBridge.wait { try await story.salesOrders() }
-        try AsyncBridge.wait { try await story.quotes() }
+        try AsyncBridge.wait { try await story.salesDocuments() }
         try wait("orders to F&O") {
             fno.records("CDSSalesOrderHeaders").count == orders
                 && fno.records("CDSSalesOrderLines").count == story.lines
@@ -313,60 +292,73 @@ struct HTTPStory: Sendable {
         }
     }
 
-    /// Orders in Sales, each for an account or an ERP customer, with 1 to 3 lines.
-    func salesOrders() async throws {
-        let customers = accountNumbers + erpCustomers
-        for order in 1...orders {
-            let number = "C" + String(format: "%06d", order)
-            try await expect(
-                sales.send(
-                    "PATCH", "salesorders(msdyn_salesordernumber='\(number)')",
-                    body: [
-                        "msdyn_ordertype": .number("192350000"),
-                        "customerid_account@odata.bind": .string(
-                            "/accounts(accountnumber='\(customers[order % customers.count])')"),
-                    ]), 204)
-            let header = try await sales.get("salesorders(msdyn_salesordernumber='\(number)')?$select=salesorderid")
-            guard let id = header["salesorderid"]?.stringValue else { throw UsageError("order \(number) not found") }
-            for line in 1...HTTPStory.lineCount(order) {
-                try await expect(
-                    sales.send(
-                        "PATCH", "salesorderdetails(_salesorderid_value=\(id),sequencenumber=\(line))",
-                        body: [
-                            "productid@odata.bind": .string(
-                                "/products(msdyn_productnumber='\(products[(order + line) % products.count])')"),
-                            "quantity": .number("\(line * 2)"),
-                        ]), 204)
-            }
-        }
-    }
-
     var quoteCount: Int { max(2, orders / 5) }
     var quoteLines: Int { (1...quoteCount).reduce(0) { $0 + Self.lineCount($1 + 1) } }
 
-    /// Draft quotes in Sales, each with 1 to 3 lines.
-    func quotes() async throws {
+    /// A quote or an order: where it lives in each system.
+    struct DocumentKind: Sendable {
+        /// Sales: the table, its number column, its id (the lines' header lookup), the lines' table.
+        var set: String
+        var number: String
+        var id: String
+        var lineSet: String
+        /// Header columns besides the number and the customer.
+        var columns: JSONObject
+        /// F&O: the headers' and lines' entity sets, the number and total properties.
+        var erpHeaders: String
+        var erpLines: String
+        var erpNumber: String
+        var erpTotal: String
+
+        static let quote = DocumentKind(
+            set: "quotes", number: "msdyn_quotenumber", id: "quoteid", lineSet: "quotedetails",
+            columns: ["msdyn_ordertype": .number("192350000"), "statecode": .number("0")],
+            erpHeaders: "CDSSalesQuotationHeaders", erpLines: "CDSSalesQuotationLines",
+            erpNumber: "SalesQuotationNumber", erpTotal: "QuotationTotalAmount")
+        static let order = DocumentKind(
+            set: "salesorders", number: "msdyn_salesordernumber", id: "salesorderid", lineSet: "salesorderdetails",
+            columns: ["msdyn_ordertype": .number("192350000")], erpHeaders: "CDSSalesOrderHeaders",
+            erpLines: "CDSSalesOrderLines", erpNumber: "SalesOrderNumber", erpTotal: "OrderTotalAmount")
+    }
+
+    /// One document of the story: its customer and its lines' products (line n: quantity 2n).
+    struct Document: Sendable {
+        var kind: DocumentKind
+        var number: String
+        var customer: String
+        var products: [Int]
+    }
+
+    /// Draft quotes (`C1…`) and orders (`C…`), each for an account or an ERP customer, with 1 to 3 lines.
+    var documents: [Document] {
         let customers = accountNumbers + erpCustomers
-        for quote in 1...quoteCount {
-            let number = "C1" + String(format: "%05d", quote)
-            try await expect(
-                sales.send(
-                    "PATCH", "quotes(msdyn_quotenumber='\(number)')",
-                    body: [
-                        "msdyn_ordertype": .number("192350000"), "statecode": .number("0"),
-                        "customerid_account@odata.bind": .string(
-                            "/accounts(accountnumber='\(customers[quote % customers.count])')"),
-                    ]), 204)
-            let header = try await sales.get("quotes(msdyn_quotenumber='\(number)')?$select=quoteid")
-            guard let id = header["quoteid"]?.stringValue else { throw UsageError("quote \(number) not found") }
-            for line in 1...HTTPStory.lineCount(quote + 1) {
+        func document(_ kind: DocumentKind, _ number: String, _ index: Int, lines: Int) -> Document {
+            Document(
+                kind: kind, number: number, customer: customers[index % customers.count],
+                products: (1...lines).map { (index + $0) % products.count })
+        }
+        return (1...quoteCount).map {
+            document(.quote, "C1" + String(format: "%05d", $0), $0, lines: Self.lineCount($0 + 1))
+        }
+            + (1...orders).map { document(.order, "C" + String(format: "%06d", $0), $0, lines: Self.lineCount($0)) }
+    }
+
+    /// The sellers' quotes and orders in Sales: the header, then its lines under it.
+    func salesDocuments() async throws {
+        for document in documents {
+            let kind = document.kind
+            var header = kind.columns
+            header["customerid_account@odata.bind"] = .string("/accounts(accountnumber='\(document.customer)')")
+            try await expect(sales.send("PATCH", "\(kind.set)(\(kind.number)='\(document.number)')", body: header), 204)
+            let written = try await sales.get("\(kind.set)(\(kind.number)='\(document.number)')?$select=\(kind.id)")
+            guard let id = written[kind.id]?.stringValue else { throw UsageError("\(document.number) not found") }
+            for (index, product) in document.products.enumerated() {
                 try await expect(
                     sales.send(
-                        "PATCH", "quotedetails(_quoteid_value=\(id),sequencenumber=\(line))",
+                        "PATCH", "\(kind.lineSet)(_\(kind.id)_value=\(id),sequencenumber=\(index + 1))",
                         body: [
-                            "productid@odata.bind": .string(
-                                "/products(msdyn_productnumber='\(products[(quote + line) % products.count])')"),
-                            "quantity": .number("\(line)"),
+                            "productid@odata.bind": .string("/products(msdyn_productnumber='\(products[product])')"),
+                            "quantity": .number("\((index + 1) * 2)"),
                         ]), 204)
             }
         }
@@ -389,42 +381,23 @@ struct HTTPStory: Sendable {
 
     /// The ERP prices each quote and order it received: each line at its product's price, then the total.
     func price() async throws {
-        for quote in 1...quoteCount {
-            let number = "C1" + String(format: "%05d", quote)
+        for document in documents {
+            let kind = document.kind
+            let key = "dataAreaId='\(company)',\(kind.erpNumber)='\(document.number)'"
             var total = 0
-            for line in 1...HTTPStory.lineCount(quote + 1) {
-                let price = 10 + ((quote + line) % products.count) * 5
-                total += price * line
-                try await expect(
-                    fno.send(
-                        "PATCH",
-                        "CDSSalesQuotationLines(dataAreaId='\(company)',SalesQuotationNumber='\(number)',LineCreationSequenceNumber=\(line))?cross-company=true",
-                        body: ["SalesPrice": .number("\(price)"), "LineAmount": .number("\(price * line)")]), 204)
-            }
-            try await expect(
-                fno.send(
-                    "PATCH",
-                    "CDSSalesQuotationHeaders(dataAreaId='\(company)',SalesQuotationNumber='\(number)')?cross-company=true",
-                    body: ["QuotationTotalAmount": .number("\(total)")]), 204)
-        }
-        for order in 1...orders {
-            let number = "C" + String(format: "%06d", order)
-            var total = 0
-            for line in 1...HTTPStory.lineCount(order) {
-                let product = (order + line) % products.count
+            for (index, product) in document.products.enumerated() {
                 let price = 10 + product * 5
-                total += price * line * 2
+                let amount = price * (index + 1) * 2
+                total += amount
                 try await expect(
                     fno.send(
-                        "PATCH",
-                        "CDSSalesOrderLines(dataAreaId='\(company)',SalesOrderNumber='\(number)',LineCreationSequenceNumber=\(line))?cross-company=true",
-                        body: ["SalesPrice": .number("\(price)"), "LineAmount": .number("\(price * line * 2)")]), 204)
+                        "PATCH", "\(kind.erpLines)(\(key),LineCreationSequenceNumber=\(index + 1))?cross-company=true",
+                        body: ["SalesPrice": .number("\(price)"), "LineAmount": .number("\(amount)")]), 204)
             }
             try await expect(
                 fno.send(
-                    "PATCH",
-                    "CDSSalesOrderHeaders(dataAreaId='\(company)',SalesOrderNumber='\(number)')?cross-company=true",
-                    body: ["OrderTotalAmount": .number("\(total)")]), 204)
+                    "PATCH", "\(kind.erpHeaders)(\(key))?cross-company=true",
+                    body: [kind.erpTotal: .number("\(total)")]), 204)
         }
     }
 
