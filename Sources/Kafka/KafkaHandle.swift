@@ -26,7 +26,15 @@ final class KafkaHandle: Sendable {
     }
 
     deinit {
-        if !mustNotDestroy.load(ordering: .relaxed) { rd_kafka_destroy(pointer) }
+        guard mustNotDestroy.load(ordering: .relaxed) else {
+            // Returns once librdkafka's threads are gone: no callback reaches the context after it.
+            rd_kafka_destroy(pointer)
+            return
+        }
+        // The client lives on to the end of the process, and its threads still call back into the
+        // context (a request timing out, a log line): it must outlive them, or they lock a freed
+        // Mutex ("Unknown error occurred while attempting to acquire a Mutex", seen in CI).
+        _ = Unmanaged.passRetained(context)
     }
 
     /// The client's name, e.g. `p2c#producer-1`.
