@@ -14,7 +14,8 @@ import Worker
 /// Offsets are committed only up to the first record not yet written or dead-lettered
 /// (at-least-once into idempotent upserts: a record written again writes the same values).
 /// A 429 pauses the partitions it concerns for its `Retry-After` (the loop goes on polling, so the
-/// member stays in its group) and halves the requests in flight, which then grow back one by one.
+/// member stays in its group) and takes a quarter off the requests in flight, which then grow back
+/// one by one.
 ///
 /// `run()` blocks its thread until `stop()`; the writes run on Swift concurrency and report back
 /// through an inbox the loop drains.
@@ -340,13 +341,15 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         }
     }
 
-    /// AIMD per lane: a throttled round halves its rounds in flight (once per pushback: rounds
-    /// started before the last decrease saw the old limit); `limit` rounds without one add one back.
+    /// AIMD per lane: a throttled round takes a quarter (at least one) off its rounds in flight, once
+    /// per pushback (rounds started before the last decrease saw the old limit); `limit` rounds
+    /// without one add one back. The pause itself lets the service's window drain, so a deeper cut
+    /// would leave its budget unspent after every pause.
     func adjustLimit(lane index: Int, throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
         var lane = lanes[index]
         if throttled {
             guard started >= lane.lastDecrease else { return }
-            lane.limit = max(1, lane.limit / 2)
+            lane.limit = max(1, lane.limit - max(1, lane.limit / 4))
             lane.lastDecrease = .now
             lane.successesSinceIncrease = 0
         } else if !failed && lane.limit < configuration.maxConcurrency {
