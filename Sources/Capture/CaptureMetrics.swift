@@ -14,6 +14,8 @@ public final class CaptureMetrics: Sendable {
     public let refusedLinks = Counter()
     /// Rows without a number (no key), and deletes of rows never seen.
     public let unkeyed = Counter()
+    /// Data events whose record was deleted before they were taken (the delete's event publishes it).
+    public let superseded = Counter()
     public let failures = Counter()
     /// Webhook posts refused for their key, and posts for tables not captured.
     public let refusedPosts = Counter()
@@ -43,6 +45,10 @@ public final class CaptureMetrics: Sendable {
                 refusedLinks
             ),
             ("p2c_capture_unkeyed_total", "Rows without a number, and deletes of rows never seen.", unkeyed),
+            (
+                "p2c_capture_superseded_total", "Data events whose record was deleted before they were taken.",
+                superseded
+            ),
             ("p2c_capture_failures_total", "Reads or deliveries that failed (retried, or answered 503).", failures),
             ("p2c_capture_refused_posts_total", "Webhook posts refused for their key.", refusedPosts),
             ("p2c_capture_ignored_posts_total", "Webhook posts for tables not captured.", ignoredPosts),

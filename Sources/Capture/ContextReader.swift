@@ -1,5 +1,6 @@
 import Connectors
 import Foundation
+import OData
 import ProspectToCash
 import Runtime
 import Synchronization
@@ -10,15 +11,30 @@ import Topology
 public protocol ContextReader: Sendable {
     /// The kind a context's `PrimaryEntityName` names, nil when it is not captured.
     func kind(named name: String) async throws -> RecordKind?
-    /// The record of the change and its company (nil: the configured one), nil when its key
-    /// cannot be known.
+    /// The change: its record, its company (nil: the configured one) and whether the record is
+    /// gone; nil when its key cannot be known.
     func record(
         of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
-    ) async throws -> (
-        record: JSONObject, company: String?
-    )?
+    ) async throws -> ContextChange?
     /// What it asked the system, for `/metrics`.
     var requests: [(kind: String, value: Int)] { get }
+}
+
+/// What a posted context says changed: the record, its company (nil: the configured one), whether
+/// it is gone. `skip`: nothing to publish (the record was deleted after this change; the delete's
+/// own event says so).
+public struct ContextChange: Sendable {
+    public var record: JSONObject
+    public var company: String?
+    public var deleted: Bool
+    public var skip = false
+
+    public init(record: JSONObject, company: String?, deleted: Bool, skip: Bool = false) {
+        self.record = record
+        self.company = company
+        self.deleted = deleted
+        self.skip = skip
+    }
 }
 
 /// Dataverse's webhooks (DV-WH): the row after the change (the post image, or the row read by its
@@ -47,9 +63,7 @@ public final class DataverseContextReader: ContextReader {
 
     public func record(
         of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
-    ) async throws -> (
-        record: JSONObject, company: String?
-    )? {
+    ) async throws -> ContextChange? {
         let shape = try await shape(of: kind)
         var row = Self.row(image: deleted ? "PreEntityImages" : "PostEntityImages", of: context)
         if !deleted {
@@ -62,7 +76,7 @@ public final class DataverseContextReader: ContextReader {
                 row = current
             }
         }
-        return (try await records.record(of: row, shape: shape), nil)
+        return ContextChange(record: try await records.record(of: row, shape: shape), company: nil, deleted: deleted)
     }
 
     private func shape(of kind: RecordKind) async throws -> DataverseRecords.Shape {
@@ -116,19 +130,24 @@ public final class DataverseContextReader: ContextReader {
 }
 
 /// F&O's data events (FO-DE): the entity's fields in `Target` (and the record before in
-/// `PreImage`), named as the environment's `$metadata` spells them; the event's record has them
-/// upper case as the maps do, only those the maps know, the company from `dataAreaId`. A delete is
-/// keyed by its target's (or pre image's) key fields.
+/// `PreImage`), named as the environment's `$metadata` spells them, give the record's key; the
+/// record published is the one read by that key when the event is taken (events come in no
+/// documented order), with the maps' upper-case field names, only those the maps know, the company
+/// from `dataAreaId`. A record gone by then is published as deleted, keyed by the event's key fields.
 public final class FinanceOperationsContextReader: ContextReader {
     private let schema: FinanceOperationsSchema
     private let streams: [SyncStream]
+    /// Records read by their key.
+    private let reads = Counter()
 
     public init(schema: FinanceOperationsSchema, streams: [SyncStream]) {
         self.schema = schema
         self.streams = streams
     }
 
-    public var requests: [(kind: String, value: Int)] { [("metadata", schema.reads.value)] }
+    public var requests: [(kind: String, value: Int)] {
+        [("metadata", schema.reads.value), ("record", reads.value)]
+    }
 
     /// By entity type name (what data events carry) or entity set name, case-insensitively.
     public func kind(named name: String) async throws -> RecordKind? {
@@ -147,9 +166,7 @@ public final class FinanceOperationsContextReader: ContextReader {
 
     public func record(
         of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
-    ) async throws -> (
-        record: JSONObject, company: String?
-    )? {
+    ) async throws -> ContextChange? {
         guard let set = kind.erpEntitySet else { return nil }
         var attributes = Self.attributes(DataverseContextReader.parameter("Target", of: context))
         if deleted || attributes.isEmpty {
@@ -158,8 +175,36 @@ public final class FinanceOperationsContextReader: ContextReader {
                 attributes[name] = value
             }
         }
-        return FinanceOperationsRecords.record(
+        // Data events come in no documented order and carry no version (FO-DE): the record as it is
+        // now, read by its key, is what this change publishes, so an event overtaken by a newer one
+        // publishes the newer state. Gone now: deleted (an update's event overtaken by the delete's
+        // publishes nothing; the delete's says so); there again after a delete: recreated.
+        let entity = try await schema.entity(of: kind)
+        var key: [(name: String, value: ODataLiteral)] = []
+        for property in entity.keys {
+            guard let value = attributes.first(where: { $0.key.lowercased() == property.name.lowercased() })?.value,
+                let literal = entity.literal(value, for: property)
+            else { return nil }
+            key.append((property.name, literal))
+        }
+        reads.add()
+        let answer = try await schema.client.send("GET", ODataPath.entity(entity.set, key: key) + "?cross-company=true")
+        var gone = deleted
+        switch answer.status {
+        case 200:
+            guard let current = answer.json else { return nil }
+            attributes = current.fields.reduce(into: [:]) { $0[$1.key] = $1.value }
+            gone = false
+        case 404:
+            if !deleted { return ContextChange(record: JSONObject(), company: nil, deleted: false, skip: true) }
+        default:
+            throw ServiceError(
+                status: answer.status, code: "read",
+                message: "reading \(entity.set) by its key answered \(answer.status)")
+        }
+        let change = FinanceOperationsRecords.record(
             attributes.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }, entitySet: set)
+        return ContextChange(record: change.record, company: change.company, deleted: gone)
     }
 
     private static func attributes(_ entity: JSONObject?) -> [String: JSONValue] {

@@ -25,6 +25,7 @@ public final class WebhookReceiver: Sendable {
     private let box: Box
     private let log: Log
     private let server: HTTPServer
+    private let records = RecordLocks()
 
     /// Routes requests to the receiver once it is built (the server starts inside its init).
     private final class Box: Sendable {
@@ -101,24 +102,32 @@ public final class WebhookReceiver: Sendable {
                 metrics.ignoredPosts.add()
                 return HTTPResponse(status: 200, text: "table not captured\n")
             }
-            guard
-                let event = try wait({
-                    try await self.event(context, message: message, kind: kind, topic: topic, id: id)
-                })
-            else {
-                metrics.unkeyed.add()
-                log.warning(
-                    "change without its key (register a pre image with the key columns on Delete steps)",
-                    [("table", .string(table)), ("message", .string(message))])
-                return HTTPResponse(status: 200, text: "no key\n")
+            // One record's changes are read and published one at a time, so that what is published
+            // last is what was read last.
+            return try records.serialize("\(table)/\(id.lowercased())") {
+                guard
+                    let event = try wait({
+                        try await self.event(context, message: message, kind: kind, topic: topic, id: id)
+                    })
+                else {
+                    metrics.unkeyed.add()
+                    log.warning(
+                        "change without its key (register a pre image with the key columns on Delete steps)",
+                        [("table", .string(table)), ("message", .string(message))])
+                    return HTTPResponse(status: 200, text: "no key\n")
+                }
+                guard let event else {
+                    metrics.superseded.add()
+                    return HTTPResponse(status: 200, text: "record deleted since\n")
+                }
+                if let failure = deliver(event) {
+                    metrics.failures.add()
+                    log.warning("change not in Kafka; answering 503", [("error", .string(failure.description))])
+                    return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
+                }
+                metrics.published.add()
+                return HTTPResponse(status: 200, text: "published\n")
             }
-            if let failure = deliver(event) {
-                metrics.failures.add()
-                log.warning("change not in Kafka; answering 503", [("error", .string(failure.description))])
-                return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
-            }
-            metrics.published.add()
-            return HTTPResponse(status: 200, text: "published\n")
         } catch {
             metrics.failures.add()
             log.warning("reading the change failed; answering 503", [("error", .string("\(error)"))])
@@ -126,15 +135,18 @@ public final class WebhookReceiver: Sendable {
         }
     }
 
-    /// The change event of a context, nil when its key cannot be known.
+    /// The change event of a context: nil when its key cannot be known, `.some(nil)` when there
+    /// is nothing to publish (the record was deleted since).
     private func event(
         _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
-    ) async throws -> OutgoingRecord? {
-        let deleted = message == "Delete"
+    ) async throws -> OutgoingRecord?? {
         let side = configuration.side
-        guard let change = try await reader.record(of: context, kind: kind, deleted: deleted, id: id) else {
+        guard let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
+        else {
             return nil
         }
+        if change.skip { return .some(nil) }
+        let deleted = change.deleted
         let keyPath = side == .crm ? kind.crmKey : [kind.erpKey]
         guard case .string(let number)? = change.record.value(at: keyPath), !number.isEmpty else { return nil }
         var data = change.record
@@ -176,6 +188,28 @@ public final class WebhookReceiver: Sendable {
             if let outcome = delivered.withLock({ $0.removeValue(forKey: id) }) { return outcome }
         }
         return KafkaError(code: .timedOut, message: "no delivery report in time")
+    }
+
+    /// One lock per record in use: the requests of one record wait for each other, others do not.
+    private final class RecordLocks: Sendable {
+        private let locks = Mutex<[String: (lock: NSLock, users: Int)]>([:])
+
+        func serialize<T>(_ record: String, _ body: () throws -> T) rethrows -> T {
+            let lock = locks.withLock { locks in
+                let entry = locks[record] ?? (NSLock(), 0)
+                locks[record] = (entry.lock, entry.users + 1)
+                return entry.lock
+            }
+            lock.lock()
+            defer {
+                lock.unlock()
+                locks.withLock { locks in
+                    guard let entry = locks[record] else { return }
+                    locks[record] = entry.users > 1 ? (entry.lock, entry.users - 1) : nil
+                }
+            }
+            return try body()
+        }
     }
 
     /// Runs `body` on Swift concurrency and waits for it (the connection's own thread).

@@ -46,7 +46,8 @@ public final class FinanceOperationsSchema: Sendable {
         }
     }
 
-    private let client: ServiceClient
+    /// The environment's OData service.
+    public let client: ServiceClient
     private let cache = Mutex<[String: Entity]?>(nil)
     /// `$metadata` reads.
     public let reads = Counter()

@@ -73,12 +73,10 @@ extension Mapper {
         throws(MappingError)
     {
         let kind = plan.kind
-        if kind.stream == .orders && kind.role == .header {
-            if plan.flow == .erpToCRM {
-                try OrderStatus.toCRM(input: input, output: &output)
-            } else {
-                try OrderStatus.toERP(input: input, output: &output)
-            }
+        // The ERP's status and document status follow its own documents (RULES.md §4a): only the
+        // processing status goes to it, by its map row.
+        if kind.stream == .orders && kind.role == .header && plan.flow == .erpToCRM {
+            try OrderStatus.toCRM(input: input, output: &output)
         }
         guard kind.role == .line, kind.stream == .orders || kind.stream == .quotes else { return }
         let erpQuantity = kind.stream == .orders ? "ORDEREDSALESQUANTITY" : "REQUESTEDSALESQUANTITY"
@@ -217,16 +215,6 @@ enum OrderStatus: String, CaseIterable {
             output["msdyn_processingstatus"] = .number(derived.crmValue)
         }
         if let status { output["statecode"] = .number(status.salesState.rawValue) }
-    }
-
-    /// CRM → ERP: status and document status from the processing status.
-    static func toERP(input: JSONObject, output: inout JSONObject) throws(MappingError) {
-        guard let processing = input["msdyn_processingstatus"]?.lookupText else { return }
-        guard let status = allCases.first(where: { $0.crmValue == processing }) else {
-            throw MappingError(.unknownEnumValue, "msdyn_processingstatus \(processing) is not a processing status")
-        }
-        output["SALESORDERSTATUS"] = .string(status.erpStatus.status)
-        if let document = status.erpStatus.document { output["DOCUMENTSTATUS"] = .string(document) }
     }
 }
 
