@@ -18,8 +18,8 @@ public final class DataverseRecords: Sendable {
         [("table_definitions", schema.reads.value), ("lookup_reads", lookupReads.value)]
     }
 
-    /// What one table's events carry: its columns, and its lookups with the column that names
-    /// the referenced row (per referenced table for a polymorphic lookup).
+    /// What one table's events carry: its columns, and its lookups with the columns of the
+    /// referenced row they carry (per referenced table for a polymorphic lookup, key column first).
     public struct Shape: Sendable {
         public var kind: RecordKind
         public var table: DataverseTableDefinition
@@ -56,11 +56,18 @@ public final class DataverseRecords: Sendable {
         "quote": ["msdyn_ordertype", "statecode"], "salesorder": ["msdyn_ordertype"],
     ]
 
+    /// Columns the business rules write on the CRM side (an order's state, from its processing
+    /// status: RULES.md §4), read too when a read compares both ways.
+    public static let ruleColumns: [String: [String]] = ["salesorder": ["statecode"]]
+
     /// The shape of `kind`'s events, from its map's rows that flow to the ERP, the columns its
     /// filter reads, and the table's definition in the environment.
     public func shape(of kind: RecordKind) async throws -> Shape {
         let table = try await schema.table(kind.crmName)
         var columns: [String] = Self.filterColumns[kind.crmName] ?? []
+        if bothWays {
+            columns += (Self.ruleColumns[kind.crmName] ?? []).filter { !columns.contains($0) }
+        }
         var lookups: [(String, [(DataverseTableDefinition, String)])] = []
         var seen = Set(columns)
         let rows = maps[kind.mapName]?.rows ?? []
@@ -80,12 +87,25 @@ public final class DataverseRecords: Sendable {
                 continue
             }
             let path = row.crmColumn.split(separator: ".").map(String.init)
-            guard seen.insert(path[0]).inserted else { continue }
-            if path.count == 1 {
-                columns.append(path[0])
-            } else if path.count == 2, let lookup = table.lookups(of: path[0]).first {
-                lookups.append((path[0], [(try await schema.table(lookup.target), path[1])]))
+            if path.count == 2, let lookup = table.lookups(of: path[0]).first {
+                // A lookup several rows read (an invoice line's invoice: its number, date and
+                // voucher) carries each column, the referenced table's key column first.
+                let target = try await schema.table(lookup.target)
+                if let known = lookups.firstIndex(where: { $0.0 == path[0] }) {
+                    guard !lookups[known].1.contains(where: { $0.1 == path[1] }) else { continue }
+                    if target.keys.contains([path[1]]) {
+                        lookups[known].1.insert((target, path[1]), at: 0)
+                    } else {
+                        lookups[known].1.append((target, path[1]))
+                    }
+                    continue
+                }
+                guard seen.insert(path[0]).inserted else { continue }
+                lookups.append((path[0], [(target, path[1])]))
+                continue
             }
+            guard seen.insert(path[0]).inserted else { continue }
+            if path.count == 1 { columns.append(path[0]) }
         }
         return Shape(kind: kind, table: table, columns: columns, lookups: lookups)
     }
@@ -104,11 +124,24 @@ public final class DataverseRecords: Sendable {
             }
             // The annotation names the referenced table when the service sends it.
             let named = row["_\(attribute)_value@Microsoft.Dynamics.CRM.lookuplogicalname"]?.stringValue
+            // Per referenced table (a polymorphic lookup names several), its columns; the first
+            // table that holds the row gives them.
+            var tables: [(table: DataverseTableDefinition, columns: [String])] = []
             for (table, column) in targets where named == nil || named == table.logicalName {
-                if let value = try await key(of: id, in: table, column: column) {
-                    record[attribute] = .object([column: .string(value)])
-                    break
+                if let index = tables.firstIndex(where: { $0.table.logicalName == table.logicalName }) {
+                    tables[index].columns.append(column)
+                } else {
+                    tables.append((table, [column]))
                 }
+            }
+            for (table, columns) in tables {
+                guard let first = try await key(of: id, in: table, column: columns[0]) else { continue }
+                var object: JSONObject = [columns[0]: .string(first)]
+                for column in columns.dropFirst() {
+                    if let value = try await key(of: id, in: table, column: column) { object[column] = .string(value) }
+                }
+                record[attribute] = .object(object)
+                break
             }
         }
         return record

@@ -22,7 +22,7 @@ struct HTTPDemo {
     var topicsDirectory: String
 
     static let company = "USMF"
-    static let streams: [SyncStream] = [.customers, .products, .quotes, .orders]
+    static let streams: [SyncStream] = [.customers, .products, .quotes, .orders, .invoices]
 
     func execute(stopped: @escaping @Sendable () -> Bool) throws -> Int32 {
         let started = ContinuousClock.now
@@ -43,7 +43,7 @@ struct HTTPDemo {
             clients: [clerk, captureIdentity, applyIdentity],
             dataEvents: [
                 "CustomersV3", "CDSReleasedDistinctProducts", "CDSSalesQuotationHeaders", "CDSSalesQuotationLines",
-                "CDSSalesOrderHeaders", "CDSSalesOrderLines",
+                "CDSSalesOrderHeaders", "CDSSalesOrderLines", "SalesInvoiceHeadersV2", "SalesInvoiceV2Lines",
             ]
             .map { .init(entity: $0, url: URL(string: "http://127.0.0.1:\(eventsPort)/")!, key: "demo") },
             defaultCompany: Self.company)
@@ -178,6 +178,11 @@ struct HTTPDemo {
                 && sales.rows("quotes").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count
                     == story.quoteCount
         }
+        try AsyncBridge.wait { try await story.fulfil() }
+        try wait("shipped and invoiced") {
+            sales.rows("salesorders").filter { $0["statecode"] == .number("4") }.count == orders
+                && sales.rows("invoices").count == orders && sales.rows("invoicedetails").count == story.lines
+        }
         // Quiet: nothing applied on either side for 2 s.
         var applied = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
         var quietSince = ContinuousClock.now
@@ -264,7 +269,8 @@ struct HTTPStory: Sendable {
                     "POST", "CDSReleasedDistinctProducts?cross-company=true",
                     body: [
                         "dataAreaId": .string(company), "ProductNumber": .string(product),
-                        "ProductName": .string("Product \(product)"), "SalesPrice": .number("\(10 + index * 5)"),
+                        "ProductName": .string("Product \(product)"),
+                        "SalesPrice": .number("\(Document.price(index))"),
                     ]), 201)
         }
         for (index, account) in erpCustomers.enumerated() {
@@ -327,6 +333,14 @@ struct HTTPStory: Sendable {
         var number: String
         var customer: String
         var products: [Int]
+
+        /// The ERP's price of product `index`.
+        static func price(_ index: Int) -> Int { 10 + index * 5 }
+
+        /// Line n: quantity 2n at its product's price.
+        var total: Int {
+            products.enumerated().reduce(0) { $0 + Self.price($1.element) * ($1.offset + 1) * 2 }
+        }
     }
 
     /// Draft quotes (`C1…`) and orders (`C…`), each for an account or an ERP customer, with 1 to 3 lines.
@@ -384,11 +398,9 @@ struct HTTPStory: Sendable {
         for document in documents {
             let kind = document.kind
             let key = "dataAreaId='\(company)',\(kind.erpNumber)='\(document.number)'"
-            var total = 0
             for (index, product) in document.products.enumerated() {
-                let price = 10 + product * 5
+                let price = Document.price(product)
                 let amount = price * (index + 1) * 2
-                total += amount
                 try await expect(
                     fno.send(
                         "PATCH", "\(kind.erpLines)(\(key),LineCreationSequenceNumber=\(index + 1))?cross-company=true",
@@ -397,9 +409,45 @@ struct HTTPStory: Sendable {
             try await expect(
                 fno.send(
                     "PATCH", "\(kind.erpHeaders)(\(key))?cross-company=true",
-                    body: [kind.erpTotal: .number("\(total)")]), 204)
+                    body: [kind.erpTotal: .number("\(document.total)")]), 204)
         }
     }
+
+    /// The ERP ships and invoices each order: its processing status moves to delivered, then to
+    /// invoiced, and the invoice (`I…`, the order's number) is posted with a line per order line.
+    func fulfil() async throws {
+        for document in documents where document.kind.set == DocumentKind.order.set {
+            let key = "dataAreaId='\(company)',SalesOrderNumber='\(document.number)'"
+            for status in ["delivered", "invoiced"] {
+                try await expect(
+                    fno.send(
+                        "PATCH", "CDSSalesOrderHeaders(\(key))?cross-company=true",
+                        body: ["SalesOrderProcessingStatus": .string(status)]), 204)
+            }
+            let invoice = "I" + document.number.dropFirst()
+            let posted: JSONObject = [
+                "dataAreaId": .string(company), "InvoiceNumber": .string(invoice),
+                "InvoiceDate": .string(Self.invoiceDate),
+                "LedgerVoucher": .string("V" + invoice),
+            ]
+            var header = posted
+            header["SalesOrderNumber"] = .string(document.number)
+            header["InvoiceCustomerAccountNumber"] = .string(document.customer)
+            header["TotalInvoiceAmount"] = .number("\(document.total)")
+            try await expect(fno.send("POST", "SalesInvoiceHeadersV2?cross-company=true", body: header), 201)
+            for (index, product) in document.products.enumerated() {
+                var line = posted
+                line["LineCreationSequenceNumber"] = .number("\(index + 1)")
+                line["ProductNumber"] = .string(products[product])
+                line["InvoicedQuantity"] = .number("\((index + 1) * 2)")
+                line["SalesPrice"] = .number("\(Document.price(product))")
+                line["LineAmount"] = .number("\(Document.price(product) * (index + 1) * 2)")
+                try await expect(fno.send("POST", "SalesInvoiceV2Lines?cross-company=true", body: line), 201)
+            }
+        }
+    }
+
+    static let invoiceDate = "2026-11-30"
 
     private func expect(_ answer: ServiceClient.Answer, _ status: Int) throws {
         guard answer.status == status else {

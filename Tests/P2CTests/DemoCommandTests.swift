@@ -65,7 +65,7 @@ struct DemoCommandTests {
     }
 
     @Test(
-        "Over HTTP: a clerk's products and customers in F&O, sellers' accounts, quotes and orders in Sales, the ERP's prices, through capture, workers and apply; a planted dead letter; reconciled through both APIs, exit 0"
+        "Over HTTP: a clerk's products and customers in F&O, sellers' accounts, quotes and orders in Sales, the ERP's prices, shipments and invoices (each order's status changed twice, its data events in any order), through capture, workers and apply; a planted dead letter; reconciled through both APIs, exit 0"
     )
     func demoOverHTTP() async throws {
         let (status, output, errors) = try await Blocking.run {
@@ -76,8 +76,10 @@ struct DemoCommandTests {
         #expect(output.contains("dead letters: 2 (the story planted 2"))
         #expect(!output.contains("NOT EXPECTED"))
         let rows = output.split(separator: "\n")
-        // 30 orders with 60 lines; 6 quotes with 12 lines.
-        for (stream, records) in [("customers", 3 + 7), ("products", 6), ("quotes", 6 + 12), ("orders", 30 + 60)] {
+        // 30 orders with 60 lines, invoiced with as many; 6 quotes with 12 lines.
+        for (stream, records) in [
+            ("customers", 3 + 7), ("products", 6), ("quotes", 6 + 12), ("orders", 30 + 60), ("invoices", 30 + 60),
+        ] {
             let numbers =
                 rows.first { $0.hasPrefix("  \(stream) ") }?.split(separator: " ").compactMap { Int($0) } ?? []
             // CRM records, ERP records, compared, missing, different, held back.
