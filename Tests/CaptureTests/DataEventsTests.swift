@@ -29,6 +29,20 @@ struct DataEventsTests {
         return ServiceClient(settings: settings, http: HTTPClient(), api: .financeOperations)
     }
 
+    /// The data-events receiver under test on `port`, reading F&O as the person.
+    private func receiver(
+        _ simulator: FinanceOperationsSimulator, port: Int, key: String, deliveryTimeout: Duration
+    ) throws -> WebhookReceiver {
+        var configuration = CaptureConfiguration()
+        configuration.side = .erp
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "events")
+        return try WebhookReceiver(
+            configuration: configuration, catalog: shared.catalog,
+            reader: FinanceOperationsContextReader(
+                schema: FinanceOperationsSchema(client: client(simulator, person)), streams: []),
+            applyUsers: [apply.id], key: key, port: port, deliveryTimeout: deliveryTimeout)
+    }
+
     /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs on a thread of its own,
     /// off the shared pools the members under test need for their HTTP calls.
     private func waitUntil(_ limit: Duration, _ done: @escaping @Sendable () throws -> Bool) async throws {
@@ -50,14 +64,7 @@ struct DataEventsTests {
         for index in endpoints.indices { endpoints[index].retryDelay = .seconds(4) }
         let simulator = try FinanceOperationsSimulator(clients: [apply, person], dataEvents: endpoints)
         defer { simulator.stop() }
-        var configuration = CaptureConfiguration()
-        configuration.side = .erp
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "events")
-        let reader = client(simulator, person)
-        let receiver = try WebhookReceiver(
-            configuration: configuration, catalog: shared.catalog,
-            reader: FinanceOperationsContextReader(schema: FinanceOperationsSchema(client: reader), streams: []),
-            applyUsers: [apply.id], key: "events-key", port: port, deliveryTimeout: .seconds(2))
+        let receiver = try self.receiver(simulator, port: port, key: "events-key", deliveryTimeout: .seconds(2))
         defer { receiver.stop() }
         let seller = client(simulator, person)
         func send(_ method: String, _ resource: String, _ body: JSONObject?, as fno: ServiceClient? = nil) async throws
@@ -134,14 +141,8 @@ struct DataEventsTests {
         let port = LocalHTTP.freePort()
         let simulator = try FinanceOperationsSimulator(clients: [apply, person])
         defer { simulator.stop() }
-        var configuration = CaptureConfiguration()
-        configuration.side = .erp
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "order")
         let fno = client(simulator, person)
-        let receiver = try WebhookReceiver(
-            configuration: configuration, catalog: shared.catalog,
-            reader: FinanceOperationsContextReader(schema: FinanceOperationsSchema(client: fno), streams: []),
-            applyUsers: [apply.id], key: "k", port: port, deliveryTimeout: .seconds(5))
+        let receiver = try self.receiver(simulator, port: port, key: "k", deliveryTimeout: .seconds(5))
         defer { receiver.stop() }
         for (account, limit) in [("OO-1", "900"), ("OO-3", "300")] {
             let answer = try await fno.send(
