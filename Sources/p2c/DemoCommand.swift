@@ -64,10 +64,10 @@ enum DemoCommand {
             stop.store(true, ordering: .relaxed)
         }
         if arguments.flag("http") {
-            guard !chaos else { throw UsageError("--chaos is not yet available with --http", command: spec.name) }
             return try await Blocking.run {
                 try HTTPDemo(
-                    orders: orders, workers: workers, generation: generation, timeout: timeout, catalog: catalog,
+                    orders: orders, workers: workers, chaos: chaos, generation: generation, timeout: timeout,
+                    catalog: catalog,
                     topicsDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path
                 ).execute { stop.load(ordering: .relaxed) }
             }
@@ -231,7 +231,7 @@ private struct DemoRun {
         for member in fleet.members {
             let assigned = fleet.assignedPartitions(member).map(String.init) ?? "no answer"
             print(
-                "  worker \(member.process.processIdentifier) (\(member.flow.rawValue)): \(member.process.isRunning ? "running" : "ended"), partitions assigned \(assigned)"
+                "  \(member.role) \(member.process.processIdentifier): \(member.process.isRunning ? "running" : "ended"), partitions assigned \(assigned)"
             )
         }
     }

@@ -3,11 +3,27 @@ import Runtime
 import Simulation
 import Topology
 
-/// Worker processes started by `p2c demo` and `p2c bench`: real `p2c worker`s, each with its own
-/// metrics port, log file and transactional id. Driven from one thread.
+/// Fleet members started by `p2c demo` and `p2c bench`: real `p2c worker`s (and, over HTTP,
+/// `p2c capture` and `p2c apply`), each with its own metrics port and log file; workers with their
+/// own transactional id. Driven from one thread.
 final class Fleet {
+    /// What a member is: a mapping worker of a flow, or a side's capture or apply.
+    enum Role: Equatable, CustomStringConvertible {
+        case worker(Flow)
+        case capture(Side)
+        case apply(Side)
+
+        var description: String {
+            switch self {
+            case .worker(let flow): "worker \(flow.rawValue)"
+            case .capture(let side): "capture \(side.rawValue)"
+            case .apply(let side): "apply \(side.rawValue)"
+            }
+        }
+    }
+
     struct Member {
-        var flow: Flow
+        var role: Role
         var process: Process
         var port: Int
     }
@@ -18,7 +34,12 @@ final class Fleet {
     let logs: URL
     /// Prefix of the transactional ids: `p2c-<name>-<flow>-<n>`.
     let name: String
+    /// Per role, the arguments and environment a capture or apply member gets besides the common
+    /// ones (its system's connection, its port).
+    var settings: [String: (arguments: [String], environment: [String: String])] = [:]
     private(set) var members: [Member] = []
+    /// Every member started, killed and ended ones too.
+    private(set) var all: [Member] = []
     private(set) var failures: [String] = []
     private var started = 0
 
@@ -32,26 +53,43 @@ final class Fleet {
 
     static let executable: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
 
-    func start(_ flow: Flow) throws {
+    func start(_ flow: Flow) throws { try start(.worker(flow)) }
+
+    func start(_ role: Role) throws {
         started += 1
         let port = LocalHTTP.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = [
-            "worker", "--flow", flow.rawValue, "--bootstrap-servers", bootstrap, "--config", configuration,
-            "--topics", topics, "--transactional-id", "p2c-\(name)-\(flow.rawValue)-\(started)",
-            "--metrics-port", String(port),
+        var arguments: [String]
+        switch role {
+        case .worker(let flow):
+            arguments = [
+                "worker", "--flow", flow.rawValue, "--transactional-id", "p2c-\(name)-\(flow.rawValue)-\(started)",
+            ]
+        case .capture(let side): arguments = ["capture", "--side", side.rawValue]
+        case .apply(let side): arguments = ["apply", "--side", side.rawValue]
+        }
+        let extra = settings[role.description]
+        arguments += [
+            "--bootstrap-servers", bootstrap, "--config", configuration, "--topics", topics, "--metrics-port",
+            String(port),
         ]
-        let log = logs.appendingPathComponent("worker-\(started)-\(flow.rawValue).log")
+        process.arguments = arguments + (extra?.arguments ?? [])
+        if let environment = extra?.environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let log = logs.appendingPathComponent(
+            "\(started)-\(role.description.replacingOccurrences(of: " ", with: "-")).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        members.append(Member(flow: flow, process: process, port: port))
+        members.append(Member(role: role, process: process, port: port))
+        all.append(members[members.count - 1])
     }
 
-    /// Waits until every worker answers 200 on /readyz.
+    /// Waits until every member answers 200 on /readyz.
     func waitUntilReady(seconds: Int, stopped: () -> Bool) -> Bool {
         let deadline = EventTime.nowMilliseconds() + Int64(seconds) * 1000
         var pending = members.map(\.port)
@@ -63,8 +101,11 @@ final class Fleet {
     }
 
     /// SIGKILLs the first live worker of `flow`; returns its process id.
-    func kill(_ flow: Flow) throws -> Int32 {
-        guard let index = members.firstIndex(where: { $0.flow == flow && $0.process.isRunning }) else { return 0 }
+    func kill(_ flow: Flow) throws -> Int32 { try kill(.worker(flow)) }
+
+    /// SIGKILLs the first live member of `role`; returns its process id.
+    func kill(_ role: Role) throws -> Int32 {
+        guard let index = members.firstIndex(where: { $0.role == role && $0.process.isRunning }) else { return 0 }
         let process = members.remove(at: index).process
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -78,20 +119,28 @@ final class Fleet {
         members.removeAll { member in ended.contains { $0.process === member.process } }
         return try ended.map { member in
             let line =
-                "worker \(member.process.processIdentifier) (\(member.flow.rawValue)) exited with \(member.process.terminationStatus)"
+                "\(member.role) \(member.process.processIdentifier) exited with \(member.process.terminationStatus)"
             failures.append(line)
-            try start(member.flow)
+            try start(member.role)
             return line + "; starting a new one"
         }
     }
 
     /// `p2c_assigned_partitions` from a worker's /metrics; nil when it does not answer.
     func assignedPartitions(_ member: Member) -> Int? {
-        guard let body = LocalHTTP.get(port: member.port, path: "/metrics", timeoutSeconds: 1)?.body,
-            let line = body.split(separator: "\n").first(where: { $0.hasPrefix("p2c_assigned_partitions") }),
-            let value = line.split(separator: " ").last.flatMap({ Double($0) })
-        else { return nil }
-        return Int(value)
+        metric("p2c_assigned_partitions", of: member).map { Int($0) }
+    }
+
+    /// The sum of a metric's samples from a member's /metrics (a family's lines, any labels); nil
+    /// when it does not answer or has none.
+    func metric(_ name: String, of member: Member) -> Double? {
+        guard let body = LocalHTTP.get(port: member.port, path: "/metrics", timeoutSeconds: 1)?.body else {
+            return nil
+        }
+        let values = body.split(separator: "\n").filter {
+            $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{")
+        }.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+        return values.isEmpty ? nil : values.reduce(0, +)
     }
 
     /// SIGTERMs every worker and waits; a worker that exits other than 0 is a failure.
@@ -101,7 +150,7 @@ final class Fleet {
             member.process.waitUntilExit()
             if member.process.terminationStatus != 0 {
                 failures.append(
-                    "worker \(member.process.processIdentifier) (\(member.flow.rawValue)) exited with \(member.process.terminationStatus)"
+                    "\(member.role) \(member.process.processIdentifier) exited with \(member.process.terminationStatus)"
                 )
             }
         }

@@ -7,6 +7,7 @@ import ProspectToCash
 import Runtime
 import Simulation
 import Simulators
+import Synchronization
 import Topology
 
 /// `p2c demo --http`: the whole product over the systems' own APIs. The simulated Sales and F&O,
@@ -16,6 +17,8 @@ import Topology
 struct HTTPDemo {
     var orders: Int
     var workers: Int
+    /// Kill a capture and an apply member half-way through the sellers' orders.
+    var chaos: Bool
     var generation: MapGeneration
     var timeout: Int
     var catalog: TopicCatalog
@@ -29,8 +32,6 @@ struct HTTPDemo {
         let log = Log([("component", "demo")], minimumLevel: .error)
         let cluster = try EmbeddedCluster(brokers: 1)
         try cluster.createTopics(catalog)
-        var kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "demo")
-        kafka.properties = ["fetch.wait.max.ms": "10"]
 
         // The two systems, each with a person's identity, capture's and apply's.
         let seller = SimulatedClient(id: UUID(), secret: "seller")
@@ -61,62 +62,84 @@ struct HTTPDemo {
             "p2c demo --http: embedded broker at \(cluster.bootstrapServers); simulated Sales at \(sales.baseURL), F&O at \(fno.baseURL); \(orders) orders, \(workers) worker(s) per flow, \(generation.rawValue) maps"
         )
 
-        // Capture: Sales by change tracking, F&O by its data events.
-        var capture = CaptureConfiguration()
-        capture.kafka = kafka
-        capture.company = Self.company
-        capture.streams = Self.streams
-        capture.generation = generation
-        capture.pollIntervalMilliseconds = 500
-        capture.sessionTimeoutMilliseconds = 6_000
-        let crmCapture = try CaptureMember(
-            configuration: capture, catalog: catalog, client: salesAs(captureIdentity),
-            applyUsers: [applyIdentity.systemUserID], log: log)
-        Thread { try? crmCapture.run() }.start()
-        var erpSide = capture
-        erpSide.side = .erp
-        let erpCapture = try WebhookReceiver(
-            configuration: erpSide, catalog: catalog,
-            reader: FinanceOperationsContextReader(
-                schema: FinanceOperationsSchema(client: fnoAs(captureIdentity)), streams: Self.streams),
-            applyUsers: [applyIdentity.id], key: "demo", port: eventsPort, log: log)
-
-        // Apply, one member a side.
-        let crmApply = try EndToEndBench.applier(
-            .crm, streams: Self.streams, kafka: kafka, client: salesAs(applyIdentity), catalog: catalog, log: log)
-        let erpApply = try EndToEndBench.applier(
-            .erp, streams: Self.streams, kafka: kafka, client: fnoAs(applyIdentity), catalog: catalog, log: log)
-
-        // The mapping workers, as processes.
+        // The fleet, as processes: capture (Sales by change tracking, F&O by its data events) and
+        // apply for each side, and the mapping workers.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
             "p2c-demo-http-\(ProcessInfo.processInfo.processIdentifier)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let configuration = folder.appendingPathComponent("worker.json")
+        let configuration = folder.appendingPathComponent("fleet.json")
         try Data(
             """
-            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "10"},
-             "mapping": \(Scenario.mappingConfiguration(generation))}
+            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "10"}, "company": "\(Self.company)",
+             "pollIntervalMs": 500, "mapping": \(Scenario.mappingConfiguration(generation))}
             """.utf8
         ).write(to: configuration)
         let fleet = Fleet(
             bootstrap: cluster.bootstrapServers, configuration: configuration.path, topics: topicsDirectory,
             logs: folder, name: "demo")
+        func connection(
+            _ system: String, _ simulator: (url: URL, tenant: UUID), _ user: SimulatedClient
+        ) -> [String:
+            String]
+        {
+            [
+                "P2C_\(system)_URL": simulator.url.absoluteString,
+                "P2C_\(system)_TENANT_ID": simulator.tenant.uuidString.lowercased(),
+                "P2C_\(system)_CLIENT_ID": user.id.uuidString.lowercased(), "P2C_\(system)_CLIENT_SECRET": user.secret,
+                "P2C_\(system)_AUTHORITY": simulator.url.absoluteString,
+                "P2C_\(system)_APPLY_CLIENT_IDS": applyIdentity.id.uuidString.lowercased(),
+            ]
+        }
+        let streams = ["--streams", Self.streams.map(\.rawValue).joined(separator: ",")]
+        let salesAt = (sales.baseURL, sales.tenantID)
+        let fnoAt = (fno.baseURL, fno.tenantID)
+        fleet.settings = [
+            Fleet.Role.capture(.crm).description: (streams, connection("DATAVERSE", salesAt, captureIdentity)),
+            Fleet.Role.capture(.erp).description: (
+                streams + ["--webhook-port", String(eventsPort)],
+                connection("FNO", fnoAt, captureIdentity).merging(["P2C_CAPTURE_WEBHOOK_KEY": "demo"]) { $1 }
+            ),
+            Fleet.Role.apply(.crm).description: (streams, connection("DATAVERSE", salesAt, applyIdentity)),
+            Fleet.Role.apply(.erp).description: (streams, connection("FNO", fnoAt, applyIdentity)),
+        ]
         defer {
             fleet.stopAll()
-            crmCapture.stop()
-            erpCapture.stop()
-            crmApply.stop()
-            erpApply.stop()
-            Thread.sleep(forTimeInterval: 1)
+        }
+        for side in Side.allCases {
+            try fleet.start(.capture(side))
+            try fleet.start(.apply(side))
         }
         for flow in Flow.allCases {
             for _ in 0..<workers { try fleet.start(flow) }
         }
         guard fleet.waitUntilReady(seconds: 60, stopped: stopped) else {
-            print("p2c demo: the workers did not become ready within 60 s; logs in \(folder.path)")
+            print("p2c demo: the fleet did not become ready within 60 s; logs in \(folder.path)")
             return 1
         }
-        print("p2c demo: \(fleet.members.count) workers ready after \(Self.elapsed(since: started))")
+        print(
+            "p2c demo: \(fleet.members.count) fleet members ready after \(Self.elapsed(since: started)) (capture and apply for each side, \(workers) worker(s) per flow)"
+        )
+        // What the apply members wrote and retried, kept per process (a killed member's last figures count).
+        var seen: [Int32: (applied: Double, retried: Double)] = [:]
+        func applyFigures() -> (crm: Int, erp: Int, retried: Int) {
+            for member in fleet.members {
+                guard case .apply = member.role, let applied = fleet.metric("p2c_apply_written_total", of: member)
+                else { continue }
+                seen[member.process.processIdentifier] = (
+                    applied, fleet.metric("p2c_apply_retried_total", of: member) ?? 0
+                )
+            }
+            var sides: [Side: Int] = [:]
+            var retried = 0
+            for member in fleet.all {
+                guard case .apply(let side) = member.role, let figures = seen[member.process.processIdentifier] else {
+                    continue
+                }
+                sides[side, default: 0] += Int(figures.applied)
+                retried += Int(figures.retried)
+            }
+            return (sides[.crm] ?? 0, sides[.erp] ?? 0, retried)
+        }
 
         let story = HTTPStory(
             sales: salesAs(seller), fno: fnoAs(clerk), orders: orders, company: Self.company)
@@ -128,13 +151,16 @@ struct HTTPDemo {
                 "orders \(fno.records("CDSSalesOrderHeaders").count)",
                 "lines \(fno.records("CDSSalesOrderLines").count)",
             ]
+            let figures = applyFigures()
             print(
-                "[\(Self.elapsed(since: started))] \(phase) | Sales \(counts.joined(separator: ", ")) | applied crm \(crmApply.metrics.applied.value), erp \(erpApply.metrics.applied.value) | HTTP \(sales.requestCount + fno.requestCount) requests, 429s \(sales.throttledCount + fno.throttledCount), retried \(crmApply.metrics.retried.value + erpApply.metrics.retried.value)"
+                "[\(Self.elapsed(since: started))] \(phase) | Sales \(counts.joined(separator: ", ")) | applied crm \(figures.crm), erp \(figures.erp) | HTTP \(sales.requestCount + fno.requestCount) requests, 429s \(sales.throttledCount + fno.throttledCount), retried \(figures.retried)"
             )
         }
-        func wait(_ phase: String, until done: () -> Bool) throws {
+        func wait(_ phase: String, until done: () throws -> Bool) throws {
             var last = ContinuousClock.now
-            while !done() {
+            while try !done() {
+                // A member that ended on its own is a failure of the run; a new one takes its place.
+                for event in try fleet.replaceExited() { print("p2c demo: \(event)") }
                 guard ContinuousClock.now < deadline, !stopped() else {
                     throw UsageError("\(phase): not done within \(timeout) s")
                 }
@@ -153,14 +179,32 @@ struct HTTPDemo {
                 && sales.rows("accounts").count >= story.erpCustomers.count
         }
         try AsyncBridge.wait { try await story.accounts() }
-        try AsyncBridge.wait { try await story.salesDocuments() }
+        // The sellers write while the fleet works; with --chaos, half-way through, a capture and an
+        // apply member are killed (SIGKILL) and new ones started, as a Deployment would.
+        let writing = Task { try await story.salesDocuments() }
+        let written = Atomic<Bool>(false)
+        Task {
+            _ = try? await writing.value
+            written.store(true, ordering: .releasing)
+        }
+        var chaosDone = !chaos
         try wait("orders to F&O") {
-            fno.records("CDSSalesOrderHeaders").count == orders
+            if !chaosDone && sales.rows("salesorders").count >= orders / 2 {
+                chaosDone = true
+                for role in [Fleet.Role.capture(.crm), .apply(.erp)] {
+                    let pid = try fleet.kill(role)
+                    print("p2c demo: chaos: SIGKILL \(role) \(pid); starting a new one")
+                    try fleet.start(role)
+                }
+            }
+            guard written.load(ordering: .acquiring) else { return false }
+            return fno.records("CDSSalesOrderHeaders").count == orders
                 && fno.records("CDSSalesOrderLines").count == story.lines
                 && fno.records("CDSSalesQuotationHeaders").count == story.quoteCount
                 && fno.records("CDSSalesQuotationLines").count == story.quoteLines
                 && fno.records("CustomersV3").count == story.erpCustomers.count + story.accountNumbers.count
         }
+        try AsyncBridge.wait { try await writing.value }
         // A seller enters an order under a number of neither sequence: p2c refuses it (number_sequence_clash,
         // to the dead-letter topic with its reason), and the seller deletes it, which is refused too.
         let dlqTopics = catalog.topics.filter { $0.role == .dlq || $0.role == .inboundDLQ }.map(\.name)
@@ -184,11 +228,11 @@ struct HTTPDemo {
                 && sales.rows("invoices").count == orders && sales.rows("invoicedetails").count == story.lines
         }
         // Quiet: nothing applied on either side for 2 s.
-        var applied = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
+        var applied = applyFigures()
         var quietSince = ContinuousClock.now
         try wait("settling") {
-            let now = (crmApply.metrics.applied.value, erpApply.metrics.applied.value)
-            if now != applied {
+            let now = applyFigures()
+            if now.crm != applied.crm || now.erp != applied.erp {
                 applied = now
                 quietSince = .now
             }
@@ -226,14 +270,16 @@ struct HTTPDemo {
             print("    \(letter.topic)  \(letter.code)  \(letter.id): \(expected ? "expected" : "NOT EXPECTED")")
         }
         print(
-            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); retried \(crmApply.metrics.retried.value + erpApply.metrics.retried.value)"
+            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); retried \(applyFigures().retried)"
         )
+        fleet.stopAll()
+        for failure in fleet.failures { print("  fleet: \(failure)") }
         print("  worker logs: \(folder.path)")
-        let clean = reconciliation.isClean && found.count == 2 && planted.count == 2
+        let clean = reconciliation.isClean && found.count == 2 && planted.count == 2 && fleet.failures.isEmpty
         print(
             clean
                 ? "result: the systems agree, and every dead letter is a planted one"
-                : "result: FAILED (\(reconciliation.mismatches.count) differences, \(found.count - planted.count) dead letters not planted)"
+                : "result: FAILED (\(reconciliation.mismatches.count) differences, \(found.count - planted.count) dead letters not planted, \(fleet.failures.count) fleet failures)"
         )
         return clean ? 0 : 1
     }

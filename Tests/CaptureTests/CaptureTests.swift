@@ -205,7 +205,7 @@ struct CaptureTests {
                 .status == 204)
         try await write(
             "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=4)", ["quantity": .number("8")])
-        try await waitUntil(.seconds(30)) {
+        try await waitUntil(.seconds(90)) {
             try read("crm.orders.changes").count >= 6 && read("crm.customers.changes").count >= 3
         }
         #expect(running.stop() == nil)
@@ -314,7 +314,7 @@ struct CaptureTests {
         try await waitUntil(.seconds(20)) { receiver.metrics.failures.value >= 1 }
         #expect(receiver.metrics.failures.value == 1, "the first post was answered 503")
         try shared.cluster.setBrokerUp(1)
-        try await waitUntil(.seconds(30)) { receiver.metrics.published.value >= 6 }
+        try await waitUntil(.seconds(90)) { receiver.metrics.published.value >= 6 }
         let updates = try read("crm.customers.changes").filter { $0.data["description"] == "while down" }
         #expect(updates.count == 1, "the retried post landed once")
     }
@@ -350,17 +350,17 @@ struct CaptureTests {
         @Sendable func events() throws -> [KafkaRecord] {
             try read("crm.customers.changes").filter { $0.data["accountnumber"]?.stringValue == account }
         }
-        try await waitUntil(.seconds(30)) { try !events().isEmpty }
+        try await waitUntil(.seconds(90)) { try !events().isEmpty }
         // A delta round read (more pages than snapshots, each snapshot one page here): the account's
         // link is fresh and its next read is 4 s away, by when the link has expired.
-        try await waitUntil(.seconds(30)) { member.metrics.pages.value > member.metrics.snapshots.value }
+        try await waitUntil(.seconds(90)) { member.metrics.pages.value > member.metrics.snapshots.value }
         let before = member.metrics.snapshots.value
         #expect(
             try await seller.send(
                 "PATCH", "accounts(accountnumber='\(account)')",
                 body: ["customertypecode": .number("3"), "description": "after expiry"]
             ).status == 204)
-        try await waitUntil(.seconds(30)) { try events().contains { $0.data["description"] == "after expiry" } }
+        try await waitUntil(.seconds(90)) { try events().contains { $0.data["description"] == "after expiry" } }
         #expect(running.stop() == nil)
         #expect(try events().contains { $0.data["description"] == "after expiry" })
         // New snapshots after refused links, one of them carrying the change.
