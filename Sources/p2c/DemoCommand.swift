@@ -6,40 +6,48 @@ import Simulation
 import Synchronization
 import Topology
 
-/// `p2c demo`: the whole product on one machine: the embedded broker, a simulated CRM and ERP,
-/// and a fleet of real `p2c worker` processes per flow, running a prospect-to-cash scenario and
-/// ending with a record-by-record reconciliation of the two systems.
+/// `p2c demo`: the whole product on one machine: the embedded broker, the simulated Sales and F&O,
+/// capture, apply and the mapping workers as processes, people working in both systems through
+/// their APIs, and `p2c reconcile`'s comparison at the end. `--kafka`: the Kafka-only story (a
+/// simulated CRM and ERP publishing and applying in-process, the workers as processes).
 enum DemoCommand {
     static let spec = CommandSpec(
         name: "demo",
-        summary: "Run a live prospect-to-cash scenario on the embedded broker and reconcile both systems.",
+        summary: "Run a live prospect-to-cash story on one machine and reconcile both systems.",
         options: [
             OptionSpec(
-                "orders", value: "n", help: "Sales orders in the scenario (quotes and ERP orders included).",
+                "orders", value: "n", help: "Sales orders in the story (quotes and invoices follow from them).",
                 default: "200"),
             OptionSpec("workers", value: "n", help: "Worker processes per flow, 1 to 8.", default: "2"),
             OptionSpec(
-                "seed", value: "n", help: "Seed of the scenario: the same seed tells the same story.", default: "1"),
-            OptionSpec("chaos", help: "Kill one worker of each flow with SIGKILL halfway and start a new one."),
-            OptionSpec(
-                "http",
+                "chaos",
                 help:
-                    "Over the systems' own APIs: simulated Sales and F&O, capture and apply for both, people working through the APIs."
+                    "Kill members with SIGKILL halfway and start new ones: a capture and an apply member (--kafka: a worker of each flow)."
             ),
+            OptionSpec(
+                "kafka",
+                help:
+                    "The Kafka-only story: a simulated CRM and ERP publish and apply in-process (prospects, won quotes, discounts, four planted bad events, end-to-end latency)."
+            ),
+            OptionSpec(
+                "seed", value: "n", help: "--kafka: seed of the story; the same seed tells the same story.",
+                default: "1"),
             OptionSpec(
                 "generation", value: "classic|party",
                 help:
-                    "The generation of the maps: party also syncs parties, postal and electronic addresses.",
+                    "--kafka: the generation of the maps: party also syncs parties, postal and electronic addresses.",
                 default: "classic"),
             OptionSpec("timeout", value: "seconds", help: "Give up (exit 1) after this long.", default: "900"),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
         discussion: """
-            Prints progress every second (documents, events applied per flow, worker lag, end-to-end
-            latency), then a reconciliation report: records per stream on both sides compared through
-            the maps, mismatches, dead letters (the scenario sends four bad events on purpose: they
-            must be in the DLQ and nowhere else), duplicates the targets dropped, latency p50/p99.
-            Exit 0 only when the systems agree. Worker logs go to a temporary folder named at the end.
+            Prints progress every second (records in both systems, writes applied per side, HTTP
+            requests, 429s and retries; --kafka: documents, events applied per flow, worker lag,
+            end-to-end latency), then the reconciliation: records per stream on both sides compared
+            through the maps, missing and different ones field by field, and the dead letters (the
+            story plants some on purpose: they must be in the DLQ and nowhere else). Exit 0 only when
+            the systems agree, every dead letter is a planted one and no member failed. Logs go to a
+            temporary folder named at the end.
             """
     )
 
@@ -63,7 +71,12 @@ enum DemoCommand {
             _ = await Signals.termination()
             stop.store(true, ordering: .relaxed)
         }
-        if arguments.flag("http") {
+        if !arguments.flag("kafka") {
+            guard generation == .classic else {
+                throw UsageError(
+                    "--generation party runs with --kafka (the story over HTTP syncs the classic maps)",
+                    command: spec.name)
+            }
             return try await Blocking.run {
                 try HTTPDemo(
                     orders: orders, workers: workers, chaos: chaos, generation: generation, timeout: timeout,

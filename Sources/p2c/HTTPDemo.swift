@@ -10,7 +10,7 @@ import Simulators
 import Synchronization
 import Topology
 
-/// `p2c demo --http`: the whole product over the systems' own APIs. The simulated Sales and F&O,
+/// `p2c demo`: the whole product over the systems' own APIs. The simulated Sales and F&O,
 /// capture and apply for both, the mapping workers; people work in the two systems through their
 /// APIs (a clerk creates products and customers in F&O; sellers create accounts and orders in
 /// Sales; the ERP prices each order it receives), and `p2c reconcile`'s comparison ends it.
@@ -59,7 +59,7 @@ struct HTTPDemo {
             user.client(of: fno.baseURL, tenant: fno.tenantID, api: .financeOperations, log: log)
         }
         print(
-            "p2c demo --http: embedded broker at \(cluster.bootstrapServers); simulated Sales at \(sales.baseURL), F&O at \(fno.baseURL); \(orders) orders, \(workers) worker(s) per flow, \(generation.rawValue) maps"
+            "p2c demo: embedded broker at \(cluster.bootstrapServers); simulated Sales at \(sales.baseURL), F&O at \(fno.baseURL); \(orders) orders, \(workers) worker(s) per flow\(chaos ? ", chaos" : "")"
         )
 
         // The fleet, as processes: capture (Sales by change tracking, F&O by its data events) and

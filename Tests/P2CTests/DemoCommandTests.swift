@@ -6,13 +6,15 @@ import Testing
 /// systems in agreement, even when a worker of each flow is killed halfway.
 @Suite("p2c demo", .serialized, .timeLimit(.minutes(4)))
 struct DemoCommandTests {
-    @Test("A demo with a worker of each flow SIGKILLed halfway ends with both systems agreeing and exit 0")
+    @Test(
+        "The Kafka-only story (--kafka) with a worker of each flow SIGKILLed halfway ends with both systems agreeing and exit 0"
+    )
     func demoWithChaos() async throws {
         let (status, output, errors) = try await Blocking.run {
             try run(
                 p2cBinary,
                 [
-                    "demo", "--orders", "60", "--workers", "2", "--seed", "7", "--chaos", "--timeout", "150",
+                    "demo", "--kafka", "--orders", "60", "--workers", "2", "--seed", "7", "--chaos", "--timeout", "150",
                     "--topics",
                     topicsDirectory,
                 ])
@@ -44,7 +46,8 @@ struct DemoCommandTests {
             try run(
                 p2cBinary,
                 [
-                    "demo", "--orders", "30", "--workers", "1", "--generation", "party", "--timeout", "150", "--topics",
+                    "demo", "--kafka", "--orders", "30", "--workers", "1", "--generation", "party", "--timeout", "150",
+                    "--topics",
                     topicsDirectory,
                 ])
         }
@@ -65,16 +68,20 @@ struct DemoCommandTests {
     }
 
     @Test(
-        "Over HTTP: a clerk's products and customers in F&O, sellers' accounts, quotes and orders in Sales, the ERP's prices, shipments and invoices (each order's status changed twice, its data events in any order), through capture, workers and apply; a planted dead letter; reconciled through both APIs, exit 0"
+        "Over HTTP: a clerk's products and customers in F&O, sellers' accounts, quotes and orders in Sales, the ERP's prices, shipments and invoices (each order's status changed twice, its data events in any order), through capture, workers and apply as processes, a capture and an apply member killed half-way; a planted dead letter; reconciled through both APIs, exit 0"
     )
     func demoOverHTTP() async throws {
         let (status, output, errors) = try await Blocking.run {
-            try run(p2cBinary, ["demo", "--http", "--orders", "30", "--timeout", "150", "--topics", topicsDirectory])
+            try run(
+                p2cBinary, ["demo", "--orders", "30", "--chaos", "--timeout", "150", "--topics", topicsDirectory])
         }
         #expect(status == 0, "\(output)\n\(errors.suffix(3_000))")
         #expect(output.contains("result: the systems agree, and every dead letter is a planted one"))
         #expect(output.contains("dead letters: 2 (the story planted 2"))
         #expect(!output.contains("NOT EXPECTED"))
+        #expect(output.contains("chaos: SIGKILL capture crm"))
+        #expect(output.contains("chaos: SIGKILL apply erp"))
+        #expect(!output.contains("  fleet: "), "no member ended on its own or exited other than 0")
         let rows = output.split(separator: "\n")
         // 30 orders with 60 lines, invoiced with as many; 6 quotes with 12 lines.
         for (stream, records) in [
@@ -104,7 +111,7 @@ struct DemoCommandTests {
     func badFlags() throws {
         for arguments in [
             ["demo", "--orders", "5"], ["demo", "--workers", "0"], ["demo", "--seed", "x"], ["demo", "--bogus"],
-            ["demo", "--generation", "gab"],
+            ["demo", "--generation", "gab"], ["demo", "--generation", "party"],
         ] {
             let (status, _, errors) = try run(p2cBinary, arguments)
             #expect(status == 2, "\(arguments)")
