@@ -274,7 +274,7 @@ struct HTTPDemo {
         )
         fleet.stopAll()
         for failure in fleet.failures { print("  fleet: \(failure)") }
-        print("  worker logs: \(folder.path)")
+        print("  fleet logs: \(folder.path)")
         let clean = reconciliation.isClean && found.count == 2 && planted.count == 2 && fleet.failures.isEmpty
         print(
             clean

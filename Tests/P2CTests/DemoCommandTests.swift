@@ -97,7 +97,10 @@ struct DemoCommandTests {
 
     /// The last lines of every worker's log, from the folder the report names.
     private func workerLogs(_ output: String) -> String {
-        guard let line = output.split(separator: "\n").first(where: { $0.contains("worker logs: ") }),
+        guard
+            let line = output.split(separator: "\n").first(where: {
+                $0.contains("worker logs: ") || $0.contains("fleet logs: ")
+            }),
             let folder = line.split(separator: " ").last.map(String.init),
             let names = try? FileManager.default.contentsOfDirectory(atPath: folder)
         else { return "no worker logs" }
