@@ -199,7 +199,7 @@ struct HTTPDemo {
             }
             guard written.load(ordering: .acquiring) else { return false }
             return fno.records("CDSSalesOrderHeaders").count == orders
-                && fno.records("CDSSalesOrderLines").count == story.lines
+                && fno.records("CDSSalesOrderLines").count == story.sellersLines
                 && fno.records("CDSSalesQuotationHeaders").count == story.quoteCount
                 && fno.records("CDSSalesQuotationLines").count == story.quoteLines
                 && fno.records("CustomersV3").count == story.erpCustomers.count + story.accountNumbers.count
@@ -216,16 +216,29 @@ struct HTTPDemo {
         try AsyncBridge.wait { try await story.deleteOrderOutOfSequence() }
         try wait("its refused deletion") { letters().count >= 2 }
 
+        // Half the prospects sign; half the quotes are won, each becoming an order.
+        try AsyncBridge.wait {
+            try await story.signProspects()
+            try await story.winQuotes()
+        }
+        try wait("signed prospects and won quotes to F&O") {
+            fno.records("CDSSalesOrderHeaders").count == story.orderCount
+                && fno.records("CDSSalesOrderLines").count == story.lines
+                && fno.records("CustomersV3").count
+                    == story.erpCustomers.count + story.accountNumbers.count + story.signed.count
+        }
         try AsyncBridge.wait { try await story.price() }
         try wait("prices back to Sales") {
-            sales.rows("salesorders").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count == orders
+            sales.rows("salesorders").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count
+                == story.orderCount
                 && sales.rows("quotes").filter { $0["totalamount"] != nil && $0["totalamount"] != .null }.count
                     == story.quoteCount
         }
         try AsyncBridge.wait { try await story.fulfil() }
         try wait("shipped and invoiced") {
-            sales.rows("salesorders").filter { $0["statecode"] == .number("4") }.count == orders
-                && sales.rows("invoices").count == orders && sales.rows("invoicedetails").count == story.lines
+            sales.rows("salesorders").filter { $0["statecode"] == .number("4") }.count == story.orderCount
+                && sales.rows("invoices").count == story.orderCount
+                && sales.rows("invoicedetails").count == story.lines
         }
         // Quiet: nothing applied on either side for 2 s.
         var applied = applyFigures()
@@ -299,7 +312,18 @@ struct HTTPStory: Sendable {
     let products = (1...6).map { "D" + String(format: "%04d", $0) }
     let erpCustomers = (1...3).map { "US-E" + String(format: "%03d", $0) }
     var accountNumbers: [String] { (1...max(3, orders / 4)).map { "CUS" + String(format: "%04d", $0) } }
-    var lines: Int { (1...orders).reduce(0) { $0 + Self.lineCount($1) } }
+    /// Prospects (relationship type 8, not synced); the first half of them sign later.
+    var prospects: [String] { (1...max(2, orders / 20)).map { "PRO" + String(format: "%04d", $0) } }
+    var signed: [String] { Array(prospects.prefix(prospects.count / 2)) }
+    /// Every order: the sellers' and those made from won quotes.
+    var orderCount: Int { orders + wonOrders.count }
+    /// Order lines: of the sellers' own orders, and of every order.
+    var sellersLines: Int { Self.orderLines(documents) }
+    var lines: Int { Self.orderLines(documents + wonOrders) }
+
+    static func orderLines(_ documents: [Document]) -> Int {
+        documents.filter { $0.kind.set == DocumentKind.order.set }.reduce(0) { $0 + $1.products.count }
+    }
 
     static func lineCount(_ order: Int) -> Int { 1 + order % 3 }
 
@@ -331,16 +355,26 @@ struct HTTPStory: Sendable {
         }
     }
 
-    /// The sellers' accounts in Sales.
+    /// The sellers' accounts in Sales: customers (relationship type 3) and prospects (8).
     func accounts() async throws {
-        for (index, number) in accountNumbers.enumerated() {
+        for (index, number) in (accountNumbers + prospects).enumerated() {
             try await expect(
                 sales.send(
                     "PATCH", "accounts(accountnumber='\(number)')",
                     body: [
-                        "name": .string("Account \(index + 1)"), "customertypecode": .number("3"),
+                        "name": .string("Account \(index + 1)"),
+                        "customertypecode": .number(prospects.contains(number) ? "8" : "3"),
                         "address1_addresstypecode": .number("2"), "address1_city": "Redmond",
                     ]), 204)
+        }
+    }
+
+    /// Half the prospects sign: they become customers, and reach the ERP.
+    func signProspects() async throws {
+        for number in signed {
+            try await expect(
+                sales.send("PATCH", "accounts(accountnumber='\(number)')", body: ["customertypecode": .number("3")]),
+                204)
         }
     }
 
@@ -379,6 +413,8 @@ struct HTTPStory: Sendable {
         var number: String
         var customer: String
         var products: [Int]
+        /// An order made from a won quote: the quote's number.
+        var quote: String?
 
         /// The ERP's price of product `index`.
         static func price(_ index: Int) -> Int { 10 + index * 5 }
@@ -395,7 +431,7 @@ struct HTTPStory: Sendable {
         func document(_ kind: DocumentKind, _ number: String, _ index: Int, lines: Int) -> Document {
             Document(
                 kind: kind, number: number, customer: customers[index % customers.count],
-                products: (1...lines).map { (index + $0) % products.count })
+                products: (1...lines).map { (index + $0) % products.count }, quote: nil)
         }
         return (1...quoteCount).map {
             document(.quote, "C1" + String(format: "%05d", $0), $0, lines: Self.lineCount($0 + 1))
@@ -403,24 +439,49 @@ struct HTTPStory: Sendable {
             + (1...orders).map { document(.order, "C" + String(format: "%06d", $0), $0, lines: Self.lineCount($0)) }
     }
 
-    /// The sellers' quotes and orders in Sales: the header, then its lines under it.
+    /// Half the quotes are won, each becoming an order (`C…` after the sellers' own) with its lines.
+    var wonOrders: [Document] {
+        documents.filter { $0.kind.set == DocumentKind.quote.set }.prefix(quoteCount / 2).enumerated().map {
+            Document(
+                kind: .order, number: "C" + String(format: "%06d", orders + $0.offset + 1),
+                customer: $0.element.customer,
+                products: $0.element.products, quote: $0.element.number)
+        }
+    }
+
+    /// The sellers' quotes and orders in Sales.
     func salesDocuments() async throws {
-        for document in documents {
-            let kind = document.kind
-            var header = kind.columns
-            header["customerid_account@odata.bind"] = .string("/accounts(accountnumber='\(document.customer)')")
-            try await expect(sales.send("PATCH", "\(kind.set)(\(kind.number)='\(document.number)')", body: header), 204)
-            let written = try await sales.get("\(kind.set)(\(kind.number)='\(document.number)')?$select=\(kind.id)")
-            guard let id = written[kind.id]?.stringValue else { throw UsageError("\(document.number) not found") }
-            for (index, product) in document.products.enumerated() {
-                try await expect(
-                    sales.send(
-                        "PATCH", "\(kind.lineSet)(_\(kind.id)_value=\(id),sequencenumber=\(index + 1))",
-                        body: [
-                            "productid@odata.bind": .string("/products(msdyn_productnumber='\(products[product])')"),
-                            "quantity": .number("\((index + 1) * 2)"),
-                        ]), 204)
-            }
+        for document in documents { try await write(document) }
+    }
+
+    /// The sellers win half the quotes (the quote leaves the draft state, so it stays as the ERP has
+    /// it) and make an order of each.
+    func winQuotes() async throws {
+        for order in wonOrders {
+            try await expect(
+                sales.send(
+                    "PATCH", "quotes(msdyn_quotenumber='\(order.quote!)')", body: ["statecode": .number("2")]), 204)
+            try await write(order)
+        }
+    }
+
+    /// A document in Sales: the header, then its lines under it.
+    private func write(_ document: Document) async throws {
+        let kind = document.kind
+        var header = kind.columns
+        if let quote = document.quote { header["msdyn_quotationnumber"] = .string(quote) }
+        header["customerid_account@odata.bind"] = .string("/accounts(accountnumber='\(document.customer)')")
+        try await expect(sales.send("PATCH", "\(kind.set)(\(kind.number)='\(document.number)')", body: header), 204)
+        let written = try await sales.get("\(kind.set)(\(kind.number)='\(document.number)')?$select=\(kind.id)")
+        guard let id = written[kind.id]?.stringValue else { throw UsageError("\(document.number) not found") }
+        for (index, product) in document.products.enumerated() {
+            try await expect(
+                sales.send(
+                    "PATCH", "\(kind.lineSet)(_\(kind.id)_value=\(id),sequencenumber=\(index + 1))",
+                    body: [
+                        "productid@odata.bind": .string("/products(msdyn_productnumber='\(products[product])')"),
+                        "quantity": .number("\((index + 1) * 2)"),
+                    ]), 204)
         }
     }
 
@@ -441,7 +502,7 @@ struct HTTPStory: Sendable {
 
     /// The ERP prices each quote and order it received: each line at its product's price, then the total.
     func price() async throws {
-        for document in documents {
+        for document in documents + wonOrders {
             let kind = document.kind
             let key = "dataAreaId='\(company)',\(kind.erpNumber)='\(document.number)'"
             for (index, product) in document.products.enumerated() {
@@ -459,12 +520,12 @@ struct HTTPStory: Sendable {
         }
     }
 
-    /// The ERP ships and invoices each order: its processing status moves to delivered, then to
-    /// invoiced, and the invoice (`I…`, the order's number) is posted with a line per order line.
+    /// The ERP confirms, ships and invoices each order: its processing status moves to confirmed,
+    /// delivered, then invoiced, and the invoice (`I…`, the order's number) is posted with a line per order line.
     func fulfil() async throws {
-        for document in documents where document.kind.set == DocumentKind.order.set {
+        for document in documents + wonOrders where document.kind.set == DocumentKind.order.set {
             let key = "dataAreaId='\(company)',SalesOrderNumber='\(document.number)'"
-            for status in ["delivered", "invoiced"] {
+            for status in ["confirmed", "delivered", "invoiced"] {
                 try await expect(
                     fno.send(
                         "PATCH", "CDSSalesOrderHeaders(\(key))?cross-company=true",
