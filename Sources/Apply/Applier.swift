@@ -341,15 +341,17 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         }
     }
 
-    /// AIMD per lane: a throttled round takes a quarter (at least one) off its rounds in flight, once
-    /// per pushback (rounds started before the last decrease saw the old limit); `limit` rounds
-    /// without one add one back. The pause itself lets the service's window drain, so a deeper cut
-    /// would leave its budget unspent after every pause.
+    /// AIMD per lane: a throttled round takes a quarter (at least one) off its rounds in flight
+    /// (half with several identities), once per pushback (rounds started before the last decrease
+    /// saw the old limit); `limit` rounds without one add one back. The pause itself lets the
+    /// service's window drain, so a deeper cut would leave its budget unspent after every pause.
     func adjustLimit(lane index: Int, throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
         var lane = lanes[index]
         if throttled {
             guard started >= lane.lastDecrease else { return }
-            lane.limit = max(1, lane.limit - max(1, lane.limit / 4))
+            // With several identities a throttled lane's documents go to the others at once, so the
+            // member's requests in flight fall only when each lane halves its own.
+            lane.limit = lanes.count > 1 ? max(1, lane.limit / 2) : max(1, lane.limit - max(1, lane.limit / 4))
             lane.lastDecrease = .now
             lane.successesSinceIncrease = 0
         } else if !failed && lane.limit < configuration.maxConcurrency {
