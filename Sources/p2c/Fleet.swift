@@ -8,7 +8,7 @@ import Topology
 /// own transactional id. Driven from one thread.
 final class Fleet {
     /// What a member is: a mapping worker of a flow, or a side's capture or apply.
-    enum Role: Equatable, CustomStringConvertible {
+    enum Role: Hashable, CustomStringConvertible {
         case worker(Flow)
         case capture(Side)
         case apply(Side)
@@ -36,7 +36,7 @@ final class Fleet {
     let name: String
     /// Per role, the arguments and environment a capture or apply member gets besides the common
     /// ones (its system's connection, its port).
-    var settings: [String: (arguments: [String], environment: [String: String])] = [:]
+    var settings: [Role: (arguments: [String], environment: [String: String])] = [:]
     private(set) var members: [Member] = []
     /// Every member started, killed and ended ones too.
     private(set) var all: [Member] = []
@@ -69,7 +69,7 @@ final class Fleet {
         case .capture(let side): arguments = ["capture", "--side", side.rawValue]
         case .apply(let side): arguments = ["apply", "--side", side.rawValue]
         }
-        let extra = settings[role.description]
+        let extra = settings[role]
         arguments += [
             "--bootstrap-servers", bootstrap, "--config", configuration, "--topics", topics, "--metrics-port",
             String(port),

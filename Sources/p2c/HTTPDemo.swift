@@ -94,13 +94,13 @@ struct HTTPDemo {
         let salesAt = (sales.baseURL, sales.tenantID)
         let fnoAt = (fno.baseURL, fno.tenantID)
         fleet.settings = [
-            Fleet.Role.capture(.crm).description: (streams, connection("DATAVERSE", salesAt, captureIdentity)),
-            Fleet.Role.capture(.erp).description: (
+            Fleet.Role.capture(.crm): (streams, connection("DATAVERSE", salesAt, captureIdentity)),
+            Fleet.Role.capture(.erp): (
                 streams + ["--webhook-port", String(eventsPort)],
                 connection("FNO", fnoAt, captureIdentity).merging(["P2C_CAPTURE_WEBHOOK_KEY": "demo"]) { $1 }
             ),
-            Fleet.Role.apply(.crm).description: (streams, connection("DATAVERSE", salesAt, applyIdentity)),
-            Fleet.Role.apply(.erp).description: (streams, connection("FNO", fnoAt, applyIdentity)),
+            Fleet.Role.apply(.crm): (streams, connection("DATAVERSE", salesAt, applyIdentity)),
+            Fleet.Role.apply(.erp): (streams, connection("FNO", fnoAt, applyIdentity)),
         ]
         defer {
             fleet.stopAll()
