@@ -117,7 +117,8 @@ struct DataEventsTests {
         // Kafka unreachable: the post is answered 503 (the sender keeps it to retry); once Kafka is
         // back the receiver takes changes again. Whether the sender's one retry comes after Kafka is
         // back is its timing (the Dataverse webhook story tests a retry that lands): the refused
-        // change is published at most once either way.
+        // change is published at most once either way, and a retry taken after the next change
+        // publishes the record as it is then (the newer state, once more).
         try shared.cluster.setBrokerDown(1)
         try await send(
             "PATCH", "CustomersV3(dataAreaId='USMF',CustomerAccount='DE-1')", ["SalesMemo": "while down"])
@@ -130,8 +131,11 @@ struct DataEventsTests {
             try read("erp.customers.changes", from: shared).filter { $0.data["SALESMEMO"] == .string(memo) }.count
         }
         try await waitUntil(.seconds(40)) { try published("after recovery") >= 1 }
-        #expect(try published("after recovery") == 1, "a change after Kafka is back is published once")
-        #expect(try published("while down") <= 1, "the refused change is never published twice")
+        let afterRecovery = try published("after recovery")
+        let whileDown = try published("while down")
+        #expect(afterRecovery >= 1, "a change after Kafka is back is published")
+        #expect(whileDown <= 1, "the refused change is never published twice")
+        #expect(afterRecovery + whileDown <= 2, "one publication per event taken")
     }
 
     @Test(
