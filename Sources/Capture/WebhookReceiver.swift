@@ -105,28 +105,25 @@ public final class WebhookReceiver: Sendable {
             // One record's changes are read and published one at a time, so that what is published
             // last is what was read last.
             return try records.serialize("\(table)/\(id.lowercased())") {
-                guard
-                    let event = try wait({
-                        try await self.event(context, message: message, kind: kind, topic: topic, id: id)
-                    })
-                else {
+                switch try wait({ try await self.event(context, message: message, kind: kind, topic: topic, id: id) }) {
+                case .unkeyed:
                     metrics.unkeyed.add()
                     log.warning(
                         "change without its key (register a pre image with the key columns on Delete steps)",
                         [("table", .string(table)), ("message", .string(message))])
                     return HTTPResponse(status: 200, text: "no key\n")
-                }
-                guard let event else {
+                case .superseded:
                     metrics.superseded.add()
                     return HTTPResponse(status: 200, text: "record deleted since\n")
+                case .publish(let event):
+                    if let failure = deliver(event) {
+                        metrics.failures.add()
+                        log.warning("change not in Kafka; answering 503", [("error", .string(failure.description))])
+                        return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
+                    }
+                    metrics.published.add()
+                    return HTTPResponse(status: 200, text: "published\n")
                 }
-                if let failure = deliver(event) {
-                    metrics.failures.add()
-                    log.warning("change not in Kafka; answering 503", [("error", .string(failure.description))])
-                    return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
-                }
-                metrics.published.add()
-                return HTTPResponse(status: 200, text: "published\n")
             }
         } catch {
             metrics.failures.add()
@@ -135,20 +132,26 @@ public final class WebhookReceiver: Sendable {
         }
     }
 
-    /// The change event of a context: nil when its key cannot be known, `.some(nil)` when there
-    /// is nothing to publish (the record was deleted since).
+    /// What a context comes to: its change event, nothing to publish (the record was deleted
+    /// since), or no key to publish it under.
+    private enum Taken: Sendable {
+        case publish(OutgoingRecord)
+        case superseded
+        case unkeyed
+    }
+
     private func event(
         _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
-    ) async throws -> OutgoingRecord?? {
+    ) async throws -> Taken {
         let side = configuration.side
         guard let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
         else {
-            return nil
+            return .unkeyed
         }
-        if change.skip { return .some(nil) }
+        if change.skip { return .superseded }
         let deleted = change.deleted
         let keyPath = side == .crm ? kind.crmKey : [kind.erpKey]
-        guard case .string(let number)? = change.record.value(at: keyPath), !number.isEmpty else { return nil }
+        guard case .string(let number)? = change.record.value(at: keyPath), !number.isEmpty else { return .unkeyed }
         var data = change.record
         if deleted {
             data = JSONObject()
@@ -166,10 +169,11 @@ public final class WebhookReceiver: Sendable {
         let echo = users.contains(where: applyUsers.contains)
         if echo { metrics.echoes.add() }
         let name = kind.name(on: side)
-        return ChangeEvent.record(
-            topic: topic, side: side, record: name, action: deleted ? "deleted" : "upserted",
-            id: "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)", subject: subject, company: company,
-            data: data, echo: echo)
+        return .publish(
+            ChangeEvent.record(
+                topic: topic, side: side, record: name, action: deleted ? "deleted" : "upserted",
+                id: "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)", subject: subject, company: company,
+                data: data, echo: echo))
     }
 
     /// Sends `event` and waits for its delivery report: nil once Kafka has it.

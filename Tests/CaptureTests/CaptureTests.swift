@@ -94,6 +94,28 @@ struct CaptureTests {
         }
     }
 
+    /// A capture member of `streams` reading `simulator` as the reader identity, running on a
+    /// thread of its own; the apply identity's changes are echoes.
+    private func capture(
+        _ simulator: DataverseSimulator, group: String, streams: [SyncStream], clientID: String = "capture",
+        generation: MapGeneration = .classic, pollIntervalMilliseconds: Int = 300, pageSize: Int? = nil,
+        echoes: Bool = true
+    ) throws -> RunningMember {
+        var configuration = CaptureConfiguration()
+        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: clientID)
+        configuration.groupID = group
+        configuration.company = "USMF"
+        configuration.generation = generation
+        configuration.streams = streams
+        configuration.pollIntervalMilliseconds = pollIntervalMilliseconds
+        if let pageSize { configuration.pageSize = pageSize }
+        configuration.sessionTimeoutMilliseconds = 6_000
+        let member = try CaptureMember(
+            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            applyUsers: echoes ? [apply.systemUserID] : [])
+        return RunningMember(member)
+    }
+
     @Test(
         "Party generation: a person's party, location and address in Sales become change events of the party streams, an address under its location's key with the location as a natural key"
     )
@@ -116,18 +138,8 @@ struct CaptureTests {
             let answer = try await seller.send("POST", resource, body: body)
             #expect(answer.status == 204, "\(resource): \(answer.status)")
         }
-        var configuration = CaptureConfiguration()
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "capture")
-        configuration.groupID = "capture-party"
-        configuration.company = "USMF"
-        configuration.generation = .party
-        configuration.streams = [.parties, .postaladdresses]
-        configuration.pollIntervalMilliseconds = 300
-        configuration.sessionTimeoutMilliseconds = 6_000
-        let member = try CaptureMember(
-            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
-            applyUsers: [apply.systemUserID])
-        let running = RunningMember(member)
+        let running = try capture(
+            simulator, group: "capture-party", streams: [.parties, .postaladdresses], generation: .party)
         // A loaded machine takes a while to read the tables, a page a turn: up to 90 s.
         try await waitUntil(.seconds(90)) {
             try read("crm.parties.changes").count >= 1 && read("crm.postaladdresses.changes").count >= 2
@@ -178,18 +190,7 @@ struct CaptureTests {
                 ["quantity": .number(String(line * 2))])
         }
 
-        var configuration = CaptureConfiguration()
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "capture")
-        configuration.groupID = "capture-story"
-        configuration.company = "USMF"
-        configuration.streams = [.customers, .orders]
-        configuration.pollIntervalMilliseconds = 300
-        configuration.pageSize = 2
-        configuration.sessionTimeoutMilliseconds = 6_000
-        let member = try CaptureMember(
-            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
-            applyUsers: [apply.systemUserID])
-        let running = RunningMember(member)
+        let running = try capture(simulator, group: "capture-story", streams: [.customers, .orders], pageSize: 2)
         // The snapshot first, whole: the person's changes below must come after it (a loaded
         // machine can take a while to read the tables' pages).
         try await waitUntil(.seconds(90)) {
@@ -335,26 +336,21 @@ struct CaptureTests {
                 "PATCH", "accounts(accountnumber='\(account)')", body: ["customertypecode": .number("3")]
             )
             .status == 204)
-        var configuration = CaptureConfiguration()
-        configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "expiry")
-        configuration.groupID = "capture-expiry-\(status)"
-        configuration.company = "USMF"
-        configuration.streams = [.customers]
         // Idle tables are read every 4 s, and a link expires after 1 s: a change made after the
         // read that follows the snapshot meets an expired link at the next read.
-        configuration.pollIntervalMilliseconds = 4_000
-        configuration.sessionTimeoutMilliseconds = 6_000
-        let member = try CaptureMember(
-            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader), applyUsers: [])
-        let running = RunningMember(member)
+        let running = try capture(
+            simulator, group: "capture-expiry-\(status)", streams: [.customers], clientID: "expiry",
+            pollIntervalMilliseconds: 4_000, echoes: false)
         @Sendable func events() throws -> [KafkaRecord] {
             try read("crm.customers.changes").filter { $0.data["accountnumber"]?.stringValue == account }
         }
         try await waitUntil(.seconds(90)) { try !events().isEmpty }
         // A delta round read (more pages than snapshots, each snapshot one page here): the account's
         // link is fresh and its next read is 4 s away, by when the link has expired.
-        try await waitUntil(.seconds(90)) { member.metrics.pages.value > member.metrics.snapshots.value }
-        let before = member.metrics.snapshots.value
+        try await waitUntil(.seconds(90)) {
+            running.member.metrics.pages.value > running.member.metrics.snapshots.value
+        }
+        let before = running.member.metrics.snapshots.value
         #expect(
             try await seller.send(
                 "PATCH", "accounts(accountnumber='\(account)')",
@@ -364,7 +360,7 @@ struct CaptureTests {
         #expect(running.stop() == nil)
         #expect(try events().contains { $0.data["description"] == "after expiry" })
         // New snapshots after refused links, one of them carrying the change.
-        #expect(member.metrics.refusedLinks.value >= 1)
-        #expect(member.metrics.snapshots.value > before)
+        #expect(running.member.metrics.refusedLinks.value >= 1)
+        #expect(running.member.metrics.snapshots.value > before)
     }
 }
