@@ -28,8 +28,11 @@ enum BenchCommand {
             OptionSpec(
                 "apply", help: "Benchmark p2c apply against the Dataverse simulator's limits instead (below)."),
             OptionSpec(
-                "apply-seconds", value: "s", help: "--apply: measured span after the first window.", default: "40"),
-            OptionSpec("window", value: "s", help: "--apply: the limits' window, scaled from 300 s.", default: "10"),
+                "apply-seconds", value: "s", help: "--apply, --bootstrap: measured span after the first window.",
+                default: "40"),
+            OptionSpec(
+                "window", value: "s", help: "--apply, --bootstrap: the limits' window, scaled from 300 s.",
+                default: "10"),
             OptionSpec("identities", value: "n", help: "--apply: application users writing in parallel.", default: "1"),
             OptionSpec("side", value: "side", help: "--apply: crm (Dataverse) or erp (F&O).", default: "crm"),
             OptionSpec(
@@ -60,6 +63,12 @@ enum BenchCommand {
             are scaled to --window with the same rates, each write running 10 ms and each read 2 ms;
             the write rate after the first window is reported as a ratio of the most the limits allow.
             --side erp does the same into the simulated F&O (orders on erp.orders.inbound).
+
+            With --bootstrap: --documents orders loaded out of the simulated F&O into Kafka; then
+            --customers customers through the chain (bootstrap, an erp-to-crm worker, apply) into the
+            simulated Dataverse with one identity and with two; then the same chain with the limits
+            scaled to --window, records/s over --apply-seconds after the first window, where the
+            execution budget holds the load.
 
             Each run gets a fresh embedded broker holding the same order events on crm.orders.changes,
             then starts real `p2c worker` processes (flow crm-to-erp, stream orders) from a fresh group:
@@ -95,6 +104,8 @@ enum BenchCommand {
                 documents: try arguments.integer("documents", in: 10...200_000)!,
                 customers: try arguments.integer("customers", in: 10...200_000)!,
                 pageSize: try arguments.integer("page-size", in: 1...10_000)!,
+                window: try arguments.integer("window", in: 1...300)!,
+                seconds: try arguments.integer("apply-seconds", in: 5...3_600)!,
                 catalog: try TopicCatalog.load(arguments, command: spec.name))
             return try await Blocking.run { try bench.execute() }
         }
