@@ -12,7 +12,7 @@ import Topology
 ///
 /// The documented per-user limits (DV-LIM: 6,000 requests and 1,200 s of combined execution time
 /// per 5-minute sliding window) are scaled to a shorter window with the same rates, so that a run
-/// passes through several windows in a minute; the execution-time model (each write runs 10 ms,
+/// passes through several windows in minutes; the execution-time model (each write runs 10 ms,
 /// each read 2 ms) is stated, not documented. The ceiling is then the execution budget's rate
 /// divided by a write's cost: 1,200 s / 300 s / 10 ms = 400 writes/s per identity. The rate is
 /// measured after the first window (whose unspent budget allows a burst) to the end. On F&O, whose
