@@ -19,7 +19,7 @@ struct CaptureCommandTests {
         defer { broker.stop() }
         let simulator = try SimulatorProcess([
             "dataverse", "--client", "\(captureClient):capture-secret", "--client",
-            "\(personClient):person-secret", "--faults", "latency=20ms",
+            "\(personClient):person-secret", "--faults", "latency=50ms",
         ])
         defer { simulator.stop() }
         let (url, tenant) = (simulator.url, simulator.tenant)
