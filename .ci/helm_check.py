@@ -167,6 +167,8 @@ for component in ["apply-crm", "apply-erp", "capture-crm", "capture-erp"]:
     check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{component}: readiness on /readyz")
     check(env[f"{prefix}_URL"]["value"].startswith("https://contoso."), f"{component}: the system's URL")
 check("replicas" not in members["apply-crm"]["spec"], "with KEDA apply leaves replicas to the scaler")
+erp_env = {e["name"]: e.get("value") for e in members["capture-erp"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+check(erp_env.get("P2C_CAPTURE_RECHECK_MS") == "2000", f"the F&O receivers recheck what they publish: {erp_env.get('P2C_CAPTURE_RECHECK_MS')}")
 check(members["capture-crm"]["spec"]["replicas"] == 2, "capture replicas as given")
 scaled = {s["metadata"]["labels"]["app.kubernetes.io/component"]: s for s in kinds(connectors, "ScaledObject")}
 erp_topics = sorted(t["metadata"]["topic"] for t in scaled["apply-erp"]["spec"]["triggers"])
@@ -201,6 +203,7 @@ bad = {
     "a capture mode that does not exist": {"capture": {"crm": {"enabled": False, "mode": "push"}}},
     "apply replicas above partitions": {"fno": {"url": "https://e.operations.dynamics.com", "tenantId": "t"}, "apply": {"erp": {"enabled": True, "existingSecret": "s", "replicas": 25}}},
     "an apply client id that is not a GUID": {"capture": {"erp": {"enabled": False, "applyClientIds": ["apply"]}}},
+    "a negative recheck delay": {"capture": {"erp": {"enabled": False, "recheckMs": -1}}},
 }
 for label, values in bad.items():
     try:

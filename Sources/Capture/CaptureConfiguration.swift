@@ -19,6 +19,10 @@ public struct CaptureConfiguration: Sendable {
     public var pollIntervalMilliseconds: Int = 5_000
     /// Rows per page (`odata.maxpagesize`; DV-PAGE: at most 5 000). Default: 500.
     public var pageSize: Int = 500
+    /// `--side erp`: each record published is read again this long after, and its state then
+    /// published again if it changed meanwhile (several receivers may publish one record's events
+    /// in either order: F&O's data events carry no version). 0: off. Default: 0.
+    public var recheckMilliseconds: Int = 0
     /// The generation of the maps the workers run: which columns a change event carries.
     public var generation: MapGeneration = .classic
     public var sessionTimeoutMilliseconds: Int = 45_000

@@ -16,6 +16,9 @@ public final class CaptureMetrics: Sendable {
     public let unkeyed = Counter()
     /// Data events whose record was deleted before they were taken (the delete's event publishes it).
     public let superseded = Counter()
+    /// Records read again after `recheckMilliseconds`, and those published again for it.
+    public let rechecked = Counter()
+    public let republished = Counter()
     public let failures = Counter()
     /// Webhook posts refused for their key, and posts for tables not captured.
     public let refusedPosts = Counter()
@@ -48,6 +51,11 @@ public final class CaptureMetrics: Sendable {
             (
                 "p2c_capture_superseded_total", "Data events whose record was deleted before they were taken.",
                 superseded
+            ),
+            ("p2c_capture_rechecked_total", "Published records read again after the recheck delay.", rechecked),
+            (
+                "p2c_capture_republished_total", "Records published again: their state changed since a recheck.",
+                republished
             ),
             ("p2c_capture_failures_total", "Reads or deliveries that failed (retried, or answered 503).", failures),
             ("p2c_capture_refused_posts_total", "Webhook posts refused for their key.", refusedPosts),

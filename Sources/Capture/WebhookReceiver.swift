@@ -26,6 +26,21 @@ public final class WebhookReceiver: Sendable {
     private let log: Log
     private let server: HTTPServer
     private let records = RecordLocks()
+    /// Records published, to be read again once `recheckMilliseconds` have passed (by record).
+    private let rechecks = Mutex<[String: Recheck]>([:])
+    private let stopped = Atomic<Bool>(false)
+    private let recheckDone = DispatchSemaphore(value: 0)
+
+    /// A record published from a context, and what was published for it.
+    private struct Recheck: Sendable {
+        var context: JSONObject
+        var kind: RecordKind
+        var topic: String
+        var id: String
+        var published: OutgoingRecord
+        var due: ContinuousClock.Instant
+        var attempts = 0
+    }
 
     /// Routes requests to the receiver once it is built (the server starts inside its init).
     private final class Box: Sendable {
@@ -69,6 +84,13 @@ public final class WebhookReceiver: Sendable {
         self.box = box
         server = try HTTPServer(port: port) { request in box.handle(request) }
         box.receiver.withLock { $0 = self }
+        if configuration.recheckMilliseconds > 0 {
+            let thread = Thread { [self] in recheckLoop() }
+            thread.name = "p2c-recheck"
+            thread.start()
+        } else {
+            recheckDone.signal()
+        }
     }
 
     public var port: Int { server.port }
@@ -76,8 +98,13 @@ public final class WebhookReceiver: Sendable {
     /// What it asked the system: table definitions, lookups, rows posted without their key.
     public var requests: [(kind: String, value: Int)] { reader.requests }
 
+    /// Stops taking posts (those in progress get up to 5 s) and rechecking (rechecks not yet due
+    /// are dropped; their records' later events, or reconcile, cover them).
     public func stop() {
         server.stop(timeout: .seconds(5))
+        stopped.store(true, ordering: .relaxed)
+        // Signalled again for a later call: the loop ends once.
+        if recheckDone.wait(timeout: .now() + 2) == .success { recheckDone.signal() }
         box.receiver.withLock { $0 = nil }
     }
 
@@ -122,6 +149,13 @@ public final class WebhookReceiver: Sendable {
                         return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
                     }
                     metrics.published.add()
+                    if configuration.recheckMilliseconds > 0 {
+                        let due = ContinuousClock.now + .milliseconds(configuration.recheckMilliseconds)
+                        rechecks.withLock {
+                            $0["\(table)/\(id.lowercased())"] = Recheck(
+                                context: context, kind: kind, topic: topic, id: id, published: event, due: due)
+                        }
+                    }
                     return HTTPResponse(status: 200, text: "published\n")
                 }
             }
@@ -140,8 +174,10 @@ public final class WebhookReceiver: Sendable {
         case unkeyed
     }
 
+    /// `recheck`: the `ce_id` part of a recheck's event (otherwise the context's `OperationId`).
     private func event(
-        _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
+        _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String,
+        recheck: String? = nil
     ) async throws -> Taken {
         let side = configuration.side
         guard let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
@@ -162,11 +198,14 @@ public final class WebhookReceiver: Sendable {
         let company = change.company ?? configuration.company
         let subject = "\(company)/\(number)"
         let operation =
-            context["OperationId"]?.stringValue ?? context["CorrelationId"]?.stringValue ?? UUID().uuidString
+            recheck ?? context["OperationId"]?.stringValue ?? context["CorrelationId"]?.stringValue
+            ?? UUID().uuidString
         let users = ["UserId", "InitiatingUserId", "InitiatingUserApplicationId"].compactMap {
             context[$0]?.stringValue?.lowercased()
         }
-        let echo = users.contains(where: applyUsers.contains)
+        // A recheck's state may be anyone's change: never dropped as an echo (at worst one more
+        // round trip through the other system, where apply's write comes back as an echo).
+        let echo = recheck == nil && users.contains(where: applyUsers.contains)
         if echo { metrics.echoes.add() }
         let name = kind.name(on: side)
         return .publish(
@@ -174,6 +213,74 @@ public final class WebhookReceiver: Sendable {
                 topic: topic, side: side, record: name, action: deleted ? "deleted" : "upserted",
                 id: "\(side.rawValue)/\(name)/\(id.lowercased())/\(operation)", subject: subject, company: company,
                 data: data, echo: echo))
+    }
+
+    // MARK: - Rechecks
+
+    /// Several receivers can take one record's events at once and publish what they read in either
+    /// order (F&O's data events carry no version, FO-DE). With `recheckMilliseconds`, each record
+    /// published is read again that long after: changed since (or gone), its state now is
+    /// published again, so a record's last event is its state once its changes have settled.
+    private func recheckLoop() {
+        defer { recheckDone.signal() }
+        while !stopped.load(ordering: .relaxed) {
+            let now = ContinuousClock.now
+            let due = rechecks.withLock { rechecks -> [(record: String, recheck: Recheck)] in
+                let due = rechecks.filter { $0.value.due <= now }
+                for record in due.keys { rechecks[record] = nil }
+                return due.map { ($0.key, $0.value) }
+            }
+            for (record, recheck) in due where !stopped.load(ordering: .relaxed) {
+                self.recheck(record, recheck)
+            }
+            if due.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+        }
+    }
+
+    private func recheck(_ record: String, _ recheck: Recheck) {
+        let name = "recheck-\(UUID().uuidString.lowercased())"
+        func read(_ message: String) throws -> Taken {
+            try AsyncBridge.wait(cancelled: { self.stopped.load(ordering: .relaxed) }) {
+                try await self.event(
+                    recheck.context, message: message, kind: recheck.kind, topic: recheck.topic, id: recheck.id,
+                    recheck: name)
+            }
+        }
+        records.serialize(record) {
+            metrics.rechecked.add()
+            func type(_ event: OutgoingRecord) -> String? { event.headers.first { $0.name == "ce_type" }?.text }
+            let wasDeleted = type(recheck.published)?.hasSuffix(".deleted") == true
+            do {
+                var current: OutgoingRecord?
+                switch try read("Update") {
+                case .publish(let event): current = event
+                case .superseded:
+                    // Gone now: the delete, keyed as the event was.
+                    guard !wasDeleted, case .publish(let event) = try read("Delete") else { return }
+                    current = event
+                case .unkeyed: return
+                }
+                guard let current,
+                    current.value != recheck.published.value || type(current) != type(recheck.published)
+                else { return }
+                if let failure = deliver(current) { throw failure }
+                metrics.published.add()
+                metrics.republished.add()
+                log.info("published a record's newer state on recheck", [("record", .string(record))])
+            } catch {
+                metrics.failures.add()
+                guard recheck.attempts < 5, !stopped.load(ordering: .relaxed) else {
+                    log.warning("recheck given up", [("record", .string(record)), ("error", .string("\(error)"))])
+                    return
+                }
+                var again = recheck
+                again.attempts += 1
+                again.due = .now + .milliseconds(configuration.recheckMilliseconds)
+                rechecks.withLock { rechecks in
+                    if rechecks[record] == nil { rechecks[record] = again }
+                }
+            }
+        }
     }
 
     /// Sends `event` and waits for its delivery report: nil once Kafka has it.

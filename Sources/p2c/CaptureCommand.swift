@@ -37,6 +37,11 @@ enum CaptureCommand {
                 help:
                     "--mode webhook: the port receiving posts (key from P2C_CAPTURE_WEBHOOK_KEY or _KEY_FILE). Default: 8080."
             ),
+            OptionSpec(
+                "recheck-ms", value: "ms",
+                help:
+                    "--side erp: read each record published again this long after; publish its state again if it changed (several receivers). Default: 0 (off)."
+            ),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
@@ -57,6 +62,7 @@ enum CaptureCommand {
     static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
         ("pollIntervalMs", "P2C_CAPTURE_POLL_INTERVAL_MS", "poll-interval-ms", 100...3_600_000),
         ("pageSize", "P2C_CAPTURE_PAGE_SIZE", nil, 1...5_000),
+        ("recheckMs", "P2C_CAPTURE_RECHECK_MS", "recheck-ms", 0...600_000),
     ]
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -98,11 +104,14 @@ enum CaptureCommand {
                         "\(setting.key) must be an integer from \(setting.range.lowerBound) to \(setting.range.upperBound), got '\(text)'"
                     )
                 }
-                if setting.key == "pageSize" {
-                    configuration.pageSize = number
-                } else {
-                    configuration.pollIntervalMilliseconds = number
+                switch setting.key {
+                case "pageSize": configuration.pageSize = number
+                case "recheckMs": configuration.recheckMilliseconds = number
+                default: configuration.pollIntervalMilliseconds = number
                 }
+            }
+            guard configuration.recheckMilliseconds == 0 || side == .erp else {
+                throw UsageError("recheckMs applies to --side erp (F&O's data events, read by their key)")
             }
             mode =
                 arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String

@@ -16,7 +16,7 @@ struct ConfigurationFile {
         "mapping", "metricsPort", "watchdogSeconds",
         // p2c apply and p2c capture
         "side", "dataverse", "fno", "maxConcurrency", "batchDocuments", "referenceWaitMs", "company", "mode",
-        "pollIntervalMs",
+        "pollIntervalMs", "recheckMs",
         "pageSize",
     ]
 

@@ -31,16 +31,43 @@ struct DataEventsTests {
 
     /// The data-events receiver under test on `port`, reading F&O as the person.
     private func receiver(
-        _ simulator: FinanceOperationsSimulator, port: Int, key: String, deliveryTimeout: Duration
+        _ simulator: FinanceOperationsSimulator, port: Int, key: String, deliveryTimeout: Duration,
+        recheckMilliseconds: Int = 0
     ) throws -> WebhookReceiver {
         var configuration = CaptureConfiguration()
         configuration.side = .erp
+        configuration.recheckMilliseconds = recheckMilliseconds
         configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "events")
         return try WebhookReceiver(
             configuration: configuration, catalog: shared.catalog,
             reader: FinanceOperationsContextReader(
                 schema: FinanceOperationsSchema(client: client(simulator, person)), streams: []),
             applyUsers: [apply.id], key: key, port: port, deliveryTimeout: deliveryTimeout)
+    }
+
+    /// A customer's data event as F&O would post it to the receiver on `port` (key `k`), carrying
+    /// the record as its change left it; the answer's status.
+    private func postCustomerEvent(
+        _ message: String, _ account: String, creditLimit: String, to port: Int
+    ) async throws -> Int {
+        let target: JSONObject = [
+            "Attributes": .array([
+                .object(["key": "dataAreaId", "value": "USMF"]),
+                .object(["key": "CustomerAccount", "value": .string(account)]),
+                .object(["key": "CreditLimit", "value": .number(creditLimit)]),
+            ])
+        ]
+        let context: JSONObject = [
+            "MessageName": .string(message), "PrimaryEntityName": "CustomerV3",
+            "PrimaryEntityId": .string("usmf/\(account.lowercased())"), "UserId": .string(person.id.uuidString),
+            "OperationId": .string(UUID().uuidString),
+            "InputParameters": .array([.object(["key": "Target", "value": .object(target)])]),
+        ]
+        let answer = try await HTTPClient().send(
+            HTTPClientRequest(
+                method: "POST", url: URL(string: "http://127.0.0.1:\(port)/?code=k")!,
+                body: Array(JSONValue.object(context).jsonText.utf8)))
+        return answer.status
     }
 
     /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs on a thread of its own,
@@ -154,26 +181,8 @@ struct DataEventsTests {
                 body: ["dataAreaId": "USMF", "CustomerAccount": .string(account), "CreditLimit": .number(limit)])
             #expect(answer.status == 201)
         }
-        // The events as F&O would post them, each carrying the record as its change left it.
         func post(_ message: String, _ account: String, creditLimit: String) async throws -> Int {
-            let target: JSONObject = [
-                "Attributes": .array([
-                    .object(["key": "dataAreaId", "value": "USMF"]),
-                    .object(["key": "CustomerAccount", "value": .string(account)]),
-                    .object(["key": "CreditLimit", "value": .number(creditLimit)]),
-                ])
-            ]
-            let context: JSONObject = [
-                "MessageName": .string(message), "PrimaryEntityName": "CustomerV3",
-                "PrimaryEntityId": .string("usmf/\(account.lowercased())"), "UserId": .string(person.id.uuidString),
-                "OperationId": .string(UUID().uuidString),
-                "InputParameters": .array([.object(["key": "Target", "value": .object(target)])]),
-            ]
-            let answer = try await HTTPClient().send(
-                HTTPClientRequest(
-                    method: "POST", url: URL(string: "http://127.0.0.1:\(port)/?code=k")!,
-                    body: Array(JSONValue.object(context).jsonText.utf8)))
-            return answer.status
+            try await postCustomerEvent(message, account, creditLimit: creditLimit, to: port)
         }
         // OO-1 is at 900 now; the event of its earlier change to 100 comes last.
         #expect(try await post("Update", "OO-1", creditLimit: "100") == 200)
@@ -191,5 +200,54 @@ struct DataEventsTests {
             uniquingKeysWith: { first, _ in first })
         #expect(published == ["OO-1": .number("900"), "OO-3": .number("300")], "the states read, not the events'")
         #expect(receiver.metrics.superseded.value == 1, "OO-2's update: deleted since")
+    }
+
+    @Test(
+        "With recheckMs, a record whose state changed after it was published is published again: two receivers taking one record's events at once can publish them in either order (FO-DE documents no order and no version), and a recheck ends the record on its latest state"
+    )
+    func recheck() async throws {
+        let port = LocalHTTP.freePort()
+        let simulator = try FinanceOperationsSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        let fno = client(simulator, person)
+        let receiver = try self.receiver(
+            simulator, port: port, key: "k", deliveryTimeout: .seconds(5), recheckMilliseconds: 1_500)
+        defer { receiver.stop() }
+        for (account, limit) in [("RC-1", "100"), ("RC-2", "200"), ("RC-3", "300")] {
+            let answer = try await fno.send(
+                "POST", "CustomersV3?cross-company=true",
+                body: ["dataAreaId": "USMF", "CustomerAccount": .string(account), "CreditLimit": .number(limit)])
+            #expect(answer.status == 201)
+            #expect(try await postCustomerEvent("Create", account, creditLimit: limit, to: port) == 200)
+        }
+        // Then RC-1 changes and RC-2 is deleted, their events taken by another receiver which
+        // published them first: this one's earlier states are the last in Kafka until the recheck.
+        // RC-3 stays as it was published.
+        let update = try await fno.send(
+            "PATCH", "CustomersV3(dataAreaId='USMF',CustomerAccount='RC-1')?cross-company=true",
+            body: ["CreditLimit": .number("150")])
+        #expect(update.status == 204)
+        let delete = try await fno.send(
+            "DELETE", "CustomersV3(dataAreaId='USMF',CustomerAccount='RC-2')?cross-company=true")
+        #expect(delete.status == 204)
+        @Sendable func events() throws -> [KafkaRecord] {
+            try read("erp.customers.changes", from: shared).filter {
+                $0.data["CUSTOMERACCOUNT"]?.stringValue?.hasPrefix("RC-") == true
+            }
+        }
+        try await waitUntil(.seconds(60)) {
+            guard receiver.metrics.rechecked.value >= 3 else { return false }
+            return try events().count >= 5
+        }
+        let published = try events()
+        func last(_ account: String) -> KafkaRecord? {
+            published.last { $0.data["CUSTOMERACCOUNT"]?.stringValue == account }
+        }
+        #expect(last("RC-1")?.data["CREDITLIMIT"] == .number("150"), "RC-1's state now")
+        #expect(last("RC-1")?.header("ce_origin") == nil, "a recheck's state is never dropped as an echo")
+        #expect(last("RC-2")?.type == "CustomersV3.deleted", "RC-2 gone")
+        #expect(published.filter { $0.data["CUSTOMERACCOUNT"]?.stringValue == "RC-3" }.count == 1, "unchanged: once")
+        #expect(published.count == 5)
+        #expect(receiver.metrics.republished.value == 2)
     }
 }

@@ -138,6 +138,10 @@ struct CaptureCommandTests {
                 ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_POLL_INTERVAL_MS": "5"],
                 "pollIntervalMs must be an integer from 100 to 3600000, got '5'"
             ),
+            (
+                ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_RECHECK_MS": "2000"],
+                "recheckMs applies to --side erp (F&O's data events, read by their key)"
+            ),
             (["P2C_CAPTURE_COMPANY": "USMF"], "P2C_DATAVERSE_URL (or dataverse.url in the file) is required"),
         ] as [([String: String], String)])
     func badSettings(environment: [String: String], message: String) throws {
