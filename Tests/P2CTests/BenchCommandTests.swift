@@ -33,16 +33,25 @@ struct BenchCommandTests {
     }
 
     @Test(
-        "A small bootstrap bench loads every record it seeded into Kafka, then customers through the whole chain into Dataverse with one and two identities, and reports records/s beside dual-write's ceiling"
+        "A small bootstrap bench loads every record it seeded into Kafka, then customers through the whole chain into Dataverse with one and two identities, and again with the limits' window scaled down until the execution budget holds the load, and reports records/s beside dual-write's ceiling"
     )
     func bootstrapRun() throws {
         let (status, output, errors) = try run(
-            p2cBinary, ["bench", "--bootstrap", "--documents", "60", "--page-size", "50", "--customers", "40"])
+            p2cBinary,
+            [
+                "bench", "--bootstrap", "--documents", "60", "--page-size", "50", "--customers", "40", "--window", "2",
+                "--apply-seconds", "5",
+            ])
         #expect(status == 0, "\(errors.suffix(400))")
         #expect(output.contains("bootstrap: 300 records in"), "\(output)")
         #expect(output.contains("records/s (complete)"))
         #expect(output.contains("40 customers, 1 Dataverse identity: "), "\(output)")
         #expect(output.contains("40 customers, 2 Dataverse identities: "))
+        #expect(
+            output.contains("budget-bound: the Dataverse limits' window scaled to 2 s (40 requests, 8 s of execution)"))
+        #expect(output.contains("3640 customers, 1 Dataverse identity: "), "\(output)")
+        #expect(output.contains("7280 customers, 2 Dataverse identities: "))
+        #expect(output.contains("of the 800 writes/s the budget allows"))
     }
 
     @Test(
