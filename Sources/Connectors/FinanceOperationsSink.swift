@@ -97,10 +97,25 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
             // Records a write of this document could not go to yet: later writes to them wait too.
             var held = Set<String>()
             var set: (items: [Int], messages: [ODataMessage], writes: [Write]) = ([], [], [])
-            for position in items.indices {
+            // Headers this document writes: a line before its header in the document's order (its
+            // header's event came later) goes after it in the change set. The records differ, so
+            // each one's own order is kept.
+            let headersWritten = Set(writes[number].compactMap { $0 }.filter { !$0.deleted }.map(\.path))
+            var deferred: [Int] = []
+            var positions = Array(items.indices)
+            var next = 0
+            while next < positions.count {
+                let position = positions[next]
+                next += 1
                 guard let write = writes[number][position] else { continue }
-                if held.contains(write.path) { continue }
+                if held.contains(write.path) && !deferred.contains(position) { continue }
                 if let header = write.header, !write.deleted, exists[header] != true {
+                    if headersWritten.contains(header) && !deferred.contains(position) {
+                        deferred.append(position)
+                        positions.append(position)
+                        held.insert(write.path)
+                        continue
+                    }
                     outcomes[number][position] = .referenceMissing("\(header) does not exist yet")
                     held.insert(write.path)
                     continue

@@ -267,4 +267,29 @@ struct FinanceOperationsApplyTests {
         let waited = try read("erp.orders.inbound.dlq")
         #expect(waited.map { $0.header("p2c_error_code")?.text } == ["reference_missing"])
     }
+
+    @Test(
+        "A document whose line comes before its header (the header's event later in the same key) is written in one change set, the header first: no wait, no dead letter"
+    )
+    func lineBeforeHeaderInOneRound() async throws {
+        let simulator = try FinanceOperationsSimulator(clients: [apply])
+        defer { simulator.stop() }
+        let client = client(simulator)
+        let sink = FinanceOperationsSink(client: client, schema: FinanceOperationsSchema(client: client))
+        let line = ApplyItem(
+            table: "SalesOrderLine", deleted: false,
+            record: ["SALESORDERNUMBER": "LB-1", "LINECREATIONSEQUENCENUMBER": .number("1")], company: "USMF")
+        let header = ApplyItem(
+            table: "SalesOrderHeader", deleted: false, record: ["SALESORDERNUMBER": "LB-1"], company: "USMF")
+        // A line of another order whose header this document does not write still waits.
+        let orphan = ApplyItem(
+            table: "SalesOrderLine", deleted: false,
+            record: ["SALESORDERNUMBER": "LB-2", "LINECREATIONSEQUENCENUMBER": .number("1")], company: "USMF")
+        let outcomes = await sink.apply([[line, header], [orphan]])
+        #expect(outcomes[0] == [.applied, .applied])
+        #expect(outcomes[1].count == 1)
+        if case .referenceMissing = outcomes[1][0] {} else { Issue.record("the orphan line: \(outcomes[1])") }
+        #expect(simulator.records("CDSSalesOrderHeaders").count == 1)
+        #expect(simulator.records("CDSSalesOrderLines").map { $0["SalesOrderNumber"] } == ["LB-1"])
+    }
 }
