@@ -16,8 +16,37 @@ public protocol ContextReader: Sendable {
     func record(
         of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
     ) async throws -> ContextChange?
+    /// The changes of several contexts at once (F&O: their records read in one `$batch`), in
+    /// their order.
+    func records(of reads: [ContextRead]) async throws -> [ContextChange?]
     /// What it asked the system, for `/metrics`.
     var requests: [(kind: String, value: Int)] { get }
+}
+
+/// One context to read: as `ContextReader.record(of:kind:deleted:id:)` takes it.
+public struct ContextRead: Sendable {
+    public var context: JSONObject
+    public var kind: RecordKind
+    public var deleted: Bool
+    public var id: String
+
+    public init(context: JSONObject, kind: RecordKind, deleted: Bool, id: String) {
+        self.context = context
+        self.kind = kind
+        self.deleted = deleted
+        self.id = id
+    }
+}
+
+extension ContextReader {
+    /// One after the other.
+    public func records(of reads: [ContextRead]) async throws -> [ContextChange?] {
+        var changes: [ContextChange?] = []
+        for read in reads {
+            changes.append(try await record(of: read.context, kind: read.kind, deleted: read.deleted, id: read.id))
+        }
+        return changes
+    }
 }
 
 /// What a posted context says changed: the record, its company (nil: the configured one), whether
@@ -167,6 +196,50 @@ public final class FinanceOperationsContextReader: ContextReader {
     public func record(
         of context: JSONObject, kind: RecordKind, deleted: Bool, id: String
     ) async throws -> ContextChange? {
+        guard let target = try await target(of: context, kind: kind, deleted: deleted) else { return nil }
+        reads.add()
+        let answer = try await schema.client.send("GET", target.path + "?cross-company=true")
+        return try change(of: target, deleted: deleted, status: answer.status, body: answer.json)
+    }
+
+    /// Their records read by key in `$batch`es of up to 100 GETs.
+    public func records(of reads: [ContextRead]) async throws -> [ContextChange?] {
+        var targets: [Target?] = []
+        for read in reads {
+            targets.append(try await target(of: read.context, kind: read.kind, deleted: read.deleted))
+        }
+        let wanted = targets.indices.filter { targets[$0] != nil }
+        var changes = [ContextChange?](repeating: nil, count: reads.count)
+        for start in stride(from: 0, to: wanted.count, by: 100) {
+            let chunk = wanted[start..<min(start + 100, wanted.count)]
+            self.reads.add(chunk.count)
+            let parts = chunk.map { index -> ODataBatch.Part in
+                .single(ODataMessage(method: "GET", url: targets[index]!.path + "?cross-company=true"))
+            }
+            guard case .parts(let answers) = try await schema.client.batch(parts), answers.count == chunk.count
+            else {
+                throw ServiceError(status: 0, code: "read", message: "the $batch of record reads was not answered")
+            }
+            for (index, answer) in zip(chunk, answers) {
+                guard case .single(let message) = answer else {
+                    throw ServiceError(status: 0, code: "read", message: "a record read had no single answer")
+                }
+                let body = (try? JSONParser.parse(message.body))?.objectValue
+                changes[index] = try change(
+                    of: targets[index]!, deleted: reads[index].deleted, status: message.status, body: body)
+            }
+        }
+        return changes
+    }
+
+    /// A context's record: its entity set, its attributes, the path of its key.
+    struct Target {
+        var set: String
+        var attributes: [String: JSONValue]
+        var path: String
+    }
+
+    private func target(of context: JSONObject, kind: RecordKind, deleted: Bool) async throws -> Target? {
         guard let set = kind.erpEntitySet else { return nil }
         var attributes = Self.attributes(DataverseContextReader.parameter("Target", of: context))
         if deleted || attributes.isEmpty {
@@ -175,10 +248,6 @@ public final class FinanceOperationsContextReader: ContextReader {
                 attributes[name] = value
             }
         }
-        // Data events come in no documented order and carry no version (FO-DE): the record as it is
-        // now, read by its key, is what this change publishes, so an event overtaken by a newer one
-        // publishes the newer state. Gone now: deleted (an update's event overtaken by the delete's
-        // publishes nothing; the delete's says so); there again after a delete: recreated.
         let entity = try await schema.entity(of: kind)
         var key: [(name: String, value: ODataLiteral)] = []
         for property in entity.keys {
@@ -187,23 +256,29 @@ public final class FinanceOperationsContextReader: ContextReader {
             else { return nil }
             key.append((property.name, literal))
         }
-        reads.add()
-        let answer = try await schema.client.send("GET", ODataPath.entity(entity.set, key: key) + "?cross-company=true")
+        return Target(set: set, attributes: attributes, path: ODataPath.entity(entity.set, key: key))
+    }
+
+    /// Data events come in no documented order and carry no version (FO-DE): the record as it is
+    /// now, read by its key, is what a change publishes, so an event overtaken by a newer one
+    /// publishes the newer state. Gone now: deleted (an update's event overtaken by the delete's
+    /// publishes nothing; the delete's says so); there again after a delete: recreated.
+    private func change(of target: Target, deleted: Bool, status: Int, body: JSONObject?) throws -> ContextChange? {
+        var attributes = target.attributes
         var gone = deleted
-        switch answer.status {
+        switch status {
         case 200:
-            guard let current = answer.json else { return nil }
+            guard let current = body else { return nil }
             attributes = current.fields.reduce(into: [:]) { $0[$1.key] = $1.value }
             gone = false
         case 404:
             if !deleted { return ContextChange(record: JSONObject(), company: nil, deleted: false, skip: true) }
         default:
             throw ServiceError(
-                status: answer.status, code: "read",
-                message: "reading \(entity.set) by its key answered \(answer.status)")
+                status: status, code: "read", message: "reading \(target.path) by its key answered \(status)")
         }
         let change = FinanceOperationsRecords.record(
-            attributes.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }, entitySet: set)
+            attributes.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }, entitySet: target.set)
         return ContextChange(record: change.record, company: change.company, deleted: gone)
     }
 

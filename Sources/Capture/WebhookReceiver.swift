@@ -174,16 +174,21 @@ public final class WebhookReceiver: Sendable {
         case unkeyed
     }
 
-    /// `recheck`: the `ce_id` part of a recheck's event (otherwise the context's `OperationId`).
     private func event(
-        _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String,
-        recheck: String? = nil
+        _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
     ) async throws -> Taken {
+        let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
+        return taken(change, context: context, kind: kind, topic: topic, id: id)
+    }
+
+    /// What `change` comes to. `recheck`: the `ce_id` part of a recheck's event (otherwise the
+    /// context's `OperationId`).
+    private func taken(
+        _ change: ContextChange?, context: JSONObject, kind: RecordKind, topic: String, id: String,
+        recheck: String? = nil
+    ) -> Taken {
         let side = configuration.side
-        guard let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
-        else {
-            return .unkeyed
-        }
+        guard let change else { return .unkeyed }
         if change.skip { return .superseded }
         let deleted = change.deleted
         let keyPath = side == .crm ? kind.crmKey : [kind.erpKey]
@@ -221,6 +226,11 @@ public final class WebhookReceiver: Sendable {
     /// order (F&O's data events carry no version, FO-DE). With `recheckMilliseconds`, each record
     /// published is read again that long after: changed since (or gone), its state now is
     /// published again, so a record's last event is its state once its changes have settled.
+    ///
+    /// A recheck reads its record as the delete's event would (there: the record; gone: deleted,
+    /// keyed as the event was), all those due in one `$batch`. One racing this receiver's own post
+    /// of the record may publish the older state; each publish is rechecked in turn, a recheck's
+    /// too, so the last publish of a record is always followed by a read that finds it current.
     private func recheckLoop() {
         defer { recheckDone.signal() }
         while !stopped.load(ordering: .relaxed) {
@@ -230,56 +240,67 @@ public final class WebhookReceiver: Sendable {
                 for record in due.keys { rechecks[record] = nil }
                 return due.map { ($0.key, $0.value) }
             }
-            for (record, recheck) in due where !stopped.load(ordering: .relaxed) {
-                self.recheck(record, recheck)
+            if due.isEmpty {
+                Thread.sleep(forTimeInterval: 0.1)
+                continue
             }
-            if due.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+            recheck(due)
         }
     }
 
-    private func recheck(_ record: String, _ recheck: Recheck) {
-        let name = "recheck-\(UUID().uuidString.lowercased())"
-        func read(_ message: String) throws -> Taken {
-            try AsyncBridge.wait(cancelled: { self.stopped.load(ordering: .relaxed) }) {
-                try await self.event(
-                    recheck.context, message: message, kind: recheck.kind, topic: recheck.topic, id: recheck.id,
-                    recheck: name)
+    private func recheck(_ due: [(record: String, recheck: Recheck)]) {
+        let reads = due.map {
+            ContextRead(context: $0.recheck.context, kind: $0.recheck.kind, deleted: true, id: $0.recheck.id)
+        }
+        let changes: [ContextChange?]
+        do {
+            changes = try AsyncBridge.wait(cancelled: { self.stopped.load(ordering: .relaxed) }) { [reader] in
+                try await reader.records(of: reads)
+            }
+        } catch {
+            metrics.failures.add()
+            for (record, recheck) in due { again(record, recheck, error: error) }
+            return
+        }
+        metrics.rechecked.add(due.count)
+        func type(_ event: OutgoingRecord) -> String? { event.headers.first { $0.name == "ce_type" }?.text }
+        for ((record, recheck), change) in zip(due, changes) {
+            let name = "recheck-\(UUID().uuidString.lowercased())"
+            guard
+                case .publish(let current) = taken(
+                    change, context: recheck.context, kind: recheck.kind, topic: recheck.topic, id: recheck.id,
+                    recheck: name),
+                current.value != recheck.published.value || type(current) != type(recheck.published)
+            else { continue }
+            if let failure = deliver(current) {
+                metrics.failures.add()
+                again(record, recheck, error: failure)
+                continue
+            }
+            metrics.published.add()
+            metrics.republished.add()
+            log.info("published a record's newer state on recheck", [("record", .string(record))])
+            var next = recheck
+            next.published = current
+            next.attempts = 0
+            next.due = .now + .milliseconds(configuration.recheckMilliseconds)
+            rechecks.withLock { rechecks in
+                if rechecks[record] == nil { rechecks[record] = next }
             }
         }
-        records.serialize(record) {
-            metrics.rechecked.add()
-            func type(_ event: OutgoingRecord) -> String? { event.headers.first { $0.name == "ce_type" }?.text }
-            let wasDeleted = type(recheck.published)?.hasSuffix(".deleted") == true
-            do {
-                var current: OutgoingRecord?
-                switch try read("Update") {
-                case .publish(let event): current = event
-                case .superseded:
-                    // Gone now: the delete, keyed as the event was.
-                    guard !wasDeleted, case .publish(let event) = try read("Delete") else { return }
-                    current = event
-                case .unkeyed: return
-                }
-                guard let current,
-                    current.value != recheck.published.value || type(current) != type(recheck.published)
-                else { return }
-                if let failure = deliver(current) { throw failure }
-                metrics.published.add()
-                metrics.republished.add()
-                log.info("published a record's newer state on recheck", [("record", .string(record))])
-            } catch {
-                metrics.failures.add()
-                guard recheck.attempts < 5, !stopped.load(ordering: .relaxed) else {
-                    log.warning("recheck given up", [("record", .string(record)), ("error", .string("\(error)"))])
-                    return
-                }
-                var again = recheck
-                again.attempts += 1
-                again.due = .now + .milliseconds(configuration.recheckMilliseconds)
-                rechecks.withLock { rechecks in
-                    if rechecks[record] == nil { rechecks[record] = again }
-                }
-            }
+    }
+
+    /// A recheck that failed goes again after the delay, up to 5 times.
+    private func again(_ record: String, _ recheck: Recheck, error: any Error) {
+        guard recheck.attempts < 5, !stopped.load(ordering: .relaxed) else {
+            log.warning("recheck given up", [("record", .string(record)), ("error", .string("\(error)"))])
+            return
+        }
+        var next = recheck
+        next.attempts += 1
+        next.due = .now + .milliseconds(configuration.recheckMilliseconds)
+        rechecks.withLock { rechecks in
+            if rechecks[record] == nil { rechecks[record] = next }
         }
     }
 
