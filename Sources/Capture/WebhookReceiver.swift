@@ -131,7 +131,8 @@ public final class WebhookReceiver: Sendable {
             }
             // One record's changes are read and published one at a time, so that what is published
             // last is what was read last.
-            return try records.serialize("\(table)/\(id.lowercased())") {
+            let record = "\(table)/\(id.lowercased())"
+            return try records.serialize(record) {
                 switch try wait({ try await self.event(context, message: message, kind: kind, topic: topic, id: id) }) {
                 case .unkeyed:
                     metrics.unkeyed.add()
@@ -150,11 +151,10 @@ public final class WebhookReceiver: Sendable {
                     }
                     metrics.published.add()
                     if configuration.recheckMilliseconds > 0 {
-                        let due = ContinuousClock.now + .milliseconds(configuration.recheckMilliseconds)
-                        rechecks.withLock {
-                            $0["\(table)/\(id.lowercased())"] = Recheck(
-                                context: context, kind: kind, topic: topic, id: id, published: event, due: due)
-                        }
+                        schedule(
+                            record,
+                            Recheck(context: context, kind: kind, topic: topic, id: id, published: event, due: .now),
+                            replacing: true)
                     }
                     return HTTPResponse(status: 200, text: "published\n")
                 }
@@ -283,10 +283,17 @@ public final class WebhookReceiver: Sendable {
             var next = recheck
             next.published = current
             next.attempts = 0
-            next.due = .now + .milliseconds(configuration.recheckMilliseconds)
-            rechecks.withLock { rechecks in
-                if rechecks[record] == nil { rechecks[record] = next }
-            }
+            schedule(record, next, replacing: false)
+        }
+    }
+
+    /// Rechecks `record` after the delay; `replacing` a recheck already waiting for it (a newer
+    /// publish of this receiver), else only when none waits.
+    private func schedule(_ record: String, _ recheck: Recheck, replacing: Bool) {
+        var recheck = recheck
+        recheck.due = .now + .milliseconds(configuration.recheckMilliseconds)
+        rechecks.withLock { rechecks in
+            if replacing || rechecks[record] == nil { rechecks[record] = recheck }
         }
     }
 
@@ -298,10 +305,7 @@ public final class WebhookReceiver: Sendable {
         }
         var next = recheck
         next.attempts += 1
-        next.due = .now + .milliseconds(configuration.recheckMilliseconds)
-        rechecks.withLock { rechecks in
-            if rechecks[record] == nil { rechecks[record] = next }
-        }
+        schedule(record, next, replacing: false)
     }
 
     /// Sends `event` and waits for its delivery report: nil once Kafka has it.

@@ -9,7 +9,7 @@ import Synchronization
 public final class DataverseRecords: Sendable {
     private let client: ServiceClient
     public let schema: DataverseSchema
-    private let keys = Mutex<[String: String]>([:])
+    private let keys = Mutex<[String: [String: String]]>([:])
     /// Rows read to resolve a lookup (cache misses).
     public let lookupReads = Counter()
 
@@ -24,7 +24,7 @@ public final class DataverseRecords: Sendable {
         public var kind: RecordKind
         public var table: DataverseTableDefinition
         public var columns: [String]
-        public var lookups: [(attribute: String, targets: [(table: DataverseTableDefinition, column: String)])]
+        public var lookups: [(attribute: String, targets: [(table: DataverseTableDefinition, columns: [String])])]
 
         /// The `$select` of a change-tracking read: columns, lookups, and who changed the row.
         public var select: [String] {
@@ -68,7 +68,7 @@ public final class DataverseRecords: Sendable {
         if bothWays {
             columns += (Self.ruleColumns[kind.crmName] ?? []).filter { !columns.contains($0) }
         }
-        var lookups: [(String, [(DataverseTableDefinition, String)])] = []
+        var lookups: [(String, [(DataverseTableDefinition, [String])])] = []
         var seen = Set(columns)
         let rows = maps[kind.mapName]?.rows ?? []
         for row in rows where (row.type.flowsToERP || bothWays) && row.crmColumn != "none" {
@@ -76,12 +76,12 @@ public final class DataverseRecords: Sendable {
                 // customerid.Account(accountnumber).Contact(msdyn_contactpersonid)
                 let attribute = String(row.crmColumn[..<open.lowerBound])
                 guard seen.insert(attribute).inserted else { continue }
-                var targets: [(DataverseTableDefinition, String)] = []
+                var targets: [(DataverseTableDefinition, [String])] = []
                 for part in row.crmColumn[open.lowerBound...].split(separator: ".") {
                     guard let paren = part.firstIndex(of: "(") else { continue }
                     let name = part[..<paren].lowercased()
                     let column = part[part.index(after: paren)...].dropLast()
-                    targets.append((try await schema.table(name), String(column)))
+                    targets.append((try await schema.table(name), [String(column)]))
                 }
                 lookups.append((attribute, targets))
                 continue
@@ -92,16 +92,16 @@ public final class DataverseRecords: Sendable {
                 // voucher) carries each column, the referenced table's key column first.
                 let target = try await schema.table(lookup.target)
                 if let known = lookups.firstIndex(where: { $0.0 == path[0] }) {
-                    guard !lookups[known].1.contains(where: { $0.1 == path[1] }) else { continue }
+                    guard !lookups[known].1[0].1.contains(path[1]) else { continue }
                     if target.keys.contains([path[1]]) {
-                        lookups[known].1.insert((target, path[1]), at: 0)
+                        lookups[known].1[0].1.insert(path[1], at: 0)
                     } else {
-                        lookups[known].1.append((target, path[1]))
+                        lookups[known].1[0].1.append(path[1])
                     }
                     continue
                 }
                 guard seen.insert(path[0]).inserted else { continue }
-                lookups.append((path[0], [(target, path[1])]))
+                lookups.append((path[0], [(target, [path[1]])]))
                 continue
             }
             guard seen.insert(path[0]).inserted else { continue }
@@ -124,21 +124,12 @@ public final class DataverseRecords: Sendable {
             }
             // The annotation names the referenced table when the service sends it.
             let named = row["_\(attribute)_value@Microsoft.Dynamics.CRM.lookuplogicalname"]?.stringValue
-            // Per referenced table (a polymorphic lookup names several), its columns; the first
-            // table that holds the row gives them.
-            var tables: [(table: DataverseTableDefinition, columns: [String])] = []
-            for (table, column) in targets where named == nil || named == table.logicalName {
-                if let index = tables.firstIndex(where: { $0.table.logicalName == table.logicalName }) {
-                    tables[index].columns.append(column)
-                } else {
-                    tables.append((table, [column]))
-                }
-            }
-            for (table, columns) in tables {
-                guard let first = try await key(of: id, in: table, column: columns[0]) else { continue }
-                var object: JSONObject = [columns[0]: .string(first)]
-                for column in columns.dropFirst() {
-                    if let value = try await key(of: id, in: table, column: column) { object[column] = .string(value) }
+            // The first referenced table (a polymorphic lookup names several) that holds the row.
+            for (table, columns) in targets where named == nil || named == table.logicalName {
+                guard let values = try await values(of: id, in: table, columns: columns) else { continue }
+                var object = JSONObject()
+                for column in columns {
+                    if let value = values[column] { object[column] = .string(value) }
                 }
                 record[attribute] = .object(object)
                 break
@@ -147,20 +138,27 @@ public final class DataverseRecords: Sendable {
         return record
     }
 
-    /// The `column` of row `id` of `table`, nil when it has no such row.
-    private func key(of id: String, in table: DataverseTableDefinition, column: String) async throws -> String? {
-        let cacheKey = "\(table.entitySet)/\(id)/\(column)"
+    /// The `columns` of row `id` of `table`, read in one request (and remembered); nil when it has
+    /// no such row or no value in the first column.
+    private func values(
+        of id: String, in table: DataverseTableDefinition, columns: [String]
+    ) async throws -> [String: String]? {
+        let cacheKey = "\(table.entitySet)/\(id)/\(columns.joined(separator: ","))"
         if let known = keys.withLock({ $0[cacheKey] }) { return known }
         lookupReads.add()
-        let answer = try await client.send("GET", "\(table.entitySet)(\(id))?$select=\(column)")
+        let answer = try await client.send("GET", "\(table.entitySet)(\(id))?$select=\(columns.joined(separator: ","))")
         if answer.status == 404 { return nil }
         guard answer.status == 200 else { throw ServiceError(answer) }
-        guard let value = answer.json?[column], value != .null else { return nil }
-        let text = value.stringValue ?? value.jsonText
+        var values: [String: String] = [:]
+        for column in columns {
+            guard let value = answer.json?[column], value != .null else { continue }
+            values[column] = value.stringValue ?? value.jsonText
+        }
+        guard values[columns[0]] != nil else { return nil }
         keys.withLock { keys in
             if keys.count >= 100_000 { keys.removeAll(keepingCapacity: true) }
-            keys[cacheKey] = text
+            keys[cacheKey] = values
         }
-        return text
+        return values
     }
 }

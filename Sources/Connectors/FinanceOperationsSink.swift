@@ -101,7 +101,7 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
             // header's event came later) goes after it in the change set. The records differ, so
             // each one's own order is kept.
             let headersWritten = Set(writes[number].compactMap { $0 }.filter { !$0.deleted }.map(\.path))
-            var deferred: [Int] = []
+            var deferred = Set<Int>()
             var positions = Array(items.indices)
             var next = 0
             while next < positions.count {
@@ -111,7 +111,7 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
                 if held.contains(write.path) && !deferred.contains(position) { continue }
                 if let header = write.header, !write.deleted, exists[header] != true {
                     if headersWritten.contains(header) && !deferred.contains(position) {
-                        deferred.append(position)
+                        deferred.insert(position)
                         positions.append(position)
                         held.insert(write.path)
                         continue
