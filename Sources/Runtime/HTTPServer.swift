@@ -5,10 +5,16 @@ import Synchronization
     import Glibc
 #endif
 
-/// A small HTTP/1.1 server: keep-alive, `Content-Length` and chunked request bodies, size limits,
-/// a clean 400, 413 or 431 on a bad request, and a graceful stop. One thread per connection, up to
-/// `Limits.maxConnections` (more are answered 503 and closed). For the probes, the simulated
-/// systems and webhook receivers; not a general web server (no TLS: put a proxy in front).
+/// A small HTTP/1.1 server for the probes, the simulated systems and the webhook receivers:
+/// keep-alive, `Content-Length` and chunked request bodies, and limits on everything a client
+/// controls. Not a general web server (no TLS: put a proxy in front).
+///
+/// One loop thread accepts connections and reads request heads, each within a deadline for the
+/// whole head (not per byte); a full house of connections gives way to a new one by closing the
+/// one that has waited longest for its head. A request is admitted (`admit`) from its head alone,
+/// so a refused one costs no body read. Admitted requests are served by at most
+/// `Limits.maxRequests` threads, each reading its body within a deadline, so the memory bodies
+/// take is at most `maxRequests × maxBodyBytes`.
 public final class HTTPServer: Sendable {
     /// What the server accepts.
     public struct Limits: Sendable {
@@ -16,8 +22,17 @@ public final class HTTPServer: Sendable {
         public var maxHeaderBytes = 16 * 1024
         /// A request body. Default: 4 MiB.
         public var maxBodyBytes = 4 * 1024 * 1024
-        /// Connections served at once. Default: 64.
-        public var maxConnections = 64
+        /// Connections open at once, those waiting for a request included. Default: 512.
+        public var maxConnections = 512
+        /// Requests read and answered at once (their bodies in memory); more wait their turn.
+        /// Default: 64.
+        public var maxRequests = 64
+        /// A request's head arrives whole within this of its first byte (of the connection's
+        /// opening, for its first request), or the connection is closed. Default: 10 s.
+        public var headTimeout = Duration.seconds(10)
+        /// A request's body arrives whole within this of its head, and a response is written
+        /// within this. Default: 30 s.
+        public var bodyTimeout = Duration.seconds(30)
         /// A keep-alive connection with no new request for this long is closed. Default: 30 s.
         public var idleTimeout = Duration.seconds(30)
 
@@ -27,31 +42,44 @@ public final class HTTPServer: Sendable {
     /// The port it listens on (the one the system chose when asked for 0).
     public let port: Int
     private let socket: Int32
+    private let wake: (read: Int32, write: Int32)
     private let limits: Limits
+    private let admit: (@Sendable (HTTPRequest) -> HTTPResponse?)?
+    private let onTurn: (@Sendable () -> Void)?
     private let handler: @Sendable (HTTPRequest) -> HTTPResponse
     private let stopped = Atomic<Bool>(false)
+    private let loopEnded = Atomic<Bool>(false)
     private let connections = Atomic<Int>(0)
+    /// Keep-alive connections the request threads hand back to the loop.
+    private let handedBack = Mutex<[Connection]>([])
+    private let requests = Mutex<RequestQueue>(RequestQueue())
 
-    /// Listens on `port` (0 picks one) of `host` (every interface by default) and answers every
-    /// request with `handler`, called on the connection's thread.
+    /// Listens on `port` (0 picks one) of `host`, an IPv4 address (every interface by default),
+    /// and answers every request with `handler`, called on a request thread. `admit` sees each
+    /// request's head first: a response it returns is sent instead, without reading the body, and
+    /// the connection closed. `onTurn` is called on every turn of the loop (at least 4 times a
+    /// second), for a liveness probe.
     public init(
         port: Int, host: String = "0.0.0.0", limits: Limits = Limits(),
+        admit: (@Sendable (HTTPRequest) -> HTTPResponse?)? = nil, onTurn: (@Sendable () -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws {
-        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw HTTPError("socket: \(String(cString: strerror(errno)))") }
-        var yes: Int32 = 1
-        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
-        address.sin_addr = in_addr(s_addr: inet_addr(host))
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+            throw HTTPError("listen address '\(host)' is not an IPv4 address")
+        }
+        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw HTTPError("socket: \(String(cString: strerror(errno)))") }
+        var yes: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard bound == 0, listen(descriptor, 128) == 0 else {
+        guard bound == 0, listen(descriptor, 1024) == 0 else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
             throw HTTPError("port \(port): \(reason)")
@@ -61,13 +89,30 @@ public final class HTTPServer: Sendable {
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
         }
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else {
+            close(descriptor)
+            throw HTTPError("pipe: \(String(cString: strerror(errno)))")
+        }
+        for end in [descriptor] + ends { Self.makeNonBlocking(end) }
         self.port = Int(UInt16(bigEndian: actual.sin_port))
         self.socket = descriptor
+        self.wake = (ends[0], ends[1])
         self.limits = limits
+        self.admit = admit
+        self.onTurn = onTurn
         self.handler = handler
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "p2c-http-accept"
+        let thread = Thread { [self] in
+            var loop = EventLoop(server: self)
+            loop.run()
+        }
+        thread.name = "p2c-http-loop"
         thread.start()
+    }
+
+    deinit {
+        close(wake.read)
+        close(wake.write)
     }
 
     /// Connections open right now.
@@ -77,73 +122,344 @@ public final class HTTPServer: Sendable {
     /// and closes idle connections; returns once every connection is closed or `timeout` passed.
     public func stop(timeout: Duration = .seconds(5)) {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        shutdown(socket, Int32(SHUT_RDWR))
-        close(socket)
+        wakeLoop()
         let deadline = ContinuousClock.now + timeout
-        while connections.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
+        while (connections.load(ordering: .relaxed) > 0 || !loopEnded.load(ordering: .relaxed))
+            && ContinuousClock.now < deadline
+        {
             Thread.sleep(forTimeInterval: 0.01)
         }
     }
 
-    private func acceptLoop() {
-        while !stopped.load(ordering: .relaxed) {
-            let connection = accept(socket, nil, nil)
-            guard connection >= 0 else {
-                if stopped.load(ordering: .relaxed) { return }
-                continue
+    /// Non-blocking, and closed in a child process at exec.
+    private static func makeNonBlocking(_ descriptor: Int32) {
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+    }
+
+    private func wakeLoop() {
+        var byte: UInt8 = 1
+        _ = Glibc.write(wake.write, &byte, 1)
+    }
+
+    private func closeConnection(_ descriptor: Int32) {
+        close(descriptor)
+        connections.subtract(1, ordering: .relaxed)
+    }
+
+    // MARK: - The loop: accepting, reading heads
+
+    /// A connection's state while the loop holds it. Owned by one thread at a time (the loop,
+    /// or the request thread it was handed to), hence unchecked.
+    private final class Connection: @unchecked Sendable {
+        enum Phase {
+            /// Waiting for (the rest of) a request head until the deadline.
+            case head(ContinuousClock.Instant)
+            /// Kept alive, waiting for the next request's first byte.
+            case idle(ContinuousClock.Instant)
+            /// Refused: the response is sent, what the client still sends is discarded until the
+            /// deadline, so that it reads the response before the connection closes.
+            case closing(ContinuousClock.Instant)
+        }
+
+        let descriptor: Int32
+        var input = InputBuffer()
+        var phase: Phase
+        /// Since when it has been waiting: a full house closes the longest waiting first.
+        var since = ContinuousClock.now
+
+        init(descriptor: Int32, phase: Phase) {
+            self.descriptor = descriptor
+            self.phase = phase
+        }
+
+        var deadline: ContinuousClock.Instant {
+            switch phase {
+            case .head(let deadline), .idle(let deadline), .closing(let deadline): deadline
             }
-            var keepAlive: Int32 = 1
-            setsockopt(connection, SOL_SOCKET, SO_KEEPALIVE, &keepAlive, socklen_t(MemoryLayout<Int32>.size))
-            guard connections.add(1, ordering: .relaxed).newValue <= limits.maxConnections else {
-                Self.write(
-                    HTTPResponse(status: 503, text: "too many connections\n"), to: connection, head: false,
-                    keepAlive: false)
-                close(connection)
-                connections.subtract(1, ordering: .relaxed)
-                continue
-            }
-            let thread = Thread { [self] in
-                serve(connection)
-                close(connection)
-                connections.subtract(1, ordering: .relaxed)
-            }
-            thread.name = "p2c-http"
-            thread.start()
         }
     }
 
-    /// Serves requests on one connection until it closes, errs, idles out or the server stops.
-    private func serve(_ connection: Int32) {
-        // Short receive timeouts, so a stop or the idle limit is noticed within a second.
-        var slice = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &slice, socklen_t(MemoryLayout<timeval>.size))
-        var reader = ConnectionReader(descriptor: connection, stopped: { [self] in stopped.load(ordering: .relaxed) })
-        while true {
-            let request: HTTPRequest
+    private struct EventLoop {
+        let server: HTTPServer
+        var waiting: [Int32: Connection] = [:]
+
+        init(server: HTTPServer) { self.server = server }
+
+        mutating func run() {
+            defer {
+                for connection in waiting.values { server.closeConnection(connection.descriptor) }
+                close(server.socket)
+                server.loopEnded.store(true, ordering: .relaxed)
+            }
+            var descriptors: [pollfd] = []
+            while !server.stopped.load(ordering: .relaxed) {
+                takeHandedBack()
+                descriptors.removeAll(keepingCapacity: true)
+                descriptors.append(pollfd(fd: server.socket, events: Int16(POLLIN), revents: 0))
+                descriptors.append(pollfd(fd: server.wake.read, events: Int16(POLLIN), revents: 0))
+                for descriptor in waiting.keys {
+                    descriptors.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
+                }
+                let now = ContinuousClock.now
+                let nearest = waiting.values.lazy.map(\.deadline).min() ?? now + .milliseconds(250)
+                let wait = max(0, min(250, Int((nearest - now) / .milliseconds(1)) + 1))
+                let ready = poll(&descriptors, nfds_t(descriptors.count), Int32(wait))
+                server.onTurn?()
+                if ready > 0 {
+                    if descriptors[1].revents != 0 { drainWake() }
+                    for entry in descriptors.dropFirst(2) where entry.revents != 0 {
+                        if let connection = waiting[entry.fd] { read(connection) }
+                    }
+                    if descriptors[0].revents != 0 { acceptWaiting() }
+                }
+                expire()
+            }
+        }
+
+        private mutating func takeHandedBack() {
+            let connections = server.handedBack.withLock { handed in
+                defer { handed.removeAll() }
+                return handed
+            }
+            for connection in connections {
+                connection.phase = .idle(.now + server.limits.idleTimeout)
+                connection.since = .now
+                waiting[connection.descriptor] = connection
+                // A pipelined request may be read already.
+                if !connection.input.isEmpty {
+                    connection.phase = .head(.now + server.limits.headTimeout)
+                    advance(connection)
+                }
+            }
+        }
+
+        private func drainWake() {
+            var bytes = [UInt8](repeating: 0, count: 64)
+            while Glibc.read(server.wake.read, &bytes, bytes.count) > 0 {}
+        }
+
+        private mutating func acceptWaiting() {
+            for _ in 0..<256 {
+                let descriptor = accept(server.socket, nil, nil)
+                guard descriptor >= 0 else { return }
+                HTTPServer.makeNonBlocking(descriptor)
+                var keepAlive: Int32 = 1
+                setsockopt(descriptor, SOL_SOCKET, SO_KEEPALIVE, &keepAlive, socklen_t(MemoryLayout<Int32>.size))
+                let open = server.connections.add(1, ordering: .relaxed).newValue
+                if open > server.limits.maxConnections {
+                    // A full house: the connection waiting longest for its request gives way.
+                    guard let oldest = waiting.values.min(by: { $0.since < $1.since }) else {
+                        HTTPServer.send(
+                            HTTPServer.encode(
+                                HTTPResponse(status: 503, text: "too many connections\n"), head: false,
+                                keepAlive: false),
+                            to: descriptor, until: .now)
+                        server.closeConnection(descriptor)
+                        continue
+                    }
+                    drop(oldest)
+                }
+                waiting[descriptor] = Connection(descriptor: descriptor, phase: .head(.now + server.limits.headTimeout))
+            }
+        }
+
+        private mutating func drop(_ connection: Connection) {
+            waiting[connection.descriptor] = nil
+            server.closeConnection(connection.descriptor)
+        }
+
+        /// Reads what is there: a head's bytes (at most the head limit), or bytes to discard.
+        private mutating func read(_ connection: Connection) {
+            let room = max(1, server.limits.maxHeaderBytes - connection.input.available.count)
+            let count = withUnsafeTemporaryAllocation(byteCount: min(room, 16 * 1024), alignment: 1) { buffer in
+                let count = recv(connection.descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                if count > 0, case .closing = connection.phase {
+                    return count
+                } else if count > 0 {
+                    connection.input.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                }
+                return count
+            }
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                drop(connection)
+                return
+            }
+            guard count > 0 else { return }
+            switch connection.phase {
+            case .closing: return
+            case .idle:
+                connection.phase = .head(.now + server.limits.headTimeout)
+                connection.since = .now
+            case .head: break
+            }
+            advance(connection)
+        }
+
+        /// Hands a connection whose head is complete on, or refuses its request.
+        private mutating func advance(_ connection: Connection) {
+            let limits = server.limits
             do {
-                guard let parsed = try HTTPRequestParser.next(from: &reader, limits: limits, connection: connection)
+                guard
+                    let length = try HTTPRequestParser.headLength(
+                        in: connection.input.available, limit: limits.maxHeaderBytes)
                 else { return }
-                request = parsed
-            } catch let error as HTTPRequestParser.Failure {
-                Self.write(
-                    HTTPResponse(status: error.status, text: error.message + "\n"), to: connection, head: false,
-                    keepAlive: false)
-                return
+                let request = try HTTPRequestParser.request(head: connection.input.available.prefix(length))
+                connection.input.consume(length)
+                if let refusal = server.admit?(request) {
+                    refuse(connection, with: refusal)
+                    return
+                }
+                let framing = try HTTPRequestParser.framing(of: request, limit: limits.maxBodyBytes)
+                if framing != .none, request.headers["expect"]?.lowercased() == "100-continue" {
+                    HTTPServer.send(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), to: connection.descriptor, until: .now)
+                }
+                waiting[connection.descriptor] = nil
+                server.enqueue(Pending(connection: connection, request: request, framing: framing))
+            } catch let failure as HTTPRequestParser.Failure {
+                refuse(connection, with: HTTPResponse(status: failure.status, text: failure.message + "\n"))
             } catch {
-                return
+                drop(connection)
             }
-            let response = handler(request)
-            let keepAlive = request.keepAlive && !stopped.load(ordering: .relaxed)
-            guard Self.write(response, to: connection, head: request.method == "HEAD", keepAlive: keepAlive),
-                keepAlive
-            else { return }
-            reader.idleTimeout = limits.idleTimeout
+        }
+
+        /// Sends `response`, then discards what the client still sends for up to a second (at
+        /// most 64 KiB a read), so that it sees the response rather than a reset.
+        private mutating func refuse(_ connection: Connection, with response: HTTPResponse) {
+            HTTPServer.send(
+                HTTPServer.encode(response, head: false, keepAlive: false), to: connection.descriptor, until: .now)
+            shutdown(connection.descriptor, Int32(SHUT_WR))
+            connection.input = InputBuffer()
+            connection.phase = .closing(.now + .seconds(1))
+        }
+
+        private mutating func expire() {
+            let now = ContinuousClock.now
+            for connection in waiting.values where connection.deadline <= now {
+                if case .head = connection.phase, !connection.input.isEmpty {
+                    HTTPServer.send(
+                        HTTPServer.encode(
+                            HTTPResponse(status: 408, text: "request head not complete in time\n"), head: false,
+                            keepAlive: false),
+                        to: connection.descriptor, until: now)
+                }
+                drop(connection)
+            }
         }
     }
 
-    /// Writes `response` whole; false when the peer has gone.
-    @discardableResult
-    static func write(_ response: HTTPResponse, to connection: Int32, head: Bool, keepAlive: Bool) -> Bool {
+    // MARK: - Requests: bodies, the handler, responses
+
+    /// A request whose head is read and admitted.
+    private struct Pending: Sendable {
+        var connection: Connection
+        var request: HTTPRequest
+        var framing: HTTPRequestParser.Framing
+        var queued = ContinuousClock.now
+    }
+
+    private struct RequestQueue {
+        var pending: [Pending] = []
+        var threads = 0
+    }
+
+    /// Serves `pending` on a request thread, starting one while fewer than `maxRequests` run.
+    private func enqueue(_ pending: Pending) {
+        let start = requests.withLock { queue in
+            if queue.threads < limits.maxRequests {
+                queue.threads += 1
+                return true
+            }
+            queue.pending.append(pending)
+            return false
+        }
+        guard start else { return }
+        let thread = Thread { [self] in
+            var next: Pending? = pending
+            while let pending = next {
+                serve(pending)
+                next = requests.withLock { queue in
+                    guard !queue.pending.isEmpty else {
+                        queue.threads -= 1
+                        return nil
+                    }
+                    return queue.pending.removeFirst()
+                }
+            }
+        }
+        thread.name = "p2c-http"
+        thread.start()
+    }
+
+    private func serve(_ pending: Pending) {
+        let connection = pending.connection
+        let descriptor = connection.descriptor
+        var request = pending.request
+        let deadline = ContinuousClock.now + limits.bodyTimeout
+        guard pending.queued + limits.bodyTimeout > .now else {
+            Self.send(
+                Self.encode(HTTPResponse(status: 503, text: "busy\n"), head: false, keepAlive: false), to: descriptor,
+                until: deadline)
+            closeConnection(descriptor)
+            return
+        }
+        do {
+            request.body = try HTTPRequestParser.body(
+                pending.framing, from: &connection.input, limit: limits.maxBodyBytes
+            ) { input in try Self.receive(from: descriptor, into: &input, until: deadline) }
+        } catch let failure as HTTPRequestParser.Failure {
+            Self.send(
+                Self.encode(
+                    HTTPResponse(status: failure.status, text: failure.message + "\n"), head: false, keepAlive: false),
+                to: descriptor, until: deadline)
+            closeConnection(descriptor)
+            return
+        } catch {
+            closeConnection(descriptor)
+            return
+        }
+        let response = handler(request)
+        let keepAlive = request.keepAlive && !stopped.load(ordering: .relaxed)
+        let written = Self.send(
+            Self.encode(response, head: request.method == "HEAD", keepAlive: keepAlive), to: descriptor,
+            until: .now + limits.bodyTimeout)
+        guard written, keepAlive else {
+            closeConnection(descriptor)
+            return
+        }
+        handedBack.withLock { $0.append(connection) }
+        wakeLoop()
+    }
+
+    /// The end of the stream, or a deadline passed.
+    struct Closed: Error {}
+
+    /// Appends what arrives on `descriptor` to `input`, waiting for it until `deadline`.
+    private static func receive(
+        from descriptor: Int32, into input: inout InputBuffer, until deadline: ContinuousClock.Instant
+    ) throws {
+        while true {
+            let count = withUnsafeTemporaryAllocation(byteCount: 16 * 1024, alignment: 1) { buffer in
+                let count = recv(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                if count > 0 { input.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) }
+                return count
+            }
+            if count > 0 { return }
+            guard count < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Closed() }
+            try wait(for: Int16(POLLIN), on: descriptor, until: deadline)
+        }
+    }
+
+    /// Waits until `descriptor` is ready for `events`, at most until `deadline`.
+    private static func wait(for events: Int16, on descriptor: Int32, until deadline: ContinuousClock.Instant) throws {
+        let left = deadline - .now
+        guard left > .zero else { throw Closed() }
+        var entry = pollfd(fd: descriptor, events: events, revents: 0)
+        _ = poll(&entry, 1, Int32(min(1_000, left / .milliseconds(1) + 1)))
+    }
+
+    /// The bytes of `response` on the wire.
+    static func encode(_ response: HTTPResponse, head: Bool, keepAlive: Bool) -> [UInt8] {
         var text = "HTTP/1.1 \(response.status) \(HTTPResponse.reason(response.status))\r\n"
         for (name, value) in response.headers.entries
         where name.lowercased() != "content-length" && name.lowercased() != "connection" {
@@ -152,110 +468,30 @@ public final class HTTPServer: Sendable {
         text += "Content-Length: \(response.body.count)\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
         var bytes = Array(text.utf8)
         if !head { bytes += response.body }
-        return sendAll(bytes, to: connection)
+        return bytes
     }
 
-    static func sendAll(_ bytes: [UInt8], to connection: Int32) -> Bool {
+    /// Writes `bytes` whole by `deadline` (what the socket takes at once, for a deadline now);
+    /// false when the peer has gone or the deadline passed.
+    @discardableResult
+    static func send(_ bytes: [UInt8], to descriptor: Int32, until deadline: ContinuousClock.Instant) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let count = bytes.withUnsafeBytes {
-                send(connection, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
+                Glibc.send(descriptor, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return false }
-            sent += count
+            if count > 0 {
+                sent += count
+                continue
+            }
+            guard count < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { return false }
+            do {
+                try wait(for: Int16(POLLOUT), on: descriptor, until: deadline)
+            } catch {
+                return false
+            }
         }
         return true
-    }
-}
-
-/// A request as the server read it.
-public struct HTTPRequest: Sendable {
-    public var method: String
-    /// The request target as sent: path and query.
-    public var target: String
-    public var headers: HTTPHeaders
-    public var body: [UInt8]
-    /// HTTP/1.0 or HTTP/1.1.
-    public var version: String
-
-    public init(
-        method: String, target: String, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
-        version: String = "HTTP/1.1"
-    ) {
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.body = body
-        self.version = version
-    }
-
-    /// The target's path, before any `?`.
-    public var path: String { String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]) }
-
-    /// The target's query, after the first `?`, if any.
-    public var query: String? {
-        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        return parts.count == 2 ? String(parts[1]) : nil
-    }
-
-    /// Whether the connection stays open after the response.
-    public var keepAlive: Bool {
-        let connection = headers["connection"]?.lowercased() ?? ""
-        return version == "HTTP/1.0" ? connection == "keep-alive" : connection != "close"
-    }
-}
-
-/// A response to write.
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    public var headers: HTTPHeaders
-    public var body: [UInt8]
-
-    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-    }
-
-    /// A plain-text response.
-    public init(status: Int, text: String, contentType: String = "text/plain; charset=utf-8") {
-        self.init(status: status, headers: HTTPHeaders([("Content-Type", contentType)]), body: Array(text.utf8))
-    }
-
-    /// The reason phrase of `status` (`No Content` for 204).
-    public static func reason(_ status: Int) -> String {
-        [
-            100: "Continue", 200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified",
-            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 411: "Length Required", 412: "Precondition Failed",
-            413: "Content Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-        ][status] ?? "Status"
-    }
-}
-
-/// Header fields in order; names compare case-insensitively.
-public struct HTTPHeaders: Sendable, Equatable {
-    public private(set) var entries: [(String, String)]
-
-    public init(_ entries: [(String, String)] = []) { self.entries = entries }
-
-    /// The first value of `name`, any case.
-    public subscript(name: String) -> String? {
-        entries.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
-    }
-
-    public mutating func add(_ name: String, _ value: String) { entries.append((name, value)) }
-
-    /// Replaces every field of `name` with one.
-    public mutating func set(_ name: String, _ value: String) {
-        entries.removeAll { $0.0.caseInsensitiveCompare(name) == .orderedSame }
-        entries.append((name, value))
-    }
-
-    public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
-        lhs.entries.map { "\($0.0.lowercased()):\($0.1)" } == rhs.entries.map { "\($0.0.lowercased()):\($0.1)" }
     }
 }
 
@@ -263,172 +499,4 @@ public struct HTTPHeaders: Sendable, Equatable {
 public struct HTTPError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Buffered reads from a connection, giving up when the server stops or the connection idles out.
-struct ConnectionReader {
-    let descriptor: Int32
-    let stopped: () -> Bool
-    var buffer: [UInt8] = []
-    var start = 0
-    /// How long to wait for the first byte of the next request (set after the first one).
-    var idleTimeout: Duration?
-
-    init(descriptor: Int32, stopped: @escaping () -> Bool) {
-        self.descriptor = descriptor
-        self.stopped = stopped
-    }
-
-    struct Closed: Error {}
-
-    var available: ArraySlice<UInt8> { buffer[start...] }
-
-    /// Reads more bytes; throws `Closed` at end of stream, on a stop between requests or when idle.
-    mutating func fill(betweenRequests: Bool) throws {
-        if start > 0 && start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            start = 0
-        }
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        let began = ContinuousClock.now
-        while true {
-            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count > 0 {
-                buffer += chunk[0..<count]
-                return
-            }
-            if count == 0 { throw Closed() }
-            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Closed() }
-            if betweenRequests && stopped() { throw Closed() }
-            let limit = betweenRequests ? (idleTimeout ?? .seconds(30)) : .seconds(30)
-            if ContinuousClock.now - began >= limit { throw Closed() }
-        }
-    }
-
-    mutating func consume(_ count: Int) { start += count }
-}
-
-/// Reads one request off a connection.
-enum HTTPRequestParser {
-    /// A request the server refuses: answered with `status` and the connection closed.
-    struct Failure: Error {
-        let status: Int
-        let message: String
-    }
-
-    /// The next request, nil when the peer closed the connection (or it idled out) between requests.
-    static func next(
-        from reader: inout ConnectionReader, limits: HTTPServer.Limits, connection: Int32
-    ) throws
-        -> HTTPRequest?
-    {
-        // Head: request line and headers, up to the blank line.
-        var headEnd: Int?
-        while headEnd == nil {
-            headEnd = find([13, 10, 13, 10], in: reader.available).map { $0 + 4 }
-            if headEnd == nil {
-                if reader.available.count > limits.maxHeaderBytes {
-                    throw Failure(status: 431, message: "request head over \(limits.maxHeaderBytes) bytes")
-                }
-                do {
-                    try reader.fill(betweenRequests: reader.available.isEmpty)
-                } catch is ConnectionReader.Closed {
-                    if reader.available.isEmpty { return nil }
-                    throw Failure(status: 400, message: "incomplete request head")
-                }
-            }
-        }
-        let headBytes = reader.available.prefix(headEnd! - reader.start)
-        guard headBytes.count <= limits.maxHeaderBytes else {
-            throw Failure(status: 431, message: "request head over \(limits.maxHeaderBytes) bytes")
-        }
-        reader.consume(headBytes.count)
-        let head = String(decoding: headBytes.dropLast(4), as: UTF8.self)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let requestLine = lines.removeFirst().split(separator: " ")
-        guard requestLine.count == 3, requestLine[2] == "HTTP/1.1" || requestLine[2] == "HTTP/1.0",
-            !requestLine[0].isEmpty, requestLine[0].allSatisfy({ $0.isUppercase }), requestLine[1].first == "/"
-        else { throw Failure(status: 400, message: "malformed request line") }
-        var headers = HTTPHeaders()
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
-                !line[..<colon].contains(where: { $0 == " " || $0 == "\t" })
-            else { throw Failure(status: 400, message: "malformed header line") }
-            headers.add(String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
-        }
-        var request = HTTPRequest(
-            method: String(requestLine[0]), target: String(requestLine[1]), headers: headers,
-            version: String(requestLine[2]))
-        let chunked = headers["transfer-encoding"]?.lowercased().contains("chunked") ?? false
-        if chunked && headers["content-length"] != nil {
-            throw Failure(status: 400, message: "both Content-Length and Transfer-Encoding")
-        }
-        if headers["expect"]?.lowercased() == "100-continue" {
-            _ = HTTPServer.sendAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), to: connection)
-        }
-        if chunked {
-            request.body = try readChunked(from: &reader, limit: limits.maxBodyBytes)
-        } else if let text = headers["content-length"] {
-            guard let length = Int(text), length >= 0 else { throw Failure(status: 400, message: "bad Content-Length") }
-            guard length <= limits.maxBodyBytes else {
-                throw Failure(status: 413, message: "request body over \(limits.maxBodyBytes) bytes")
-            }
-            request.body = try read(length, from: &reader)
-        }
-        return request
-    }
-
-    private static func read(_ count: Int, from reader: inout ConnectionReader) throws -> [UInt8] {
-        while reader.available.count < count {
-            do {
-                try reader.fill(betweenRequests: false)
-            } catch {
-                throw Failure(status: 400, message: "incomplete request body")
-            }
-        }
-        let bytes = Array(reader.available.prefix(count))
-        reader.consume(count)
-        return bytes
-    }
-
-    private static func line(from reader: inout ConnectionReader) throws -> String {
-        while true {
-            if let end = find([13, 10], in: reader.available) {
-                let text = String(decoding: reader.available.prefix(end - reader.start), as: UTF8.self)
-                reader.consume(end - reader.start + 2)
-                return text
-            }
-            guard reader.available.count < 4096 else { throw Failure(status: 400, message: "chunk line too long") }
-            do {
-                try reader.fill(betweenRequests: false)
-            } catch {
-                throw Failure(status: 400, message: "incomplete chunked body")
-            }
-        }
-    }
-
-    private static func readChunked(from reader: inout ConnectionReader, limit: Int) throws -> [UInt8] {
-        var body: [UInt8] = []
-        while true {
-            let sizeText = try line(from: &reader).split(separator: ";", maxSplits: 1).first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
-                throw Failure(status: 400, message: "bad chunk size")
-            }
-            if size == 0 {
-                // Trailer fields, up to the blank line.
-                while try !line(from: &reader).isEmpty {}
-                return body
-            }
-            guard body.count + size <= limit else {
-                throw Failure(status: 413, message: "request body over \(limit) bytes")
-            }
-            body += try read(size, from: &reader)
-            guard try line(from: &reader).isEmpty else { throw Failure(status: 400, message: "chunk without CRLF") }
-        }
-    }
-
-    /// The absolute index where `pattern` starts in `bytes`.
-    static func find(_ pattern: [UInt8], in bytes: ArraySlice<UInt8>) -> Int? {
-        bytes.firstRange(of: pattern)?.lowerBound
-    }
 }
