@@ -10,13 +10,13 @@ extension Applier {
 
     /// Inside poll: revoked partitions get their writes in flight finished and committed first;
     /// lost ones are dropped (their next owner writes them again).
-    package func rebalanced(_ event: RebalanceEvent) {
+    package func rebalanced(_ event: RebalanceEvent) throws {
         switch event {
         case .assigned(let partitions):
             log.info("assigned", [("partitions", .int(Int64(partitions.count)))])
         case .revoked(let partitions):
             log.info("revoked", [("partitions", .int(Int64(partitions.count)))])
-            drainRounds(until: loop.shutdownDeadline ?? .now + .seconds(30))
+            try drainRounds(until: loop.shutdownDeadline ?? .now + .seconds(30))
             commit(timeout: timeout(.seconds(10)))
             forget(Set(partitions))
         case .lost(let partitions):
@@ -26,10 +26,10 @@ extension Applier {
     }
 
     /// Waits for the rounds in flight to finish, taking them in, until `deadline`.
-    func drainRounds(until deadline: ContinuousClock.Instant) {
+    func drainRounds(until deadline: ContinuousClock.Instant) throws {
         while rounds > 0 && ContinuousClock.now < deadline {
             inbox.wait(min(.milliseconds(100), deadline - .now))
-            settle(inbox.take())
+            try settle(inbox.take())
         }
     }
 
@@ -50,7 +50,12 @@ extension Applier {
     /// deadline), and what is done is committed.
     package func finish() {
         let deadline = loop.shutdownDeadline ?? .now
-        drainRounds(until: .now + max(.zero, (deadline - .now) / 2))
+        do {
+            try drainRounds(until: .now + max(.zero, (deadline - .now) / 2))
+        } catch {
+            // Its record stays uncommitted: the partition's next owner takes it again.
+            log.error("stopping", [("error", .string("\(error)"))])
+        }
         if rounds > 0 {
             log.warning(
                 "writes still in flight at the shutdown deadline; the partitions' next owner redoes them",

@@ -47,6 +47,8 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     var pausedUntil: [TopicPartition: ContinuousClock.Instant] = [:]
     var pausedForMemory = false
     var lastCommit = ContinuousClock.now
+    /// When a write last went through: a write failing since before then fails on its own.
+    var lastApplied = ContinuousClock.now
     var deadLettersSinceFlush = 0
     var nextRound: UInt64 = 0
     let inbox = Inbox()
@@ -148,8 +150,8 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     }
 
     /// Takes finished rounds in, starts new ones, resumes partitions whose pause is over, commits when due.
-    package func afterPoll(idle: Bool) {
-        settle(inbox.take())
+    package func afterPoll(idle: Bool) throws {
+        try settle(inbox.take())
         dispatch()
         resumePartitions()
         _ = producer.poll()
@@ -162,7 +164,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
 
     /// Queues `record` behind the earlier records of its document; an event that cannot be read
     /// is dead-lettered at once.
-    package func take(_ record: KafkaRecord) {
+    package func take(_ record: KafkaRecord) throws {
         guard let route = routes[record.topic] else { return }
         metrics.consumed.add()
         let partition = TopicPartition(record.topic, record.partition)
@@ -177,13 +179,13 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
             table = type.dropLast(".deleted".count)
             deleted = true
         } else {
-            deadLetter(
+            try deadLetter(
                 record, route: route, code: "bad_event",
                 message: "ce_type \"\(type)\" is not <table>.upserted or .deleted")
             return
         }
         guard let value = record.value, let object = (try? JSONParser.parse(value))?.objectValue else {
-            deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
+            try deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
             return
         }
         // The company: `ce_company`, else the key's `<company>/` prefix.
@@ -258,7 +260,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     }
 
     /// Takes finished rounds in: written and refused records are done, the rest wait for a later round.
-    func settle(_ finished: [Finished]) {
+    func settle(_ finished: [Finished]) throws {
         for round in finished {
             lanes[round.lane].rounds -= 1
             var throttled = false
@@ -276,11 +278,12 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                     case .refused(let code, let message, let request):
                         var text = message
                         if let request { text += " (\(request))" }
-                        deadLetter(pending.record, route: route, code: code, message: text)
+                        try deadLetter(pending.record, route: route, code: code, message: text)
                         continue
                     case .applied:
                         // The sink applies a write only where its document's order allows.
                         metrics.applied.add()
+                        lastApplied = .now
                         done(pending.record)
                         continue
                     case .throttled(let pause) where !blocked:
@@ -295,6 +298,20 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                             pausePartition(queue.partition, for: soonest - now)
                         }
                     case .unavailable(let reason) where !blocked:
+                        // One document failing while others are written goes to the dead letters
+                        // after `unavailableWait`; while nothing is written (the service is down)
+                        // everything waits.
+                        let since = pending.failingSince ?? .now
+                        let wait = Duration.milliseconds(configuration.unavailableWaitMilliseconds)
+                        if ContinuousClock.now - since >= wait && lastApplied > since {
+                            try deadLetter(
+                                pending.record, route: route, code: "unavailable",
+                                message:
+                                    "\(reason), for \(configuration.unavailableWaitMilliseconds) ms while other writes went through"
+                            )
+                            continue
+                        }
+                        pending.failingSince = since
                         failed = true
                         metrics.retried.add()
                         queue.delay()
@@ -305,7 +322,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                         // Each waiting write counts its own wait.
                         let since = pending.waitingSince ?? .now
                         if ContinuousClock.now - since >= .milliseconds(configuration.referenceWaitMilliseconds) {
-                            deadLetter(
+                            try deadLetter(
                                 pending.record, route: route, code: "reference_missing",
                                 message: "\(reason), after waiting \(configuration.referenceWaitMilliseconds) ms")
                             continue
@@ -382,18 +399,23 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     }
 
     /// Sends `record` to its dead-letter topic with the reason; it counts as done once sent (the
-    /// producer is idempotent and flushed before the next commit).
+    /// producer is idempotent and flushed before the next commit). A producer queue that stays
+    /// full for `deadLetterTimeout`, or a refusal, ends the member with an error: the record's
+    /// offset is not committed, so the partition's next owner takes it again.
     func deadLetter(
         _ record: KafkaRecord, route: (stream: SyncStream, deadLetters: String), code: String, message: String
-    ) {
+    ) throws {
         let letter = DeadLetter.record(for: record, code: code, message: message, topic: route.deadLetters)
+        let deadline = ContinuousClock.now + .milliseconds(configuration.deadLetterTimeoutMilliseconds)
         while true {
             do {
                 _ = try producer.send(letter)
                 break
-            } catch {
+            } catch  where error.code == .queueFull && ContinuousClock.now < deadline {
                 // A full queue: deliver some and try again.
                 _ = producer.poll(timeout: .milliseconds(100))
+            } catch {
+                throw ApplyFailure.deadLetterNotWritten(topic: route.deadLetters, reason: "\(error)")
             }
         }
         deadLettersSinceFlush += 1
@@ -442,6 +464,18 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
             metrics.commits.add()
         } catch {
             log.warning("offsets not committed; retrying later", [("error", .string(error.description))])
+        }
+    }
+}
+
+/// Why an apply member stopped.
+public enum ApplyFailure: Error, CustomStringConvertible {
+    /// A dead letter could not be handed to the producer in time.
+    case deadLetterNotWritten(topic: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .deadLetterNotWritten(let topic, let reason): "a dead letter for \(topic) could not be sent: \(reason)"
         }
     }
 }

@@ -32,6 +32,14 @@ public struct ApplyConfiguration: Sendable {
     /// A write whose reference does not exist yet (a line before its header) is retried this long
     /// before it is dead-lettered. Default: 600 000 ms (10 minutes).
     public var referenceWaitMilliseconds: Int = 600_000
+    /// A write the service keeps failing (5xx, no answer) while other writes go through is
+    /// retried this long before it is dead-lettered with the last answer; while no write goes
+    /// through (the service is down) every write waits. Default: 600 000 ms (10 minutes).
+    public var unavailableWaitMilliseconds: Int = 600_000
+    /// How long a dead letter may wait for room in the producer's queue before the member stops
+    /// with an error (its record is not committed: the partition's next owner takes it again).
+    /// Default: 30 000 ms.
+    public var deadLetterTimeoutMilliseconds: Int = 30_000
     /// Records read and not yet written at most; reading pauses beyond. Default: 10 000.
     public var maxQueuedRecords: Int = 10_000
 

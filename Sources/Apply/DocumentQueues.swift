@@ -7,6 +7,8 @@ struct PendingRecord {
     var item: ApplyItem
     /// When its reference was first found missing.
     var waitingSince: ContinuousClock.Instant?
+    /// When its write first failed for want of the service (a 5xx, no answer).
+    var failingSince: ContinuousClock.Instant?
 }
 
 /// The records of one document (one key of one topic), in order: at most one round of them in

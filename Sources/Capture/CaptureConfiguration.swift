@@ -23,6 +23,16 @@ public struct CaptureConfiguration: Sendable {
     /// published again if it changed meanwhile (several receivers may publish one record's events
     /// in either order: F&O's data events carry no version). 0: off. Default: 0.
     public var recheckMilliseconds: Int = 0
+    /// The address the webhook receiver listens on (an IPv4 address; 0.0.0.0: every interface).
+    /// Default: 0.0.0.0.
+    public var listenAddress = "0.0.0.0"
+    /// The largest webhook post taken, in bytes: twice the 256 KB above which Dataverse strips a
+    /// context's images and parameters ("Use webhooks to create external handlers for server
+    /// events", Microsoft Learn). Default: 524 288.
+    public var webhookMaxBodyBytes = 512 * 1024
+    /// Webhook posts read and handled at once (more wait their turn): with
+    /// `webhookMaxBodyBytes`, the most memory posts' bodies take. Default: 16.
+    public var webhookMaxRequests = 16
     /// The generation of the maps the workers run: which columns a change event carries.
     public var generation: MapGeneration = .classic
     public var sessionTimeoutMilliseconds: Int = 45_000

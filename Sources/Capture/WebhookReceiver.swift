@@ -7,15 +7,20 @@ import Synchronization
 import Topology
 
 /// Capture by webhook: an HTTP endpoint receiving `RemoteExecutionContext` posts (Dataverse's
-/// webhooks, DV-WH; F&O's data events, FO-DE), authenticated by the registration's key
-/// (`?code=<key>`, DV-WHREG), that answers 200 only once the change event is in Kafka (idempotent
-/// producer, `acks=all`) and 503 otherwise, so that the sender retries. Stateless: run several
-/// behind a Service. What a context holds becomes an event's record through the side's
-/// `ContextReader`.
+/// webhooks; F&O's data events, which reach an HTTPS endpoint the same way), authenticated by the
+/// registration's key before any body is read: as the `x-p2c-webhook-key` header (the
+/// registration's `HttpHeader` authentication) or as `?code=<key>` (`WebhookKey`), compared in
+/// constant time ("Register a web hook", Microsoft Learn). It answers 200 once the change event is
+/// in Kafka (idempotent producer, `acks=all`) or when there is definitely nothing to publish, and
+/// 503 otherwise (the record could not be read back, Kafka did not take the event), so that the
+/// sender retries. Stateless: run several behind a Service. The record published is the one the
+/// side's `ContextReader` reads back by the post's key, the posts taken at once in one read.
 public final class WebhookReceiver: Sendable {
-    public let metrics = CaptureMetrics()
+    /// The header a registration's `HttpHeader` authentication sends the key in.
+    public static let keyHeader = "x-p2c-webhook-key"
+
+    public let metrics: CaptureMetrics
     private let configuration: CaptureConfiguration
-    private let key: String
     private let topics: [SyncStream: String]
     private let reader: any ContextReader
     private let applyUsers: Set<String>
@@ -26,6 +31,10 @@ public final class WebhookReceiver: Sendable {
     private let log: Log
     private let server: HTTPServer
     private let records = RecordLocks()
+    private let batcher: ReadBatcher
+    /// When the recheck loop last turned (ms since `started`), for liveness.
+    private let recheckTurn = Atomic<Int>(0)
+    private let started = ContinuousClock.now
     /// Records published, to be read again once `recheckMilliseconds` have passed (by record).
     private let rechecks = Mutex<[String: Recheck]>([:])
     private let stopped = Atomic<Bool>(false)
@@ -49,17 +58,21 @@ public final class WebhookReceiver: Sendable {
             guard let receiver = receiver.withLock({ $0 }) else { return HTTPResponse(status: 503, text: "starting\n") }
             return receiver.handle(request)
         }
+
+        func turn() { receiver.withLock { $0 }?.turn() }
     }
 
-    /// Starts listening on `port` (0 picks one). `applyUsers`: the ids contexts name the apply
-    /// identities by (Dataverse's `systemuserid`s, F&O's client ids).
+    /// Starts listening on `port` (0 picks one) of `configuration.listenAddress`. `applyUsers`:
+    /// the ids contexts name the apply identities by (Dataverse's `systemuserid`s, F&O's client ids).
     public init(
         configuration: CaptureConfiguration, catalog: TopicCatalog, reader: any ContextReader, applyUsers: Set<UUID>,
         key: String, port: Int, deliveryTimeout: Duration = .seconds(10), log: Log = Log()
     ) throws {
+        let metrics = CaptureMetrics()
+        self.metrics = metrics
         self.configuration = configuration
-        self.key = key
         self.reader = reader
+        batcher = ReadBatcher(reader: reader)
         self.log = log.with([("side", .string(configuration.side.rawValue)), ("mode", "webhook")])
         self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
         var topics: [SyncStream: String] = [:]
@@ -82,7 +95,24 @@ public final class WebhookReceiver: Sendable {
         metrics.liveness.ready()
         let box = Box()
         self.box = box
-        server = try HTTPServer(port: port) { request in box.handle(request) }
+        var limits = HTTPServer.Limits()
+        limits.maxBodyBytes = configuration.webhookMaxBodyBytes
+        limits.maxRequests = configuration.webhookMaxRequests
+        let expected = Array(key.utf8)
+        server = try HTTPServer(
+            port: port, host: configuration.listenAddress, limits: limits,
+            admit: { request in
+                guard request.method == "POST" else {
+                    return HTTPResponse(status: 405, text: "POST a RemoteExecutionContext\n")
+                }
+                guard Self.offersKey(request, expected) else {
+                    metrics.refusedPosts.add()
+                    return HTTPResponse(status: 401, text: "unknown webhook key\n")
+                }
+                return nil
+            },
+            onTurn: { box.turn() }
+        ) { request in box.handle(request) }
         box.receiver.withLock { $0 = self }
         if configuration.recheckMilliseconds > 0 {
             let thread = Thread { [self] in recheckLoop() }
@@ -108,16 +138,29 @@ public final class WebhookReceiver: Sendable {
         box.receiver.withLock { $0 = nil }
     }
 
+    /// Whether `request` carries `key`, as the header or as `?code=`, compared in constant time.
+    static func offersKey(_ request: HTTPRequest, _ key: [UInt8]) -> Bool {
+        let offered =
+            request.headers[keyHeader]
+            ?? URLComponents(string: request.target)?.queryItems?.first { $0.name == "code" }?.value
+        guard let offered else { return false }
+        let bytes = Array(offered.utf8)
+        var difference = UInt8(truncatingIfNeeded: bytes.count ^ key.count)
+        for index in 0..<key.count {
+            difference |= key[index] ^ (index < bytes.count ? bytes[index] : 0)
+        }
+        return difference == 0 && !key.isEmpty
+    }
+
+    /// The server's loop turned: the receiver is live while its loop and its rechecks turn.
+    private func turn() {
+        let now = Int((ContinuousClock.now - started) / .milliseconds(1))
+        if configuration.recheckMilliseconds == 0 || now - recheckTurn.load(ordering: .relaxed) < 5_000 {
+            metrics.liveness.tick()
+        }
+    }
+
     private func handle(_ request: HTTPRequest) -> HTTPResponse {
-        metrics.liveness.tick()
-        guard request.method == "POST" else {
-            return HTTPResponse(status: 405, text: "POST a RemoteExecutionContext\n")
-        }
-        let code = URLComponents(string: request.target)?.queryItems?.first { $0.name == "code" }?.value
-        guard code == key else {
-            metrics.refusedPosts.add()
-            return HTTPResponse(status: 401, text: "unknown webhook key\n")
-        }
         guard let context = (try? JSONParser.parse(request.body))?.objectValue,
             let message = context["MessageName"]?.stringValue, let table = context["PrimaryEntityName"]?.stringValue,
             let id = context["PrimaryEntityId"]?.stringValue
@@ -133,16 +176,19 @@ public final class WebhookReceiver: Sendable {
             // last is what was read last.
             let record = "\(table)/\(id.lowercased())"
             return try records.serialize(record) {
-                switch try wait({ try await self.event(context, message: message, kind: kind, topic: topic, id: id) }) {
+                switch try event(context, message: message, kind: kind, topic: topic, id: id) {
                 case .unkeyed:
                     metrics.unkeyed.add()
                     log.warning(
-                        "change without its key (register a pre image with the key columns on Delete steps)",
+                        "nothing published: the change has no key (register a pre image with the key columns on Delete steps)",
                         [("table", .string(table)), ("message", .string(message))])
                     return HTTPResponse(status: 200, text: "no key\n")
                 case .superseded:
                     metrics.superseded.add()
-                    return HTTPResponse(status: 200, text: "record deleted since\n")
+                    log.info(
+                        "nothing published: the record is not as the post says (deleted since, or not deleted)",
+                        [("table", .string(table)), ("message", .string(message))])
+                    return HTTPResponse(status: 200, text: "nothing to publish\n")
                 case .publish(let event):
                     if let failure = deliver(event) {
                         metrics.failures.add()
@@ -150,6 +196,7 @@ public final class WebhookReceiver: Sendable {
                         return HTTPResponse(status: 503, text: "Kafka did not take the change in time\n")
                     }
                     metrics.published.add()
+                    log.debug("published", [("table", .string(table)), ("message", .string(message))])
                     if configuration.recheckMilliseconds > 0 {
                         schedule(
                             record,
@@ -176,8 +223,9 @@ public final class WebhookReceiver: Sendable {
 
     private func event(
         _ context: JSONObject, message: String, kind: RecordKind, topic: String, id: String
-    ) async throws -> Taken {
-        let change = try await reader.record(of: context, kind: kind, deleted: message == "Delete", id: id)
+    ) throws -> Taken {
+        let change = try batcher.change(
+            of: ContextRead(context: context, kind: kind, deleted: message == "Delete", id: id))
         return taken(change, context: context, kind: kind, topic: topic, id: id)
     }
 
@@ -235,6 +283,7 @@ public final class WebhookReceiver: Sendable {
         defer { recheckDone.signal() }
         while !stopped.load(ordering: .relaxed) {
             let now = ContinuousClock.now
+            recheckTurn.store(Int((now - started) / .milliseconds(1)), ordering: .relaxed)
             let due = rechecks.withLock { rechecks -> [(record: String, recheck: Recheck)] in
                 let due = rechecks.filter { $0.value.due <= now }
                 for record in due.keys { rechecks[record] = nil }

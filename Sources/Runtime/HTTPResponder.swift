@@ -25,15 +25,25 @@ public final class HTTPResponder: Sendable {
     /// The port it listens on (the one the system chose when asked for 0).
     public var port: Int { server.port }
 
-    /// Listens on `port` on every interface and answers with `handler(path)`.
-    public init(port: Int, handler: @escaping @Sendable (String) -> Response) throws {
+    /// Listens on `port` of `host` (every interface by default) and answers GETs with
+    /// `handler(path)`. A port of its own, apart from any other server of the member: probes hold
+    /// while another port is flooded. Its requests have no body, their heads are due within 5 s.
+    public init(port: Int, host: String = "0.0.0.0", handler: @escaping @Sendable (String) -> Response) throws {
         var limits = HTTPServer.Limits()
         limits.maxBodyBytes = 0
-        limits.maxConnections = 16
-        server = try HTTPServer(port: port, limits: limits) { request in
-            guard request.method == "GET" || request.method == "HEAD" else {
-                return HTTPResponse(status: 405, text: "only GET\n")
+        limits.maxHeaderBytes = 8 * 1024
+        limits.maxConnections = 128
+        limits.maxRequests = 4
+        limits.headTimeout = .seconds(5)
+        limits.bodyTimeout = .seconds(5)
+        limits.idleTimeout = .seconds(10)
+        server = try HTTPServer(
+            port: port, host: host, limits: limits,
+            admit: { request in
+                request.method == "GET" || request.method == "HEAD"
+                    ? nil : HTTPResponse(status: 405, text: "only GET\n")
             }
+        ) { request in
             let response = handler(request.path)
             return HTTPResponse(status: response.status, text: response.body, contentType: response.contentType)
         }
@@ -156,9 +166,10 @@ extension HTTPResponder {
     /// The probes of a fleet member on `port`: `/metrics` (what `metrics` returns, Prometheus
     /// text), `/healthz` while the loop turns, `/readyz` once it is ready.
     public static func probes(
-        port: Int, liveness: Liveness, watchdog: Duration, metrics: @escaping @Sendable () -> String
+        port: Int, host: String = "0.0.0.0", liveness: Liveness, watchdog: Duration,
+        metrics: @escaping @Sendable () -> String
     ) throws -> HTTPResponder {
-        try HTTPResponder(port: port) { path in
+        try HTTPResponder(port: port, host: host) { path in
             switch path {
             case "/metrics":
                 return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics())

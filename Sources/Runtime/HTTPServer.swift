@@ -115,6 +115,15 @@ public final class HTTPServer: Sendable {
         close(wake.write)
     }
 
+    /// Raises the process's soft limit of open descriptors to its hard limit, so that a flood of
+    /// connections meets the server's own limits (`maxConnections`) before the system's.
+    public static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// Connections open right now.
     public var openConnections: Int { connections.load(ordering: .relaxed) }
 
@@ -183,6 +192,7 @@ public final class HTTPServer: Sendable {
     private struct EventLoop {
         let server: HTTPServer
         var waiting: [Int32: Connection] = [:]
+        var acceptPausedUntil = ContinuousClock.now
 
         init(server: HTTPServer) { self.server = server }
 
@@ -196,7 +206,8 @@ public final class HTTPServer: Sendable {
             while !server.stopped.load(ordering: .relaxed) {
                 takeHandedBack()
                 descriptors.removeAll(keepingCapacity: true)
-                descriptors.append(pollfd(fd: server.socket, events: Int16(POLLIN), revents: 0))
+                let accepting = acceptPausedUntil <= .now
+                descriptors.append(pollfd(fd: server.socket, events: accepting ? Int16(POLLIN) : 0, revents: 0))
                 descriptors.append(pollfd(fd: server.wake.read, events: Int16(POLLIN), revents: 0))
                 for descriptor in waiting.keys {
                     descriptors.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
@@ -242,7 +253,17 @@ public final class HTTPServer: Sendable {
         private mutating func acceptWaiting() {
             for _ in 0..<256 {
                 let descriptor = accept(server.socket, nil, nil)
-                guard descriptor >= 0 else { return }
+                guard descriptor >= 0 else {
+                    guard errno == EMFILE || errno == ENFILE else { return }
+                    // Out of descriptors: the connection waiting longest gives way, or accepting
+                    // pauses a moment (the connection stays in the backlog).
+                    guard let oldest = waiting.values.min(by: { $0.since < $1.since }) else {
+                        acceptPausedUntil = .now + .milliseconds(100)
+                        return
+                    }
+                    drop(oldest)
+                    continue
+                }
                 HTTPServer.makeNonBlocking(descriptor)
                 var keepAlive: Int32 = 1
                 setsockopt(descriptor, SOL_SOCKET, SO_KEEPALIVE, &keepAlive, socklen_t(MemoryLayout<Int32>.size))

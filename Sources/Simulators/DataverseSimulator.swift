@@ -376,14 +376,18 @@ public final class DataverseSimulator: Sendable {
 
     /// A batch part's request as if it had come on its own.
     private static func request(_ message: ODataMessage) -> HTTPRequest {
-        HTTPRequest(
-            method: message.method, target: api + resource(message.url), headers: message.headers, body: message.body)
+        let query = message.url.firstIndex(of: "?").map { String(message.url[$0...]) } ?? ""
+        return HTTPRequest(
+            method: message.method, target: api + resource(message.url) + query, headers: message.headers,
+            body: message.body)
     }
 
-    /// The part of a batch URL after the service root (absolute, `/api/data/v9.2/…` or relative).
+    /// The path of a batch URL after the service root (absolute, `/api/data/v9.2/…` or relative),
+    /// without its query.
     private static func resource(_ url: String) -> String {
-        if let root = url.range(of: api) { return String(url[root.upperBound...]) }
-        return url.hasPrefix("/") ? String(url.dropFirst()) : url
+        let path = String(url.prefix { $0 != "?" })
+        if let root = path.range(of: api) { return String(path[root.upperBound...]) }
+        return path.hasPrefix("/") ? String(path.dropFirst()) : path
     }
 
     private static func message(_ response: HTTPResponse, contentID: String?) -> ODataMessage {

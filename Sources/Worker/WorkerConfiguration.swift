@@ -44,6 +44,9 @@ public struct WorkerConfiguration: Sendable {
     /// leaving the group and the final flush all end by then, and what cannot finish is given up
     /// (and logged). Keep it under the pod's termination grace period. Default: 8 000 ms.
     public var shutdownTimeoutMilliseconds: Int = 8_000
+    /// The address the probes and metrics port listens on (an IPv4 address; 0.0.0.0: every
+    /// interface). Default: 0.0.0.0.
+    public var listenAddress = "0.0.0.0"
     /// Port of the HTTP responder for `/metrics`, `/healthz` and `/readyz`; 0 picks a free one. Default: 9464.
     public var metricsPort: Int = 9464
     /// `/healthz` fails when the loop has not turned for this long. Default: 120 s.

@@ -27,6 +27,11 @@ enum ApplyCommand {
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
             ),
+            OptionSpec(
+                "listen-address", value: "ipv4",
+                help:
+                    "Address the ports listen on (or P2C_LISTEN_ADDRESS, listenAddress). Default: 0.0.0.0 (every interface)."
+            ),
         ],
         discussion: """
             The Dataverse connection: P2C_DATAVERSE_URL, P2C_DATAVERSE_TENANT_ID, P2C_DATAVERSE_CLIENT_ID,
@@ -44,6 +49,7 @@ enum ApplyCommand {
         ("maxConcurrency", "P2C_APPLY_MAX_CONCURRENCY", "max-concurrency", 1...1_000),
         ("batchDocuments", "P2C_APPLY_BATCH_DOCUMENTS", nil, 1...1_000),
         ("referenceWaitMs", "P2C_REFERENCE_WAIT_MS", "reference-wait-ms", 0...86_400_000),
+        ("unavailableWaitMs", "P2C_APPLY_UNAVAILABLE_WAIT_MS", nil, 0...86_400_000),
     ]
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -52,7 +58,7 @@ enum ApplyCommand {
         var configuration = ApplyConfiguration()
         let connection: ConnectionSettings
         do {
-            for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
+            for key in ["bootstrap-servers", "streams", "group", "metrics-port", "listen-address"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
             let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
@@ -65,24 +71,11 @@ enum ApplyCommand {
             configuration.groupID = file.worker.groupID
             configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
             configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
-            for setting in integers {
-                var text: String?
-                if let raw = file.object[setting.key] {
-                    guard !(raw is Bool), let number = raw as? Int else {
-                        throw UsageError("\(setting.key) must be an integer, got \(raw)")
-                    }
-                    text = String(number)
-                }
-                text = setting.flag.flatMap(arguments.string) ?? environment[setting.variable] ?? text
-                guard let text else { continue }
-                guard let number = Int(text), setting.range.contains(number) else {
-                    throw UsageError(
-                        "\(setting.key) must be an integer from \(setting.range.lowerBound) to \(setting.range.upperBound), got '\(text)'"
-                    )
-                }
-                switch setting.key {
+            for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
+                switch key {
                 case "maxConcurrency": configuration.maxConcurrency = number
                 case "batchDocuments": configuration.batchDocuments = number
+                case "unavailableWaitMs": configuration.unavailableWaitMilliseconds = number
                 default: configuration.referenceWaitMilliseconds = number
                 }
             }
@@ -147,7 +140,8 @@ enum ApplyCommand {
         let probes: HTTPResponder
         do {
             probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+                watchdog: watchdog
             ) {
                 metrics.exposition + http.metrics.exposition(labels: "side=\"\(side)\"") + requests()
             }

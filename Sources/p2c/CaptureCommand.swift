@@ -46,6 +46,11 @@ enum CaptureCommand {
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
             ),
+            OptionSpec(
+                "listen-address", value: "ipv4",
+                help:
+                    "Address the ports listen on (or P2C_LISTEN_ADDRESS, listenAddress). Default: 0.0.0.0 (every interface)."
+            ),
         ],
         discussion: """
             The Dataverse connection is apply's (P2C_DATAVERSE_URL, _TENANT_ID, _CLIENT_ID, _CLIENT_SECRET or
@@ -63,6 +68,8 @@ enum CaptureCommand {
         ("pollIntervalMs", "P2C_CAPTURE_POLL_INTERVAL_MS", "poll-interval-ms", 100...3_600_000),
         ("pageSize", "P2C_CAPTURE_PAGE_SIZE", nil, 1...5_000),
         ("recheckMs", "P2C_CAPTURE_RECHECK_MS", "recheck-ms", 0...600_000),
+        ("webhookMaxBodyBytes", "P2C_CAPTURE_WEBHOOK_MAX_BODY_BYTES", nil, 1_024...16_777_216),
+        ("webhookMaxRequests", "P2C_CAPTURE_WEBHOOK_MAX_REQUESTS", nil, 1...256),
     ]
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -73,7 +80,7 @@ enum CaptureCommand {
         let mode: String
         let side: Side
         do {
-            for key in ["bootstrap-servers", "streams", "group", "metrics-port"] {
+            for key in ["bootstrap-servers", "streams", "group", "metrics-port", "listen-address"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
             let sideText =
@@ -95,21 +102,16 @@ enum CaptureCommand {
             guard !configuration.company.isEmpty || side == .erp else {
                 throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
             }
-            for setting in integers {
-                var text = (file.object[setting.key] as? Int).map(String.init)
-                text = setting.flag.flatMap(arguments.string) ?? environment[setting.variable] ?? text
-                guard let text else { continue }
-                guard let number = Int(text), setting.range.contains(number) else {
-                    throw UsageError(
-                        "\(setting.key) must be an integer from \(setting.range.lowerBound) to \(setting.range.upperBound), got '\(text)'"
-                    )
-                }
-                switch setting.key {
+            for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
+                switch key {
                 case "pageSize": configuration.pageSize = number
                 case "recheckMs": configuration.recheckMilliseconds = number
+                case "webhookMaxBodyBytes": configuration.webhookMaxBodyBytes = number
+                case "webhookMaxRequests": configuration.webhookMaxRequests = number
                 default: configuration.pollIntervalMilliseconds = number
                 }
             }
+            configuration.listenAddress = file.worker.listenAddress
             guard configuration.recheckMilliseconds == 0 || side == .erp else {
                 throw UsageError("recheckMs applies to --side erp (F&O's data events, read by their key)")
             }
@@ -124,6 +126,7 @@ enum CaptureCommand {
             }
             connection = try ConnectionSettings.load(
                 side == .crm ? .dataverse : .financeOperations, file: file.object, environment: environment)
+            if mode == "webhook" { _ = try webhookEndpoint(arguments) }
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -175,7 +178,8 @@ enum CaptureCommand {
         let probes: HTTPResponder
         do {
             probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+                watchdog: watchdog
             ) {
                 metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"")
                     + ServiceMetrics.exposition(system: "dataverse", labels: "side=\"crm\"", member.dataverseRequests)
@@ -201,22 +205,7 @@ enum CaptureCommand {
         reader: any ContextReader, applyUsers: Set<UUID>, system: String, file: ConfigurationFile, http: HTTPClient,
         log: Log
     ) async throws -> Int32 {
-        let environment = ProcessInfo.processInfo.environment
-        var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""
-        if key.isEmpty, let path = environment["P2C_CAPTURE_WEBHOOK_KEY_FILE"] {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw UsageError("P2C_CAPTURE_WEBHOOK_KEY_FILE: cannot read \(path)", command: spec.name)
-            }
-            key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        guard !key.isEmpty else {
-            throw UsageError(
-                "--mode webhook needs P2C_CAPTURE_WEBHOOK_KEY (or _KEY_FILE): the registration's WebhookKey",
-                command: spec.name)
-        }
-        let port =
-            try arguments.integer("webhook-port", in: 0...65_535)
-            ?? Int(environment["P2C_CAPTURE_WEBHOOK_PORT"] ?? "") ?? 8_080
+        let (key, port) = try webhookEndpoint(arguments)
         let receiver: WebhookReceiver
         do {
             receiver = try WebhookReceiver(
@@ -232,7 +221,7 @@ enum CaptureCommand {
         let probes: HTTPResponder
         do {
             probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, liveness: metrics.liveness,
+                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
                 watchdog: .seconds(file.worker.watchdogSeconds)
             ) {
                 let side = "side=\"\(configuration.side.rawValue)\""
@@ -258,5 +247,31 @@ enum CaptureCommand {
         }
         log.info("webhook receiver stopped", [("published", .int(Int64(metrics.published.value)))])
         return 0
+    }
+
+    /// The receiver's key (`P2C_CAPTURE_WEBHOOK_KEY` or `_KEY_FILE`) and port.
+    static func webhookEndpoint(_ arguments: ParsedArguments) throws -> (key: String, port: Int) {
+        let environment = ProcessInfo.processInfo.environment
+        var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""
+        if key.isEmpty, let path = environment["P2C_CAPTURE_WEBHOOK_KEY_FILE"] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw UsageError("P2C_CAPTURE_WEBHOOK_KEY_FILE: cannot read \(path)", command: spec.name)
+            }
+            key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !key.isEmpty else {
+            throw UsageError(
+                "--mode webhook needs P2C_CAPTURE_WEBHOOK_KEY (or _KEY_FILE): the registration's key",
+                command: spec.name)
+        }
+        var port = 8_080
+        if let text = environment["P2C_CAPTURE_WEBHOOK_PORT"] {
+            guard let number = Int(text), (0...65_535).contains(number) else {
+                throw UsageError(
+                    "P2C_CAPTURE_WEBHOOK_PORT must be an integer from 0 to 65535, got '\(text)'", command: spec.name)
+            }
+            port = number
+        }
+        return (key, try arguments.integer("webhook-port", in: 0...65_535) ?? port)
     }
 }

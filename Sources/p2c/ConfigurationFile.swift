@@ -13,11 +13,12 @@ struct ConfigurationFile {
         "commitIntervalMs", "commitMaxRecords", "commitOffsetsOutsideTransaction", "sessionTimeoutMs",
         "shutdownTimeoutMs", "transactionTimeoutMs", "kafka",
         "passThrough",
-        "mapping", "metricsPort", "watchdogSeconds",
+        "mapping", "metricsPort", "watchdogSeconds", "listenAddress",
         // p2c apply and p2c capture
-        "side", "dataverse", "fno", "maxConcurrency", "batchDocuments", "referenceWaitMs", "company", "mode",
+        "side", "dataverse", "fno", "maxConcurrency", "batchDocuments", "referenceWaitMs", "unavailableWaitMs",
+        "company", "mode",
         "pollIntervalMs", "recheckMs",
-        "pageSize",
+        "pageSize", "webhookMaxBodyBytes", "webhookMaxRequests",
     ]
 
     var worker = WorkerConfiguration()
@@ -78,6 +79,42 @@ struct ConfigurationFile {
         return file
     }
 
+    /// A JSON number without a fraction as an integer; nil for anything else, `true` and `false`
+    /// included (Foundation bridges 0 and 1 to `Bool` too, so `is Bool` cannot tell them apart).
+    static func integer(_ value: Any) -> Int? {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return nil }
+        return value as? Int
+    }
+
+    /// The integer settings of a command (file key, environment variable, flag, range) that are
+    /// set, by key: the file's value, overridden by the variable, overridden by the flag, each
+    /// checked the same way; an error names where the bad value came from.
+    func integers(
+        _ settings: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)],
+        arguments: ParsedArguments, environment: [String: String]
+    ) throws -> [String: Int] {
+        var values: [String: Int] = [:]
+        for setting in settings {
+            let expected = "an integer from \(setting.range.lowerBound) to \(setting.range.upperBound)"
+            var text: String?
+            var name = setting.key
+            if let value = object[setting.key] {
+                guard let number = Self.integer(value) else {
+                    throw UsageError("\(setting.key) must be \(expected), got \(value)")
+                }
+                text = String(number)
+            }
+            if let value = environment[setting.variable] { (text, name) = (value, setting.variable) }
+            if let flag = setting.flag, let value = arguments.string(flag) { (text, name) = (value, "--\(flag)") }
+            guard let text else { continue }
+            guard let number = Int(text), setting.range.contains(number) else {
+                throw UsageError("\(name) must be \(expected), got '\(text)'")
+            }
+            values[setting.key] = number
+        }
+        return values
+    }
+
     /// The file's worker keys.
     private mutating func apply(_ object: [String: Any]) throws {
         func string(_ key: String) throws -> String? {
@@ -98,9 +135,10 @@ struct ConfigurationFile {
         if let text = try string("groupId") { worker.groupID = text }
         if let text = try string("transactionalId") { worker.transactionalID = text }
         if let text = try string("groupInstanceId") { worker.groupInstanceID = text }
+        if let text = try string("listenAddress") { try set("listen-address", text) }
         for setting in Self.integers {
             guard let value = object[setting.key] else { continue }
-            guard !(value is Bool), let number = value as? Int else {
+            guard let number = Self.integer(value) else {
                 throw UsageError("\(setting.key) must be \(setting.expected), got \(value)")
             }
             try set(setting, number)
@@ -138,6 +176,7 @@ struct ConfigurationFile {
             "P2C_SESSION_TIMEOUT_MS": "sessionTimeoutMs", "P2C_SHUTDOWN_TIMEOUT_MS": "shutdownTimeoutMs",
             "P2C_TRANSACTION_TIMEOUT_MS": "transactionTimeoutMs",
             "P2C_METRICS_PORT": "metrics-port", "P2C_WATCHDOG_SECONDS": "watchdogSeconds",
+            "P2C_LISTEN_ADDRESS": "listen-address",
         ]
         for (variable, key) in names.sorted(by: { $0.key < $1.key }) {
             guard let value = environment[variable], !value.isEmpty else { continue }
@@ -199,6 +238,12 @@ struct ConfigurationFile {
         case "group": worker.groupID = value
         case "transactional-id": worker.transactionalID = value
         case "group-instance-id": worker.groupInstanceID = value
+        case "listen-address":
+            var address = in_addr()
+            guard inet_pton(AF_INET, value, &address) == 1 else {
+                throw UsageError("listenAddress must be an IPv4 address (0.0.0.0: every interface), got '\(value)'")
+            }
+            worker.listenAddress = value
         default:
             guard let setting = Self.integers.first(where: { $0.key == key || $0.flag == key }) else {
                 throw UsageError("unknown setting \(key)")

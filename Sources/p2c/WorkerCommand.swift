@@ -28,6 +28,11 @@ enum WorkerCommand {
             OptionSpec(
                 "metrics-port", value: "port", help: "Port for /metrics, /healthz, /readyz; 0 picks one. Default: 9464."
             ),
+            OptionSpec(
+                "listen-address", value: "ipv4",
+                help:
+                    "Address the ports listen on (or P2C_LISTEN_ADDRESS, listenAddress). Default: 0.0.0.0 (every interface)."
+            ),
         ],
         discussion: """
             Settings come from the file, then P2C_* environment variables, then these flags. Any librdkafka
@@ -42,7 +47,7 @@ enum WorkerCommand {
         do {
             for key in [
                 "flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id", "group-instance-id",
-                "metrics-port",
+                "metrics-port", "listen-address",
             ] {
                 if let value = arguments.string(key) { try file.set(key, value) }
             }
@@ -66,7 +71,8 @@ enum WorkerCommand {
         let http: HTTPResponder
         do {
             http = try HTTPResponder.probes(
-                port: file.worker.metricsPort, liveness: metrics.liveness, watchdog: watchdog
+                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+                watchdog: watchdog
             ) { metrics.exposition }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

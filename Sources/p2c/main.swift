@@ -14,6 +14,8 @@ KafkaLog.setHandler { entry in
     }
 }
 
+HTTPServer.raiseDescriptorLimit()
+
 /// Every command: its options and what runs it.
 let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws -> Int32)] = [
     (DemoCommand.spec, DemoCommand.run),

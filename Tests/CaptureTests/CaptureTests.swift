@@ -287,7 +287,10 @@ struct CaptureTests {
             try await seller.send("DELETE", "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=1)")
                 .status
                 == 204)
-        try await waitUntil(.seconds(20)) { receiver.metrics.published.value >= 5 }
+        // The line's create is published, or read back after its delete and then publishes nothing.
+        try await waitUntil(.seconds(20)) {
+            receiver.metrics.published.value + receiver.metrics.superseded.value >= 5
+        }
         let customers = try read("crm.customers.changes").filter {
             $0.data["accountnumber"]?.stringValue?.hasPrefix("WH-") == true
         }
@@ -297,11 +300,12 @@ struct CaptureTests {
         #expect(first.header("ce_origin") == nil)
         #expect(customers.first { $0.data["accountnumber"] == "WH-2" }?.header("ce_origin")?.text == "p2c")
         let orders = try read("crm.orders.changes").filter { $0.header("ce_subject")?.text == "USMF/C000900" }
-        // Asynchronous webhooks keep no order (DV-ASYNC): each change arrives, in whatever order.
+        // Asynchronous webhooks keep no order: each change arrives, in whatever order, and is read
+        // back when taken (the line's create, taken after its delete, publishes nothing).
         #expect(
-            orders.map(\.type).sorted() == [
-                "salesorder.upserted", "salesorderdetail.deleted", "salesorderdetail.upserted",
-            ])
+            Set(orders.map(\.type)) == ["salesorder.upserted", "salesorderdetail.deleted", "salesorderdetail.upserted"]
+                || orders.map(\.type).sorted() == ["salesorder.upserted", "salesorderdetail.deleted"])
+        #expect(orders.count <= 3)
         #expect(
             orders.first { $0.type == "salesorder.upserted" }?.data["customerid"] == .object(["accountnumber": "WH-1"]))
         #expect(

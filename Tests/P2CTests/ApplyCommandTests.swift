@@ -71,7 +71,10 @@ struct ApplyCommandTests {
                     "P2C_DATAVERSE_CLIENT_ID": "c",
                 ], "P2C_DATAVERSE_CLIENT_SECRET (or P2C_DATAVERSE_CLIENT_SECRET_FILE) is required"
             ),
-            (["P2C_APPLY_MAX_CONCURRENCY": "0"], "maxConcurrency must be an integer from 1 to 1000, got '0'"),
+            (
+                ["P2C_APPLY_MAX_CONCURRENCY": "0"],
+                "P2C_APPLY_MAX_CONCURRENCY must be an integer from 1 to 1000, got '0'"
+            ),
             (
                 [
                     "P2C_DATAVERSE_URL": "https://org.crm.dynamics.com", "P2C_DATAVERSE_TENANT_ID": "t",

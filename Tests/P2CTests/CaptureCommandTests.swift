@@ -136,7 +136,22 @@ struct CaptureCommandTests {
             ),
             (
                 ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_POLL_INTERVAL_MS": "5"],
-                "pollIntervalMs must be an integer from 100 to 3600000, got '5'"
+                "P2C_CAPTURE_POLL_INTERVAL_MS must be an integer from 100 to 3600000, got '5'"
+            ),
+            (
+                ["P2C_SIDE": "erp", "P2C_CAPTURE_WEBHOOK_MAX_REQUESTS": "0"],
+                "P2C_CAPTURE_WEBHOOK_MAX_REQUESTS must be an integer from 1 to 256, got '0'"
+            ),
+            (
+                ["P2C_CAPTURE_COMPANY": "USMF", "P2C_LISTEN_ADDRESS": "everywhere"],
+                "P2C_LISTEN_ADDRESS: listenAddress must be an IPv4 address (0.0.0.0: every interface), got 'everywhere'"
+            ),
+            (
+                [
+                    "P2C_SIDE": "erp", "P2C_FNO_URL": "https://usmf.operations.dynamics.com", "P2C_FNO_TENANT_ID": "t",
+                    "P2C_FNO_CLIENT_ID": "c", "P2C_FNO_CLIENT_SECRET": "s", "P2C_CAPTURE_WEBHOOK_KEY": "k",
+                    "P2C_CAPTURE_WEBHOOK_PORT": "http",
+                ], "P2C_CAPTURE_WEBHOOK_PORT must be an integer from 0 to 65535, got 'http'"
             ),
             (
                 ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_RECHECK_MS": "2000"],
