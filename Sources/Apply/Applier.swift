@@ -307,7 +307,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                             try deadLetter(
                                 pending.record, route: route, code: "unavailable",
                                 message:
-                                    "\(reason), for \(configuration.unavailableWaitMilliseconds) ms while other writes went through"
+                                    "\(reason) (failing for \(configuration.unavailableWaitMilliseconds) ms while other writes went through)"
                             )
                             continue
                         }

@@ -189,10 +189,11 @@ public enum HTTPRequestParser {
         }
     }
 
-    /// 1 to 15 hexadecimal digits (optionally followed by spaces): never more than `Int.max`.
+    /// Hexadecimal digits (optionally followed by spaces), saturating at `Int.max`: a size too
+    /// large for an `Int` is over every limit.
     static func hexadecimal(_ bytes: ArraySlice<UInt8>) -> Int? {
         let digits = bytes.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
-        guard !digits.isEmpty, digits.count <= 15,
+        guard !digits.isEmpty,
             bytes.dropFirst(digits.count).allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
         else { return nil }
         var value = 0
@@ -204,7 +205,7 @@ public enum HTTPRequestParser {
             case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = Int(byte - UInt8(ascii: "A")) + 10
             default: return nil
             }
-            value = value << 4 | digit
+            value = value > Int.max >> 4 ? Int.max : value << 4 | digit
         }
         return value
     }

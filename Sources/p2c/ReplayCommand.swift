@@ -89,6 +89,10 @@ enum ReplayCommand {
         // Short, so the group settles fast after this tool leaves (brokers accept 6 s and up by default).
         configuration.sessionTimeoutMilliseconds = 6_000
         configuration.heartbeatIntervalMilliseconds = 1_000
+        // A join the coordinator holds longer than that is sent again: librdkafka 2.0.2's mock
+        // holds a join for the previous members' session timeout and meanwhile drops the waiting
+        // member when its own session runs out, never answering it.
+        configuration.kafka.properties["max.poll.interval.ms"] = "6000"
         let consumer: KafkaConsumer
         do {
             consumer = try KafkaConsumer(configuration: configuration)

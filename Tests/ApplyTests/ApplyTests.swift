@@ -415,6 +415,68 @@ struct ApplyTests {
         #expect(letter.header("ce_type")?.text == "account.upserted")
     }
 
+    /// Dataverse's sink, except that every write of a record whose `accountnumber` is `sick`
+    /// comes back as a 500 (one row the service cannot write, while it writes every other).
+    private struct FailingOne: DocumentSink {
+        let sink: any DocumentSink
+        let sick: String
+
+        func apply(_ documents: [[ApplyItem]]) async -> [[ApplyOutcome]] {
+            let healthy = documents.filter { $0.first?.record["accountnumber"]?.stringValue != sick }
+            var written = await sink.apply(healthy).makeIterator()
+            return documents.map { items in
+                items.first?.record["accountnumber"]?.stringValue == sick
+                    ? items.map { _ in .unavailable("HTTP 500 0x80040216: Generic SQL error.") } : written.next()!
+            }
+        }
+    }
+
+    @Test(
+        "A customer Dataverse answers 500 for, again and again while it writes the others, lands in crm.customers.inbound.dlq with its last answer after unavailableWaitMs, and the partition goes on; while every write fails (the service down), nothing is dead-lettered"
+    )
+    func unavailableForOne() async throws {
+        let simulator = try DataverseSimulator(clients: [apply, person])
+        defer { simulator.stop() }
+        var settings = configuration(group: "apply-sick", on: small.cluster)
+        settings.streams = [.customers]
+        settings.unavailableWaitMilliseconds = 2_000
+        let client = dataverse(simulator, apply, pacing: true)
+        let sink = DataverseSink(client: client, schema: DataverseSchema(client: client))
+
+        // The service down: every write fails for longer than unavailableWaitMs.
+        let down = try Applier(
+            configuration: settings, catalog: small.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
+        try publish([inbound(.customers, "account", "US-300", ["accountnumber": "US-300", "name": "Sick"])])
+        let first = RunningApplier(down)
+        try await waitUntil(.seconds(30)) { down.metrics.retried.value >= 4 }
+        try await Task.sleep(for: .seconds(3))
+        #expect(down.metrics.deadLettered.value == 0, "nothing went through: the service is down, nothing is given up")
+        #expect(first.stop() == nil)
+
+        // Others go through: the sick one is given up, those after it on its partition are written.
+        try publish(
+            (301...306).map {
+                inbound(.customers, "account", "US-\($0)", ["accountnumber": .string("US-\($0)"), "name": "Well"])
+            }
+        )
+        let applier = try Applier(
+            configuration: settings, catalog: small.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
+        let running = RunningApplier(applier)
+        try await waitUntil(.seconds(30)) {
+            applier.metrics.applied.value >= 6 && applier.metrics.deadLettered.value == 1
+        }
+        #expect(running.stop() == nil)
+        #expect(
+            simulator.rows("accounts").compactMap { $0["accountnumber"]?.stringValue }.sorted()
+                == (301...306).map { "US-\($0)" })
+        let letters = try read("crm.customers.inbound.dlq", on: small.cluster).filter {
+            $0.key == Array("USMF/US-300".utf8)
+        }
+        #expect(letters.count == 1)
+        #expect(letters.first?.header(DeadLetter.codeHeader)?.text == "unavailable")
+        #expect(letters.first?.header(DeadLetter.messageHeader)?.text?.hasPrefix("HTTP 500 0x80040216") == true)
+    }
+
     @Test(
         "Party generation: a customer that arrives before its party waits for it, then the party, its delivery address (location, address, the party's use of it) and its e-mail are written by their natural keys (MAPS-GENERATIONS.md §5)"
     )

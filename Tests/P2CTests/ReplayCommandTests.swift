@@ -129,6 +129,36 @@ struct ReplayCommandTests {
     }
 
     @Test(
+        "On the embedded broker, with a worker's default session timeout (45 s): refused while the worker lives, a dry run, then --to-earliest --wait 60 goes through within 15 s of the worker's stop"
+    )
+    func replayAfterARefusedProbe() async throws {
+        let outcome = try await Blocking.run {
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            var environment = broker.environment
+            environment["P2C_SESSION_TIMEOUT_MS"] = "45000"
+            let replay = ["replay", "--flow", "crm-to-erp", "--to-earliest", "--topics", topicsDirectory]
+            let worker = try Spawned(
+                p2cBinary, ["worker", "--flow", "crm-to-erp", "--topics", topicsDirectory], environment: environment)
+            // The worker holds its partitions before the first replay starts.
+            Thread.sleep(forTimeInterval: 6)
+            let refused = try Spawned(p2cBinary, replay, environment: environment).finish()
+            let status = worker.stop(SIGTERM)
+            let stopped = ContinuousClock.now
+            let dryRun = try Spawned(p2cBinary, replay + ["--dry-run"], environment: environment).finish()
+            let applied = try Spawned(p2cBinary, replay + ["--wait", "60"], environment: environment).finish()
+            return (refused, status, dryRun, applied, ContinuousClock.now - stopped)
+        }
+        let (refused, status, dryRun, applied, after) = outcome
+        #expect(refused.status == 1 && refused.stderr.contains("has live members"), "\(refused.stderr)")
+        #expect(status == 0)
+        #expect(dryRun.status == 0)
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(applied.stdout.contains("moved 66 partitions of group p2c-crm-to-erp"))
+        #expect(after < .seconds(15), "went through \(after) after the worker stopped")
+    }
+
+    @Test(
         "A targeted replay maps one document or one company's recent events again, with the same ids and the current map, while the worker runs"
     )
     func targeted() async throws {
