@@ -176,6 +176,19 @@ check(erp_topics == ["erp.customers.inbound", "erp.orders.inbound"], f"KEDA appl
 check(all(t["metadata"]["consumerGroup"] == "p2c-apply-erp" for t in scaled["apply-erp"]["spec"]["triggers"]), "KEDA apply-erp group")
 receivers = sorted(s["metadata"]["name"] for s in kinds(connectors, "Service") if s["spec"]["ports"][0]["name"] == "webhook")
 check(receivers == ["p2c-capture-crm-webhook", "p2c-capture-erp-webhook"], f"a webhook Service per receiving capture: {receivers}")
+receiver_env = {e["name"]: e.get("value") for e in members["capture-erp"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+check(receiver_env.get("P2C_CAPTURE_WEBHOOK_MAX_BODY_BYTES") == "524288" and receiver_env.get("P2C_CAPTURE_WEBHOOK_MAX_REQUESTS") == "16",
+      f"the receivers' body limit and posts at once: {receiver_env.get('P2C_CAPTURE_WEBHOOK_MAX_BODY_BYTES')}, {receiver_env.get('P2C_CAPTURE_WEBHOOK_MAX_REQUESTS')}")
+check(int(receiver_env["P2C_CAPTURE_WEBHOOK_MAX_BODY_BYTES"]) * int(receiver_env["P2C_CAPTURE_WEBHOOK_MAX_REQUESTS"]) < 128 * 1024 * 1024 / 4,
+      "the receivers' bodies at most a quarter of the memory limit")
+policies = kinds(connectors, "NetworkPolicy")
+check(len(policies) == 1, f"one NetworkPolicy by default: {len(policies)}")
+if policies:
+    rules = {r["ports"][0]["port"]: r.get("from") for r in policies[0]["spec"]["ingress"]}
+    check(policies[0]["spec"]["policyTypes"] == ["Ingress"] and set(rules) == {"metrics", "webhook"}, f"NetworkPolicy ports: {sorted(rules)}")
+    check(all(rules.values()), "NetworkPolicy: both ports only from the given sources by default")
+    check(policies[0]["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/instance") == "p2c", "NetworkPolicy selects the release's pods")
+check(not kinds(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy"), "networkPolicy.enabled false renders none")
 ingress = kinds(connectors, "Ingress")
 paths = sorted(p["path"] for p in ingress[0]["spec"]["rules"][0]["http"]["paths"]) if ingress else []
 check(paths == ["/dataverse", "/fno"], f"the Ingress routes /dataverse and /fno: {paths}")
@@ -204,6 +217,9 @@ bad = {
     "apply replicas above partitions": {"fno": {"url": "https://e.operations.dynamics.com", "tenantId": "t"}, "apply": {"erp": {"enabled": True, "existingSecret": "s", "replicas": 25}}},
     "an apply client id that is not a GUID": {"capture": {"erp": {"enabled": False, "applyClientIds": ["apply"]}}},
     "a negative recheck delay": {"capture": {"erp": {"enabled": False, "recheckMs": -1}}},
+    "a receiver body limit of 64 MiB": {"webhooks": {"maxBodyBytes": 67108864}},
+    "no posts at once": {"webhooks": {"maxRequests": 0}},
+    "a NetworkPolicy source that is not a selector": {"networkPolicy": {"metricsFrom": ["monitoring"]}},
 }
 for label, values in bad.items():
     try:
