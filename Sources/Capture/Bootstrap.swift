@@ -238,7 +238,7 @@ public final class Bootstrap: @unchecked Sendable {
     private func publish(_ events: [OutgoingRecord], position: BootstrapPosition) throws {
         try producer.beginTransaction()
         do {
-            for event in events { _ = try producer.send(event) }
+            try producer.deliver(events)
             var state: JSONObject = [
                 "plan": .string(plan), "step": .number(String(position.step)),
                 "skip": .number(String(position.skip)),

@@ -300,18 +300,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         let prefix = "\(configuration.side.rawValue)/\(table.kind.crmName)"
         try producer.beginTransaction()
         do {
-            for event in events { _ = try producer.send(event) }
-            // The events are delivered before the table's new state is sent: a member killed in
-            // between leaves the old state, so its successor reads the page again. (Kafka keeps an
-            // aborted transaction from every read_committed reader anyway; a broker that shows open
-            // transactions, as the embedded one does, would otherwise show a new state without its
-            // events.)
-            if !events.isEmpty,
-                let failure = try producer.flush(timeout: .seconds(30)).first(where: { $0.error != nil }
-                )?.error
-            {
-                throw failure
-            }
+            try producer.deliver(events)
             for change in keyChanges {
                 let value: [UInt8]? = change.key.map { key in
                     JSONObject(["subject": .string(key.subject), "record": .object(key.record)]).jsonBytes

@@ -60,6 +60,8 @@ public enum LocalHTTP {
     /// below the kernel's ephemeral range (`ip_local_port_range`), where outgoing connections never
     /// land: a port the kernel handed out for a bind to port 0 was now and then taken by a Kafka
     /// client's connection before the child bound it ("Address already in use", exit code 2).
+    /// A port is handed out once per process: two callers starting children at once would
+    /// otherwise both be given a port neither child has bound yet.
     public static func freePort() -> Int {
         let firstEphemeral =
             (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
@@ -67,11 +69,14 @@ public enum LocalHTTP {
         if firstEphemeral > 11_000 {
             for _ in 0..<200 {
                 let port = Int.random(in: 10_000..<firstEphemeral)
+                guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
                 if bind(port: port) != nil { return port }
             }
         }
         return bind(port: 0) ?? 0
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     /// Binds a socket to `port` on every interface (as the responder listens) and closes it: the
     /// port it got, or nil when taken.

@@ -30,6 +30,8 @@ func broker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
 /// that no story reads another's events.
 private let shared = broker()
 private let small = broker()
+/// The failing-document story's own: its members read every customer event of their broker.
+private let sickBroker = broker()
 
 /// An inbound event of `table` for key `USMF/<number>` carrying `data`.
 private func inbound(
@@ -47,11 +49,11 @@ private func inbound(
         ])
 }
 
-/// Sends `records` to the small broker and waits for their delivery.
-private func publish(_ records: [OutgoingRecord]) throws {
+/// Sends `records` to the small broker (or `cluster`) and waits for their delivery.
+private func publish(_ records: [OutgoingRecord], to cluster: EmbeddedCluster = small.cluster) throws {
     let producer = try KafkaProducer(
         configuration: ProducerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: small.cluster.bootstrapServers)))
+            kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
     for record in records { _ = try producer.send(record) }
     _ = try producer.flush(timeout: .seconds(30))
 }
@@ -437,7 +439,7 @@ struct ApplyTests {
     func unavailableForOne() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
         defer { simulator.stop() }
-        var settings = configuration(group: "apply-sick", on: small.cluster)
+        var settings = configuration(group: "apply-sick", on: sickBroker.cluster)
         settings.streams = [.customers]
         settings.unavailableWaitMilliseconds = 2_000
         let client = dataverse(simulator, apply, pacing: true)
@@ -445,8 +447,10 @@ struct ApplyTests {
 
         // The service down: every write fails for longer than unavailableWaitMs.
         let down = try Applier(
-            configuration: settings, catalog: small.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
-        try publish([inbound(.customers, "account", "US-300", ["accountnumber": "US-300", "name": "Sick"])])
+            configuration: settings, catalog: sickBroker.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
+        try publish(
+            [inbound(.customers, "account", "US-300", ["accountnumber": "US-300", "name": "Sick"])],
+            to: sickBroker.cluster)
         let first = RunningApplier(down)
         try await waitUntil(.seconds(30)) { down.metrics.retried.value >= 4 }
         try await Task.sleep(for: .seconds(3))
@@ -457,10 +461,9 @@ struct ApplyTests {
         try publish(
             (301...306).map {
                 inbound(.customers, "account", "US-\($0)", ["accountnumber": .string("US-\($0)"), "name": "Well"])
-            }
-        )
+            }, to: sickBroker.cluster)
         let applier = try Applier(
-            configuration: settings, catalog: small.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
+            configuration: settings, catalog: sickBroker.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
         let running = RunningApplier(applier)
         try await waitUntil(.seconds(30)) {
             applier.metrics.applied.value >= 6 && applier.metrics.deadLettered.value == 1
@@ -469,7 +472,7 @@ struct ApplyTests {
         #expect(
             simulator.rows("accounts").compactMap { $0["accountnumber"]?.stringValue }.sorted()
                 == (301...306).map { "US-\($0)" })
-        let letters = try read("crm.customers.inbound.dlq", on: small.cluster).filter {
+        let letters = try read("crm.customers.inbound.dlq", on: sickBroker.cluster).filter {
             $0.key == Array("USMF/US-300".utf8)
         }
         #expect(letters.count == 1)

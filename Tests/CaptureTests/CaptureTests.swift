@@ -48,7 +48,7 @@ private final class RunningMember: Sendable {
     }
 }
 
-private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
+func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
     var settings = ServiceClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)

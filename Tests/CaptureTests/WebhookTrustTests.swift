@@ -16,14 +16,6 @@ struct WebhookTrustTests {
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
     let capture = DataverseSimulator.Client(id: UUID(), secret: "capture-secret")
 
-    private func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
-        var settings = ServiceClient.Settings(
-            url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
-            clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
-        settings.authority = simulator.baseURL
-        return ServiceClient(settings: settings, http: HTTPClient())
-    }
-
     private func receiver(_ simulator: DataverseSimulator, port: Int) throws -> WebhookReceiver {
         var configuration = CaptureConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers, clientID: "trust")

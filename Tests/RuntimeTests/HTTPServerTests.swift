@@ -1,7 +1,8 @@
 import Foundation
-import Runtime
 import Synchronization
 import Testing
+
+@testable import Runtime
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -19,7 +20,7 @@ private final class RawConnection {
     deinit { close(descriptor) }
 
     func send(_ text: String) {
-        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, 0) }
+        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     /// Reads one response (head and a Content-Length body); nil when the server closed the connection.
@@ -143,5 +144,99 @@ struct HTTPServerTests {
         #expect((response as? HTTPURLResponse)?.statusCode == 201)
         #expect((response as? HTTPURLResponse)?.value(forHTTPHeaderField: "OData-Version") == "4.0")
         #expect(String(decoding: data, as: UTF8.self) == #"{"name":"Litware, Inc."}"#)
+    }
+
+    @Test("A request refused from its head is answered before its body is sent, and the body is never read")
+    func admitFromTheHead() throws {
+        let server = try HTTPServer(
+            port: 0, host: "127.0.0.1",
+            admit: { request in
+                request.headers["x-key"] == "right" ? nil : HTTPResponse(status: 401, text: "no\n")
+            }
+        ) { request in HTTPResponse(status: 200, text: "\(request.body.count)") }
+        defer { server.stop() }
+        let refused = try RawConnection(port: server.port)
+        refused.send("POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        #expect(refused.response()?.status == 401, "answered with no body byte sent")
+        let admitted = try RawConnection(port: server.port)
+        admitted.send("POST /hook HTTP/1.1\r\nHost: x\r\nx-key: right\r\nContent-Length: 3\r\n\r\nabc")
+        #expect(admitted.response()?.body == "3")
+    }
+
+    @Test("A head that does not arrive whole within headTimeout of its first byte gets 408, however it trickles")
+    func headDeadline() throws {
+        var limits = HTTPServer.Limits()
+        limits.headTimeout = .seconds(1)
+        let server = try echoServer(limits: limits)
+        defer { server.stop() }
+        let slow = try RawConnection(port: server.port)
+        let started = ContinuousClock.now
+        for byte in "GET /slow HTTP/1.1\r\nX-Drip: ".map(String.init).prefix(6) {
+            slow.send(byte)
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(slow.response()?.status == 408)
+        #expect(ContinuousClock.now - started < .seconds(3))
+    }
+
+    @Test("A full house closes the connection waiting longest for its head; a new request is served")
+    func fullHouse() throws {
+        var limits = HTTPServer.Limits()
+        limits.maxConnections = 8
+        let server = try echoServer(limits: limits)
+        defer { server.stop() }
+        let idle = try (0..<8).map { _ in try RawConnection(port: server.port) }
+        Thread.sleep(forTimeInterval: 0.2)
+        let fresh = try RawConnection(port: server.port)
+        fresh.send("GET /fresh HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(fresh.response()?.body == "GET /fresh - ")
+        #expect(idle[0].closedByServer, "the oldest waiting connection made way")
+        #expect(server.openConnections <= 8)
+    }
+
+    @Test("At most maxRequests are handled at once; the others wait their turn and are served")
+    func requestSlots() throws {
+        var limits = HTTPServer.Limits()
+        limits.maxRequests = 1
+        let running = Atomic<Int>(0)
+        let most = Atomic<Int>(0)
+        let server = try HTTPServer(port: 0, host: "127.0.0.1", limits: limits) { _ in
+            let now = running.add(1, ordering: .relaxed).newValue
+            most.store(max(most.load(ordering: .relaxed), now), ordering: .relaxed)
+            Thread.sleep(forTimeInterval: 0.1)
+            running.subtract(1, ordering: .relaxed)
+            return HTTPResponse(status: 200, text: "ok")
+        }
+        defer { server.stop() }
+        let connections = try (0..<4).map { _ in try RawConnection(port: server.port) }
+        for connection in connections { connection.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }
+        #expect(connections.map { $0.response()?.status } == [200, 200, 200, 200])
+        #expect(most.load(ordering: .relaxed) == 1)
+    }
+
+    @Test("The loop turns at least four times a second while idle, for a liveness probe")
+    func turnsWhileIdle() throws {
+        let turns = Atomic<Int>(0)
+        let server = try HTTPServer(port: 0, host: "127.0.0.1", onTurn: { turns.add(1, ordering: .relaxed) }) { _ in
+            HTTPResponse(status: 200)
+        }
+        defer { server.stop() }
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(turns.load(ordering: .relaxed) >= 4)
+    }
+
+    @Test("The parser's sizes: hex chunk sizes saturate instead of overflowing, Content-Length takes digits only")
+    func sizes() throws {
+        #expect(HTTPRequestParser.hexadecimal(ArraySlice("7fffffffffffffff".utf8)) == Int.max)
+        #expect(HTTPRequestParser.hexadecimal(ArraySlice("ffffffffffffffffffff".utf8)) == Int.max)
+        #expect(HTTPRequestParser.hexadecimal(ArraySlice("1A ".utf8)) == 26)
+        #expect(HTTPRequestParser.hexadecimal(ArraySlice("-1".utf8)) == nil)
+        #expect(HTTPRequestParser.decimal("+5") == nil)
+        #expect(HTTPRequestParser.decimal("99999999999999999999") == nil)
+        let twice = HTTPRequest(
+            method: "POST", target: "/", headers: HTTPHeaders([("Content-Length", "5"), ("Content-Length", "6")]))
+        #expect(throws: HTTPRequestParser.Failure(status: 400, message: "bad Content-Length")) {
+            try HTTPRequestParser.framing(of: twice, limit: 100)
+        }
     }
 }
