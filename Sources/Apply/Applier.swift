@@ -169,28 +169,21 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         metrics.consumed.add()
         let partition = TopicPartition(record.topic, record.partition)
         ledgers[partition, default: PartitionLedger()].read(record.offset)
-        let type = String(decoding: record.header("ce_type")?.value ?? [], as: UTF8.self)
-        let table: Substring
-        let deleted: Bool
-        if type.hasSuffix(".upserted") {
-            table = type.dropLast(".upserted".count)
-            deleted = false
-        } else if type.hasSuffix(".deleted") {
-            table = type.dropLast(".deleted".count)
-            deleted = true
-        } else {
+        let type = String(decoding: record.header(CloudEvent.Header.type)?.value ?? [], as: UTF8.self)
+        guard let (table, action) = CloudEvent.recordAndAction(ofType: type) else {
             try deadLetter(
                 record, route: route, code: "bad_event",
                 message: "ce_type \"\(type)\" is not <table>.upserted or .deleted")
             return
         }
+        let deleted = action == .deleted
         guard let value = record.value, let object = (try? JSONParser.parse(value))?.objectValue else {
             try deadLetter(record, route: route, code: "bad_event", message: "the value is not a JSON object")
             return
         }
         // The company: `ce_company`, else the key's `<company>/` prefix.
         let company =
-            record.header("ce_company")?.value.map { String(decoding: $0, as: UTF8.self) }
+            record.header(CloudEvent.Header.company)?.value.map { String(decoding: $0, as: UTF8.self) }
             ?? record.key.flatMap { key in
                 key.firstIndex(of: UInt8(ascii: "/")).map { String(decoding: key[..<$0], as: UTF8.self) }
             }

@@ -16,7 +16,7 @@ public struct BootstrapConfiguration: Sendable {
     /// ERP: the legal entities loaded; empty means every company, in one pass per entity set.
     /// CRM: the one legal entity the rows belong to (`ce_company`), required.
     public var companies: [String] = []
-    /// Records per page (`$top`; FO-ODATA: at most 10,000 a page). Default: 1 000.
+    /// Records per page (`$top`; "Open Data Protocol (OData)": at most 10,000 a page). Default: 1 000.
     public var pageSize = 1_000
     /// The generation of the maps the workers run: which columns a CRM record carries.
     public var generation: MapGeneration = .classic
@@ -304,7 +304,7 @@ public final class Bootstrap: @unchecked Sendable {
     }
 }
 
-/// One record of a load: its event data (DESIGN.md's names), its company, and an id stable while
+/// One record of a load: its event data (the maps' names), its company, and an id stable while
 /// the record does not change.
 public struct BootstrapRecord: Sendable {
     public var data: JSONObject
@@ -365,9 +365,10 @@ struct FinanceOperationsBootstrapSource: BootstrapSource {
     }
 }
 
-/// Dataverse's tables: a change-tracking snapshot read page by page (DV-CT, DV-PAGE), lookups as
-/// natural keys (DV-META); the cursor is the next link. Totals by `$count` (the service counts up
-/// to 5,000, so a bigger table's progress is an estimate until it is read).
+/// Dataverse's tables: a change-tracking snapshot read page by page ("Use change tracking to synchronize data with
+/// external systems", "Page results using OData"), lookups as natural keys ("Query schema definitions"); the cursor
+/// is the next link. Totals by `$count` (the service counts up to 5,000, so a bigger table's progress is an
+/// estimate until it is read).
 struct DataverseBootstrapSource: BootstrapSource {
     let client: ServiceClient
     let records: DataverseRecords

@@ -17,7 +17,7 @@ public struct CaptureConfiguration: Sendable {
     public var company = ""
     /// A table whose delta came back empty is read again after this long. Default: 5 000 ms.
     public var pollIntervalMilliseconds: Int = 5_000
-    /// Rows per page (`odata.maxpagesize`; DV-PAGE: at most 5 000). Default: 500.
+    /// Rows per page (`odata.maxpagesize`; "Page results using OData": at most 5 000). Default: 500.
     public var pageSize: Int = 500
     /// `--side erp`: each record published is read again this long after, and its state then
     /// published again if it changed meanwhile (several receivers may publish one record's events

@@ -280,7 +280,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         tables[index] = table
     }
 
-    /// One change event: binary-mode CloudEvent of DESIGN.md, keyed by its subject.
+    /// One change event: a binary-mode CloudEvent, keyed by its subject.
     func event(
         _ table: TableState, id: String, action: String, subject: String, record: JSONObject, echo: Bool,
         time: String? = nil

@@ -6,8 +6,8 @@ import Runtime
 import Synchronization
 import Topology
 
-/// How a side's `RemoteExecutionContext` becomes the record of a change event (CONNECTORS.md:
-/// capture publishes the events of DESIGN.md, whatever shape the system posts).
+/// How a side's `RemoteExecutionContext` becomes the record of a change event: capture publishes
+/// the same events whatever shape the system posts.
 public protocol ContextReader: Sendable {
     /// The kind a context's `PrimaryEntityName` names, nil when it is not captured.
     func kind(named name: String) async throws -> RecordKind?
@@ -231,7 +231,7 @@ public final class DataverseContextReader: ContextReader {
     }
 }
 
-/// F&O's data events (FO-DE): the entity's fields in `Target` (and the record before in
+/// F&O's data events ("Data events"): the entity's fields in `Target` (and the record before in
 /// `PreImage`), named as the environment's `$metadata` spells them, give the record's key; the
 /// record published is the one read by that key when the event is taken (events come in no
 /// documented order), with the maps' upper-case field names, only those the maps know, the company
@@ -332,7 +332,7 @@ public final class FinanceOperationsContextReader: ContextReader {
         return Target(set: set, attributes: attributes, path: ODataPath.entity(entity.set, key: key))
     }
 
-    /// Data events come in no documented order and carry no version (FO-DE): the record as it is
+    /// Data events come in no documented order and carry no version ("Data events"): the record as it is
     /// now, read by its key, is what a change publishes, so an event overtaken by a newer one
     /// publishes the newer state. Gone now: deleted (an update's event overtaken by the delete's
     /// publishes nothing; the delete's says so); there again after a delete: recreated.

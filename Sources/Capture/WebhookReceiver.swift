@@ -271,7 +271,7 @@ public final class WebhookReceiver: Sendable {
     // MARK: - Rechecks
 
     /// Several receivers can take one record's events at once and publish what they read in either
-    /// order (F&O's data events carry no version, FO-DE). With `recheckMilliseconds`, each record
+    /// order (F&O's data events carry no version, "Data events"). With `recheckMilliseconds`, each record
     /// published is read again that long after: changed since (or gone), its state now is
     /// published again, so a record's last event is its state once its changes have settled.
     ///
@@ -312,7 +312,9 @@ public final class WebhookReceiver: Sendable {
             return
         }
         metrics.rechecked.add(due.count)
-        func type(_ event: OutgoingRecord) -> String? { event.headers.first { $0.name == "ce_type" }?.text }
+        func type(_ event: OutgoingRecord) -> String? {
+            event.headers.first { $0.name == CloudEvent.Header.type }?.text
+        }
         for ((record, recheck), change) in zip(due, changes) {
             let name = "recheck-\(UUID().uuidString.lowercased())"
             guard

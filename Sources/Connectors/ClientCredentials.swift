@@ -2,11 +2,11 @@ import Foundation
 import ProspectToCash
 import Runtime
 
-/// An application's access token from Microsoft Entra ID by the OAuth 2.0 client-credentials grant:
-/// `POST <authority>/<tenant>/oauth2/v2.0/token` with `client_id`, `client_secret`,
-/// `scope=<resource>/.default` and `grant_type=client_credentials` (FACTS.md 1.1, ENTRA-CC). The
-/// token is kept and renewed before it expires (when less than a tenth of its lifetime, at most
-/// five minutes, is left); one request at a time fetches it.
+/// An application's access token from Microsoft Entra ID by the OAuth 2.0 client-credentials grant: `POST
+/// <authority>/<tenant>/oauth2/v2.0/token` with `client_id`, `client_secret`, `scope=<resource>/.default` and
+/// `grant_type=client_credentials` ("OAuth 2.0 client credentials flow", Microsoft identity platform). The token is
+/// kept and renewed before it expires (when less than a tenth of its lifetime, at most five minutes, is left); one
+/// request at a time fetches it.
 public actor ClientCredentials {
     public struct Settings: Sendable {
         /// Default: `https://login.microsoftonline.com`.

@@ -2,8 +2,9 @@ import Foundation
 import ProspectToCash
 import Runtime
 
-/// One page of a table's changes (DV-CT), in the order the service lists them: rows created or
-/// changed (with the `$select`ed columns) and rows deleted; and where to read next.
+/// One page of a table's changes ("Use change tracking to synchronize data with external systems"), in the order
+/// the service lists them: rows created or changed (with the `$select`ed columns) and rows deleted; and where to
+/// read next.
 public struct DataverseChangePage: Sendable {
     public var changes: [Change]
     /// The next page of this round (`@odata.nextLink`), or the delta link that starts the next
@@ -21,8 +22,9 @@ public struct DataverseChangePage: Sendable {
     }
 }
 
-/// Reads a table's changes by change tracking (DV-CT): a snapshot with `Prefer: odata.track-changes`,
-/// paged by `odata.maxpagesize` (DV-PAGE), then its delta link, round after round.
+/// Reads a table's changes by change tracking ("Use change tracking to synchronize data with external systems"): a
+/// snapshot with `Prefer: odata.track-changes`, paged by `odata.maxpagesize` ("Page results using OData"), then its
+/// delta link, round after round.
 public struct DataverseChangeReader: Sendable {
     public let client: ServiceClient
     public var pageSize = 500

@@ -3,7 +3,7 @@ import ProspectToCash
 import Runtime
 import Synchronization
 
-/// Turns Dataverse rows into the records of DESIGN.md's change events: the columns the maps read,
+/// Turns Dataverse rows into the records of change events: the columns the maps read,
 /// each lookup (`_customerid_value`, a GUID) as the natural key of the row it points to
 /// (`{"customerid": {"accountnumber": "US-001"}}`), read once per row and kept in a bounded cache.
 public final class DataverseRecords: Sendable {
@@ -57,7 +57,7 @@ public final class DataverseRecords: Sendable {
     ]
 
     /// Columns the business rules write on the CRM side (an order's state, from its processing
-    /// status: RULES.md §4), read too when a read compares both ways.
+    /// status: the sales order status rule of `Mapper`), read too when a read compares both ways.
     public static let ruleColumns: [String: [String]] = ["salesorder": ["statecode"]]
 
     /// The shape of `kind`'s events, from its map's rows that flow to the ERP, the columns its

@@ -3,7 +3,7 @@ import ProspectToCash
 import Runtime
 import Synchronization
 
-/// A table as its definition in the environment describes it (DV-META): what apply needs to write
+/// A table as its definition in the environment describes it ("Query schema definitions"): what apply needs to write
 /// a change event into it by alternate key.
 public struct DataverseTableDefinition: Sendable {
     public var logicalName: String
@@ -67,7 +67,7 @@ public struct DataverseTableDefinition: Sendable {
     public func lookups(of attribute: String) -> [Lookup] { lookups.filter { $0.attribute == attribute } }
 }
 
-/// The table definitions apply writes by, read once per table from the environment (DV-META) and
+/// The table definitions apply writes by, read once per table from the environment ("Query schema definitions") and
 /// kept for the life of the process: entity set names, alternate keys and navigation properties
 /// are whatever the environment says, never assumed.
 public final class DataverseSchema: Sendable {

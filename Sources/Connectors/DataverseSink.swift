@@ -4,13 +4,13 @@ import ProspectToCash
 import Runtime
 import Synchronization
 
-/// Writes documents into Dataverse: each document's events in order, as one change set
-/// (atomic, DV-BATCH) where they can go together, many documents per `$batch` with
+/// Writes documents into Dataverse: each document's events in order, as one change set (atomic, "Execute batch
+/// operations using the Web API") where they can go together, many documents per `$batch` with
 /// `odata.continue-on-error` so that one refused document does not hold back the others.
 ///
-/// A line's alternate key holds its header's id (`_salesorderid_value`, DV-AK), read once by the
-/// header's own alternate key and kept; a header written in the same round is read from its
-/// write's `OData-EntityId` (DV-HDR), and its lines go in the next round.
+/// A line's alternate key holds its header's id (`_salesorderid_value`, "Use an alternate key to reference a
+/// record"), read once by the header's own alternate key and kept; a header written in the same round is read from
+/// its write's `OData-EntityId` ("Compose HTTP requests and handle errors"), and its lines go in the next round.
 public final class DataverseSink: DocumentSink, BatchingSink {
     public let client: ServiceClient
     public let builder: DataverseWriteBuilder

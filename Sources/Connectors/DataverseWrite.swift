@@ -3,11 +3,12 @@ import OData
 import ProspectToCash
 import Runtime
 
-/// One change event as a Dataverse write: an upsert by alternate key (`PATCH <set>(<key>)`, DV-UPSERT)
-/// or a delete by it, with the event's lookups as `@odata.bind` to alternate-key URLs (DV-AK).
+/// One change event as a Dataverse write: an upsert by alternate key (`PATCH <set>(<key>)`, "Use Upsert to Create
+/// or Update a record") or a delete by it, with the event's lookups as `@odata.bind` to alternate-key URLs ("Use an
+/// alternate key to reference a record").
 public struct DataverseWrite: Sendable {
     public enum Operation: Sendable {
-        /// The columns to set (key columns are in the URL only, DV-UPSERT).
+        /// The columns to set (key columns are in the URL only, "Use Upsert to Create or Update a record").
         case upsert(JSONObject)
         case delete
     }
@@ -18,7 +19,8 @@ public struct DataverseWrite: Sendable {
     public var key: [KeyPart]
 
     public struct KeyPart: Sendable {
-        /// The attribute; a lookup appears in the URL as `_<attribute>_value` (DV-AK).
+        /// The attribute; a lookup appears in the URL as `_<attribute>_value` ("Use an alternate key to reference a
+        /// record").
         public var attribute: String
         public var value: Value
     }
@@ -76,7 +78,7 @@ public struct DataverseWrite: Sendable {
         let url = root + ODataPath.entity(table.entitySet, key: parts)
         switch operation {
         case .upsert(let columns):
-            // If-None-Match: null lets the PATCH create as well as update (DV-UPSERT).
+            // If-None-Match: null lets the PATCH create as well as update ("Use Upsert to Create or Update a record").
             return ODataMessage(
                 method: "PATCH", url: url,
                 headers: HTTPHeaders([("Content-Type", "application/json"), ("If-None-Match", "null")]),

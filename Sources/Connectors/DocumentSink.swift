@@ -50,10 +50,11 @@ protocol BatchingSink {
 }
 
 extension BatchingSink {
-    /// An answer's outcome by its status: 429 a pause, 5xx and 401 (a token refused after its
-    /// renewal) a retry, 404 a row or record not there (a missing reference: DV-COND's "Does Not
-    /// Exist"; on F&O one gone since it was read), any other 4xx a refusal with the service's
-    /// error code when it gives one (DV-HDR, DV-BATCH; F&O's is often empty).
+    /// An answer's outcome by its status: 429 a pause, 5xx and 401 (a token refused after its renewal) a retry, 404
+    /// a row or record not there (a missing reference: "Does Not Exist" in "Perform conditional operations using
+    /// the Web API"; on F&O one gone since it was read), any other 4xx a refusal with the service's error code when
+    /// it gives one ("Compose HTTP requests and handle errors", "Execute batch operations using the Web API"; F&O's
+    /// is often empty).
     static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
         let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
         let code = error?["code"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }

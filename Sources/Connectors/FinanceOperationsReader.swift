@@ -4,7 +4,7 @@ import ProspectToCash
 import Runtime
 
 /// Reads F&O records page by page for an initial load: an entity set's records of one company
-/// (or of every company) in key order, `$skip`/`$top` pages (FO-ODATA: client paging with
+/// (or of every company) in key order, `$skip`/`$top` pages ("Open Data Protocol (OData)": client paging with
 /// `$orderby` on the key is stable, and a position is a number to resume from), `$count` for the
 /// total, `cross-company=true` always.
 public struct FinanceOperationsReader: Sendable {
@@ -51,7 +51,7 @@ public struct FinanceOperationsReader: Sendable {
     }
 }
 
-/// An F&O record as a change event's record (DESIGN.md): the fields the maps of its entity set
+/// An F&O record as a change event's record: the fields the maps of its entity set
 /// name, upper case as the maps spell them (`CustomerAccount` → `CUSTOMERACCOUNT`); its company from
 /// `dataAreaId`. Capture's data events and bootstrap's reads both come through here.
 public enum FinanceOperationsRecords {

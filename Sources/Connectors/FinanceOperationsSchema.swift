@@ -6,7 +6,7 @@ import Synchronization
 
 /// What an F&O environment's `$metadata` says about the P2C entity sets, read once: each set's
 /// composite key and its properties in the environment's own spelling, found from the maps'
-/// upper-case field names by a case-insensitive match (CONNECTORS.md).
+/// upper-case field names by a case-insensitive match.
 public final class FinanceOperationsSchema: Sendable {
     public struct Entity: Sendable {
         public let set: String

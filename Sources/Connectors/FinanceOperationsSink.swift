@@ -4,16 +4,16 @@ import ProspectToCash
 import Runtime
 import Synchronization
 
-/// Writes documents into F&O through its OData service: composite keys with `dataAreaId` and
-/// `cross-company=true` (FO-ODATA), each document's events in order as one change set (atomic),
-/// many documents per `$batch`.
+/// Writes documents into F&O through its OData service: composite keys with `dataAreaId` and `cross-company=true`
+/// ("Open Data Protocol (OData)"), each document's events in order as one change set (atomic), many documents per
+/// `$batch`.
 ///
-/// F&O documents no upsert (FACTS.md 2.2), so create-or-update is explicit and does not depend on
-/// what PATCH does to a missing key: whether a record exists is read first (GETs by key in one
-/// `$batch`, kept afterwards), then POST creates and PATCH updates. A line is written only under
-/// an existing header (read the same way); until then it waits for it. The answer of a `$batch`
-/// may stop at a failed change set (`continue-on-error` is not documented for F&O): the change
-/// sets it did not answer go again in the next round.
+/// F&O documents no upsert ("Open Data Protocol (OData)" describes create and update only), so create-or-update is
+/// explicit and does not depend on what PATCH does to a missing key: whether a record exists is read first (GETs by
+/// key in one `$batch`, kept afterwards), then POST creates and PATCH updates. A line is written only under an
+/// existing header (read the same way); until then it waits for it. The answer of a `$batch` may stop at a failed
+/// change set (`continue-on-error` is not documented for F&O): the change sets it did not answer go again in the
+/// next round.
 public final class FinanceOperationsSink: DocumentSink, BatchingSink {
     public let client: ServiceClient
     public let schema: FinanceOperationsSchema

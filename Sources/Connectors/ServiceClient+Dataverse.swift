@@ -1,9 +1,10 @@
 import Foundation
 import ProspectToCash
 
-/// Who is who in Dataverse (DV-AUTH): the caller, and the application user of an Entra application.
+/// Who is who in Dataverse ("Use OAuth authentication with Dataverse"): the caller, and the application user of an
+/// Entra application.
 extension ServiceClient {
-    /// The calling application user's `systemuserid` (`WhoAmI`, DV-AUTH).
+    /// The calling application user's `systemuserid` (`WhoAmI`, "Use OAuth authentication with Dataverse").
     public func whoAmI() async throws -> UUID {
         let answer = try await get("WhoAmI")
         guard let id = answer["UserId"]?.stringValue.flatMap(UUID.init(uuidString:)) else {

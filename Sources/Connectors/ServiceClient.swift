@@ -3,15 +3,15 @@ import OData
 import ProspectToCash
 import Runtime
 
-/// An OData client of one service (the Dataverse Web API or F&O's OData) for one identity: the
-/// standard headers (DV-HDR), a token from Entra ID renewed once on a 401, and the documented
+/// An OData client of one service (the Dataverse Web API or F&O's OData) for one identity: the standard headers
+/// ("Compose HTTP requests and handle errors"), a token from Entra ID renewed once on a 401, and the documented
 /// error body (`{"error":{"code","message"}}`) read into `ServiceError`.
 public final class ServiceClient: Sendable {
     /// Which service: where its entity sets are and which headers every request carries.
     public enum API: Sendable {
         /// `<url>/api/data/v9.2/`; writes are upserts unless told otherwise (`If-None-Match: null`).
         case dataverse
-        /// `<url>/data/` (FO-ODATA).
+        /// `<url>/data/` ("Open Data Protocol (OData)").
         case financeOperations
 
         var root: String { self == .dataverse ? "api/data/v9.2/" : "data/" }

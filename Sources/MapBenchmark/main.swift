@@ -30,7 +30,7 @@ let input = "crm.orders.changes"
 let consumed = events.enumerated().map { index, event in
     KafkaRecord(
         topic: input, partition: 0, offset: Int64(index),
-        key: event.headers.first { $0.name == "ce_subject" }?.value, value: event.value,
+        key: event.headers.first { $0.name == CloudEvent.Header.subject }?.value, value: event.value,
         headers: event.headers.map { KafkaHeader($0.name, $0.value) }, timestamp: 0)
 }
 
@@ -119,7 +119,7 @@ let kafka = KafkaConfiguration(bootstrapServers: bootstrap, clientID: "map-bench
 
 let source = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka))
 for event in events {
-    let key = event.headers.first { $0.name == "ce_subject" }?.value
+    let key = event.headers.first { $0.name == CloudEvent.Header.subject }?.value
     try source.send(
         OutgoingRecord(
             topic: "crm.orders.changes", key: key, value: event.value,

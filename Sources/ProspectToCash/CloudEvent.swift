@@ -115,10 +115,7 @@ public struct CloudEvent: Sendable, Equatable {
     }
 
     /// The record name and action of `type`, e.g. (`salesorderdetail`, `.upserted`).
-    public var recordAndAction: (record: Substring, action: Action)? {
-        guard let (length, action) = Self.split(type: type) else { return nil }
-        return (Substring(type.utf8.prefix(length)), action)
-    }
+    public var recordAndAction: (record: Substring, action: Action)? { Self.recordAndAction(ofType: type) }
 
     /// The UTF-8 length of the record name in `type` and the action, read off its bytes.
     static func split(type: String) -> (recordLength: Int, action: Action)? {
@@ -141,6 +138,22 @@ public struct CloudEvent: Sendable, Equatable {
 
     public enum Action: String, Sendable {
         case upserted, deleted
+    }
+
+    /// The Kafka header names of the attributes p2c reads outside the worker (binary mode).
+    public enum Header {
+        public static let id = "ce_id"
+        public static let type = "ce_type"
+        public static let subject = "ce_subject"
+        public static let company = "ce_company"
+        public static let origin = "ce_origin"
+    }
+
+    /// The record name and action of a `type` (`salesorderdetail.upserted`), nil when it is not
+    /// `<record>.upserted` or `<record>.deleted`.
+    public static func recordAndAction(ofType type: String) -> (record: Substring, action: Action)? {
+        guard let (length, action) = split(type: type) else { return nil }
+        return (Substring(type.utf8.prefix(length)), action)
     }
 
     /// The attribute names, in the order they are written.

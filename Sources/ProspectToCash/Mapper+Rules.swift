@@ -1,7 +1,7 @@
 import Foundation
 import Topology
 
-// MARK: - Business rules the field maps cannot express (DESIGN.md, RULES.md §3–§5)
+// MARK: - Business rules the field maps cannot express
 
 extension Mapper {
     /// Picks the map for the record: ERP customers are organisations (CRM accounts) or persons (CRM contacts).
@@ -48,7 +48,7 @@ extension Mapper {
             }
             return nil
         case (.erpToCRM, "invoice"):
-            // The header map's source filter, `SalesOrderNumber != ""` (RULES.md).
+            // The header map's source filter, `SalesOrderNumber != ""`.
             if (data["SALESORDERNUMBER"]?.stringValue ?? "").isEmpty {
                 return "free-text invoice (no SALESORDERNUMBER)"
             }
@@ -73,7 +73,7 @@ extension Mapper {
         throws(MappingError)
     {
         let kind = plan.kind
-        // The ERP's status and document status follow its own documents (RULES.md §4a): only the
+        // The ERP's status and document status follow its own documents: only the
         // processing status goes to it, by its map row.
         if kind.stream == .orders && kind.role == .header && plan.flow == .erpToCRM {
             try OrderStatus.toCRM(input: input, output: &output)
@@ -130,7 +130,7 @@ extension Mapper {
     }
 }
 
-/// Sales order processing status ↔ ERP status and document status (RULES.md §4, the "CDS" table).
+/// Sales order processing status ↔ ERP status and document status (the "CDS" maps' table).
 enum OrderStatus: String, CaseIterable {
     case active, confirmed, picked, partiallyDelivered, partiallyInvoiced, delivered, invoiced, canceled
 
@@ -219,7 +219,7 @@ enum OrderStatus: String, CaseIterable {
 }
 
 /// The line discount: one amount per line in the CRM, a per-unit amount in the ERP, with the
-/// rounding remainder in the line's sales charge so that round trips are exact (RULES.md §5.2).
+/// rounding remainder in the line's sales charge so that round trips are exact.
 public enum LineDiscount {
     /// CRM → ERP: (unit discount, charge) for a line discount over `quantity`:
     /// unit = round(discount / quantity, 2), charge = unit × quantity − discount; nil when the

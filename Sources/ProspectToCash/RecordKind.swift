@@ -15,7 +15,7 @@ public final class RecordKind: Sendable, Equatable {
     /// The CRM column path holding the same number.
     public let crmKey: [String]
     public let role: Role
-    /// The F&O OData entity set holding these records (FACTS.md 2.1), nil when no public entity
+    /// The F&O OData entity set holding these records , nil when no public entity
     /// set is documented for them.
     public let erpEntitySet: String?
 
@@ -44,7 +44,7 @@ public final class RecordKind: Sendable, Equatable {
         case master, header, line
     }
 
-    /// Every kind p2c syncs (DESIGN.md's stream table, the "CDS" generation of order and quote maps).
+    /// Every kind p2c syncs (the streams of the README, the "CDS" generation of order and quote maps).
     public static let all: [RecordKind] = [
         RecordKind(
             stream: .customers, erpName: "CustomersV3", crmName: "account", mapName: "Customers V3 -> accounts",
@@ -97,7 +97,7 @@ public final class RecordKind: Sendable, Equatable {
             stream: .origins, erpName: "SalesOrderOrigin", crmName: "msdyn_salesorderorigin",
             mapName: "Sales order origin codes -> msdyn_salesorderorigins", erpKey: "ORIGINCODE",
             crmKey: ["msdyn_origincode"], role: .master, erpEntitySet: "SalesOrderOriginCodes"),
-        // The party generation's streams (MAPS-GENERATIONS.md §2, §5). No public OData entity set is
+        // The party generation's streams . No public OData entity set is
         // documented for them, so they sync through Kafka only, not through F&O apply or bootstrap.
         RecordKind(
             stream: .parties, erpName: "CDSParties", crmName: "msdyn_party", mapName: "CDS Parties -> msdyn_parties",

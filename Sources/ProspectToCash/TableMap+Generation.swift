@@ -1,4 +1,5 @@
-/// Which generation of the dual-write customer maps a deployment runs (MAPS-GENERATIONS.md).
+/// Which generation of the dual-write customer maps a deployment runs (classic, or party: the
+/// party, location and address tables).
 public enum MapGeneration: String, Sendable, CaseIterable, Decodable {
     /// The maps before the party and global address book solution: customers carry their name,
     /// postal addresses and contact information themselves.

@@ -19,7 +19,7 @@ public final class Connector {
     public private(set) var applied: [SyncStream: Int] = [:]
     /// Echoes published (changes caused by applying a sync event).
     public private(set) var echoes = 0
-    /// Sync events that arrived again with an id already applied (dropped, as DESIGN.md asks of targets).
+    /// Sync events that arrived again with an id already applied (dropped: a target applies an event id once).
     public private(set) var duplicates = 0
     /// Source change to applied here, in milliseconds.
     public private(set) var latencies = LatencySamples()

@@ -175,7 +175,7 @@ public struct DeadLetters: Sendable {
             let tp = TopicPartition(record.topic, record.partition)
             letters.append(
                 Letter(
-                    topic: record.topic, id: record.header("ce_id")?.text ?? "",
+                    topic: record.topic, id: record.header(CloudEvent.Header.id)?.text ?? "",
                     code: record.header("p2c_error_code")?.text ?? ""))
             if let end = remaining[tp], record.offset + 1 >= end { remaining[tp] = nil }
         }

@@ -8,14 +8,15 @@ import Runtime
 #endif
 
 extension DataverseSimulator {
-    /// A webhook registered on a table's Create, Update and Delete (DV-WHREG: a service endpoint
+    /// A webhook registered on a table's Create, Update and Delete ("Register a web hook": a service endpoint
     /// with contract 8 and its steps, asynchronous, post-operation), authenticated by a
     /// `WebhookKey` sent as `?code=<key>`.
     public struct Webhook: Sendable, Equatable {
         public var table: String
         public var url: URL
         public var key: String?
-        /// The pause before the one retry a 502, 503 or 504 gets (DV-WH gives no figure).
+        /// The pause before the one retry a 502, 503 or 504 gets ("Use webhooks to create external handlers for
+        /// server events" gives no figure).
         public var retryDelay = Duration.seconds(1)
 
         public init(table: String, url: URL, key: String? = nil) {
@@ -78,9 +79,9 @@ extension DataverseSimulator {
         }
     }
 
-    /// The `RemoteExecutionContext` of a change (DV-WH's sample body): the target's changed
-    /// attributes, the row after the change (`PostEntityImages`) or before a delete
-    /// (`PreEntityImages`), who made it, lookups as `EntityReference`s.
+    /// The `RemoteExecutionContext` of a change (the sample body of "Use webhooks to create external handlers for
+    /// server events"): the target's changed attributes, the row after the change (`PostEntityImages`) or before a
+    /// delete (`PreEntityImages`), who made it, lookups as `EntityReference`s.
     private func context(_ notification: Notification) -> JSONObject {
         let table = notification.table
         let id = notification.row.id.uuidString.lowercased()
@@ -137,8 +138,8 @@ extension DataverseSimulator {
         ]
     }
 
-    /// Posts a context with the documented headers; a 502, 503 or 504 gets exactly one more
-    /// attempt, any other failure is the system job's failure (DV-WH).
+    /// Posts a context with the documented headers; a 502, 503 or 504 gets exactly one more attempt, any other
+    /// failure is the system job's failure ("Use webhooks to create external handlers for server events").
     static func post(_ body: [UInt8], to webhook: Webhook, entity: String, message: String) async {
         var url = webhook.url
         if let key = webhook.key, var components = URLComponents(url: url, resolvingAgainstBaseURL: false) {

@@ -5,14 +5,14 @@ import Runtime
 import Synchronization
 
 /// A simulated Dataverse environment over HTTP, implementing documented behaviour only (each piece
-/// names its source in FACTS.md): the Entra token endpoint for its application users, bearer
+/// names the public page it follows): the Entra token endpoint for its application users, bearer
 /// authentication, `WhoAmI`, application users found by their client id, the service protection
 /// limits with 429 and `Retry-After`, and the prospect-to-cash tables with their alternate keys:
 /// reads by key and by simple filter with paging, upserts and conditional writes, creates,
 /// deletes, `@odata.bind`, `$batch` with atomic change sets, change tracking and webhooks.
 public final class DataverseSimulator: Sendable {
-    /// An Entra application registered in the environment as an application user (DV-S2S: one
-    /// application user per registered application).
+    /// An Entra application registered in the environment as an application user ("Use single-tenant
+    /// server-to-server authentication": one application user per registered application).
     public typealias Client = SimulatedClient
 
     public typealias Limits = ServiceLimits
@@ -21,9 +21,9 @@ public final class DataverseSimulator: Sendable {
     public struct Faults: Sendable, Equatable {
         public var unavailable = 0.0
         public var latency = Duration.zero
-        /// Delta tokens older than this are refused (the service keeps them 7 days by default,
-        /// DV-CT/DV-ORG; its answer to an expired one is not documented, so its status is a setting
-        /// too). Default: never.
+        /// Delta tokens older than this are refused (the service keeps them 7 days by default, "Use change tracking
+        /// to synchronize data with external systems"/"Organization table reference"; its answer to an expired one
+        /// is not documented, so its status is a setting too). Default: never.
         public var deltaExpiry: Duration?
         public var deltaExpiredStatus = 400
 
@@ -67,9 +67,10 @@ public final class DataverseSimulator: Sendable {
     private let server: HTTPServer
 
     struct State {
-        /// When each delta token was handed out: a token is `<version>!<serial>`, the serial
-        /// indexing this list, so a link handed out again for the same version is a new token
-        /// (the service's tokens carry the time they were made: `919042!08/22/2017 08:10:44`, DV-CT).
+        /// When each delta token was handed out: a token is `<version>!<serial>`, the serial indexing this list, so
+        /// a link handed out again for the same version is a new token (the service's tokens carry the time they
+        /// were made: `919042!08/22/2017 08:10:44`, "Use change tracking to synchronize data with external
+        /// systems").
         var deltaTokens: [ContinuousClock.Instant] = []
         /// The tables' rows and the change counters: what a change set rolls back.
         var data = Contents()
@@ -280,7 +281,7 @@ public final class DataverseSimulator: Sendable {
         guard request.path.hasPrefix(Self.api) else {
             return error(404, "0x8006088a", "Resource not found for the segment '\(request.path)'.")
         }
-        // Bearer authentication (DV-HDR: 401 for a missing or expired ticket).
+        // Bearer authentication ("Compose HTTP requests and handle errors": 401 for a missing or expired ticket).
         guard let user = gate.client(of: request) else {
             return error(401, "0x80072243", "ExpiredAuthTicket: the access token is missing, unknown or expired.")
         }
@@ -300,7 +301,7 @@ public final class DataverseSimulator: Sendable {
         defer { notifyWebhooks() }
         switch (request.method, resource) {
         case ("GET", "WhoAmI"):
-            // WhoAmI returns the caller's user id (DV-AUTH).
+            // WhoAmI returns the caller's user id ("Use OAuth authentication with Dataverse").
             return json(
                 200,
                 [
@@ -322,10 +323,10 @@ public final class DataverseSimulator: Sendable {
 
     // MARK: - $batch
 
-    /// `POST $batch` (DV-BATCH): parts run in order; a change set is atomic (a failing request
-    /// undoes the set, which answers with that request's error); without
-    /// `Prefer: odata.continue-on-error` the batch stops at the first error and answers 400,
-    /// with it 200 and every part's answer. At most 1,000 requests.
+    /// `POST $batch` ("Execute batch operations using the Web API"): parts run in order; a change set is atomic (a
+    /// failing request undoes the set, which answers with that request's error); without `Prefer:
+    /// odata.continue-on-error` the batch stops at the first error and answers 400, with it 200 and every part's
+    /// answer. At most 1,000 requests.
     private func batch(_ request: HTTPRequest, user: UUID) -> HTTPResponse {
         let parsed: ODataBatch
         do {
@@ -432,7 +433,7 @@ public final class DataverseSimulator: Sendable {
     }
 
     /// The index of the row `key` names, nil when there is none; an error when the key is not one
-    /// of the table's (DV-AK: only defined alternate keys can be used).
+    /// of the table's ("Use an alternate key to reference a record": only defined alternate keys can be used).
     private func find(_ key: KeyPredicate, in table: DataverseTable, rows: TableRows) -> Result<Int?, HTTPResponseError>
     {
         switch key {
@@ -476,7 +477,7 @@ public final class DataverseSimulator: Sendable {
     }
 
     /// A collection read with `$select`, `$filter` of `column eq literal` conditions joined by
-    /// `and`, and paging by `Prefer: odata.maxpagesize` (DV-PAGE: default and maximum 5,000;
+    /// `and`, and paging by `Prefer: odata.maxpagesize` ("Page results using OData": default and maximum 5,000;
     /// `@odata.nextLink` to follow unmodified).
     private func list(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
         let query = request.query ?? ""
@@ -530,13 +531,13 @@ public final class DataverseSimulator: Sendable {
         return json(200, answer)
     }
 
-    /// Change tracking (DV-CT): with `Prefer: odata.track-changes` a snapshot of the table, paged
-    /// (DV-PAGE), whose last page carries `@odata.deltaLink`; the delta link answers the rows
-    /// changed since and the deleted ones (`$deletedEntity` with reason `deleted`) in the order
-    /// they changed, paged the same way, the last page with a new delta link (an empty result
-    /// when nothing changed). `$filter`, `$orderby`, `$expand` and `$top` are refused with
-    /// track-changes. Delta tokens expire only under the `delta-expiry` fault (the service keeps
-    /// them 7 days by default; its error for an expired one is not documented).
+    /// Change tracking ("Use change tracking to synchronize data with external systems"): with `Prefer:
+    /// odata.track-changes` a snapshot of the table, paged ("Page results using OData"), whose last page carries
+    /// `@odata.deltaLink`; the delta link answers the rows changed since and the deleted ones (`$deletedEntity`
+    /// with reason `deleted`) in the order they changed, paged the same way, the last page with a new delta link
+    /// (an empty result when nothing changed). `$filter`, `$orderby`, `$expand` and `$top` are refused with
+    /// track-changes. Delta tokens expire only under the `delta-expiry` fault (the service keeps them 7 days by
+    /// default; its error for an expired one is not documented).
     private func changes(_ table: DataverseTable, request: HTTPRequest) -> HTTPResponse {
         var select: String?
         var since: Int?
@@ -585,7 +586,7 @@ public final class DataverseSimulator: Sendable {
         var answer: JSONObject = ["@odata.context": .string("\(baseURL)\(Self.api)$metadata#\(table.entitySet)")]
         let selectPart = select.map { "$select=\($0)&" } ?? ""
         if let since {
-            // Changes and deletions by version, paged like any result (DV-PAGE): a next link
+            // Changes and deletions by version, paged like any result ("Page results using OData"): a next link
             // continues after the page's last version, the last page carries the delta link.
             let after = max(since, after)
             var changes: [(version: Int, value: JSONValue)] = rows.filter { $0.version > after }.map {
@@ -642,10 +643,10 @@ public final class DataverseSimulator: Sendable {
         return "\(version)%21\(serial)"
     }
 
-    /// PATCH to a key URL upserts (DV-UPSERT), with `If-Match: *` update only, `If-None-Match: *`
-    /// create only and `If-Match: W/"<version>"` optimistic concurrency (DV-COND); POST creates.
-    /// `Prefer: return=representation` answers 201 (created) or 200 (updated) with the row,
-    /// otherwise 204 with `OData-EntityId` (DV-HDR).
+    /// PATCH to a key URL upserts ("Use Upsert to Create or Update a record"), with `If-Match: *` update only,
+    /// `If-None-Match: *` create only and `If-Match: W/"<version>"` optimistic concurrency ("Perform conditional
+    /// operations using the Web API"); POST creates. `Prefer: return=representation` answers 201 (created) or 200
+    /// (updated) with the row, otherwise 204 with `OData-EntityId` ("Compose HTTP requests and handle errors").
     private func write(_ table: DataverseTable, key: KeyPredicate?, request: HTTPRequest, user: UUID) -> HTTPResponse {
         guard let body = (try? JSONParser.parse(request.body))?.objectValue else {
             return error(400, "0x80060888", "The request body is not a JSON object.")
@@ -667,7 +668,8 @@ public final class DataverseSimulator: Sendable {
                 continue
             }
             let navigation = String(field.key.dropLast("@odata.bind".count))
-            // Only the table's single-valued navigation properties can be bound (DV-CREATE, DV-META).
+            // Only the table's single-valued navigation properties can be bound ("Create a table row using the Web
+            // API", "Query schema definitions").
             guard let lookup = table.lookup(navigation: navigation) else {
                 return error(
                     400, "0x80060888",
@@ -804,7 +806,7 @@ public final class DataverseSimulator: Sendable {
         }
     }
 
-    /// `EntityDefinitions(LogicalName='<table>')` (DV-META): the table's entity set, primary id,
+    /// `EntityDefinitions(LogicalName='<table>')` ("Query schema definitions"): the table's entity set, primary id,
     /// alternate keys (`Keys`, each with its `KeyAttributes`, lookups by their attribute name) and
     /// lookups (`ManyToOneRelationships`), whatever `$select` / `$expand` ask.
     private func definition(_ resource: String) -> HTTPResponse {
@@ -850,8 +852,8 @@ public final class DataverseSimulator: Sendable {
         }
     }
 
-    /// 404 for a key that names no row (DV-COND: "… Does Not Exist"; the code is the SDK's
-    /// ObjectDoesNotExist, -2147220969).
+    /// 404 for a key that names no row ("Perform conditional operations using the Web API": "… Does Not Exist"; the
+    /// code is the SDK's ObjectDoesNotExist, -2147220969).
     private func notFound(_ table: DataverseTable, _ key: KeyPredicate?) -> HTTPResponse {
         error(404, "0x80040217", "\(table.logicalName) With Ids = \(key.map { "\($0)" } ?? "") Does Not Exist")
     }
@@ -904,7 +906,8 @@ public final class DataverseSimulator: Sendable {
         init(_ response: HTTPResponse) { self.response = response }
     }
 
-    /// The documented error body: `{"error":{"code":"0x…","message":"…"}}` (DV-BATCH).
+    /// The documented error body: `{"error":{"code":"0x…","message":"…"}}` ("Execute batch operations using the Web
+    /// API").
     private func error(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
         json(status, ["error": .object(["code": .string(code), "message": .string(message)])])
     }

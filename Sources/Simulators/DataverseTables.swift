@@ -2,11 +2,11 @@ import Foundation
 import OData
 import ProspectToCash
 
-/// A table of the simulated environment: its entity set, primary key, the alternate keys a
-/// deployment defines for p2c (DV-AK: most tables have none unless customized; a key may use a
-/// lookup column, named in URLs by its lookup property, `_<attribute>_value`) and its lookups
-/// (many-to-one relationships: the attribute, the navigation property `@odata.bind` names, the
-/// referenced table), as its table definitions describe them (DV-META).
+/// A table of the simulated environment: its entity set, primary key, the alternate keys a deployment defines for
+/// p2c ("Use an alternate key to reference a record": most tables have none unless customized; a key may use a
+/// lookup column, named in URLs by its lookup property, `_<attribute>_value`) and its lookups (many-to-one
+/// relationships: the attribute, the navigation property `@odata.bind` names, the referenced table), as its table
+/// definitions describe them ("Query schema definitions").
 struct DataverseTable: Sendable {
     let logicalName: String
     let entitySet: String
@@ -31,11 +31,10 @@ struct DataverseTable: Sendable {
         self.alternateKeys = keys
     }
 
-    /// The prospect-to-cash tables (FACTS.md 1.3's list, and the contact persons and product
-    /// details the maps write), keyed by the natural keys the change events carry; lines by their
-    /// header and sequence number. Then every table their lookups reference, keyed by the column
-    /// the maps name it by (`transactioncurrencyid.isocurrencycode`: transactioncurrency by
-    /// isocurrencycode).
+    /// The prospect-to-cash tables (the tables dual-write's prospect-to-cash maps name, and the contact persons and
+    /// product details the maps write), keyed by the natural keys the change events carry; lines by their header
+    /// and sequence number. Then every table their lookups reference, keyed by the column the maps name it by
+    /// (`transactioncurrencyid.isocurrencycode`: transactioncurrency by isocurrencycode).
     static let p2c: [DataverseTable] = {
         var tables: [DataverseTable] = [
             .init("account", "accounts", keys: [["accountnumber"]]),
@@ -52,7 +51,7 @@ struct DataverseTable: Sendable {
             .init("invoicedetail", "invoicedetails", keys: [["_invoiceid_value", "sequencenumber"]]),
             .init("msdyn_salesorderorigin", "msdyn_salesorderorigins", keys: [["msdyn_origincode"]]),
             // The party and global address book tables of the party generation, keyed by the natural
-            // keys MAPS-GENERATIONS.md §5 gives (an address by its location and validity start, a
+            // keys the party generation's maps write by (an address by its location and validity start, a
             // party's use of a location by both).
             .init("msdyn_party", "msdyn_parties", keys: [["msdyn_partynumber"]]),
             .init("msdyn_postaladdresscollection", "msdyn_postaladdresscollections", keys: [["msdyn_location"]]),
@@ -150,7 +149,7 @@ struct DataverseTable: Sendable {
     }()
 
     /// The simulator's entity set names for the referenced tables (clients read the real ones
-    /// from the table definitions, DV-META).
+    /// from the table definitions, "Query schema definitions").
     private static func plural(_ name: String) -> String {
         if name.hasSuffix("y") && !"aeiou".contains(name.dropLast().last!) { return name.dropLast() + "ies" }
         if name.hasSuffix("s") { return name + "es" }

@@ -4,7 +4,7 @@ import ProspectToCash
 import Topology
 
 /// An entity set of the simulated F&O environment: its entity type, composite key (with
-/// `dataAreaId`, FACTS.md 2.1's table) and properties, spelled as an environment's `$metadata`
+/// `dataAreaId`) and properties, spelled as an environment's `$metadata`
 /// spells them (`CustomerAccount`), while the maps spell them upper case (`CUSTOMERACCOUNT`).
 struct FinanceOperationsEntity: Sendable {
     let entitySet: String
@@ -18,7 +18,7 @@ struct FinanceOperationsEntity: Sendable {
 
     var type: CSDL.EntityType { CSDL.EntityType(name: typeName, keys: keys, properties: properties) }
 
-    /// Keys by entity set, from FACTS.md 2.1 (one environment's `$metadata`).
+    /// Keys by entity set, as one environment's `$metadata` declares them.
     static let documentedKeys: [String: [String]] = [
         "CustomersV3": ["dataAreaId", "CustomerAccount"],
         "ContactPersons": ["dataAreaId", "ContactPersonId"],
@@ -67,7 +67,7 @@ struct FinanceOperationsEntity: Sendable {
 
     /// The EDM type of a property, by its name: amounts, quantities, prices and percentages are
     /// decimals, sequence numbers integers, dates dates; the rest strings (enums are written by
-    /// their names, FO-ODATA).
+    /// their names, "Open Data Protocol (OData)").
     static func type(of name: String) -> String {
         let upper = name.uppercased()
         if upper.hasSuffix("SEQUENCENUMBER") { return "Edm.Int64" }

@@ -5,13 +5,13 @@ import Runtime
 import Synchronization
 
 /// A simulated Finance and Operations environment over HTTP, implementing documented behaviour
-/// only (FACTS.md section 2): the Entra token endpoint for its applications, each mapped to the
-/// user its calls run as (FO-AUTH); the P2C entity sets under `<base>/data/` with their composite
-/// keys including `dataAreaId`, the user's default company unless `cross-company=true` (FO-ODATA);
+/// only, each with the public page it follows: the Entra token endpoint for its applications, each mapped to the
+/// user its calls run as ("Service endpoints overview"); the P2C entity sets under `<base>/data/` with their composite
+/// keys including `dataAreaId`, the user's default company unless `cross-company=true` ("Open Data Protocol (OData)");
 /// `$metadata`; reads by key and by collection (`$select`, `$filter` of `eq` conditions joined by
 /// `and`, `$orderby`, `$top`, `$skip`, `$count`, server-driven paging); POST, PATCH, DELETE; `$batch` with
-/// atomic change sets; 429 with `Retry-After` (FO-THR); and data events posted as
-/// `RemoteExecutionContext` for every create, update and delete (FO-DE).
+/// atomic change sets; 429 with `Retry-After` ("Priority-based throttling"); and data events posted as
+/// `RemoteExecutionContext` for every create, update and delete ("Data events").
 ///
 /// What the docs leave open is a `Readings` setting: whether PATCH of a missing key creates it,
 /// and whether a `$batch` goes on after a failed change set.
@@ -21,7 +21,7 @@ public final class FinanceOperationsSimulator: Sendable {
     /// `503=<share>` and `latency=<n>ms` (the delta settings are Dataverse's).
     public typealias Faults = DataverseSimulator.Faults
 
-    /// The behaviours FACTS.md 2.2 and 6 record as NOT FOUND, each with its two readings.
+    /// The behaviours F&O's documentation leaves open, each with its two readings.
     public struct Readings: Sendable, Equatable {
         /// PATCH of a key that does not exist: 404 (OData's reading) or a create (an upsert).
         public var patchCreates = false
@@ -47,8 +47,8 @@ public final class FinanceOperationsSimulator: Sendable {
         }
     }
 
-    /// A data-events endpoint (FO-DE, FO-BEEP): an entity's create, update and delete events
-    /// posted to `url`, with `key` as `?code=` the way a Dataverse webhook carries it.
+    /// A data-events endpoint ("Data events", "Manage business event endpoints"): an entity's create, update and
+    /// delete events posted to `url`, with `key` as `?code=` the way a Dataverse webhook carries it.
     public struct DataEvents: Sendable, Equatable {
         /// The entity set or entity name (`CustomersV3`, `CustomerV3`).
         public var entity: String
@@ -87,7 +87,7 @@ public final class FinanceOperationsSimulator: Sendable {
 
     /// The legal entity a request without `cross-company=true` sees (the user's default company).
     public let defaultCompany: String
-    /// Server-driven paging: the most records a page holds (FO-ODATA: 10,000).
+    /// Server-driven paging: the most records a page holds ("Open Data Protocol (OData)": 10,000).
     public let pageSize: Int
     private let gate: ServiceGate
     private let faults: Faults
@@ -250,7 +250,7 @@ public final class FinanceOperationsSimulator: Sendable {
             return error(401, "The access token is missing, unknown or expired.")
         }
         if let refusal = gate.admit(client.id) {
-            // FO-THR: 429 with the seconds to wait.
+            // "Priority-based throttling": 429 with the seconds to wait.
             var response = error(429, "Too many requests. \(refusal.text)")
             response.headers.set("Retry-After", refusal.retryAfterHeader)
             return response
@@ -279,9 +279,9 @@ public final class FinanceOperationsSimulator: Sendable {
 
     // MARK: - $batch
 
-    /// `POST $batch` (FO-ODATA): parts in order, a change set atomic (a failing request undoes
+    /// `POST $batch` ("Open Data Protocol (OData)"): parts in order, a change set atomic (a failing request undoes
     /// the set, which answers with that request's error); after a failure the batch stops or goes
-    /// on as `readings.batchContinues` says. At most 5,000 operations (FO-SPL).
+    /// on as `readings.batchContinues` says. At most 5,000 operations ("Service protection API limits").
     private func batch(_ request: HTTPRequest, user: UUID) -> HTTPResponse {
         let parsed: ODataBatch
         do {
@@ -360,7 +360,7 @@ public final class FinanceOperationsSimulator: Sendable {
         let crossCompany = query["cross-company"]?.lowercased() == "true"
         var key: [String: ODataLiteral]?
         if path.count > setName.count {
-            // FO-ODATA: every key field, `dataAreaId` included (a partial key has no route).
+            // "Open Data Protocol (OData)": every key field, `dataAreaId` included (a partial key has no route).
             guard path.hasSuffix(")"),
                 case .values(let values)? = KeyPredicate.parse(String(path.dropFirst(setName.count + 1).dropLast())),
                 Set(values.keys) == Set(entity.keys)
@@ -439,7 +439,7 @@ public final class FinanceOperationsSimulator: Sendable {
         var answer: JSONObject = [
             "@odata.context": .string("\(baseURL)\(Self.root)$metadata#\(entity.entitySet)")
         ]
-        // `$count=true`: how many records the filter matches, whatever the paging (FO-ODATA).
+        // `$count=true`: how many records the filter matches, whatever the paging ("Open Data Protocol (OData)").
         if query["$count"] == "true" { answer["@odata.count"] = .number(String(rows.count)) }
         answer["value"] = .array(page.map { .object(representation($0, entity, select: select)) })
         if remaining.count > page.count {
@@ -603,11 +603,11 @@ public final class FinanceOperationsSimulator: Sendable {
         }
     }
 
-    /// The `RemoteExecutionContext` of a data event (FO-DE): the entity's fields in `Target` (the
+    /// The `RemoteExecutionContext` of a data event ("Data events"): the entity's fields in `Target` (the
     /// record after a create or update, the key fields of a deleted one) and, for updates and
     /// deletes, the record before in `PreImage`, both in `InputParameters`; null date-times
     /// omitted. Who made the change: the Entra application's id in `UserId` and
-    /// `InitiatingUserId` (which field F&O fills for an application is NOT FOUND, FACTS.md 6.3;
+    /// `InitiatingUserId` (which field F&O fills for an application is not documented;
     /// capture checks both and `InitiatingUserApplicationId`).
     private func context(_ change: Change, _ entity: FinanceOperationsEntity) -> JSONObject {
         func image(_ fields: JSONObject) -> JSONValue {

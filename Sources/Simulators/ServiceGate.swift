@@ -4,8 +4,9 @@ import ProspectToCash
 import Runtime
 import Synchronization
 
-/// An Entra application registered with a simulated service: Dataverse makes it an application
-/// user (DV-S2S), F&O maps it to the user its calls run as (FO-AUTH).
+/// An Entra application registered with a simulated service: Dataverse makes it an application user ("Use
+/// single-tenant server-to-server authentication"), F&O maps it to the user its calls run as ("Service endpoints
+/// overview").
 public struct SimulatedClient: Sendable, Equatable {
     /// The Entra application (client) id, a GUID.
     public var id: UUID
@@ -29,11 +30,11 @@ public struct SimulatedClient: Sendable, Equatable {
     }
 }
 
-/// Service protection limits per user (DV-LIM: 6,000 requests and 1,200 s of combined execution
-/// time in a 5-minute sliding window, 52 concurrent requests; the defaults; F&O documented the same
-/// user-based figures until 10.0.36, FO-SPL), and the execution-time model: what each operation
-/// costs (the docs give no figure, so it is a setting; a request runs for its cost and counts it
-/// against `execution`).
+/// Service protection limits per user ("Service protection API limits": 6,000 requests and 1,200 s of combined
+/// execution time in a 5-minute sliding window, 52 concurrent requests; the defaults; F&O documented the same
+/// user-based figures until 10.0.36, "Service protection API limits"), and the execution-time model: what each
+/// operation costs (the docs give no figure, so it is a setting; a request runs for its cost and counts it against
+/// `execution`).
 public struct ServiceLimits: Sendable, Equatable {
     public var requests = 6_000
     public var window = Duration.seconds(300)
@@ -77,7 +78,7 @@ public struct ServiceLimits: Sendable, Equatable {
 }
 
 /// What both simulated services do before a request reaches their data: the Entra token endpoint
-/// for their clients (ENTRA-CC), bearer authentication, and the limits per user with 429 and
+/// for their clients ("OAuth 2.0 client credentials flow"), bearer authentication, and the limits per user with 429 and
 /// `Retry-After`.
 final class ServiceGate: Sendable {
     let tenantID: UUID
@@ -126,7 +127,7 @@ final class ServiceGate: Sendable {
     /// Requests of the users so far (token requests aside).
     var received: Int { state.withLock { $0.received } }
 
-    /// The client-credentials grant (ENTRA-CC): a form with `client_id`, `client_secret`,
+    /// The client-credentials grant ("OAuth 2.0 client credentials flow"): a form with `client_id`, `client_secret`,
     /// `scope=<url>/.default` and `grant_type=client_credentials`.
     func token(_ request: HTTPRequest) -> HTTPResponse {
         var form: [String: String] = [:]
@@ -174,7 +175,7 @@ final class ServiceGate: Sendable {
         return clients.first { $0.id == id }
     }
 
-    /// Counts a request against the user's limits, or says which limit turns it away (DV-LIM's
+    /// Counts a request against the user's limits, or says which limit turns it away ("Service protection API limits":
     /// fault codes: 0x80072322 requests, 0x80072321 execution time, 0x80072326 concurrency).
     /// An admitted request ends with `finish`.
     func admit(_ user: UUID) -> Refusal? {

@@ -14,7 +14,8 @@ public enum SyncStream: String, Sendable, CaseIterable, Codable {
     /// electronic addresses (e-mail, phone, URL).
     case parties, postaladdresses, electronicaddresses
 
-    /// The sides whose changes this stream carries to the other side (DESIGN.md's direction column).
+    /// The sides whose changes this stream carries to the other side (the direction the stream table of the README
+    /// gives).
     public var sources: Set<Side> {
         switch self {
         case .customers, .contacts, .quotes, .orders, .parties, .postaladdresses, .electronicaddresses: [.crm, .erp]

@@ -42,7 +42,7 @@ public struct TopicCatalog: Sendable, Equatable {
         }
     }
 
-    /// Every stream flows exactly where DESIGN.md says, with its inbound and DLQ topics.
+    /// Every stream flows exactly where `SyncStream.sources` says, with its inbound and DLQ topics.
     private func checkFlows() throws(TopicCatalogError) {
         for stream in SyncStream.allCases {
             for side in Side.allCases {

@@ -7,16 +7,16 @@ import Runtime
 import Simulators
 import Topology
 
-/// `p2c bench --apply [--side erp]`: apply's write rate into the Dataverse (or F&O) simulator under
-/// its service protection limits, as a ratio of the most those limits allow.
+/// `p2c bench --apply [--side erp]`: apply's write rate into the Dataverse (or F&O) simulator under its service
+/// protection limits, as a ratio of the most those limits allow.
 ///
-/// The documented per-user limits (DV-LIM: 6,000 requests and 1,200 s of combined execution time
-/// per 5-minute sliding window) are scaled to a shorter window with the same rates, so that a run
-/// passes through several windows in minutes; the execution-time model (each write runs 10 ms,
-/// each read 2 ms) is stated, not documented. The ceiling is then the execution budget's rate
-/// divided by a write's cost: 1,200 s / 300 s / 10 ms = 400 writes/s per identity. The rate is
-/// measured after the first window (whose unspent budget allows a burst) to the end. On F&O, whose
-/// writes need a read first (no documented upsert), the reads spend part of the same budget.
+/// The documented per-user limits ("Service protection API limits": 6,000 requests and 1,200 s of combined
+/// execution time per 5-minute sliding window) are scaled to a shorter window with the same rates, so that a run
+/// passes through several windows in minutes; the execution-time model (each write runs 10 ms, each read 2 ms) is
+/// stated, not documented. The ceiling is then the execution budget's rate divided by a write's cost: 1,200 s / 300
+/// s / 10 ms = 400 writes/s per identity. The rate is measured after the first window (whose unspent budget allows
+/// a burst) to the end. On F&O, whose writes need a read first (no documented upsert), the reads spend part of the
+/// same budget.
 struct ApplyBench {
     var side: Side = .crm
     var seconds: Int
@@ -95,7 +95,10 @@ struct ApplyBench {
                 _ = try producer.send(
                     OutgoingRecord(
                         topic: topic, key: key, value: data.jsonBytes,
-                        headers: [KafkaHeader("ce_type", "\(table).upserted"), KafkaHeader("ce_company", "USMF")]))
+                        headers: [
+                            KafkaHeader(CloudEvent.Header.type, "\(table).upserted"),
+                            KafkaHeader(CloudEvent.Header.company, "USMF"),
+                        ]))
             }
         }
         _ = try producer.flush(timeout: .seconds(60))

@@ -246,7 +246,7 @@ private struct Bench {
         while result.count < count {
             number += 1
             for record in SampleOrders.document(number: number, lines: lines) where result.count < count {
-                let subject = record.headers.first { $0.name == "ce_subject" }?.value ?? []
+                let subject = record.headers.first { $0.name == CloudEvent.Header.subject }?.value ?? []
                 result.append(
                     OutgoingRecord(
                         topic: Self.input, key: subject, value: record.value,
@@ -360,7 +360,9 @@ private struct Bench {
         // Warm up the path (producer id and metadata, the worker's first transaction, the reader's
         // first fetch) with one event that is not timed.
         var warmUp = records[0]
-        warmUp.headers = warmUp.headers.map { $0.name == "ce_id" ? KafkaHeader("ce_id", "warm-up") : $0 }
+        warmUp.headers = warmUp.headers.map {
+            $0.name == CloudEvent.Header.id ? KafkaHeader(CloudEvent.Header.id, "warm-up") : $0
+        }
         try producer.send(warmUp)
         _ = try producer.flush(timeout: .seconds(10))
         let warmUpDeadline = EventTime.nowMilliseconds() + 30_000

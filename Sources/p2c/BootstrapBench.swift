@@ -10,22 +10,21 @@ import Simulators
 import Topology
 import Worker
 
-/// `p2c bench --bootstrap`: the initial load's rate out of the F&O simulator into Kafka, under the
-/// documented default limits per user (6,000 requests and 1,200 s of execution per 5 minutes, 52
-/// concurrent; FO-SPL) with each read costing 2 ms of execution (a stated model), one identity.
-/// Reported beside dual-write's documented initial-sync ceiling (500,000 records a legal entity in
-/// 24 hours, DW-INIT: 5.8 records/s).
+/// `p2c bench --bootstrap`: the initial load's rate out of the F&O simulator into Kafka, under the documented
+/// default limits per user (6,000 requests and 1,200 s of execution per 5 minutes, 52 concurrent; "Service
+/// protection API limits") with each read costing 2 ms of execution (a stated model), one identity. Reported beside
+/// dual-write's documented initial-sync ceiling (500,000 records a legal entity in 24 hours, "Initial
+/// synchronization guidance": 5.8 records/s).
 ///
-/// Then the whole chain: customers loaded out of F&O, mapped by an erp-to-crm worker and written
-/// into the simulated Dataverse by apply under its documented default limits per user (writes 10 ms
-/// of execution each, a stated model), with one identity and with two: records/s from the start of
-/// the load until the last account is in Dataverse.
+/// Then the whole chain: customers loaded out of F&O, mapped by an erp-to-crm worker and written into the simulated
+/// Dataverse by apply under its documented default limits per user (writes 10 ms of execution each, a stated
+/// model), with one identity and with two: records/s from the start of the load until the last account is in
+/// Dataverse.
 ///
-/// A load that short never spends the 5-minute execution budget (1,200 s, i.e. 120,000 writes at
-/// 10 ms), which is what holds a long one. So the chain runs once more per identity count with
-/// the Dataverse limits' window scaled to `window` seconds at the same rates (as `--apply` does),
-/// with enough customers to outlast the first window and `seconds` more: records/s after the first
-/// window, against the 400 writes/s per identity the budget allows.
+/// A load that short never spends the 5-minute execution budget (1,200 s, i.e. 120,000 writes at 10 ms), which is
+/// what holds a long one. So the chain runs once more per identity count with the Dataverse limits' window scaled
+/// to `window` seconds at the same rates (as `--apply` does), with enough customers to outlast the first window and
+/// `seconds` more: records/s after the first window, against the 400 writes/s per identity the budget allows.
 struct BootstrapBench {
     var documents: Int
     var customers: Int

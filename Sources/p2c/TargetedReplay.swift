@@ -43,7 +43,7 @@ struct TargetedReplay {
             guard matches(record, key: wantedKey), let stream = stream[record.topic] else { return }
             tally.selected += 1
             let position = "\(record.topic)[\(record.partition)]@\(record.offset)"
-            let type = record.header("ce_type")?.text ?? "?"
+            let type = record.header(CloudEvent.Header.type)?.text ?? "?"
             func show(_ line: @autoclosure () -> String) {
                 shown += 1
                 if key != nil || shown <= 50 { print(line()) }
@@ -88,7 +88,7 @@ struct TargetedReplay {
         if let since, record.timestamp < since { return false }
         if let company {
             let recordCompany =
-                record.header("ce_company")?.text
+                record.header(CloudEvent.Header.company)?.text
                 ?? record.key.flatMap { key in
                     key.firstIndex(of: UInt8(ascii: "/")).map { String(decoding: key[..<$0], as: UTF8.self) }
                 }

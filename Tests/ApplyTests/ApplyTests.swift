@@ -189,7 +189,7 @@ private struct InboundStory {
     }
 }
 
-@Suite("p2c apply: inbound events written into Dataverse (CONNECTORS.md, FACTS.md 1.5-1.6)", .serialized)
+@Suite("p2c apply: inbound events written into Dataverse (Use Upsert to Create or Update a record)", .serialized)
 struct ApplyTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
     let secondApply = DataverseSimulator.Client(id: UUID(), secret: "second-secret")
@@ -481,7 +481,7 @@ struct ApplyTests {
     }
 
     @Test(
-        "Party generation: a customer that arrives before its party waits for it, then the party, its delivery address (location, address, the party's use of it) and its e-mail are written by their natural keys (MAPS-GENERATIONS.md §5)"
+        "Party generation: a customer that arrives before its party waits for it, then the party, its delivery address (location, address, the party's use of it) and its e-mail are written by their natural keys"
     )
     func partyStreams() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])

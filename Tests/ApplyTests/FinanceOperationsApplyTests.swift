@@ -62,7 +62,7 @@ private enum FinanceOperationsSchemaTypes {
     }
 }
 
-@Suite("p2c apply --side erp: inbound events written into F&O (CONNECTORS.md, FACTS.md 2.1-2.4)", .serialized)
+@Suite("p2c apply --side erp: inbound events written into F&O (Open Data Protocol (OData))", .serialized)
 struct FinanceOperationsApplyTests {
     let apply = FinanceOperationsSimulator.Client(id: UUID(), secret: "apply-secret")
 

@@ -79,7 +79,9 @@ extension KafkaRecord {
     var data: JSONObject { (try? JSONParser.parse(value ?? []))?.objectValue ?? JSONObject() }
 }
 
-@Suite("p2c capture: Dataverse changes published by change tracking (CONNECTORS.md, FACTS.md 1.3, 1.7)", .serialized)
+@Suite(
+    "p2c capture: Dataverse changes published by change tracking (Use change tracking to synchronize data with external systems)",
+    .serialized)
 struct CaptureTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")

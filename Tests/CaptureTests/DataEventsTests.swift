@@ -12,7 +12,7 @@ import Topology
 private let shared = captureBroker()
 
 @Suite(
-    "p2c capture --side erp: F&O data events published as change events (CONNECTORS.md, FACTS.md 2.5)", .serialized)
+    "p2c capture --side erp: F&O data events published as change events (Data events)", .serialized)
 struct DataEventsTests {
     let apply = FinanceOperationsSimulator.Client(id: UUID(), secret: "apply-secret")
     let person = FinanceOperationsSimulator.Client(id: UUID(), secret: "person-secret")
@@ -166,7 +166,7 @@ struct DataEventsTests {
     }
 
     @Test(
-        "Data events taken out of order (FO-DE documents none) publish the record as it is when taken: an overtaken update publishes the newer state, an update of a record deleted since publishes nothing, a delete of a record created again publishes it"
+        "Data events taken out of order (Data events documents none) publish the record as it is when taken: an overtaken update publishes the newer state, an update of a record deleted since publishes nothing, a delete of a record created again publishes it"
     )
     func outOfOrder() async throws {
         let port = LocalHTTP.freePort()
@@ -203,7 +203,7 @@ struct DataEventsTests {
     }
 
     @Test(
-        "With recheckMs, a record whose state changed after it was published is published again: two receivers taking one record's events at once can publish them in either order (FO-DE documents no order and no version), and a recheck ends the record on its latest state"
+        "With recheckMs, a record whose state changed after it was published is published again: two receivers taking one record's events at once can publish them in either order (Data events documents no order and no version), and a recheck ends the record on its latest state"
     )
     func recheck() async throws {
         let port = LocalHTTP.freePort()

@@ -3,7 +3,7 @@ import Foundation
 import Runtime
 import Testing
 
-@Suite("Client-credentials tokens from Entra ID (FACTS.md 1.1, ENTRA-CC)")
+@Suite("Client-credentials tokens from Entra ID (OAuth 2.0 client credentials flow)")
 struct ClientCredentialsTests {
     private func settings(_ service: ScriptedService) -> ClientCredentials.Settings {
         var settings = ClientCredentials.Settings(

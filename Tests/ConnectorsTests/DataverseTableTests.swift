@@ -14,7 +14,7 @@ struct DataverseTableTests {
     let person = DataverseSimulator.Client(id: UUID(), secret: "person")
 
     @Test(
-        "PATCH to an alternate-key URL creates (201) then updates (200), or answers 204 without a representation (DV-UPSERT)"
+        "PATCH to an alternate-key URL creates (201) then updates (200), or answers 204 without a representation (Use Upsert to Create or Update a record)"
     )
     func upsert() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
@@ -39,7 +39,8 @@ struct DataverseTableTests {
     }
 
     @Test(
-        "If-None-Match: * creates only (412), If-Match: * updates only (404), a stale ETag is refused (412) (DV-COND)")
+        "If-None-Match: * creates only (412), If-Match: * updates only (404), a stale ETag is refused (412) (Perform conditional operations using the Web API)"
+    )
     func conditionalWrites() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }
@@ -95,7 +96,7 @@ struct DataverseTableTests {
             ], headers: representation)
         #expect(line.status == 201)
         #expect(line.json?["_salesorderid_value"] == .string(headerID))
-        // The line's alternate key uses the lookup property (DV-AK).
+        // The line's alternate key uses the lookup property ("Use an alternate key to reference a record").
         let byKey = try await dataverse.get("salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=1)")
         #expect(byKey["quantity"] == .number("3"))
         let duplicate = try await dataverse.send(
@@ -107,7 +108,9 @@ struct DataverseTableTests {
         #expect(duplicate.status == 412)
     }
 
-    @Test("Who changed a row is kept: _modifiedby_value is the application user that wrote last (DV-AK, FACTS 1.7)")
+    @Test(
+        "Who changed a row is kept: _modifiedby_value is the application user that wrote last (Use an alternate key to reference a record)"
+    )
     func modifiedBy() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
         defer { simulator.stop() }
@@ -123,7 +126,7 @@ struct DataverseTableTests {
     }
 
     @Test(
-        "A filtered read pages by odata.maxpagesize and @odata.nextLink (DV-PAGE); DELETE removes; an unknown set is 404 0x8006088a"
+        "A filtered read pages by odata.maxpagesize and @odata.nextLink (Page results using OData); DELETE removes; an unknown set is 404 0x8006088a"
     )
     func readsAndDeletes() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
@@ -158,7 +161,9 @@ struct DataverseTableTests {
     }
 }
 
-@Suite("Dataverse $batch over HTTP: change sets are atomic, errors stop the batch unless continue-on-error (DV-BATCH)")
+@Suite(
+    "Dataverse $batch over HTTP: change sets are atomic, errors stop the batch unless continue-on-error (Execute batch operations using the Web API)"
+)
 struct DataverseBatchTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply")
 
@@ -266,7 +271,9 @@ struct DataverseBatchTests {
     }
 }
 
-@Suite("Dataverse change tracking over HTTP: a paged snapshot, then delta links with changes and deletes (DV-CT)")
+@Suite(
+    "Dataverse change tracking over HTTP: a paged snapshot, then delta links with changes and deletes (Use change tracking to synchronize data with external systems)"
+)
 struct DataverseChangeTrackingTests {
     let reader = DataverseSimulator.Client(id: UUID(), secret: "capture")
     let person = DataverseSimulator.Client(id: UUID(), secret: "person")

@@ -21,7 +21,7 @@ struct DataverseTests {
     let person = DataverseSimulator.Client(id: UUID(), secret: "other-secret")
 
     @Test(
-        "An application user learns its own id (WhoAmI, DV-AUTH) and finds another application's user by client id (DV-S2S)"
+        "An application user learns its own id (WhoAmI, Use OAuth authentication with Dataverse) and finds another application's user by client id (Use single-tenant server-to-server authentication)"
     )
     func identities() async throws {
         let simulator = try DataverseSimulator(clients: [apply, person])
@@ -32,7 +32,9 @@ struct DataverseTests {
         #expect(try await dataverse.applicationUser(clientID: UUID()) == nil)
     }
 
-    @Test("A wrong secret is refused at the token endpoint with Entra's code (ENTRA-CC); no token, no request")
+    @Test(
+        "A wrong secret is refused at the token endpoint with Entra's code (OAuth 2.0 client credentials flow); no token, no request"
+    )
     func wrongSecret() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }
@@ -43,7 +45,9 @@ struct DataverseTests {
         #expect(error?.description.contains("AADSTS7000215") == true)
     }
 
-    @Test("Over the request limit the simulator answers 429 with Retry-After and the documented fault code (DV-LIM)")
+    @Test(
+        "Over the request limit the simulator answers 429 with Retry-After and the documented fault code (Service protection API limits)"
+    )
     func serviceProtection() async throws {
         var limits = DataverseSimulator.Limits()
         limits.requests = 3
@@ -60,7 +64,7 @@ struct DataverseTests {
     }
 
     @Test(
-        "Requests run for their modelled execution time; past the combined limit of the window the answer is 429 with 0x80072321 (DV-LIM)"
+        "Requests run for their modelled execution time; past the combined limit of the window the answer is 429 with 0x80072321 (Service protection API limits)"
     )
     func executionTime() async throws {
         let limits = try DataverseSimulator.Limits(parsing: "exec=1,window=60,write=600ms")
@@ -86,7 +90,9 @@ struct DataverseTests {
         #expect(third.headers["Retry-After"].flatMap(Int.init).map { $0 > 1 } == true)
     }
 
-    @Test("Without a token the Web API answers 401 with the documented error body (DV-HDR)")
+    @Test(
+        "Without a token the Web API answers 401 with the documented error body (Compose HTTP requests and handle errors)"
+    )
     func unauthenticated() async throws {
         let simulator = try DataverseSimulator(clients: [apply])
         defer { simulator.stop() }

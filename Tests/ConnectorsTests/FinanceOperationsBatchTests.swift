@@ -6,7 +6,7 @@ import Runtime
 import Simulators
 import Testing
 
-@Suite("F&O $batch over HTTP: a change set is atomic, all or none (FACTS.md 2.2, FO-ODATA)")
+@Suite("F&O $batch over HTTP: a change set is atomic, all or none (Open Data Protocol (OData))")
 struct FinanceOperationsBatchTests {
     let apply = FinanceOperationsSimulator.Client(id: UUID(), secret: "apply")
 

@@ -8,7 +8,8 @@ struct ODataTests {
     @Test(
         "Key paths quote strings with doubled quotes and percent-encode what a path cannot carry",
         arguments: [
-            // Alternate key (Dataverse "Use an alternate key", DV-AK): accounts(accountnumber='ABC123').
+            // Alternate key (Dataverse "Use an alternate key", "Use an alternate key to reference a record"):
+            // accounts(accountnumber='ABC123').
             ("accounts", [("accountnumber", ODataLiteral.string("ABC123"))], "accounts(accountnumber='ABC123')"),
             // A quote inside a string literal is doubled (OData ABNF, SQUOTE-in-string).
             ("accounts", [("accountnumber", .string("O'Brien"))], "accounts(accountnumber='O''Brien')"),
@@ -86,7 +87,8 @@ struct ODataTests {
 
     @Test("A batch response in the documented shape: change set results and a GET's JSON, statuses and bodies")
     func batchResponse() throws {
-        // The shape of the response example of "Execute batch operations using the Web API" (DV-BATCH).
+        // The shape of the response example of "Execute batch operations using the Web API" ("Execute batch
+        // operations using the Web API").
         let response = [
             "--batchresponse_c1bd45c1-dd81-470d-b897-e965846aad2f",
             "Content-Type: multipart/mixed; boundary=changesetresponse_ff83b4f1-ab48-430c-b81c-926a2c596abb",

@@ -229,7 +229,7 @@ struct BusinessRuleTests {
                         "msdyn_salesordernumber": .string("F000010"), "msdyn_processingstatus": .number(processing),
                     ])), .crmToERP))
         // Back to the ERP only the processing status goes, by its map row: the ERP's status and
-        // document status follow its own documents (RULES.md §4a).
+        // document status follow its own documents.
         #expect(erp["SALESORDERPROCESSINGSTATUS"] != nil)
         #expect(erp["SALESORDERSTATUS"] == nil)
         #expect(erp["DOCUMENTSTATUS"] == nil)

@@ -3,7 +3,7 @@ import ProspectToCash
 import Testing
 import Topology
 
-@Suite("The two generations of the customer maps (MAPS-GENERATIONS.md)")
+@Suite("The two generations of the customer maps (classic and party)")
 struct GenerationTests {
     let account = RecordKind.all.first { $0.crmName == "account" }!
     let contact = RecordKind.all.first { $0.crmName == "contact" }!

@@ -8,7 +8,7 @@ let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
 
 @Suite("Topics/ declarations")
 struct TopicCatalogTests {
-    @Test("The repository's Topics/ loads: every stream flows the way DESIGN.md says")
+    @Test("The repository's Topics/ loads: every stream flows the way its sides say")
     func repositoryTopics() throws {
         let catalog = try TopicCatalog.load(directory: topicsDirectory)
         // 10 streams of 8 topics each (the two sides' changes, inbound and their dead letters) less
