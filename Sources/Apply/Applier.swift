@@ -308,7 +308,8 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                         failed = true
                         metrics.retried.add()
                         queue.delay()
-                        if queue.backoff >= .seconds(4) {
+                        // Logged from the fourth failed round in a row (a 2 s pause) on.
+                        if queue.failures >= 4 {
                             log.warning("write failed, retrying", [("error", .string(reason))])
                         }
                     case .referenceMissing(let reason):
@@ -332,7 +333,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                     blocked = true
                     kept.append(pending)
                 }
-                if !blocked { queue.backoff = .milliseconds(250) }
+                if !blocked { queue.failures = 0 }
                 queue.records.replaceSubrange(0..<outcomes.count, with: kept)
                 queued -= outcomes.count - kept.count
                 queue.inFlight = 0

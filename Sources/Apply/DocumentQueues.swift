@@ -1,5 +1,6 @@
 import Connectors
 import Kafka
+import Runtime
 
 /// One record read and not yet written (or dead-lettered), with what was read from it.
 struct PendingRecord {
@@ -20,12 +21,21 @@ struct DocumentQueue {
     var inFlight = 0
     var round: UInt64 = 0
     var notBefore = ContinuousClock.now
-    var backoff = Duration.milliseconds(250)
+    /// Rounds in a row that failed or waited for a reference: the next one waits longer.
+    var failures = 0
 
-    /// Waits longer before the next round, doubling up to 30 s.
+    /// A document's pause after a failed round: 250 ms, doubling up to 30 s. No jitter: each
+    /// document's rounds are its own, and a `Retry-After` pause is taken as the service gives it.
+    static let backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(30), jitter: false)
+
+    /// Waits `pause` (a `Retry-After`), or longer than the last time, before the next round.
     mutating func delay(by pause: Duration? = nil) {
-        notBefore = .now + (pause ?? backoff)
-        if pause == nil { backoff = min(backoff * 2, .seconds(30)) }
+        if let pause {
+            notBefore = .now + pause
+        } else {
+            failures += 1
+            notBefore = .now + Self.backoff.pause(after: failures)
+        }
     }
 }
 

@@ -192,8 +192,7 @@ public final class HTTPClient: Sendable {
 
     /// Full jitter: a random pause up to the doubled backoff.
     private func backoff(attempt: Int) -> Duration {
-        let ceiling = min(configuration.maxBackoff, configuration.initialBackoff * (1 << min(attempt - 1, 20)))
-        return ceiling * Double.random(in: 0.0...1.0)
+        Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff).pause(after: attempt)
     }
 
     /// `Retry-After` as seconds or as an HTTP date.
