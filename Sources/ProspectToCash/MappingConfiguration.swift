@@ -76,8 +76,33 @@ public struct MappingConfiguration: Sendable, Equatable, Decodable {
         }
     }
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case generation, syncProspects, companies, numberSequences, companyDefaults, personCustomerPattern, fieldMaps
+
+        static var allNames: [String] { allCases.map(\.rawValue) }
+    }
+
+    /// The first key of a mapping object (as JSON gives it) that no level of it has, as a path
+    /// (`numberSequences.crn`, `fieldMaps[2].fo_feld`); nil when every key is known. Values of the
+    /// wrong type are left to decoding.
+    public static func unknownKey(in mapping: Any) -> String? {
+        func unknown(_ value: Any?, _ known: Set<String>) -> String? {
+            (value as? [String: Any])?.keys.sorted().first { !known.contains($0) }
+        }
+        if let key = unknown(mapping, Set(CodingKeys.allNames)) { return key }
+        let object = mapping as? [String: Any] ?? [:]
+        if let key = unknown(object["numberSequences"], ["crm", "erp"]) { return "numberSequences.\(key)" }
+        for (company, defaults) in (object["companyDefaults"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key })
+        {
+            if let key = unknown(defaults, ["site", "warehouse", "writeInCategory"]) {
+                return "companyDefaults.\(company).\(key)"
+            }
+        }
+        let rowKeys: Set<String> = ["map", "company", "fo_field", "map_type", "ce_column", "default", "value_map"]
+        for (index, row) in (object["fieldMaps"] as? [Any] ?? []).enumerated() {
+            if let key = unknown(row, rowKeys) { return "fieldMaps[\(index)].\(key)" }
+        }
+        return nil
     }
 
     public init(from decoder: any Decoder) throws {

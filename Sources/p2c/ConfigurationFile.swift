@@ -56,6 +56,9 @@ struct ConfigurationFile {
                 throw UsageError("\(path): \(error.message)", command: command)
             }
             if let mapping = object["mapping"] {
+                if let unknown = MappingConfiguration.unknownKey(in: mapping) {
+                    throw UsageError("\(path): unknown key \"mapping.\(unknown)\"", command: command)
+                }
                 do {
                     let json = try JSONSerialization.data(withJSONObject: mapping)
                     file.mapping = try JSONDecoder().decode(MappingConfiguration.self, from: json)

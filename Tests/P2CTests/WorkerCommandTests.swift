@@ -195,6 +195,18 @@ struct WorkerCommandTests {
             (#"{"flow": "crm-to-erp", "partitions": 3}"#, #"unknown key "partitions""#),
             (#"{"kafka": {"linger.ms": "soon"}}"#, "kafka.linger.ms"),
             (#"{"mapping": {"syncProspects": "yes"}}"#, "mapping.syncProspects"),
+            (#"{"mapping": {"syncProspect": true}}"#, #"unknown key "mapping.syncProspect""#),
+            (
+                #"{"mapping": {"numberSequences": {"crm": "C", "erm": "F"}}}"#,
+                #"unknown key "mapping.numberSequences.erm""#
+            ),
+            (
+                #"{"mapping": {"fieldMaps": [{"map": "m", "fo_feld": "X", "map_type": "=", "ce_column": "x"}]}}"#,
+                #"unknown key "mapping.fieldMaps[0].fo_feld""#
+            ),
+            (#"{"metricsPort": true}"#, "metricsPort must be an integer from 0 to 65535, got"),
+            // 0 and 1 are integers (the error is the next setting's).
+            (#"{"metricsPort": 0, "commitMaxRecords": 1, "passThrough": "yes"}"#, "passThrough must be true or false"),
             (#"{"sessionTimeoutMs": 1}"#, "sessionTimeoutMs must be an integer from 1000 to 3600000, got 1"),
             // A mapping setting that cannot be compiled is the deployment's to fix: exit 2, not a
             // restart loop, and named as the file names it.
