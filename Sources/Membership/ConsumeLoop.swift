@@ -36,8 +36,9 @@ extension ConsumeLoopMember {
 ///
 /// `run(_:)` blocks its thread until `stop()` or a failure.
 public final class ConsumeLoop: @unchecked Sendable {
-    // @unchecked: `shutdownDeadline` and `rebalanceFailure` are touched only by the thread in
-    // `run` (the rebalance handler runs inside `consumer.poll` on it); `stopRequest` is synchronized.
+    // @unchecked: `shutdownDeadline`, `rebalanceFailure` and `assigned` are touched only by the
+    // thread in `run` (the rebalance handler runs inside `consumer.poll` on it); `stopRequest` is
+    // synchronized.
     public let consumer: KafkaConsumer
     public let stopRequest = StopRequest()
     let liveness: Liveness
@@ -48,6 +49,8 @@ public final class ConsumeLoop: @unchecked Sendable {
     /// Set once the member is on its way out (a stop, or a failure): every wait ends by then.
     public private(set) var shutdownDeadline: ContinuousClock.Instant?
     var rebalanceFailure: (any Error)?
+    /// Whether the group has given this member its first assignment (partitions or none) yet.
+    var assigned = false
 
     public init(
         consumer: KafkaConsumer, liveness: Liveness, rebalances: Counter, shutdownTimeoutMilliseconds: Int,
@@ -89,15 +92,22 @@ public final class ConsumeLoop: @unchecked Sendable {
             guard let self, let member else { return }
             rebalances.add()
             liveness.ready()
+            if case .assigned = event { assigned = true }
             do {
                 try member.rebalanced(event)
             } catch {
                 if rebalanceFailure == nil { rebalanceFailure = error }
             }
         }
+        let started = ContinuousClock.now
+        var told = started
         do {
             while !stopRequest.isRequested {
                 liveness.tick()
+                if !assigned && ContinuousClock.now - told >= .seconds(5) {
+                    told = .now
+                    tellWaiting(since: started)
+                }
                 if !liveness.isReady && !consumer.memberID.isEmpty { liveness.ready() }
                 if let failure = rebalanceFailure { throw failure }
                 guard let wait = try member.beforePoll() else { continue }
@@ -124,6 +134,16 @@ public final class ConsumeLoop: @unchecked Sendable {
         member.finish()
         leaveGroup()
         member.closed()
+    }
+
+    /// Says what a member waiting for its first assignment waits for, so that a wait is never silent.
+    func tellWaiting(since started: ContinuousClock.Instant) {
+        log.info(
+            "waiting for the group to take this member in: the coordinator answers once every member it knows has rejoined, or left, or (stopped without leaving) outlived its session timeout",
+            [
+                ("waited_s", .int(Int64((ContinuousClock.now - started) / .seconds(1)))),
+                ("joined", .bool(!consumer.memberID.isEmpty)),
+            ])
     }
 
     /// Leaves the group by the shutdown deadline, or logs that it gave up: the group then moves

@@ -72,6 +72,11 @@ enum SimulateCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         if arguments.subcommand == "finance-operations" { return try await runFinanceOperations(arguments) }
         func usage(_ message: String) -> UsageError { UsageError(message, command: spec.name) }
+        if let option = ["data-events", "readings", "company", "page-size"].first(where: {
+            !arguments.strings($0).isEmpty
+        }) {
+            throw usage("--\(option) is finance-operations'; dataverse takes --webhook")
+        }
         let common = try Common(arguments)
         let webhooks: [DataverseSimulator.Webhook]
         do {

@@ -42,6 +42,10 @@ struct SimulateCommandTests {
                 ["simulate", "dataverse", "--client", "0b6f3a0e-2a7c-4f55-9d51-0c8b0a2c3d41:s", "--faults", "503=2"],
                 "--faults"
             ),
+            (
+                ["simulate", "dataverse", "--client", "0b6f3a0e-2a7c-4f55-9d51-0c8b0a2c3d41:s", "--company", "USMF"],
+                "--company is finance-operations'; dataverse takes --webhook"
+            ),
             (["simulate", "sap"], "unknown subcommand 'sap'"),
             (["simulate", "finance-operations"], "give at least one --client"),
             (

@@ -139,6 +139,37 @@ struct WorkerCommandTests {
         #expect(log.contains(#""produced":20"#))
     }
 
+    @Test(
+        "A worker started while a killed one still holds the group says every 5 s what it waits for, then takes the partitions"
+    )
+    func waitIsNeverSilent() async throws {
+        let (stderr, ready) = try await Blocking.run {
+            let broker = try TestBroker()
+            defer { broker.stop() }
+            var environment = broker.environment
+            environment["P2C_SESSION_TIMEOUT_MS"] = "15000"
+            let worker = ["worker", "--flow", "erp-to-crm", "--streams", "origins", "--topics", topicsDirectory]
+            let first = try Spawned(p2cBinary, worker, environment: environment)
+            Thread.sleep(forTimeInterval: 6)
+            _ = first.stop(SIGKILL)
+            let port = freePort()
+            environment["P2C_METRICS_PORT"] = String(port)
+            let second = try Spawned(p2cBinary, worker, environment: environment)
+            var ready = false
+            let deadline = ContinuousClock.now + .seconds(40)
+            while !ready && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.5)
+                ready =
+                    LocalHTTP.get(port: port, path: "/metrics")?.body.contains(
+                        "p2c_assigned_partitions{flow=\"erp-to-crm\"} 3") ?? false
+            }
+            _ = second.stop(SIGTERM)
+            return (second.finish().stderr, ready)
+        }
+        #expect(ready, "the partitions come once the killed member's session is over")
+        #expect(stderr.contains(#""msg":"waiting for the group to take this member in"#), "\(stderr.suffix(800))")
+    }
+
     @Test("SIGTERM while the cluster is unreachable still ends the worker with 0 within 10 s")
     func stopWithoutCluster() async throws {
         let (status, elapsed) = try await Blocking.run {
