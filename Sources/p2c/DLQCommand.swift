@@ -10,7 +10,11 @@ enum DLQCommand {
         name: "dlq",
         summary: "List dead letters (counts by error code, offsets, samples), or re-drive them to their source topic.",
         options: [
-            OptionSpec("flow", value: "flow", help: "Only this flow's dead-letter topics. Default: both flows."),
+            OptionSpec(
+                "flow", value: "flow",
+                help:
+                    "Only this flow's dead-letter topics: its workers' (<changes>.dlq) and apply's on its target (<inbound>.dlq). Default: both flows."
+            ),
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("samples", value: "n", help: "Samples shown per error code.", default: "3"),
             OptionSpec("show-payload", help: "Also print each sample's value (payloads stay hidden otherwise)."),
@@ -22,9 +26,11 @@ enum DLQCommand {
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
         discussion: """
-            list shows the letters not yet re-driven. redrive re-publishes each selected letter's key, value
-            and headers to its source topic and partition (marked p2c_redrive_count, p2c_redrive_origin,
-            p2c_redriven_from) and marks the letter done in the same transaction; a letter that fails
+            list shows the letters not yet re-driven, the workers' and apply's. redrive re-publishes each
+            selected letter's key, value and headers to its source topic and partition (a worker's to its
+            changes topic, apply's to its inbound topic, where apply writes it again), marked
+            p2c_redrive_count, p2c_redrive_origin and p2c_redriven_from, and marks the letter done in the
+            same transaction; a letter that fails
             again comes back as a new letter. A redrive stopped midway can simply be run again. The
             workers map a re-driven event with the ids of its first time, so targets drop repeats.
             """,
@@ -48,7 +54,13 @@ enum DLQCommand {
             throw UsageError(
                 "\(subcommand) needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
         }
-        let topics = flows.flatMap { catalog.routes(for: $0).map(\.deadLetters) }
+        // The workers' letters (`<changes>.dlq`) and apply's, the writes the target refused (`<inbound>.dlq`).
+        let topics = flows.flatMap { flow in
+            catalog.routes(for: flow).flatMap { route in
+                [route.deadLetters]
+                    + [catalog.topic(.inboundDLQ, side: flow.target, stream: route.stream)].compactMap { $0 }
+            }
+        }
         if subcommand == "redrive" {
             let redrive = DLQRedrive(
                 topics: topics, kafka: kafka, code: arguments.string("code"), since: since, batch: batch,

@@ -3,7 +3,7 @@ import Kafka
 import Runtime
 import Testing
 
-@Suite("p2c apply, as a deployment runs it against p2c simulate dataverse", .serialized, .timeLimit(.minutes(2)))
+@Suite("p2c apply, as a deployment runs it against p2c simulate dataverse", .serialized, .timeLimit(.minutes(3)))
 struct ApplyCommandTests {
     let applyClient = "5a1e0c3d-0000-4000-8000-00000000a991"
     let personClient = "5a1e0c3d-0000-4000-8000-00000000b992"
@@ -14,6 +14,56 @@ struct ApplyCommandTests {
             "P2C_DATAVERSE_URL": url, "P2C_DATAVERSE_TENANT_ID": tenant, "P2C_DATAVERSE_CLIENT_ID": applyClient,
             "P2C_DATAVERSE_CLIENT_SECRET": secret, "P2C_DATAVERSE_AUTHORITY": url,
         ]
+    }
+
+    @Test(
+        "An order whose customer Dataverse lacks is dead-lettered by apply after referenceWaitMs; dlq list shows it in crm.orders.inbound.dlq; once the customer exists, dlq redrive puts it back and apply writes it"
+    )
+    func applyLetterRedriven() async throws {
+        let broker = try TestBroker()
+        defer { broker.stop() }
+        let simulator = try SimulatorProcess([
+            "dataverse", "--client", "\(applyClient):apply-secret", "--client", "\(personClient):person-secret",
+        ])
+        defer { simulator.stop() }
+        _ = try broker.producer.send(
+            OutgoingRecord(
+                topic: "crm.orders.inbound", key: Array("USMF/S-404".utf8),
+                value: Array(#"{"msdyn_salesordernumber":"S-404","customerid":{"accountnumber":"US-404"}}"#.utf8),
+                headers: [KafkaHeader("ce_type", "salesorder.upserted"), KafkaHeader("ce_id", "e-404")]))
+        _ = try broker.producer.flush(timeout: .seconds(10))
+        let apply = try Spawned(
+            p2cBinary, ["apply", "--side", "crm", "--topics", topicsDirectory],
+            environment: broker.environment.merging(environment(simulator.url, tenant: simulator.tenant)) { $1 }
+                .merging(["P2C_REFERENCE_WAIT_MS": "1000"]) { $1 })
+        defer { _ = apply.stop(SIGTERM) }
+        let dlq = ["--flow", "erp-to-crm", "--topics", topicsDirectory, "--bootstrap-servers", broker.bootstrap]
+        var listed = ""
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !listed.contains("crm.orders.inbound.dlq: 1 dead letter") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            listed = try await AsyncBridge.onThread { try run(p2cBinary, ["dlq", "list"] + dlq).stdout }
+        }
+        #expect(listed.contains("crm.orders.inbound.dlq: 1 dead letter"), "\(listed)")
+        #expect(listed.contains("reference_missing"))
+
+        // The fix: the customer now exists in Sales; the letter goes back and is written.
+        let person = simulator.client(personClient, "person-secret", api: .dataverse)
+        #expect(
+            try await person.send("PATCH", "accounts(accountnumber='US-404')", body: ["name": "Late Ltd."]).status
+                == 204)
+        let redrive = try await AsyncBridge.onThread {
+            try run(p2cBinary, ["dlq", "redrive", "--code", "reference_missing"] + dlq)
+        }
+        #expect(redrive.status == 0, "\(redrive.stderr)")
+        var written = false
+        while !written && ContinuousClock.now < deadline + .seconds(30) {
+            try await Task.sleep(for: .milliseconds(500))
+            written = try await person.send("GET", "salesorders(msdyn_salesordernumber='S-404')").status == 200
+        }
+        #expect(written, "apply wrote the re-driven order")
+        let after = try await AsyncBridge.onThread { try run(p2cBinary, ["dlq", "list"] + dlq).stdout }
+        #expect(after.contains("crm.orders.inbound.dlq: 0 dead letters"), "\(after)")
     }
 
     @Test(
