@@ -48,7 +48,7 @@ enum ApplyCommand {
     static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
         ("maxConcurrency", "P2C_APPLY_MAX_CONCURRENCY", "max-concurrency", 1...1_000),
         ("batchDocuments", "P2C_APPLY_BATCH_DOCUMENTS", nil, 1...1_000),
-        ("referenceWaitMs", "P2C_REFERENCE_WAIT_MS", "reference-wait-ms", 0...86_400_000),
+        ("referenceWaitMs", "P2C_APPLY_REFERENCE_WAIT_MS", "reference-wait-ms", 0...86_400_000),
         ("unavailableWaitMs", "P2C_APPLY_UNAVAILABLE_WAIT_MS", nil, 0...86_400_000),
     ]
 
@@ -71,6 +71,9 @@ enum ApplyCommand {
             configuration.groupID = file.worker.groupID
             configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
             configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+            guard environment["P2C_REFERENCE_WAIT_MS"] == nil else {
+                throw UsageError("P2C_REFERENCE_WAIT_MS is now P2C_APPLY_REFERENCE_WAIT_MS")
+            }
             for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
                 switch key {
                 case "maxConcurrency": configuration.maxConcurrency = number

@@ -35,7 +35,7 @@ struct ApplyCommandTests {
         let apply = try Spawned(
             p2cBinary, ["apply", "--side", "crm", "--topics", topicsDirectory],
             environment: broker.environment.merging(environment(simulator.url, tenant: simulator.tenant)) { $1 }
-                .merging(["P2C_REFERENCE_WAIT_MS": "1000"]) { $1 })
+                .merging(["P2C_APPLY_REFERENCE_WAIT_MS": "1000"]) { $1 })
         defer { _ = apply.stop(SIGTERM) }
         let dlq = ["--flow", "erp-to-crm", "--topics", topicsDirectory, "--bootstrap-servers", broker.bootstrap]
         var listed = ""
@@ -125,6 +125,7 @@ struct ApplyCommandTests {
                 ["P2C_APPLY_MAX_CONCURRENCY": "0"],
                 "P2C_APPLY_MAX_CONCURRENCY must be an integer from 1 to 1000, got '0'"
             ),
+            (["P2C_REFERENCE_WAIT_MS": "1000"], "P2C_REFERENCE_WAIT_MS is now P2C_APPLY_REFERENCE_WAIT_MS"),
             (
                 [
                     "P2C_DATAVERSE_URL": "https://org.crm.dynamics.com", "P2C_DATAVERSE_TENANT_ID": "t",
