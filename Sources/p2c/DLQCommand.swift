@@ -21,6 +21,9 @@ enum DLQCommand {
             OptionSpec("code", value: "code", help: "redrive: only letters with this error code."),
             OptionSpec(
                 "since", value: "time", help: "redrive: only letters dead-lettered at or after this ISO 8601 time."),
+            OptionSpec(
+                "stream", value: "stream", help: "Only this stream's dead-letter topics. Default: every stream."),
+            OptionSpec("key", value: "key", help: "redrive: only the letters of this record key (<company>/<number>)."),
             OptionSpec("batch", value: "n", help: "redrive: letters per transaction (default 500)."),
             OptionSpec("dry-run", help: "redrive: show what would be re-driven and change nothing."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
@@ -46,7 +49,7 @@ enum DLQCommand {
         let batch = try arguments.integer("batch", in: 1...100_000) ?? 500
         let subcommand = arguments.subcommand ?? "list"
         if subcommand == "list" {
-            for option in ["code", "since", "batch"] where arguments.string(option) != nil {
+            for option in ["code", "since", "batch", "key"] where arguments.string(option) != nil {
                 throw UsageError("option '--\(option)' is for redrive", command: spec.name)
             }
         }
@@ -55,15 +58,18 @@ enum DLQCommand {
                 "\(subcommand) needs --bootstrap-servers (or P2C_BOOTSTRAP_SERVERS)", command: spec.name)
         }
         // The workers' letters (`<changes>.dlq`) and apply's, the writes the target refused (`<inbound>.dlq`).
+        let stream = try arguments.choice("stream", as: SyncStream.self)
         let topics = flows.flatMap { flow in
-            catalog.routes(for: flow).flatMap { route in
+            catalog.routes(for: flow).filter { stream == nil || $0.stream == stream }.flatMap { route in
                 [route.deadLetters]
                     + [catalog.topic(.inboundDLQ, side: flow.target, stream: route.stream)].compactMap { $0 }
             }
         }
         if subcommand == "redrive" {
             let redrive = DLQRedrive(
-                topics: topics, kafka: kafka, code: arguments.string("code"), since: since, batch: batch,
+                topics: topics, kafka: kafka, code: arguments.string("code"), key: arguments.string("key"),
+                since: since,
+                batch: batch,
                 dryRun: arguments.flag("dry-run"))
             return try await Blocking.run { try redrive.run() }
         }

@@ -15,6 +15,8 @@ struct DLQRedrive {
     var topics: [TopicDeclaration]
     var kafka: KafkaConfiguration
     var code: String?
+    /// Only the letters of this record key.
+    var key: String?
     /// Milliseconds since the epoch: only letters dead-lettered at or after it.
     var since: Int64?
     /// Letters per transaction.
@@ -60,6 +62,7 @@ struct DLQRedrive {
         try consumer.close()
         let selected = contents.pending.filter { letter in
             if let code, letter.header(DeadLetter.codeHeader)?.text != code { return false }
+            if let key, letter.key != Array(key.utf8) { return false }
             if let since, Self.deadLetteredAt(letter) < since { return false }
             return true
         }

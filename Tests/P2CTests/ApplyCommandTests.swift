@@ -52,9 +52,16 @@ struct ApplyCommandTests {
         #expect(
             try await person.send("PATCH", "accounts(accountnumber='US-404')", body: ["name": "Late Ltd."]).status
                 == 204)
-        let redrive = try await AsyncBridge.onThread {
-            try run(p2cBinary, ["dlq", "redrive", "--code", "reference_missing"] + dlq)
+        let other = try await AsyncBridge.onThread {
+            try run(p2cBinary, ["dlq", "redrive", "--key", "USMF/S-405", "--dry-run"] + dlq)
         }
+        #expect(other.stdout.hasPrefix("0 of 1 dead letters selected"), "\(other.stdout)")
+        let redrive = try await AsyncBridge.onThread {
+            try run(
+                p2cBinary,
+                ["dlq", "redrive", "--code", "reference_missing", "--stream", "orders", "--key", "USMF/S-404"] + dlq)
+        }
+        #expect(redrive.stdout.hasPrefix("1 of 1 dead letters selected"), "\(redrive.stdout)")
         #expect(redrive.status == 0, "\(redrive.stderr)")
         var written = false
         while !written && ContinuousClock.now < deadline + .seconds(30) {
