@@ -18,12 +18,12 @@ enum DLQCommand {
             OptionSpec("bootstrap-servers", value: "host:port,...", help: "The cluster (or P2C_BOOTSTRAP_SERVERS)."),
             OptionSpec("samples", value: "n", help: "Samples shown per error code.", default: "3"),
             OptionSpec("show-payload", help: "Also print each sample's value (payloads stay hidden otherwise)."),
-            OptionSpec("code", value: "code", help: "redrive: only letters with this error code."),
+            OptionSpec("code", value: "code", help: "Only letters with this error code."),
             OptionSpec(
-                "since", value: "time", help: "redrive: only letters dead-lettered at or after this ISO 8601 time."),
+                "since", value: "time", help: "Only letters dead-lettered at or after this ISO 8601 time."),
             OptionSpec(
                 "stream", value: "stream", help: "Only this stream's dead-letter topics. Default: every stream."),
-            OptionSpec("key", value: "key", help: "redrive: only the letters of this record key (<company>/<number>)."),
+            OptionSpec("key", value: "key", help: "Only the letters of this record key (<company>/<number>)."),
             OptionSpec("batch", value: "n", help: "redrive: letters per transaction (default 500)."),
             OptionSpec("dry-run", help: "redrive: show what would be re-driven and change nothing."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
@@ -49,7 +49,7 @@ enum DLQCommand {
         let batch = try arguments.integer("batch", in: 1...100_000) ?? 500
         let subcommand = arguments.subcommand ?? "list"
         if subcommand == "list" {
-            for option in ["code", "since", "batch", "key"] where arguments.string(option) != nil {
+            for option in ["batch"] where arguments.string(option) != nil {
                 throw UsageError("option '--\(option)' is for redrive", command: spec.name)
             }
         }
@@ -82,7 +82,11 @@ enum DLQCommand {
             throw UsageError(error.message, command: spec.name)
         }
         let contents = try await Blocking.run { try DLQRedrive.read(consumer, topics: topics) }
-        let letters = Dictionary(grouping: contents.pending, by: \.topic)
+        let code = arguments.string("code")
+        let key = arguments.string("key")
+        let letters = Dictionary(
+            grouping: contents.pending.filter { DLQRedrive.selects($0, code: code, key: key, since: since) },
+            by: \.topic)
         for topic in topics {
             let records = letters[topic.name] ?? []
             let redriven = contents.redriven.filter { $0.topicPartition.topic == topic.name }.count

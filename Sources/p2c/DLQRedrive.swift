@@ -60,12 +60,7 @@ struct DLQRedrive {
         let consumer = try KafkaConsumer(configuration: configuration)
         let contents = try Self.read(consumer, topics: topics)
         try consumer.close()
-        let selected = contents.pending.filter { letter in
-            if let code, letter.header(DeadLetter.codeHeader)?.text != code { return false }
-            if let key, letter.key != Array(key.utf8) { return false }
-            if let since, Self.deadLetteredAt(letter) < since { return false }
-            return true
-        }
+        let selected = contents.pending.filter { Self.selects($0, code: code, key: key, since: since) }
         let byCode = Dictionary(grouping: selected) { $0.header(DeadLetter.codeHeader)?.text ?? "(no code)" }
         print(
             "\(selected.count) of \(contents.pending.count) dead letters selected (\(contents.redriven.count) re-driven before)"
@@ -117,6 +112,14 @@ struct DLQRedrive {
     }
 
     /// When the worker dead-lettered `letter` (the record's own time for letters without the header).
+    /// Whether `letter` passes the filters given (each nil: any).
+    static func selects(_ letter: KafkaRecord, code: String?, key: String?, since: Int64?) -> Bool {
+        if let code, letter.header(DeadLetter.codeHeader)?.text != code { return false }
+        if let key, letter.key != Array(key.utf8) { return false }
+        if let since, deadLetteredAt(letter) < since { return false }
+        return true
+    }
+
     static func deadLetteredAt(_ letter: KafkaRecord) -> Int64 {
         letter.header(DeadLetter.deadLetteredAtHeader)?.text.flatMap { Int64($0) } ?? letter.timestamp
     }

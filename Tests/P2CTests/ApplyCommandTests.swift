@@ -46,6 +46,10 @@ struct ApplyCommandTests {
         }
         #expect(listed.contains("crm.orders.inbound.dlq: 1 dead letter"), "\(listed)")
         #expect(listed.contains("reference_missing"))
+        let filtered = try await AsyncBridge.onThread {
+            try run(p2cBinary, ["dlq", "list", "--stream", "orders", "--key", "USMF/S-405"] + dlq).stdout
+        }
+        #expect(filtered.contains("crm.orders.inbound.dlq: 0 dead letters"), "\(filtered)")
 
         // The fix: the customer now exists in Sales; the letter goes back and is written.
         let person = simulator.client(personClient, "person-secret", api: .dataverse)
