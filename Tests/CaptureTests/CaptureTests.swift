@@ -290,7 +290,7 @@ struct CaptureTests {
                 .status
                 == 204)
         // The line's create is published, or read back after its delete and then publishes nothing.
-        try await waitUntil(.seconds(20)) {
+        try await waitUntil(.seconds(90)) {
             receiver.metrics.published.value + receiver.metrics.superseded.value >= 5
         }
         let customers = try read("crm.customers.changes").filter {

@@ -173,7 +173,7 @@ struct BootstrapCommandTests {
         // Stopped once part of the load is published, then run again.
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(60)
-        while try await AsyncBridge.onThread({ try published().count }) < 50 && ContinuousClock.now < deadline {
+        while try await AsyncBridge.onThread({ try published().count }) < 20 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(load.stop(SIGTERM) == 0)
