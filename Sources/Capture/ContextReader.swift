@@ -196,11 +196,6 @@ public final class DataverseContextReader: ContextReader {
         return row(of: first)
     }
 
-    static func target(of context: JSONObject) -> JSONObject {
-        guard let target = parameter("Target", of: context) else { return JSONObject() }
-        return row(of: target)
-    }
-
     /// An input parameter's entity (`Target`, F&O's `PreImage`).
     static func parameter(_ name: String, of context: JSONObject) -> JSONObject? {
         guard case .array(let parameters)? = context["InputParameters"] else { return nil }
