@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import ProspectToCash
+import Runtime
 import Synchronization
 import Testing
 
@@ -29,7 +30,13 @@ private final class SlowReader: ContextReader {
 @Suite("The receiver's read-back: the posts taken at once are read together")
 struct ReadBatcherTests {
     @Test("16 posts at once are read in a few calls, each post gets its own record, a failed read fails only its batch")
-    func postsTakenTogether() throws {
+    func postsTakenTogether() async throws {
+        // On a thread of its own: the batcher's reads run on the cooperative pool, which a test
+        // body blocked in a wait there would hold back.
+        try await AsyncBridge.onThread { try Self.postsTakenTogether() }
+    }
+
+    private static func postsTakenTogether() throws {
         let reader = SlowReader()
         let batcher = ReadBatcher(reader: reader)
         let kind = RecordKind.all[0]
