@@ -19,7 +19,7 @@ struct BootstrapCommandTests {
         defer { broker.stop() }
         let simulator = try SimulatorProcess([
             "finance-operations", "--client", "\(loadClient):load-secret", "--client",
-            "\(personClient):person-secret", "--faults", "latency=100ms",
+            "\(personClient):person-secret", "--faults", "latency=200ms",
         ])
         defer { simulator.stop() }
         let (url, tenant) = (simulator.url, simulator.tenant)
@@ -77,11 +77,11 @@ struct BootstrapCommandTests {
                 + broker.read("erp.orders.changes", partitions: 24)
         }
 
-        // Killed once part of the load is published (100 ms a request: its 80 pages outlast the
+        // Killed once part of the load is published (200 ms a request: its 80 pages outlast the
         // watch, which reads Kafka, on a loaded machine).
         var load = try start()
         let deadline = ContinuousClock.now + .seconds(90)
-        while try await AsyncBridge.onThread({ try published().count }) < 3_000 && ContinuousClock.now < deadline {
+        while try await AsyncBridge.onThread({ try published().count }) < 1_000 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(load.stop(SIGKILL) != 0)
