@@ -48,12 +48,14 @@ private final class RunningMember: Sendable {
     }
 }
 
-func client(_ simulator: DataverseSimulator, _ user: DataverseSimulator.Client) -> ServiceClient {
+func client(
+    _ simulator: DataverseSimulator, _ user: DataverseSimulator.Client, http: HTTPClient = HTTPClient()
+) -> ServiceClient {
     var settings = ServiceClient.Settings(
         url: simulator.baseURL, tenantID: simulator.tenantID.uuidString.lowercased(),
         clientID: user.id.uuidString.lowercased(), clientSecret: user.secret)
     settings.authority = simulator.baseURL
-    return ServiceClient(settings: settings, http: HTTPClient())
+    return ServiceClient(settings: settings, http: http)
 }
 
 /// Every committed record of `topic` so far.

@@ -16,13 +16,16 @@ struct WebhookTrustTests {
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
     let capture = DataverseSimulator.Client(id: UUID(), secret: "capture-secret")
 
-    private func receiver(_ simulator: DataverseSimulator, port: Int) throws -> WebhookReceiver {
+    private func receiver(
+        _ simulator: DataverseSimulator, port: Int, http: HTTPClient = HTTPClient()
+    ) throws -> WebhookReceiver {
         var configuration = CaptureConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers, clientID: "trust")
         configuration.company = "USMF"
         return try WebhookReceiver(
             configuration: configuration, catalog: broker.catalog,
-            reader: DataverseContextReader(client: client(simulator, capture), streams: []), applyUsers: [],
+            reader: DataverseContextReader(client: client(simulator, capture, http: http), streams: []),
+            applyUsers: [],
             key: "hook-key", port: port, deliveryTimeout: .seconds(2))
     }
 
@@ -111,7 +114,11 @@ struct WebhookTrustTests {
         let simulator = try DataverseSimulator(clients: [person, capture], faults: faults)
         defer { simulator.stop() }
         let port = LocalHTTP.freePort()
-        let receiver = try self.receiver(simulator, port: port)
+        // Two quick attempts, so that the 503 reaches the sender well within its own timeout.
+        var quick = HTTPClient.Configuration()
+        quick.maxAttempts = 2
+        quick.initialBackoff = .milliseconds(20)
+        let receiver = try self.receiver(simulator, port: port, http: HTTPClient(configuration: quick))
         defer { receiver.stop() }
         let answer = try await post(
             "Update", id: UUID(), ["accountnumber": "TR-5", "name": "Any"], to: port, key: (nil, "hook-key"))
