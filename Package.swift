@@ -24,7 +24,14 @@ let package = Package(
         .target(name: "Runtime", swiftSettings: strict),
         .target(name: "Membership", dependencies: ["Kafka", "Runtime"], swiftSettings: strict),
         .target(name: "OData", dependencies: ["Runtime"], swiftSettings: strict),
-        .target(name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash"], swiftSettings: strict),
+        .target(
+            name: "Connectors", dependencies: ["Runtime", "OData", "ProspectToCash", "Topology"], swiftSettings: strict),
+        .target(
+            name: "Dataverse", dependencies: ["Connectors", "OData", "ProspectToCash", "Runtime", "Topology"],
+            swiftSettings: strict),
+        .target(
+            name: "FinanceOperations", dependencies: ["Connectors", "OData", "ProspectToCash", "Runtime", "Topology"],
+            swiftSettings: strict),
         .target(
             name: "Simulators", dependencies: ["Runtime", "OData", "ProspectToCash", "Topology"], swiftSettings: strict),
         .target(name: "ProspectToCash", dependencies: ["Topology"], swiftSettings: strict),
@@ -39,15 +46,14 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "Capture",
-            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors"],
+            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors", "OData"],
             swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
-                "Capture",
-                "Connectors",
+                "Capture", "Connectors", "Dataverse", "FinanceOperations", "OData",
             ],
             swiftSettings: strict
         ),
@@ -62,16 +68,22 @@ let package = Package(
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "Kafka", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
         .testTarget(
-            name: "ConnectorsTests", dependencies: ["Connectors", "Simulators", "Runtime"], swiftSettings: strict),
+            name: "ConnectorsTests",
+            dependencies: ["Connectors", "Dataverse", "FinanceOperations", "Simulators", "Runtime", "OData"],
+            swiftSettings: strict),
         .testTarget(
             name: "ApplyTests",
             dependencies: [
-                "Apply", "Connectors", "Simulators", "Kafka", "Topology", "ProspectToCash", "Runtime", "Worker",
+                "Apply", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Topology",
+                "ProspectToCash", "Runtime", "Worker",
             ],
             swiftSettings: strict),
         .testTarget(
             name: "CaptureTests",
-            dependencies: ["Capture", "Connectors", "Simulators", "Kafka", "Topology", "ProspectToCash", "Runtime"],
+            dependencies: [
+                "Capture", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Topology",
+                "ProspectToCash", "Runtime",
+            ],
             swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
@@ -80,7 +92,11 @@ let package = Package(
             name: "SimulationTests", dependencies: ["Simulation", "ProspectToCash", "Topology"], swiftSettings: strict),
         .testTarget(
             name: "P2CTests",
-            dependencies: ["Kafka", "Topology", "Runtime", "Connectors", "OData", "ProspectToCash", "p2c"],
+            dependencies: [
+                "Kafka", "Topology", "Runtime", "Connectors", "Dataverse", "FinanceOperations", "OData",
+                "ProspectToCash",
+                "p2c",
+            ],
             swiftSettings: strict),
     ]
 )

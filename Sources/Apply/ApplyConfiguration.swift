@@ -18,15 +18,9 @@ public struct ApplyConfiguration: Sendable {
     public var shutdownTimeoutMilliseconds: Int = 8_000
     /// `$batch` requests in flight at most; shrinks on 429 and grows back (AIMD). Default: 8.
     public var maxConcurrency: Int = 8
-    /// Documents (the events of one key) per `$batch`. Default: 20 on Dataverse, 10 on F&O. A `$batch` runs for the
-    /// sum of its writes ("Service protection API limits": start with batches of about 10): F&O writes a document's
-    /// header and lines in one change set, Dataverse a round's headers first and their lines in the next, so the
-    /// same number of documents is about twice the writes on F&O.
-    public var batchDocuments: Int {
-        get { batchDocumentsSetting ?? (side == .erp ? 10 : 20) }
-        set { batchDocumentsSetting = newValue }
-    }
-    private var batchDocumentsSetting: Int?
+    /// Documents (the events of one key) per `$batch`. Default: 20; `p2c apply` starts from the
+    /// system's own (`SystemAdapter.batchDocuments`: 20 on Dataverse, 10 on F&O).
+    public var batchDocuments: Int = 20
     /// Events of one document per round. Default: 50.
     public var documentEvents: Int = 50
     /// A write whose reference does not exist yet (a line before its header) is retried this long

@@ -8,19 +8,18 @@ import Topology
 
 /// Everything an initial load needs besides the system's credentials.
 public struct BootstrapConfiguration: Sendable {
-    /// The system read: `erp` (F&O) or `crm` (Dataverse).
-    public var side: Side = .erp
     public var kafka = KafkaConfiguration()
     /// The streams loaded; empty means every stream the ERP is a source of.
     public var streams: [SyncStream] = []
-    /// ERP: the legal entities loaded; empty means every company, in one pass per entity set.
-    /// CRM: the one legal entity the rows belong to (`ce_company`), required.
+    /// The legal entities loaded. F&O: empty means every company, in one pass per entity set.
+    /// Dataverse: the one legal entity the rows belong to (`ce_company`), required.
     public var companies: [String] = []
     /// Records per page (`$top`; "Open Data Protocol (OData)": at most 10,000 a page). Default: 1 000.
     public var pageSize = 1_000
-    /// The generation of the maps the workers run: which columns a CRM record carries.
+    /// The generation of the maps the workers run: which columns a Dataverse record carries.
     public var generation: MapGeneration = .classic
-    /// One load at a time: a second one with the same id fences the first. Default: `p2c-bootstrap-<side>`.
+    /// One load at a time: a second one with the same id fences the first. Default:
+    /// `p2c-bootstrap-<side>`.
     public var transactionalID: String?
     /// Start here instead of where the last run stopped.
     public var from: BootstrapPosition?
@@ -69,26 +68,16 @@ public final class Bootstrap: @unchecked Sendable {
     /// Records published by this run, and pages.
     public let published = Counter()
     public let pages = Counter()
-    private let source: any BootstrapSource
+    private let adapter: any SystemAdapter
+    private var side: Side { adapter.side }
+    private let source: any RecordSource
     private let producer: KafkaProducer
     private let topics: [SyncStream: String]
     private let statePartition: Int32
     private let log: Log
     private let stopRequest = StopRequest()
 
-    /// One read: a table or entity set, for one company (nil: all).
-    public struct Step: Sendable, CustomStringConvertible {
-        public var kind: RecordKind
-        public var side: Side
-        public var company: String?
-        public var total = 0
-
-        public var description: String {
-            side == .erp ? "\(kind.erpEntitySet ?? kind.erpName)@\(company ?? "*")" : kind.crmName
-        }
-    }
-
-    public private(set) var steps: [Step]
+    public private(set) var steps: [RecordStep]
 
     /// What `run` reports after each page.
     public struct Progress: Sendable {
@@ -98,30 +87,26 @@ public final class Bootstrap: @unchecked Sendable {
     }
 
     /// The load's key in the state topic: `<side>/bootstrap`.
-    public var stateKey: String { "\(configuration.side.rawValue)/bootstrap" }
+    public var stateKey: String { "\(side.rawValue)/bootstrap" }
 
-    /// A load of the ERP through F&O's OData (`client`'s API), or of the CRM through the Web API.
+    /// A load of `adapter`'s system through `client`.
     public init(
-        configuration: BootstrapConfiguration, catalog: TopicCatalog, client: ServiceClient, log: Log = Log()
+        configuration: BootstrapConfiguration, adapter: any SystemAdapter, catalog: TopicCatalog,
+        client: ServiceClient, log: Log = Log()
     ) throws {
         self.configuration = configuration
-        let side = configuration.side
+        let side = adapter.side
+        self.adapter = adapter
         self.log = log.with([("side", .string(side.rawValue)), ("component", "bootstrap")])
         guard let state = catalog[CaptureConfiguration.stateTopic] else {
             throw UsageError("Topics/ declares no \(CaptureConfiguration.stateTopic)")
         }
         statePartition = CaptureMember.partition(of: "\(side.rawValue)/bootstrap", count: state.partitions)
-        if side == .erp {
-            source = FinanceOperationsBootstrapSource(client: client)
-        } else {
-            guard configuration.companies.count == 1 else {
-                throw UsageError("--companies must name the one legal entity of the CRM rows")
-            }
-            source = DataverseBootstrapSource(
-                client: client, company: configuration.companies[0], generation: configuration.generation)
-        }
+        source = adapter.recordSource(
+            client: client, company: configuration.companies.first ?? "", generation: configuration.generation,
+            bothWays: false)
         var topics: [SyncStream: String] = [:]
-        var steps: [Step] = []
+        var steps: [RecordStep] = []
         for stream in SyncStream.allCases
         where stream.sources.contains(side) && (configuration.streams.isEmpty || configuration.streams.contains(stream))
             && (!stream.isParty || configuration.generation == .party)
@@ -130,18 +115,10 @@ public final class Bootstrap: @unchecked Sendable {
                 throw UsageError("Topics/ declares no changes topic for \(stream.rawValue)")
             }
             topics[stream] = topic.name
-            // Masters and headers before lines; an entity set once (customers: accounts and contacts).
-            var sets = Set<String>()
-            let kinds = RecordKind.all.filter { $0.stream == stream && (side == .crm || $0.erpEntitySet != nil) }
+            // Masters and headers before lines.
+            let kinds = RecordKind.all.filter { $0.stream == stream }
                 .sorted { ($0.role == .line ? 1 : 0) < ($1.role == .line ? 1 : 0) }
-            for kind in kinds where sets.insert(side == .erp ? kind.erpEntitySet! : kind.crmName).inserted {
-                let companies =
-                    side == .erp && !configuration.companies.isEmpty
-                    ? configuration.companies.map(Optional.some) : [side == .crm ? configuration.companies[0] : nil]
-                for company in companies {
-                    steps.append(Step(kind: kind, side: side, company: company))
-                }
-            }
+            steps += try adapter.steps(of: kinds, companies: configuration.companies)
         }
         guard !steps.isEmpty else {
             throw UsageError(
@@ -198,7 +175,7 @@ public final class Bootstrap: @unchecked Sendable {
         while position.step < steps.count {
             guard !stopRequest.isRequested else { return false }
             let step = steps[position.step]
-            let cursor = position.cursor ?? (position.skip > 0 && step.side == .erp ? String(position.skip) : nil)
+            let cursor = position.cursor ?? (position.skip > 0 ? adapter.cursor(skipping: position.skip) : nil)
             let page = try retrying("reading \(step) at \(position)") { [source] in
                 try await source.page(step, cursor: cursor, size: size)
             }
@@ -222,10 +199,8 @@ public final class Bootstrap: @unchecked Sendable {
 
     /// The change event of one record: keyed `<company>/<number>`, its id stable while the record
     /// does not change (its version in it).
-    private func event(of record: BootstrapRecord, step: Step) -> OutgoingRecord? {
-        let side = step.side
-        let path = side == .erp ? [step.kind.erpKey] : step.kind.crmKey
-        guard case .string(let number)? = record.data.value(at: path), !number.isEmpty,
+    private func event(of record: SourceRecord, step: RecordStep) -> OutgoingRecord? {
+        guard case .string(let number)? = record.data.value(at: step.kind.keyPath(on: side)), !number.isEmpty,
             let topic = topics[step.kind.stream]
         else { return nil }
         let name = step.kind.name(on: side)
@@ -301,110 +276,5 @@ public final class Bootstrap: @unchecked Sendable {
             }
         }
         return nil
-    }
-}
-
-/// One record of a load: its event data (the maps' names), its company, and an id stable while
-/// the record does not change.
-public struct BootstrapRecord: Sendable {
-    public var data: JSONObject
-    public var company: String
-    public var id: String
-}
-
-/// Where a load reads a side's records.
-public protocol BootstrapSource: Sendable {
-    /// How many records `step` holds (for progress).
-    func total(_ step: Bootstrap.Step) async throws -> Int
-    /// One page of `step` from `cursor` (nil: its start): its records, and the cursor after them
-    /// (nil: the step is done).
-    func page(
-        _ step: Bootstrap.Step, cursor: String?, size: Int
-    ) async throws -> (
-        records: [BootstrapRecord], next: String?
-    )
-}
-
-/// F&O's entity sets in key order, `$skip`/`$top` pages: the cursor is the records done.
-struct FinanceOperationsBootstrapSource: BootstrapSource {
-    let schema: FinanceOperationsSchema
-    let reader: FinanceOperationsReader
-
-    init(client: ServiceClient) {
-        schema = FinanceOperationsSchema(client: client)
-        reader = FinanceOperationsReader(client: client)
-    }
-
-    func total(_ step: Bootstrap.Step) async throws -> Int {
-        let entity = try await schema.entity(of: step.kind)
-        return try await reader.page(entity, company: step.company, select: [], skip: 0, top: 0, count: true).total ?? 0
-    }
-
-    func page(
-        _ step: Bootstrap.Step, cursor: String?, size: Int
-    ) async throws -> (
-        records: [BootstrapRecord], next: String?
-    ) {
-        let entity = try await schema.entity(of: step.kind)
-        let known = FinanceOperationsRecords.fields[entity.set] ?? []
-        let select = Set(
-            entity.keys.map(\.name)
-                + entity.properties.values.filter { known.contains($0.name.uppercased()) }.map(\.name))
-        let skip = cursor.flatMap { Int($0) } ?? 0
-        let page = try await reader.page(entity, company: step.company, select: select.sorted(), skip: skip, top: size)
-        let records = page.records.compactMap { record -> BootstrapRecord? in
-            let (data, company) = FinanceOperationsRecords.record(
-                record.fields.map { (name: $0.key, value: $0.value) }, entitySet: entity.set)
-            guard let company else { return nil }
-            let key = entity.keys.map { key in record[key.name].map { $0.stringValue ?? $0.jsonText } ?? "" }
-                .joined(separator: "/")
-            return BootstrapRecord(
-                data: data, company: company, id: "\(key)/\(record["@odata.etag"]?.stringValue ?? "")")
-        }
-        return (records, page.records.isEmpty ? nil : String(skip + page.records.count))
-    }
-}
-
-/// Dataverse's tables: a change-tracking snapshot read page by page ("Use change tracking to synchronize data with
-/// external systems", "Page results using OData"), lookups as natural keys ("Query schema definitions"); the cursor
-/// is the next link. Totals by `$count` (the service counts up to 5,000, so a bigger table's progress is an
-/// estimate until it is read).
-struct DataverseBootstrapSource: BootstrapSource {
-    let client: ServiceClient
-    let records: DataverseRecords
-    let company: String
-
-    init(client: ServiceClient, company: String, generation: MapGeneration, bothWays: Bool = false) {
-        self.client = client
-        records = DataverseRecords(
-            client: client, schema: DataverseSchema(client: client), generation: generation, bothWays: bothWays)
-        self.company = company
-    }
-
-    func total(_ step: Bootstrap.Step) async throws -> Int {
-        let shape = try await records.shape(of: step.kind)
-        let answer = try await client.get(
-            "\(shape.table.entitySet)?$select=\(shape.table.primaryID)&$count=true&$top=1")
-        return answer["@odata.count"].flatMap { Int($0.stringValue ?? $0.jsonText) } ?? 0
-    }
-
-    func page(
-        _ step: Bootstrap.Step, cursor: String?, size: Int
-    ) async throws -> (
-        records: [BootstrapRecord], next: String?
-    ) {
-        let shape = try await records.shape(of: step.kind)
-        var reader = DataverseChangeReader(client: client)
-        reader.pageSize = min(size, 5_000)
-        let page = try await reader.page(cursor, entitySet: shape.table.entitySet, select: shape.select)
-        var result: [BootstrapRecord] = []
-        for case .row(let row) in page.changes {
-            let data = try await records.record(of: row, shape: shape)
-            guard let id = row[shape.table.primaryID]?.stringValue else { continue }
-            let version = row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? ""
-            result.append(BootstrapRecord(data: data, company: company, id: "\(id)/\(version)"))
-        }
-        if case .page(let next) = page.next { return (result, next) }
-        return (result, nil)
     }
 }

@@ -20,7 +20,8 @@ extension CaptureMember {
                         (
                             "tables",
                             .string(
-                                tables.filter { mine.contains($0.partition) }.map(\.kind.crmName).joined(separator: ",")
+                                tables.filter { mine.contains($0.partition) }.map { $0.kind.name(on: side) }.joined(
+                                    separator: ",")
                             )
                         ),
                     ])
@@ -46,10 +47,10 @@ extension CaptureMember {
             kafka: self.configuration.kafka, groupID: "\(self.configuration.resolvedGroupID)-restore")
         configuration.reportPartitionEnd = true
         let reader = try KafkaConsumer(configuration: configuration)
-        let side = self.configuration.side.rawValue
+        let side = self.side.rawValue
         var byKey: [String: Int] = [:]
         for index in tables.indices where partitions.contains(tables[index].partition) {
-            byKey["\(side)/\(tables[index].kind.crmName)"] = index
+            byKey["\(side)/\(tables[index].kind.name(on: self.side))"] = index
             tables[index].link = nil
             tables[index].isDelta = false
             tables[index].keys = [:]

@@ -7,7 +7,7 @@ import Runtime
 import Synchronization
 import Topology
 
-/// One member of a side's capture fleet: polls each of its tables by change tracking and publishes
+/// One member of a side's capture fleet: polls each of its tables' change feed and publishes
 /// the changes to `<side>.<stream>.changes`, in the same Kafka transaction as the table's new link
 /// in `p2c.capture.state`, so that a crash neither loses nor repeats a page.
 ///
@@ -22,9 +22,9 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
     public let configuration: CaptureConfiguration
     public let metrics = CaptureMetrics()
     public let transactionalID: String
-    let reader: DataverseChangeReader
-    let records: DataverseRecords
-    /// `systemuserid`s of the apply identities: their changes are published with `ce_origin: p2c`.
+    let feed: any ChangeFeed
+    let side: Side
+    /// The apply identities' ids in the system: their changes are published with `ce_origin: p2c`.
     let applyUsers: Set<String>
     let consumer: KafkaConsumer
     let producer: KafkaProducer
@@ -42,7 +42,6 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         var kind: RecordKind
         var topic: String
         var partition: Int32
-        var shape: DataverseRecords.Shape?
         var link: String?
         var isDelta = false
         var nextPoll = ContinuousClock.now
@@ -60,40 +59,45 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         var record: JSONObject
     }
 
+    /// Polls `adapter`'s system through `client`; `applyUsers` are the ids of apply's identities.
     public init(
-        configuration: CaptureConfiguration, catalog: TopicCatalog, client: ServiceClient, applyUsers: Set<UUID>,
-        log: Log = Log()
+        configuration: CaptureConfiguration, adapter: any SystemAdapter, catalog: TopicCatalog, client: ServiceClient,
+        applyUsers: Set<UUID>, log: Log = Log()
     ) throws {
         self.configuration = configuration
-        self.log = log.with([("side", .string(configuration.side.rawValue))])
+        let side = adapter.side
+        self.side = side
+        self.log = log.with([("side", .string(side.rawValue))])
+        guard
+            let feed = adapter.changeFeed(
+                client: client, pageSize: configuration.pageSize, generation: configuration.generation)
+        else {
+            throw UsageError("mode: \(side.rawValue) has no change feed to poll (modes: \(adapter.changeModes))")
+        }
+        self.feed = feed
         guard !configuration.company.isEmpty else { throw UsageError("company is required (P2C_CAPTURE_COMPANY)") }
         guard let state = catalog[CaptureConfiguration.stateTopic] else {
             throw UsageError("Topics/ declares no \(CaptureConfiguration.stateTopic)")
         }
         statePartitions = state.partitions
-        var reader = DataverseChangeReader(client: client)
-        reader.pageSize = configuration.pageSize
-        self.reader = reader
-        records = DataverseRecords(
-            client: client, schema: DataverseSchema(client: client), generation: configuration.generation)
         self.applyUsers = Set(applyUsers.map { $0.uuidString.lowercased() })
         // Masters and headers before lines: a round reads a header's changes before its lines'.
         let kinds = RecordKind.kinds(for: configuration.generation).filter { kind in
-            kind.stream.sources.contains(configuration.side)
+            kind.stream.sources.contains(side)
                 && (configuration.streams.isEmpty || configuration.streams.contains(kind.stream))
         }.sorted { ($0.role == .line ? 1 : 0) < ($1.role == .line ? 1 : 0) }
         tables = try kinds.map { kind in
-            guard let topic = catalog.topic(.changes, side: configuration.side, stream: kind.stream) else {
+            guard let topic = catalog.topic(.changes, side: side, stream: kind.stream) else {
                 throw UsageError("Topics/ declares no changes topic for \(kind.stream.rawValue)")
             }
             return TableState(
                 kind: kind, topic: topic.name,
-                partition: Self.partition(of: "\(configuration.side.rawValue)/\(kind.crmName)", count: state.partitions)
+                partition: Self.partition(of: "\(side.rawValue)/\(kind.name(on: side))", count: state.partitions)
             )
         }
         guard !tables.isEmpty else {
             throw UsageError(
-                "streams: none of \(configuration.streams.map(\.rawValue)) is captured from \(configuration.side.rawValue)"
+                "streams: none of \(configuration.streams.map(\.rawValue)) is captured from \(side.rawValue)"
             )
         }
         let consumerConfiguration = ConsumerConfiguration(
@@ -101,7 +105,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
         transactionalID =
             configuration.transactionalID
-            ?? "p2c-capture-\(configuration.side.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+            ?? "p2c-capture-\(side.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
         var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
         producerConfiguration.transactionTimeoutMilliseconds = 10_000
         try consumerConfiguration.validate()
@@ -124,8 +128,8 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         return Int32(hash % UInt32(count))
     }
 
-    /// What it asked Dataverse besides the change reads.
-    public var dataverseRequests: [(kind: String, value: Int)] { records.requests }
+    /// What it asked the system besides the change reads.
+    public var requests: [(kind: String, value: Int)] { feed.requests }
 
     public func stop() {
         loop.stop()
@@ -141,7 +145,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         log.info(
             "capture started",
             [
-                ("tables", .string(tables.map(\.kind.crmName).joined(separator: ","))),
+                ("tables", .string(tables.map { $0.kind.name(on: side) }.joined(separator: ","))),
                 ("group_id", .string(configuration.resolvedGroupID)), ("transactional_id", .string(transactionalID)),
                 ("poll_interval_ms", .int(Int64(configuration.pollIntervalMilliseconds))),
             ])
@@ -173,20 +177,15 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
     /// Reads the table's next page and publishes it with the table's new state, in one transaction.
     func step(_ index: Int) {
         var table = tables[index]
+        let name = table.kind.name(on: side)
         do {
-            if table.shape == nil {
-                table.shape = try wait { [records, table] in try await records.shape(of: table.kind) }
-            }
-            let shape = table.shape!
-            let page: DataverseChangePage
+            let page: ChangePage
             do {
-                page = try wait { [reader, table] in
-                    try await reader.page(table.link, entitySet: shape.table.entitySet, select: shape.select)
-                }
-            } catch let refused as DataverseChangeReader.LinkRefused {
+                page = try wait { [feed, table] in try await feed.page(of: table.kind, from: table.link) }
+            } catch let refused as ChangeLinkRefused {
                 log.warning(
                     "delta link refused; taking a new snapshot",
-                    [("table", .string(table.kind.crmName)), ("error", .string(refused.description))])
+                    [("table", .string(name)), ("error", .string(refused.description))])
                 metrics.refusedLinks.add()
                 table.link = nil
                 table.isDelta = false
@@ -195,39 +194,34 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             }
             if table.link == nil {
                 metrics.snapshots.add()
-                log.info("snapshot", [("table", .string(table.kind.crmName))])
+                log.info("snapshot", [("table", .string(name))])
             }
             var outgoing: [OutgoingRecord] = []
             var keyChanges: [(id: String, key: RowKey?)] = []
+            let keyPath = table.kind.keyPath(on: side)
+            let lineField = RecordKind.lineNumberField(on: side)
             for change in page.changes {
                 switch change {
                 case .row(let row):
-                    let record = try wait { [records] in try await records.record(of: row, shape: shape) }
-                    guard let id = row[shape.table.primaryID]?.stringValue,
-                        case .string(let number)? = record.value(at: table.kind.crmKey), !number.isEmpty
-                    else {
+                    guard case .string(let number)? = row.record.value(at: keyPath), !number.isEmpty else {
                         metrics.unkeyed.add()
                         continue
                     }
                     let subject = "\(configuration.company)/\(number)"
                     var keyRecord = JSONObject()
-                    keyRecord.set(path: table.kind.crmKey, to: .string(number))
-                    if table.kind.role == .line, let sequence = record["sequencenumber"] {
-                        keyRecord["sequencenumber"] = sequence
+                    keyRecord.set(path: keyPath, to: .string(number))
+                    if table.kind.role == .line, let sequence = row.record[lineField] {
+                        keyRecord[lineField] = sequence
                     }
-                    let version =
-                        row["versionnumber"].map { $0.stringValue ?? $0.jsonText } ?? row["modifiedon"]?.stringValue
-                        ?? ""
-                    if !version.isEmpty && table.versions[id] == version { continue }
-                    let echo = row["_modifiedby_value"]?.stringValue.map(applyUsers.contains) ?? false
+                    if !row.version.isEmpty && table.versions[row.id] == row.version { continue }
+                    let echo = row.modifiedBy.map(applyUsers.contains) ?? false
                     if echo { metrics.echoes.add() }
                     outgoing.append(
                         event(
-                            table, id: "\(id)/\(version)", action: "upserted", subject: subject, record: record,
-                            echo: echo, time: row["modifiedon"]?.stringValue))
-                    keyChanges.append((id, RowKey(subject: subject, record: keyRecord)))
-                case .deleted(let removed):
-                    let id = removed.uuidString.lowercased()
+                            table, id: "\(row.id)/\(row.version)", action: "upserted", subject: subject,
+                            record: row.record, echo: echo, time: row.time))
+                    keyChanges.append((row.id, RowKey(subject: subject, record: keyRecord)))
+                case .deleted(let id):
                     // The row's key as this table's state knows it; a row created and deleted
                     // before the table was first read has none.
                     guard let key = keyChanges.last(where: { $0.id == id })?.key ?? table.keys[id] else {
@@ -250,8 +244,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             for change in keyChanges { table.keys[change.id] = change.key }
             if table.versions.count > 100_000 { table.versions.removeAll(keepingCapacity: true) }
             for case .row(let row) in page.changes {
-                guard let id = row[shape.table.primaryID]?.stringValue else { continue }
-                table.versions[id] = row["versionnumber"].map { $0.stringValue ?? $0.jsonText }
+                table.versions[row.id] = row.version.isEmpty ? nil : row.version
             }
             metrics.published.add(outgoing.count)
             metrics.pages.add()
@@ -273,7 +266,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             log.warning(
                 "reading changes failed; retrying",
                 [
-                    ("table", .string(table.kind.crmName)), ("error", .string("\(error)")),
+                    ("table", .string(name)), ("error", .string("\(error)")),
                     ("retry_ms", .int(Int64(pause / .milliseconds(1)))),
                 ])
         }
@@ -286,9 +279,10 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         time: String? = nil
     ) -> OutgoingRecord {
         // The time: when the row changed, as the service stamped it.
-        ChangeEvent.record(
-            topic: table.topic, side: configuration.side, record: table.kind.crmName, action: action,
-            id: "\(configuration.side.rawValue)/\(table.kind.crmName)/\(id)", subject: subject,
+        let name = table.kind.name(on: side)
+        return ChangeEvent.record(
+            topic: table.topic, side: side, record: name, action: action, id: "\(side.rawValue)/\(name)/\(id)",
+            subject: subject,
             company: configuration.company, data: record, time: time, echo: echo)
     }
 
@@ -297,7 +291,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         _ events: [OutgoingRecord], table: TableState, link: String, isDelta: Bool,
         keyChanges: [(id: String, key: RowKey?)]
     ) throws {
-        let prefix = "\(configuration.side.rawValue)/\(table.kind.crmName)"
+        let prefix = "\(side.rawValue)/\(table.kind.name(on: side))"
         try producer.beginTransaction()
         do {
             try producer.deliver(events)

@@ -1,3 +1,4 @@
+import Connectors
 import Dispatch
 import Runtime
 import Synchronization

@@ -239,7 +239,7 @@ public final class WebhookReceiver: Sendable {
         guard let change else { return .unkeyed }
         if change.skip { return .superseded }
         let deleted = change.deleted
-        let keyPath = side == .crm ? kind.crmKey : [kind.erpKey]
+        let keyPath = kind.keyPath(on: side)
         guard case .string(let number)? = change.record.value(at: keyPath), !number.isEmpty else { return .unkeyed }
         var data = change.record
         if deleted {

@@ -45,7 +45,7 @@ public enum ApplyOutcome: Sendable, Equatable {
 }
 
 /// A sink that writes in `$batch` requests and reads a failed answer into an outcome.
-protocol BatchingSink {
+package protocol BatchingSink {
     var client: ServiceClient { get }
 }
 
@@ -55,7 +55,7 @@ extension BatchingSink {
     /// the Web API"; on F&O one gone since it was read), any other 4xx a refusal with the service's error code when
     /// it gives one ("Compose HTTP requests and handle errors", "Execute batch operations using the Web API"; F&O's
     /// is often empty).
-    static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
+    package static func outcome(status: Int, headers: HTTPHeaders, body: [UInt8]) -> ApplyOutcome {
         let error = (try? JSONParser.parse(body))?.objectValue?["error"]?.objectValue
         let code = error?["code"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         let message = error?["message"]?.stringValue ?? "HTTP \(status)"
@@ -73,7 +73,7 @@ extension BatchingSink {
 
     /// The outcome of a request that got no answer to read: a 429 a pause, no answer, a 5xx or a
     /// 401 a retry, another status a refusal.
-    static func outcome(of error: any Error) -> ApplyOutcome {
+    package static func outcome(of error: any Error) -> ApplyOutcome {
         if let error = error as? ServiceError {
             if error.status == 429 { return .throttled(retryAfter: error.retryAfter ?? .seconds(1)) }
             if error.status == 0 || error.status >= 500 || error.status == 401 {
@@ -85,7 +85,7 @@ extension BatchingSink {
     }
 
     /// The parts' answers of one `$batch`, or, when it has none, the outcome of all it carried.
-    func exchange(_ parts: [ODataBatch.Part]) async -> (parts: [ODataBatch.Part], failure: ApplyOutcome?) {
+    package func exchange(_ parts: [ODataBatch.Part]) async -> (parts: [ODataBatch.Part], failure: ApplyOutcome?) {
         do {
             switch try await client.batch(parts) {
             case .parts(let answered): return (answered, nil)
@@ -96,4 +96,17 @@ extension BatchingSink {
             return ([], Self.outcome(of: error))
         }
     }
+}
+
+/// Why an event cannot be written, for good: dead-lettered with `code` and `message`.
+public struct WriteRefusal: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+
+    public init(_ code: String, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
 }

@@ -196,7 +196,7 @@ public final class HTTPClient: Sendable {
     }
 
     /// `Retry-After` as seconds or as an HTTP date.
-    static func retryAfter(_ text: String) -> Duration? {
+    package static func retryAfter(_ text: String) -> Duration? {
         if let seconds = Double(text.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")

@@ -148,4 +148,7 @@ public final class RecordKind: Sendable, Equatable {
 
     /// The name of this kind on `side`.
     public func name(on side: Side) -> String { side == .erp ? erpName : crmName }
+
+    /// Where the record number is in this kind's data on `side`.
+    public func keyPath(on side: Side) -> [String] { side == .erp ? [erpKey] : crmKey }
 }

@@ -1,5 +1,6 @@
 import Apply
 import Connectors
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash
@@ -112,28 +113,13 @@ struct ApplyBench {
         configuration.side = side
         configuration.streams = [.orders]
         configuration.sessionTimeoutMilliseconds = 10_000
-        var sinks: [any DocumentSink] = []
-        var schema: DataverseSchema?
-        var fnoSchema: FinanceOperationsSchema?
-        var reads: [FinanceOperationsSink] = []
-        for client in clients {
-            var http = HTTPClient.Configuration()
-            http.retriesThrottled = false
-            let service = client.client(
-                of: baseURL, tenant: tenantID, api: side == .crm ? .dataverse : .financeOperations, log: log, http: http
-            )
-            if side == .crm {
-                schema = schema ?? DataverseSchema(client: service)
-                sinks.append(DataverseSink(client: service, schema: schema!))
-            } else {
-                fnoSchema = fnoSchema ?? FinanceOperationsSchema(client: service)
-                let sink = FinanceOperationsSink(client: service, schema: fnoSchema!)
-                reads.append(sink)
-                sinks.append(sink)
-            }
-        }
+        let system = adapter(for: side)
+        var http = HTTPClient.Configuration()
+        http.retriesThrottled = false
+        let sinks = system.sinks(
+            clients: clients.map { $0.client(of: baseURL, tenant: tenantID, api: system.api, log: log, http: http) })
         // One member writing through every identity.
-        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
+        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
         Thread { try? applier.run() }.start()
         func applied() -> Int { applier.metrics.applied.value }
         // From the first write on: the first window, then the measured span.
@@ -154,11 +140,9 @@ struct ApplyBench {
         print(
             "apply: \(format(rate, 0, 0)) writes/s over \(format((last.1 - from).seconds, 0, 0)) s after the first window = \(format(rate / ceiling, 2, 0)) of the \(Int(ceiling)) writes/s the limits allow (goal ≥ 0.9); 429s answered: \(throttled()); peak concurrent requests of a user: \(peakConcurrent())"
         )
-        if side == .erp {
-            print(
-                "  existence reads (F&O has no upsert): \(reads.reduce(0) { $0 + $1.existenceReads.value }) for \(applied()) writes"
-            )
-        }
+        // Besides the writes: F&O's existence reads (it has no upsert), Dataverse's id reads.
+        let requests = sinks.requests().map { "\($0.kind) \($0.value)" }.joined(separator: ", ")
+        print("  requests besides the writes: \(requests), for \(applied()) writes")
         Thread.sleep(forTimeInterval: 1)
         return 0
     }

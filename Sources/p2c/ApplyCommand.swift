@@ -66,6 +66,7 @@ enum ApplyCommand {
                 throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(side)'")
             }
             configuration.side = parsed
+            configuration.batchDocuments = adapter(for: parsed).batchDocuments
             configuration.streams = file.worker.streams
             configuration.kafka = file.worker.kafka
             configuration.groupID = file.worker.groupID
@@ -83,8 +84,7 @@ enum ApplyCommand {
                 }
             }
             connection = try ConnectionSettings.load(
-                configuration.side == .crm ? .dataverse : .financeOperations, file: file.object,
-                environment: environment)
+                adapter(for: configuration.side), file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -96,43 +96,16 @@ enum ApplyCommand {
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
         // One client per identity; each is checked at start. They share the table definitions.
-        let clients = connection.identities.map { ServiceClient(settings: $0, http: http, api: connection.system.api) }
+        let system = connection.system
+        let clients = connection.identities.map { ServiceClient(settings: $0, http: http, api: system.api) }
         for client in clients {
             try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
         }
-        let sinks: [any DocumentSink]
-        let requests: @Sendable () -> String
+        let sinks = system.sinks(clients: clients)
         let side = configuration.side.rawValue
-        if connection.system == .dataverse {
-            let schema = DataverseSchema(client: clients[0])
-            let dataverse = clients.map { DataverseSink(client: $0, schema: schema) }
-            sinks = dataverse
-            requests = {
-                ServiceMetrics.exposition(
-                    system: "dataverse", labels: "side=\"\(side)\"",
-                    [
-                        ("table_definitions", schema.reads.value),
-                        ("id_reads", dataverse.reduce(0) { $0 + $1.idReads.value }),
-                        ("batches", dataverse.reduce(0) { $0 + $1.batches.value }),
-                    ])
-            }
-        } else {
-            let schema = FinanceOperationsSchema(client: clients[0])
-            let fno = clients.map { FinanceOperationsSink(client: $0, schema: schema) }
-            sinks = fno
-            requests = {
-                ServiceMetrics.exposition(
-                    system: "fno", labels: "side=\"\(side)\"",
-                    [
-                        ("metadata", schema.reads.value),
-                        ("existence_reads", fno.reduce(0) { $0 + $1.existenceReads.value }),
-                        ("batches", fno.reduce(0) { $0 + $1.batches.value }),
-                    ])
-            }
-        }
         let applier: Applier
         do {
-            applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks, log: log)
+            applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
         } catch let error as KafkaError {
             throw UsageError(error.message, command: spec.name)
         } catch let error as UsageError {
@@ -146,7 +119,9 @@ enum ApplyCommand {
                 port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
                 watchdog: watchdog
             ) {
-                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side)\"") + requests()
+                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side)\"")
+                    + ServiceMetrics.exposition(
+                        system: system.metricsName, labels: "side=\"\(side)\"", sinks.requests())
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

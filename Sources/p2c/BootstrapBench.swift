@@ -1,6 +1,8 @@
 import Apply
 import Capture
 import Connectors
+import Dataverse
+import FinanceOperations
 import Foundation
 import Kafka
 import OData
@@ -94,7 +96,9 @@ struct BootstrapBench {
         print(
             "p2c bench --bootstrap: \(records) records (\(documents) orders of 4 lines) in the F&O simulator, documented default limits per user, reads 2 ms of execution each, pages of \(pageSize), one identity"
         )
-        let bootstrap = try Bootstrap(configuration: configuration, catalog: catalog, client: client, log: log)
+        let bootstrap = try Bootstrap(
+            configuration: configuration, adapter: FinanceOperationsAdapter(), catalog: catalog, client: client,
+            log: log)
         let started = ContinuousClock.now
         let done = try bootstrap.run()
         let elapsed = (ContinuousClock.now - started).seconds
@@ -187,12 +191,9 @@ struct BootstrapBench {
         apply.streams = [.customers]
         apply.kafka = kafka
         apply.sessionTimeoutMilliseconds = 6_000
-        let sinkClients = writers.map { client(sales.baseURL, sales.tenantID, $0, .dataverse) }
-        let schema = DataverseSchema(client: sinkClients[0])
-        let applier = try Applier(
-            configuration: apply, catalog: catalog,
-            sinks: sinkClients.map { DataverseSink(client: $0, schema: schema) },
-            log: log)
+        let sinks = DataverseAdapter().sinks(
+            clients: writers.map { client(sales.baseURL, sales.tenantID, $0, .dataverse) })
+        let applier = try Applier(configuration: apply, catalog: catalog, sinks: sinks.sinks, log: log)
         Thread { try? applier.run() }.start()
         defer {
             worker.stop()
@@ -206,7 +207,9 @@ struct BootstrapBench {
         configuration.streams = [.customers]
         configuration.pageSize = pageSize
         let started = ContinuousClock.now
-        let bootstrap = try Bootstrap(configuration: configuration, catalog: catalog, client: source, log: log)
+        let bootstrap = try Bootstrap(
+            configuration: configuration, adapter: FinanceOperationsAdapter(), catalog: catalog, client: source,
+            log: log)
         if let window {
             // The load reads on while apply writes: from the first write on, the first window,
             // then the measured span.

@@ -49,6 +49,7 @@ enum BootstrapCommand {
         let environment = ProcessInfo.processInfo.environment
         var configuration = BootstrapConfiguration()
         let connection: ConnectionSettings
+        let system: any SystemAdapter
         do {
             for key in ["bootstrap-servers", "streams"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
@@ -58,7 +59,7 @@ enum BootstrapCommand {
             guard let side = Side(rawValue: sideText) else {
                 throw UsageError("side must be erp (Finance and Operations) or crm (Dataverse), got '\(sideText)'")
             }
-            configuration.side = side
+            system = adapter(for: side)
             configuration.kafka = file.worker.kafka
             configuration.generation = file.mapping.generation
             configuration.streams = file.worker.streams
@@ -67,36 +68,36 @@ enum BootstrapCommand {
                     $0.trimmingCharacters(in: .whitespaces).uppercased()
                 }.filter { !$0.isEmpty }
             configuration.pageSize = try arguments.integer("page-size", in: 1...10_000)!
-            if side == .crm {
-                guard configuration.companies.count == 1 else {
-                    throw UsageError("--side crm needs --companies with the one legal entity of the rows")
-                }
-                guard configuration.pageSize <= 5_000 else { throw UsageError("--page-size on crm: at most 5000") }
+            // Rows that carry no company of their own belong to the one named.
+            guard system.companyField != nil || configuration.companies.count == 1 else {
+                throw UsageError("--side \(sideText) needs --companies with the one legal entity of the rows")
+            }
+            guard configuration.pageSize <= system.maxPageSize else {
+                throw UsageError("--page-size on \(sideText): at most \(system.maxPageSize)")
             }
             if let text = arguments.string("from") {
                 guard let position = BootstrapPosition(parsing: text) else {
                     throw UsageError("--from expects <step>:<records>, got '\(text)'")
                 }
-                guard side == .erp || position.skip == 0 else {
-                    throw UsageError("--from on crm takes <step>:0 (a step's pages are links, not counts)")
+                guard position.skip == 0 || system.cursor(skipping: position.skip) != nil else {
+                    throw UsageError("--from on \(sideText) takes <step>:0 (a step's pages are links, not counts)")
                 }
                 configuration.from = position
             }
             configuration.restart = arguments.flag("restart")
             if let id = environment["P2C_TRANSACTIONAL_ID"], !id.isEmpty { configuration.transactionalID = id }
-            connection = try ConnectionSettings.load(
-                side == .erp ? .financeOperations : .dataverse, file: file.object, environment: environment)
+            connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "bootstrap")])
-        let client = ServiceClient(
-            settings: connection.settings, http: HTTPClient(log: log), api: connection.system.api)
+        let client = ServiceClient(settings: connection.settings, http: HTTPClient(log: log), api: system.api)
         try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
         let bootstrap: Bootstrap
         do {
-            bootstrap = try Bootstrap(configuration: configuration, catalog: catalog, client: client, log: log)
+            bootstrap = try Bootstrap(
+                configuration: configuration, adapter: system, catalog: catalog, client: client, log: log)
         } catch let error as KafkaError {
             throw UsageError(error.message, command: spec.name)
         } catch let error as UsageError {

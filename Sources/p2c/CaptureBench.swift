@@ -1,5 +1,6 @@
 import Capture
 import Connectors
+import Dataverse
 import Foundation
 import Kafka
 import ProspectToCash
@@ -58,12 +59,14 @@ struct CaptureBench {
         if webhook {
             receiver = try WebhookReceiver(
                 configuration: configuration, catalog: catalog,
-                reader: DataverseContextReader(client: client(reader), streams: configuration.streams), applyUsers: [],
+                reader: DataverseContextReader(client: client(reader), streams: configuration.streams),
+                applyUsers: [],
                 key: "k",
                 port: port, log: log)
         } else {
             let capture = try CaptureMember(
-                configuration: configuration, catalog: catalog, client: client(reader), applyUsers: [], log: log)
+                configuration: configuration, adapter: DataverseAdapter(), catalog: catalog, client: client(reader),
+                applyUsers: [], log: log)
             Thread { try? capture.run() }.start()
             member = capture
             // The first snapshot of every table, before the clock starts.

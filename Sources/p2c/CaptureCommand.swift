@@ -78,7 +78,7 @@ enum CaptureCommand {
         var configuration = CaptureConfiguration()
         let connection: ConnectionSettings
         let mode: String
-        let side: Side
+        let system: any SystemAdapter
         do {
             for key in ["bootstrap-servers", "streams", "group", "metrics-port", "listen-address"] {
                 if let value = arguments.string(key) { try file.set(key, value) }
@@ -88,8 +88,8 @@ enum CaptureCommand {
             guard let parsed = Side(rawValue: sideText) else {
                 throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(sideText)'")
             }
-            side = parsed
-            configuration.side = side
+            system = adapter(for: parsed)
+            configuration.side = parsed
             configuration.streams = file.worker.streams
             configuration.generation = file.mapping.generation
             configuration.kafka = file.worker.kafka
@@ -99,7 +99,8 @@ enum CaptureCommand {
             configuration.company =
                 arguments.string("company") ?? environment["P2C_CAPTURE_COMPANY"] ?? file.object["company"] as? String
                 ?? ""
-            guard !configuration.company.isEmpty || side == .erp else {
+            // Rows that carry no company of their own are stamped with the deployment's.
+            guard !configuration.company.isEmpty || system.companyField != nil else {
                 throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
             }
             for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
@@ -112,20 +113,19 @@ enum CaptureCommand {
                 }
             }
             configuration.listenAddress = file.worker.listenAddress
-            guard configuration.recheckMilliseconds == 0 || side == .erp else {
+            guard configuration.recheckMilliseconds == 0 || system.rechecksPosts else {
                 throw UsageError("recheckMs applies to --side erp (F&O's data events, read by their key)")
             }
             mode =
                 arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String
-                ?? (side == .crm ? "poll" : "webhook")
+                ?? system.changeModes[0]
             guard mode == "poll" || mode == "webhook" else {
                 throw UsageError("mode must be poll or webhook, got '\(mode)'")
             }
-            guard side == .crm || mode == "webhook" else {
+            guard system.changeModes.contains(mode) else {
                 throw UsageError("mode poll is Dataverse change tracking; erp captures F&O's data events (webhook)")
             }
-            connection = try ConnectionSettings.load(
-                side == .crm ? .dataverse : .financeOperations, file: file.object, environment: environment)
+            connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
             if mode == "webhook" { _ = try webhookEndpoint(arguments) }
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
@@ -133,41 +133,29 @@ enum CaptureCommand {
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "capture")])
         let http = HTTPClient(log: log)
-        let client = ServiceClient(settings: connection.settings, http: http, api: connection.system.api)
+        let client = ServiceClient(settings: connection.settings, http: http, api: system.api)
         try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
-        if side == .erp {
-            // F&O's data events name the Entra application that made a change by its client id.
-            let reader = FinanceOperationsContextReader(
-                schema: FinanceOperationsSchema(client: client), streams: configuration.streams)
-            return try await webhook(
-                arguments, configuration: configuration, catalog: catalog, reader: reader,
-                applyUsers: Set(connection.applyClientIDs), system: "fno", file: file, http: http, log: log)
-        }
-        // The apply identities' application users: their changes are p2c's own.
-        var applyUsers = Set<UUID>()
-        for id in connection.applyClientIDs {
-            do {
-                if let user = try await client.applicationUser(clientID: id) {
-                    applyUsers.insert(user)
-                } else {
-                    log.warning("no application user for an apply client id", [("client_id", .string("\(id)"))])
-                }
-            } catch {
-                throw UsageError("dataverse: looking up the apply identity \(id): \(error)", command: spec.name)
+        // The apply identities as the system names them in its changes: their changes are p2c's own.
+        let applyUsers: Set<UUID>
+        do {
+            applyUsers = try await system.applyIdentities(connection.applyClientIDs, client: client) { id in
+                log.warning("no application user for an apply client id", [("client_id", .string("\(id)"))])
             }
+        } catch {
+            throw UsageError("\(system.settingsKey): looking up the apply identities: \(error)", command: spec.name)
         }
         if mode == "webhook" {
             return try await webhook(
                 arguments, configuration: configuration, catalog: catalog,
-                reader: DataverseContextReader(
+                reader: system.contextReader(
                     client: client, streams: configuration.streams, generation: configuration.generation),
-                applyUsers: applyUsers,
-                system: "dataverse", file: file, http: http, log: log)
+                applyUsers: applyUsers, system: system.metricsName, file: file, http: http, log: log)
         }
         let member: CaptureMember
         do {
             member = try CaptureMember(
-                configuration: configuration, catalog: catalog, client: client, applyUsers: applyUsers, log: log)
+                configuration: configuration, adapter: system, catalog: catalog, client: client,
+                applyUsers: applyUsers, log: log)
         } catch let error as KafkaError {
             throw UsageError(error.message, command: spec.name)
         } catch let error as UsageError {
@@ -181,8 +169,9 @@ enum CaptureCommand {
                 port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
                 watchdog: watchdog
             ) {
-                metrics.exposition(labels: "side=\"crm\"") + http.metrics.exposition(labels: "side=\"crm\"")
-                    + ServiceMetrics.exposition(system: "dataverse", labels: "side=\"crm\"", member.dataverseRequests)
+                let side = "side=\"\(system.side.rawValue)\""
+                return metrics.exposition(labels: side) + http.metrics.exposition(labels: side)
+                    + ServiceMetrics.exposition(system: system.metricsName, labels: side, member.requests)
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

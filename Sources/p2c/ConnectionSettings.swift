@@ -1,21 +1,25 @@
 import Connectors
+import Dataverse
+import FinanceOperations
 import Foundation
+import ProspectToCash
 import Runtime
+import Topology
+
+/// The system on `side`: the one place that knows which adapter serves which side.
+func adapter(for side: Side) -> any SystemAdapter {
+    switch side {
+    case .crm: DataverseAdapter()
+    case .erp: FinanceOperationsAdapter()
+    }
+}
 
 /// A system's connection for apply and capture: `P2C_DATAVERSE_*` variables over the file's
 /// `dataverse` object, or `P2C_FNO_*` over `fno`. The client secret comes from the environment or
 /// a file, never from the configuration file itself or a flag.
 struct ConnectionSettings {
-    /// Which system: its file key and variable prefix.
-    enum System: Sendable {
-        case dataverse, financeOperations
-
-        var key: String { self == .dataverse ? "dataverse" : "fno" }
-        var prefix: String { self == .dataverse ? "P2C_DATAVERSE" : "P2C_FNO" }
-        var api: ServiceClient.API { self == .dataverse ? .dataverse : .financeOperations }
-    }
-
-    var system: System
+    /// Which system.
+    var system: any SystemAdapter
     /// The first identity's: capture's, and apply's when it has one.
     var settings: ServiceClient.Settings
     /// Every identity: apply spreads its writes over them (the limits are per user).
@@ -29,10 +33,11 @@ struct ConnectionSettings {
 
     /// Reads the settings; a missing or bad one fails with one line naming it.
     static func load(
-        _ system: System, file: [String: Any], environment: [String: String] = ProcessInfo.processInfo.environment
+        _ system: any SystemAdapter, file: [String: Any],
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ConnectionSettings {
-        let name = system.key
-        let prefix = system.prefix
+        let name = system.settingsKey
+        let prefix = system.variablePrefix
         let object: [String: Any]
         switch file[name] {
         case nil: object = [:]
@@ -114,21 +119,16 @@ struct ConnectionSettings {
             system: system, settings: identities[0], identities: identities, applyClientIDs: applyClientIDs)
     }
 
-    /// Asks the environment who the client is (Dataverse's WhoAmI; a one-record read on F&O): a
-    /// refused secret or tenant is a configuration error (exit 2); an environment not reachable
-    /// yet is only logged.
+    /// Asks the environment who the client is (`SystemAdapter.identify`): a refused secret or
+    /// tenant is a configuration error (exit 2); an environment not reachable yet is only logged.
     static func check(_ client: ServiceClient, settings: ConnectionSettings, log: Log, command: String) async throws {
-        let name = settings.system.key
+        let name = settings.system.settingsKey
         do {
             var fields: [(String, LogValue)] = [
                 ("url", .string(settings.settings.url.absoluteString)),
                 ("client_id", .string(client.settings.clientID)),
             ]
-            if settings.system == .dataverse {
-                fields.append(("user_id", .string(try await client.whoAmI().uuidString.lowercased())))
-            } else {
-                _ = try await client.get("SalesOrderOriginCodes?cross-company=true&$top=1&$select=OriginCode")
-            }
+            for (key, value) in try await settings.system.identify(client) { fields.append((key, .string(value))) }
             log.info("\(name) connected", fields)
         } catch let refused as ClientCredentials.Refused {
             throw UsageError("\(name): \(refused)", command: command)

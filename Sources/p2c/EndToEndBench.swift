@@ -1,6 +1,8 @@
 import Apply
 import Capture
 import Connectors
+import Dataverse
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash
@@ -128,7 +130,8 @@ struct EndToEndBench {
                 key: "k", port: port, log: log)
         } else {
             let polling = try CaptureMember(
-                configuration: capture, catalog: catalog, client: salesReader, applyUsers: [], log: log)
+                configuration: capture, adapter: DataverseAdapter(), catalog: catalog, client: salesReader,
+                applyUsers: [], log: log)
             Thread { try? polling.run() }.start()
             member = polling
         }
@@ -182,11 +185,8 @@ struct EndToEndBench {
         configuration.streams = streams
         configuration.kafka = kafka
         configuration.sessionTimeoutMilliseconds = 6_000
-        let sink: any DocumentSink =
-            side == .crm
-            ? DataverseSink(client: client, schema: DataverseSchema(client: client))
-            : FinanceOperationsSink(client: client, schema: FinanceOperationsSchema(client: client))
-        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: [sink], log: log)
+        let sinks = adapter(for: side).sinks(clients: [client])
+        let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
         Thread { try? applier.run() }.start()
         return applier
     }

@@ -1,6 +1,8 @@
 import Apply
 import Capture
 import Connectors
+import Dataverse
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash
@@ -261,9 +263,10 @@ struct HTTPDemo {
         let generation = generation
         let (crmRecords, erpRecords) = try AsyncBridge.wait {
             async let crm = SystemRecords.read(
-                side: .crm, client: salesReader, kinds: kinds, company: Self.company, generation: generation)
+                DataverseAdapter(), client: salesReader, kinds: kinds, company: Self.company, generation: generation)
             async let erp = SystemRecords.read(
-                side: .erp, client: fnoReader, kinds: kinds, company: Self.company, generation: generation)
+                FinanceOperationsAdapter(), client: fnoReader, kinds: kinds, company: Self.company,
+                generation: generation)
             return try await (crm, erp)
         }
         let reconciliation = Reconciliation(crm: crmRecords, erp: erpRecords, mapper: mapper)

@@ -74,8 +74,8 @@ enum ReconcileCommand {
             } else {
                 prefer = nil
             }
-            dataverse = try ConnectionSettings.load(.dataverse, file: file.object, environment: environment)
-            fno = try ConnectionSettings.load(.financeOperations, file: file.object, environment: environment)
+            dataverse = try ConnectionSettings.load(adapter(for: .crm), file: file.object, environment: environment)
+            fno = try ConnectionSettings.load(adapter(for: .erp), file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -93,16 +93,16 @@ enum ReconcileCommand {
         let kinds = RecordKind.kinds(for: mapping.generation).filter { streams.isEmpty || streams.contains($0.stream) }
 
         let log = Log([("component", "reconcile")])
-        let sales = ServiceClient(settings: dataverse.settings, http: HTTPClient(log: log), api: .dataverse)
-        let erp = ServiceClient(settings: fno.settings, http: HTTPClient(log: log), api: .financeOperations)
+        let sales = ServiceClient(settings: dataverse.settings, http: HTTPClient(log: log), api: dataverse.system.api)
+        let erp = ServiceClient(settings: fno.settings, http: HTTPClient(log: log), api: fno.system.api)
         try await ConnectionSettings.check(sales, settings: dataverse, log: log, command: spec.name)
         try await ConnectionSettings.check(erp, settings: fno, log: log, command: spec.name)
         let started = ContinuousClock.now
         async let crmRecords = SystemRecords.read(
-            side: .crm, client: sales, kinds: kinds, company: company, generation: mapping.generation,
+            dataverse.system, client: sales, kinds: kinds, company: company, generation: mapping.generation,
             pageSize: pageSize)
         async let erpRecords = SystemRecords.read(
-            side: .erp, client: erp, kinds: kinds, company: company, generation: mapping.generation,
+            fno.system, client: erp, kinds: kinds, company: company, generation: mapping.generation,
             pageSize: pageSize)
         let (crm, fo) = try await (crmRecords, erpRecords)
         let reconciliation = Reconciliation(crm: crm, erp: fo, mapper: mapper)

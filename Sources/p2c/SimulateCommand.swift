@@ -1,3 +1,4 @@
+import FinanceOperations
 import Foundation
 import Runtime
 import Simulators

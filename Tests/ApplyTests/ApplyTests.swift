@@ -1,5 +1,6 @@
 import Apply
 import Connectors
+import Dataverse
 import Foundation
 import Kafka
 import ProspectToCash

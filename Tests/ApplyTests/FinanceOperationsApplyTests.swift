@@ -1,5 +1,6 @@
 import Apply
 import Connectors
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash

@@ -1,5 +1,6 @@
 import Capture
 import Connectors
+import Dataverse
 import Foundation
 import Kafka
 import ProspectToCash
@@ -115,7 +116,8 @@ struct CaptureTests {
         if let pageSize { configuration.pageSize = pageSize }
         configuration.sessionTimeoutMilliseconds = 6_000
         let member = try CaptureMember(
-            configuration: configuration, catalog: shared.catalog, client: client(simulator, reader),
+            configuration: configuration, adapter: DataverseAdapter(), catalog: shared.catalog,
+            client: client(simulator, reader),
             applyUsers: echoes ? [apply.systemUserID] : [])
         return RunningMember(member)
     }

@@ -1,5 +1,6 @@
 import Capture
 import Connectors
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash

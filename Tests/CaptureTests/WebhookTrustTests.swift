@@ -1,5 +1,6 @@
 import Capture
 import Connectors
+import Dataverse
 import Foundation
 import Kafka
 import ProspectToCash

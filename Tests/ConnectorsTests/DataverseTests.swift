@@ -1,4 +1,5 @@
 import Connectors
+import Dataverse
 import Foundation
 import Runtime
 import Simulators

@@ -1,4 +1,5 @@
 import Connectors
+import FinanceOperations
 import Foundation
 import Kafka
 import ProspectToCash

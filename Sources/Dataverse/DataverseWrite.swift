@@ -1,3 +1,4 @@
+import Connectors
 import Foundation
 import OData
 import ProspectToCash
@@ -99,19 +100,6 @@ public struct DataverseReference: Sendable, Hashable, CustomStringConvertible {
     public var path: String
 
     public var description: String { path }
-}
-
-/// Why an event cannot be written, for good: dead-lettered with `code` and `message`.
-public struct WriteRefusal: Error, Sendable, CustomStringConvertible {
-    public var code: String
-    public var message: String
-
-    public init(_ code: String, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code): \(message)" }
 }
 
 /// Turns change events into writes by the environment's own table definitions.
