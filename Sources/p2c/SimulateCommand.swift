@@ -1,4 +1,3 @@
-import FinanceOperations
 import Foundation
 import Runtime
 import Simulators
