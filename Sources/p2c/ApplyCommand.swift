@@ -44,47 +44,31 @@ enum ApplyCommand {
             """
     )
 
-    /// Integer settings of apply: file key, environment variable, flag, range.
-    static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
-        ("maxConcurrency", "P2C_APPLY_MAX_CONCURRENCY", "max-concurrency", 1...1_000),
-        ("batchDocuments", "P2C_APPLY_BATCH_DOCUMENTS", nil, 1...1_000),
-        ("referenceWaitMs", "P2C_APPLY_REFERENCE_WAIT_MS", "reference-wait-ms", 0...86_400_000),
-        ("unavailableWaitMs", "P2C_APPLY_UNAVAILABLE_WAIT_MS", nil, 0...86_400_000),
-    ]
-
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         let environment = ProcessInfo.processInfo.environment
+        guard environment["P2C_REFERENCE_WAIT_MS"] == nil else {
+            throw UsageError("P2C_REFERENCE_WAIT_MS is now P2C_APPLY_REFERENCE_WAIT_MS", command: spec.name)
+        }
+        let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
+        let settings = file.settings
         var configuration = ApplyConfiguration()
+        let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
+        let system = adapter(for: side)
+        configuration.side = side
+        configuration.streams = file.worker.streams
+        configuration.kafka = file.worker.kafka
+        configuration.groupID = file.worker.groupID
+        configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
+        configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+        configuration.maxConcurrency = settings.integer("maxConcurrency") ?? configuration.maxConcurrency
+        configuration.batchDocuments = settings.integer("batchDocuments") ?? system.batchDocuments
+        configuration.referenceWaitMilliseconds =
+            settings.integer("referenceWaitMs") ?? configuration.referenceWaitMilliseconds
+        configuration.unavailableWaitMilliseconds =
+            settings.integer("unavailableWaitMs") ?? configuration.unavailableWaitMilliseconds
         let connection: ConnectionSettings
         do {
-            for key in ["bootstrap-servers", "streams", "group", "metrics-port", "listen-address"] {
-                if let value = arguments.string(key) { try file.set(key, value) }
-            }
-            let side = arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
-            guard let parsed = Side(rawValue: side) else {
-                throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(side)'")
-            }
-            configuration.side = parsed
-            configuration.batchDocuments = adapter(for: parsed).batchDocuments
-            configuration.streams = file.worker.streams
-            configuration.kafka = file.worker.kafka
-            configuration.groupID = file.worker.groupID
-            configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
-            configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
-            guard environment["P2C_REFERENCE_WAIT_MS"] == nil else {
-                throw UsageError("P2C_REFERENCE_WAIT_MS is now P2C_APPLY_REFERENCE_WAIT_MS")
-            }
-            for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
-                switch key {
-                case "maxConcurrency": configuration.maxConcurrency = number
-                case "batchDocuments": configuration.batchDocuments = number
-                case "unavailableWaitMs": configuration.unavailableWaitMilliseconds = number
-                default: configuration.referenceWaitMilliseconds = number
-                }
-            }
-            connection = try ConnectionSettings.load(
-                adapter(for: configuration.side), file: file.object, environment: environment)
+            connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -96,13 +80,11 @@ enum ApplyCommand {
         httpConfiguration.maxConcurrency = configuration.maxConcurrency
         let http = HTTPClient(configuration: httpConfiguration, log: log)
         // One client per identity; each is checked at start. They share the table definitions.
-        let system = connection.system
         let clients = connection.identities.map { ServiceClient(settings: $0, http: http, api: system.api) }
         for client in clients {
             try await ConnectionSettings.check(client, settings: connection, log: log, command: spec.name)
         }
         let sinks = system.sinks(clients: clients)
-        let side = configuration.side.rawValue
         let applier: Applier
         do {
             applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
@@ -119,9 +101,9 @@ enum ApplyCommand {
                 port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
                 watchdog: watchdog
             ) {
-                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side)\"")
+                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side.rawValue)\"")
                     + ServiceMetrics.exposition(
-                        system: system.metricsName, labels: "side=\"\(side)\"", sinks.requests())
+                        system: system.metricsName, labels: "side=\"\(side.rawValue)\"", sinks.requests())
             }
         } catch {
             throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)

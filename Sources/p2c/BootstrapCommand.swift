@@ -27,6 +27,9 @@ enum BootstrapCommand {
                 "from", value: "step:records",
                 help: "Start at this position (as progress prints it) instead of where the last run stopped."),
             OptionSpec("restart", help: "Start from the beginning, whatever the last run did."),
+            OptionSpec(
+                "transactional-id", value: "id",
+                help: "One load at a time: a second with the same id fences the first. Default: p2c-bootstrap-<side>."),
             OptionSpec("topics", value: "dir", help: "Folder of topic declarations. Default: $P2C_TOPICS or ./Topics."),
         ],
         discussion: """
@@ -45,20 +48,14 @@ enum BootstrapCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
+        let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
         let environment = ProcessInfo.processInfo.environment
         var configuration = BootstrapConfiguration()
         let connection: ConnectionSettings
         let system: any SystemAdapter
         do {
-            for key in ["bootstrap-servers", "streams"] {
-                if let value = arguments.string(key) { try file.set(key, value) }
-            }
-            let sideText =
-                arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "erp"
-            guard let side = Side(rawValue: sideText) else {
-                throw UsageError("side must be erp (Finance and Operations) or crm (Dataverse), got '\(sideText)'")
-            }
+            let side = file.settings.string("side").flatMap(Side.init(rawValue:)) ?? .erp
+            let sideText = side.rawValue
             system = adapter(for: side)
             configuration.kafka = file.worker.kafka
             configuration.generation = file.mapping.generation
@@ -85,7 +82,7 @@ enum BootstrapCommand {
                 configuration.from = position
             }
             configuration.restart = arguments.flag("restart")
-            if let id = environment["P2C_TRANSACTIONAL_ID"], !id.isEmpty { configuration.transactionalID = id }
+            configuration.transactionalID = file.worker.transactionalID
             connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)

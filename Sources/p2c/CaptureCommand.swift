@@ -64,69 +64,43 @@ enum CaptureCommand {
             """
     )
 
-    static let integers: [(key: String, variable: String, flag: String?, range: ClosedRange<Int>)] = [
-        ("pollIntervalMs", "P2C_CAPTURE_POLL_INTERVAL_MS", "poll-interval-ms", 100...3_600_000),
-        ("pageSize", "P2C_CAPTURE_PAGE_SIZE", nil, 1...5_000),
-        ("recheckMs", "P2C_CAPTURE_RECHECK_MS", "recheck-ms", 0...600_000),
-        ("webhookMaxBodyBytes", "P2C_CAPTURE_WEBHOOK_MAX_BODY_BYTES", nil, 1_024...16_777_216),
-        ("webhookMaxRequests", "P2C_CAPTURE_WEBHOOK_MAX_REQUESTS", nil, 1...256),
-    ]
-
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
         let environment = ProcessInfo.processInfo.environment
+        let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
+        let settings = file.settings
         var configuration = CaptureConfiguration()
+        let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
+        let system = adapter(for: side)
+        configuration.side = side
+        configuration.streams = file.worker.streams
+        configuration.generation = file.mapping.generation
+        configuration.kafka = file.worker.kafka
+        configuration.groupID = file.worker.groupID
+        configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
+        configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+        configuration.listenAddress = file.worker.listenAddress
+        configuration.company = settings.string("company") ?? ""
+        configuration.pageSize = settings.integer("pageSize") ?? configuration.pageSize
+        configuration.recheckMilliseconds = settings.integer("recheckMs") ?? configuration.recheckMilliseconds
+        configuration.webhookMaxBodyBytes = settings.integer("webhookMaxBodyBytes") ?? configuration.webhookMaxBodyBytes
+        configuration.webhookMaxRequests = settings.integer("webhookMaxRequests") ?? configuration.webhookMaxRequests
+        configuration.pollIntervalMilliseconds =
+            settings.integer("pollIntervalMs") ?? configuration.pollIntervalMilliseconds
+        let mode = settings.string("mode") ?? system.changeModes[0]
         let connection: ConnectionSettings
-        let mode: String
-        let system: any SystemAdapter
         do {
-            for key in ["bootstrap-servers", "streams", "group", "metrics-port", "listen-address"] {
-                if let value = arguments.string(key) { try file.set(key, value) }
-            }
-            let sideText =
-                arguments.string("side") ?? environment["P2C_SIDE"] ?? file.object["side"] as? String ?? "crm"
-            guard let parsed = Side(rawValue: sideText) else {
-                throw UsageError("side must be crm (Dataverse) or erp (Finance and Operations), got '\(sideText)'")
-            }
-            system = adapter(for: parsed)
-            configuration.side = parsed
-            configuration.streams = file.worker.streams
-            configuration.generation = file.mapping.generation
-            configuration.kafka = file.worker.kafka
-            configuration.groupID = file.worker.groupID
-            configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
-            configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
-            configuration.company =
-                arguments.string("company") ?? environment["P2C_CAPTURE_COMPANY"] ?? file.object["company"] as? String
-                ?? ""
             // Rows that carry no company of their own are stamped with the deployment's.
             guard !configuration.company.isEmpty || system.companyField != nil else {
                 throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
             }
-            for (key, number) in try file.integers(integers, arguments: arguments, environment: environment) {
-                switch key {
-                case "pageSize": configuration.pageSize = number
-                case "recheckMs": configuration.recheckMilliseconds = number
-                case "webhookMaxBodyBytes": configuration.webhookMaxBodyBytes = number
-                case "webhookMaxRequests": configuration.webhookMaxRequests = number
-                default: configuration.pollIntervalMilliseconds = number
-                }
-            }
-            configuration.listenAddress = file.worker.listenAddress
             guard configuration.recheckMilliseconds == 0 || system.rechecksPosts else {
                 throw UsageError("recheckMs applies to --side erp (F&O's data events, read by their key)")
-            }
-            mode =
-                arguments.string("mode") ?? environment["P2C_CAPTURE_MODE"] ?? file.object["mode"] as? String
-                ?? system.changeModes[0]
-            guard mode == "poll" || mode == "webhook" else {
-                throw UsageError("mode must be poll or webhook, got '\(mode)'")
             }
             guard system.changeModes.contains(mode) else {
                 throw UsageError("mode poll is Dataverse change tracking; erp captures F&O's data events (webhook)")
             }
             connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
-            if mode == "webhook" { _ = try webhookEndpoint(arguments) }
+            if mode == "webhook" { _ = try webhookKey(environment) }
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -194,7 +168,8 @@ enum CaptureCommand {
         reader: any ContextReader, applyUsers: Set<UUID>, system: String, file: ConfigurationFile, http: HTTPClient,
         log: Log
     ) async throws -> Int32 {
-        let (key, port) = try webhookEndpoint(arguments)
+        let key = try webhookKey(ProcessInfo.processInfo.environment)
+        let port = file.settings.integer("webhookPort") ?? 8_080
         let receiver: WebhookReceiver
         do {
             receiver = try WebhookReceiver(
@@ -238,9 +213,8 @@ enum CaptureCommand {
         return 0
     }
 
-    /// The receiver's key (`P2C_CAPTURE_WEBHOOK_KEY` or `_KEY_FILE`) and port.
-    static func webhookEndpoint(_ arguments: ParsedArguments) throws -> (key: String, port: Int) {
-        let environment = ProcessInfo.processInfo.environment
+    /// The receiver's key: `P2C_CAPTURE_WEBHOOK_KEY`, or the file `P2C_CAPTURE_WEBHOOK_KEY_FILE` names.
+    static func webhookKey(_ environment: [String: String]) throws -> String {
         var key = environment["P2C_CAPTURE_WEBHOOK_KEY"] ?? ""
         if key.isEmpty, let path = environment["P2C_CAPTURE_WEBHOOK_KEY_FILE"] {
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -253,14 +227,6 @@ enum CaptureCommand {
                 "--mode webhook needs P2C_CAPTURE_WEBHOOK_KEY (or _KEY_FILE): the registration's key",
                 command: spec.name)
         }
-        var port = 8_080
-        if let text = environment["P2C_CAPTURE_WEBHOOK_PORT"] {
-            guard let number = Int(text), (0...65_535).contains(number) else {
-                throw UsageError(
-                    "P2C_CAPTURE_WEBHOOK_PORT must be an integer from 0 to 65535, got '\(text)'", command: spec.name)
-            }
-            port = number
-        }
-        return (key, try arguments.integer("webhook-port", in: 0...65_535) ?? port)
+        return key
     }
 }

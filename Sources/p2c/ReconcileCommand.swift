@@ -50,7 +50,7 @@ enum ReconcileCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
+        let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
         let environment = ProcessInfo.processInfo.environment
         let dataverse: ConnectionSettings
         let fno: ConnectionSettings
@@ -58,10 +58,7 @@ enum ReconcileCommand {
         let prefer: Side?
         let repair = arguments.flag("repair")
         do {
-            for key in ["bootstrap-servers", "streams"] {
-                if let value = arguments.string(key) { try file.set(key, value) }
-            }
-            guard let given = arguments.string("company") ?? file.object["company"] as? String, !given.isEmpty else {
+            guard let given = file.settings.string("company") else {
                 throw UsageError("--company (or \"company\" in the file) is required")
             }
             company = given.uppercased()

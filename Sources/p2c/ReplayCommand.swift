@@ -251,7 +251,7 @@ enum ReplayCommand {
         }
         var file = try ConfigurationFile.load(
             arguments.string("config"), command: spec.name)
-        try? file.set("flow", flow.rawValue)
+        file.worker.flow = flow
         guard let kafka = ConfigurationFile.kafka(arguments, clientID: "p2c-replay") else {
             throw usage("option '--bootstrap-servers' is required (or P2C_BOOTSTRAP_SERVERS)")
         }

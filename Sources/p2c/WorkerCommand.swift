@@ -43,17 +43,7 @@ enum WorkerCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        var file = try ConfigurationFile.load(arguments.string("config"), command: spec.name)
-        do {
-            for key in [
-                "flow", "bootstrap-servers", "streams", "delivery", "group", "transactional-id", "group-instance-id",
-                "metrics-port", "listen-address",
-            ] {
-                if let value = arguments.string(key) { try file.set(key, value) }
-            }
-        } catch let error as UsageError {
-            throw UsageError(error.message, command: spec.name)
-        }
+        let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
         let catalog = try TopicCatalog.load(arguments, command: spec.name)
         let log = Log([("component", "worker")])
         let worker: Worker

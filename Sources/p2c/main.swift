@@ -31,6 +31,7 @@ let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) async throws
     (CaptureCommand.spec, CaptureCommand.run),
     (ApplyCommand.spec, ApplyCommand.run),
     (BootstrapCommand.spec, BootstrapCommand.run),
+    (SettingsCommand.spec, SettingsCommand.run),
 ]
 
 let topLevelHelp = """

@@ -143,7 +143,7 @@ struct ApplyCommandTests {
                     "P2C_DATAVERSE_CLIENT_ID": "a,b", "P2C_DATAVERSE_CLIENT_SECRET": "only-one",
                 ], "P2C_DATAVERSE_CLIENT_ID names 2 identities but the secrets are 1"
             ),
-            (["P2C_SIDE": "sap"], "side must be crm (Dataverse) or erp (Finance and Operations), got 'sap'"),
+            (["P2C_SIDE": "sap"], "P2C_SIDE must be one of crm, erp, got 'sap'"),
             (["P2C_SIDE": "erp"], "P2C_FNO_URL (or fno.url in the file) is required"),
         ] as [([String: String], String)])
     func badSettings(environment: [String: String], message: String) throws {

@@ -208,7 +208,7 @@ struct BootstrapCommandTests {
         var clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("P2C_") }
         clean["P2C_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
         for (arguments, message) in [
-            (["--side", "sap"], "side must be erp (Finance and Operations) or crm (Dataverse), got 'sap'"),
+            (["--side", "sap"], "--side must be one of crm, erp, got 'sap'"),
             (["--side", "crm"], "--side crm needs --companies with the one legal entity of the rows"),
             (["--side", "crm", "--companies", "USMF", "--from", "1:20"], "--from on crm takes <step>:0"),
             (["--from", "x"], "--from expects <step>:<records>, got 'x'"),

@@ -129,7 +129,10 @@ struct CaptureCommandTests {
         "A missing company, a bad mode or poll interval, or a missing Dataverse setting fails with one line naming it and exit 2",
         arguments: [
             ([:], "company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file"),
-            (["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_MODE": "push"], "mode must be poll or webhook, got 'push'"),
+            (
+                ["P2C_CAPTURE_COMPANY": "USMF", "P2C_CAPTURE_MODE": "push"],
+                "P2C_CAPTURE_MODE must be one of poll, webhook, got 'push'"
+            ),
             (
                 ["P2C_SIDE": "erp", "P2C_CAPTURE_MODE": "poll"],
                 "mode poll is Dataverse change tracking; erp captures F&O's data events (webhook)"
@@ -144,7 +147,7 @@ struct CaptureCommandTests {
             ),
             (
                 ["P2C_CAPTURE_COMPANY": "USMF", "P2C_LISTEN_ADDRESS": "everywhere"],
-                "P2C_LISTEN_ADDRESS: listenAddress must be an IPv4 address (0.0.0.0: every interface), got 'everywhere'"
+                "P2C_LISTEN_ADDRESS must be an IPv4 address (0.0.0.0: every interface), got 'everywhere'"
             ),
             (
                 [

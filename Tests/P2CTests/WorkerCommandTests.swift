@@ -188,24 +188,31 @@ struct WorkerCommandTests {
     @Test(
         "A bad setting fails at start with one line naming it and exit code 2",
         arguments: [
-            (["worker", "--flow", "sideways"], [String: String](), "flow must be crm-to-erp or erp-to-crm"),
+            (
+                ["worker", "--flow", "sideways"], [String: String](),
+                "--flow must be one of crm-to-erp, erp-to-crm, got 'sideways'"
+            ),
+            (["worker"], ["P2C_FLOW": "sideways"], "P2C_FLOW must be one of crm-to-erp, erp-to-crm, got 'sideways'"),
             (
                 ["worker", "--flow", "crm-to-erp", "--streams", "products"], [:],
                 "none of [\"products\"] flows crm-to-erp"
             ),
-            (["worker", "--flow", "crm-to-erp", "--streams", "leads"], [:], "'leads' is not one of"),
+            (
+                ["worker", "--flow", "crm-to-erp", "--streams", "leads"], [:],
+                "--streams must be stream names from customers, contacts"
+            ),
             (
                 ["worker", "--flow", "crm-to-erp"], ["P2C_COMMIT_INTERVAL_MS": "soon"],
-                "P2C_COMMIT_INTERVAL_MS: commitIntervalMs must be an integer from 1 to 60000, got 'soon'"
+                "P2C_COMMIT_INTERVAL_MS must be an integer from 1 to 60000, got 'soon'"
             ),
             // The file and the environment accept the same values (the file's test has the same line).
             (
                 ["worker", "--flow", "crm-to-erp"], ["P2C_SESSION_TIMEOUT_MS": "1"],
-                "P2C_SESSION_TIMEOUT_MS: sessionTimeoutMs must be an integer from 1000 to 3600000, got 1"
+                "P2C_SESSION_TIMEOUT_MS must be an integer from 1000 to 3600000, got '1'"
             ),
             (
                 ["worker", "--flow", "crm-to-erp"], ["P2C_SHUTDOWN_TIMEOUT_MS": "0"],
-                "P2C_SHUTDOWN_TIMEOUT_MS: shutdownTimeoutMs must be an integer from 1000 to 600000, got 0"
+                "P2C_SHUTDOWN_TIMEOUT_MS must be an integer from 1000 to 600000, got '0'"
             ),
             (["worker", "--flow", "crm-to-erp"], ["P2C_KAFKA_LINGER_MS": "soon"], "kafka.linger.ms"),
             (
@@ -222,7 +229,7 @@ struct WorkerCommandTests {
         arguments: [
             (#"{"metricsPort": 70000}"#, "metricsPort must be an integer from 0 to 65535"),
             (#"{"watchdogSeconds": "soon"}"#, "watchdogSeconds must be an integer"),
-            (#"{"delivery": "twice"}"#, "delivery must be exactly-once or at-least-once"),
+            (#"{"delivery": "twice"}"#, "delivery must be one of exactly-once, at-least-once, got 'twice'"),
             (#"{"flow": "crm-to-erp", "partitions": 3}"#, #"unknown key "partitions""#),
             (#"{"kafka": {"linger.ms": "soon"}}"#, "kafka.linger.ms"),
             (#"{"mapping": {"syncProspects": "yes"}}"#, "mapping.syncProspects"),
