@@ -48,12 +48,15 @@ let package = Package(
             name: "Capture",
             dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors", "OData"],
             swiftSettings: strict),
+        .target(
+            name: "Operations", dependencies: ["Kafka", "Topology", "ProspectToCash", "Connectors", "Worker"],
+            swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
-                "Capture", "Connectors", "Dataverse", "FinanceOperations", "OData",
+                "Capture", "Connectors", "Dataverse", "FinanceOperations", "OData", "Operations",
             ],
             swiftSettings: strict
         ),
@@ -89,7 +92,9 @@ let package = Package(
         .testTarget(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .testTarget(
-            name: "SimulationTests", dependencies: ["Simulation", "ProspectToCash", "Topology"], swiftSettings: strict),
+            name: "OperationsTests",
+            dependencies: ["Operations", "Simulation", "Kafka", "ProspectToCash", "Topology", "Worker"],
+            swiftSettings: strict),
         .testTarget(
             name: "P2CTests",
             dependencies: [

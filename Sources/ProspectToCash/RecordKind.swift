@@ -149,6 +149,11 @@ public final class RecordKind: Sendable, Equatable {
     /// The name of this kind on `side`.
     public func name(on side: Side) -> String { side == .erp ? erpName : crmName }
 
+    /// The kind named `name` on `side` (the first, where kinds share an ERP name).
+    public static func named(_ name: String, on side: Side) -> RecordKind? {
+        all.first { $0.name(on: side) == name }
+    }
+
     /// Where the record number is in this kind's data on `side`.
     public func keyPath(on side: Side) -> [String] { side == .erp ? [erpKey] : crmKey }
 }

@@ -231,7 +231,7 @@ public final class Connector {
 
     /// The record kind named `record` on `side`.
     public static func kind(_ record: String, on side: Side) -> RecordKind? {
-        RecordKind.all.first { $0.name(on: side) == record }
+        RecordKind.named(record, on: side)
     }
 
     /// The field that numbers a document's lines on `side`.

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Operations
 import Runtime
 import Topology
 import Worker
@@ -66,12 +67,16 @@ enum DLQCommand {
             }
         }
         if subcommand == "redrive" {
-            let redrive = DLQRedrive(
+            let redrive = DeadLetterRedrive(
                 topics: topics, kafka: kafka, code: arguments.string("code"), key: arguments.string("key"),
-                since: since,
-                batch: batch,
-                dryRun: arguments.flag("dry-run"))
-            return try await Blocking.run { try redrive.run() }
+                since: since, batch: batch, dryRun: arguments.flag("dry-run"))
+            _ = try await Blocking.run {
+                try redrive.run { line in
+                    print(line)
+                    fflush(nil)
+                }
+            }
+            return 0
         }
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-dlq-list-\(UUID().uuidString)")
         configuration.reportPartitionEnd = true
@@ -81,11 +86,11 @@ enum DLQCommand {
         } catch {
             throw UsageError(error.message, command: spec.name)
         }
-        let contents = try await Blocking.run { try DLQRedrive.read(consumer, topics: topics) }
+        let contents = try await Blocking.run { try DeadLetterRedrive.read(consumer, topics: topics) }
         let code = arguments.string("code")
         let key = arguments.string("key")
         let letters = Dictionary(
-            grouping: contents.pending.filter { DLQRedrive.selects($0, code: code, key: key, since: since) },
+            grouping: contents.pending.filter { DeadLetterRedrive.selects($0, code: code, key: key, since: since) },
             by: \.topic)
         for topic in topics {
             let records = letters[topic.name] ?? []
@@ -117,18 +122,5 @@ enum DLQCommand {
             }
         }
         return 0
-    }
-
-    /// Reads every partition of `topics` from the beginning to its end.
-    static func readAll(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> [String: [KafkaRecord]] {
-        var result: [String: [KafkaRecord]] = [:]
-        try consumer.readToEnd(
-            topics.flatMap { topic in
-                (0..<topic.partitions).map {
-                    TopicPartitionOffset(topic.name, Int32($0), offset: KafkaOffset.beginning)
-                }
-            }
-        ) { result[$0.topic, default: []].append($0) }
-        return result
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Runtime
 import Simulation

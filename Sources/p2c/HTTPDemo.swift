@@ -5,6 +5,7 @@ import Dataverse
 import FinanceOperations
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Runtime
 import Simulation

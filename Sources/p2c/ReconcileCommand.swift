@@ -2,6 +2,7 @@ import Capture
 import Connectors
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Runtime
 import Simulation

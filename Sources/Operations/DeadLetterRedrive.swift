@@ -3,7 +3,7 @@ import Kafka
 import Topology
 import Worker
 
-/// `p2c dlq redrive`: puts dead letters back on their source topic (original partition, key, value
+/// What `p2c dlq redrive` does: puts dead letters back on their source topic (original partition, key, value
 /// and headers), for the workers to map again after a fix.
 ///
 /// Each re-driven letter gets a marker in its own dead-letter partition, written in the same
@@ -11,40 +11,58 @@ import Worker
 /// and a run stopped midway leaves every letter either done (event and marker) or untouched.
 /// The event carries the position it was first read from, so the worker gives its outputs the
 /// ids they would have had the first time, and a target drops an output it already has.
-struct DLQRedrive {
-    var topics: [TopicDeclaration]
-    var kafka: KafkaConfiguration
-    var code: String?
+public struct DeadLetterRedrive: Sendable {
+    /// The dead-letter topics read: the workers' (`<changes>.dlq`) and apply's (`<inbound>.dlq`).
+    public var topics: [TopicDeclaration]
+    public var kafka: KafkaConfiguration
+    /// Only the letters of this error code.
+    public var code: String?
     /// Only the letters of this record key.
-    var key: String?
+    public var key: String?
     /// Milliseconds since the epoch: only letters dead-lettered at or after it.
-    var since: Int64?
+    public var since: Int64?
     /// Letters per transaction.
-    var batch: Int
-    var dryRun: Bool
+    public var batch: Int
+    /// Say what would be re-driven, re-drive nothing.
+    public var dryRun: Bool
+
+    public init(
+        topics: [TopicDeclaration], kafka: KafkaConfiguration, code: String? = nil, key: String? = nil,
+        since: Int64? = nil, batch: Int = 500, dryRun: Bool = false
+    ) {
+        self.topics = topics
+        self.kafka = kafka
+        self.code = code
+        self.key = key
+        self.since = since
+        self.batch = batch
+        self.dryRun = dryRun
+    }
 
     /// Marker header: the offset, in the same dead-letter partition, of the letter re-driven.
-    static let markerHeader = "p2c_redriven_offset"
-    static let countHeader = "p2c_redrive_count"
-    static let fromHeader = "p2c_redriven_from"
+    public static let markerHeader = "p2c_redriven_offset"
+    public static let countHeader = "p2c_redrive_count"
+    public static let fromHeader = "p2c_redriven_from"
     /// Headers of the letter and of an earlier re-drive; a re-driven event gets fresh ones.
     static let letterHeaders = DeadLetter.addedHeaders.union([
         countHeader, fromHeader, RecordTranslator.redriveOriginHeader,
     ])
 
     /// What the dead-letter topics hold: letters still to re-drive and the positions already done.
-    struct Contents {
-        var letters: [KafkaRecord] = []
-        var redriven: Set<TopicPartitionOffset> = []
+    public struct Contents: Sendable {
+        public var letters: [KafkaRecord] = []
+        public var redriven: Set<TopicPartitionOffset> = []
 
-        var pending: [KafkaRecord] {
+        /// The letters not re-driven yet.
+        public var pending: [KafkaRecord] {
             letters.filter { !redriven.contains(TopicPartitionOffset($0.topic, $0.partition, offset: $0.offset)) }
         }
     }
 
-    static func read(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> Contents {
+    /// The letters of `topics` and the positions re-driven already, read to the end.
+    public static func read(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> Contents {
         var contents = Contents()
-        for record in try DLQCommand.readAll(consumer, topics: topics).values.joined() {
+        for record in try readAll(consumer, topics: topics).values.joined() {
             if let offset = record.header(markerHeader)?.text.flatMap({ Int64($0) }) {
                 contents.redriven.insert(TopicPartitionOffset(record.topic, record.partition, offset: offset))
             } else {
@@ -54,7 +72,10 @@ struct DLQRedrive {
         return contents
     }
 
-    func run() throws -> Int32 {
+    /// Re-drives the letters selected, `batch` to a transaction, telling `report` what it does;
+    /// returns how many it re-drove (0 on a dry run).
+    @discardableResult
+    public func run(report: (String) -> Void) throws -> Int {
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-dlq-redrive-\(UUID().uuidString)")
         configuration.reportPartitionEnd = true
         let consumer = try KafkaConsumer(configuration: configuration)
@@ -62,7 +83,7 @@ struct DLQRedrive {
         try consumer.close()
         let selected = contents.pending.filter { Self.selects($0, code: code, key: key, since: since) }
         let byCode = Dictionary(grouping: selected) { $0.header(DeadLetter.codeHeader)?.text ?? "(no code)" }
-        print(
+        report(
             "\(selected.count) of \(contents.pending.count) dead letters selected (\(contents.redriven.count) re-driven before)"
                 + (byCode.isEmpty ? "" : ": ")
                 + byCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.count)" }.joined(separator: ", "))
@@ -76,12 +97,12 @@ struct DLQRedrive {
         }
         if dryRun {
             for (letter, event) in records.prefix(50) {
-                print(
+                report(
                     "  \(letter.topic)[\(letter.partition)]@\(letter.offset) → \(event.topic)[\(event.partition ?? -1)] key \(event.key.map { String(decoding: $0, as: UTF8.self) } ?? "(none)")"
                 )
             }
-            if records.count > 50 { print("  … \(records.count - 50) more") }
-            print("dry run: nothing re-driven")
+            if records.count > 50 { report("  … \(records.count - 50) more") }
+            report("dry run: nothing re-driven")
             return 0
         }
         guard !records.isEmpty else { return 0 }
@@ -105,28 +126,27 @@ struct DLQRedrive {
             }
             try producer.commitTransaction()
             done += chunk.count
-            print("re-driven \(done)/\(records.count)")
-            fflush(nil)
+            report("re-driven \(done)/\(records.count)")
         }
-        return 0
+        return done
     }
 
-    /// When the worker dead-lettered `letter` (the record's own time for letters without the header).
     /// Whether `letter` passes the filters given (each nil: any).
-    static func selects(_ letter: KafkaRecord, code: String?, key: String?, since: Int64?) -> Bool {
+    public static func selects(_ letter: KafkaRecord, code: String?, key: String?, since: Int64?) -> Bool {
         if let code, letter.header(DeadLetter.codeHeader)?.text != code { return false }
         if let key, letter.key != Array(key.utf8) { return false }
         if let since, deadLetteredAt(letter) < since { return false }
         return true
     }
 
-    static func deadLetteredAt(_ letter: KafkaRecord) -> Int64 {
+    /// When `letter` was dead-lettered (the record's own time for letters without the header).
+    public static func deadLetteredAt(_ letter: KafkaRecord) -> Int64 {
         letter.header(DeadLetter.deadLetteredAtHeader)?.text.flatMap { Int64($0) } ?? letter.timestamp
     }
 
     /// The event to put back: the letter's key and value to its source partition, with its original
     /// headers and the re-drive marks; nil when the letter does not say where it came from.
-    static func redriven(_ letter: KafkaRecord) -> OutgoingRecord? {
+    public static func redriven(_ letter: KafkaRecord) -> OutgoingRecord? {
         guard let topic = letter.header(DeadLetter.sourceTopicHeader)?.text,
             let partition = letter.header(DeadLetter.sourcePartitionHeader)?.text.flatMap({ Int32($0) }),
             let offset = letter.header(DeadLetter.sourceOffsetHeader)?.text
@@ -139,5 +159,19 @@ struct DLQRedrive {
         headers.append(KafkaHeader(fromHeader, "\(letter.topic)/\(letter.partition)/\(letter.offset)"))
         return OutgoingRecord(
             topic: topic, partition: partition, key: letter.key, value: letter.value, headers: headers)
+    }
+
+    /// Reads every partition of `topics` from the beginning to its end.
+    public static func readAll(_ consumer: KafkaConsumer, topics: [TopicDeclaration]) throws -> [String: [KafkaRecord]]
+    {
+        var result: [String: [KafkaRecord]] = [:]
+        try consumer.readToEnd(
+            topics.flatMap { topic in
+                (0..<topic.partitions).map {
+                    TopicPartitionOffset(topic.name, Int32($0), offset: KafkaOffset.beginning)
+                }
+            }
+        ) { result[$0.topic, default: []].append($0) }
+        return result
     }
 }

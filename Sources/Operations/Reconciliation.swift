@@ -38,7 +38,7 @@ public struct Reconciliation: Sendable {
     public var counts: [SyncStream: Counts] = [:]
     public var mismatches: [String] = []
 
-    /// Records by record name, then key (`USMF/C000001`, lines `USMF/C000001#2`), as `Connector.records`.
+    /// Records by record name, then key (`USMF/C000001`, lines `USMF/C000001#2`), as the demo's connectors hold them.
     public typealias Records = [String: [String: JSONObject]]
 
     public init(crm: Records, erp: Records, mapper: Mapper) {
@@ -71,7 +71,8 @@ public struct Reconciliation: Sendable {
     private mutating func compare(
         kind: RecordKind, side: Side, key: String, record: JSONObject, target: Records, mapper: Mapper
     ) {
-        let document = Connector.documentKey(key)
+        // `USMF/C000001` of `USMF/C000001#2`.
+        let document = key.firstIndex(of: "#").map { String(key[..<$0]) } ?? key
         let company = document.firstIndex(of: "/").map { String(document[..<$0]) }
         let event = CloudEvent(
             id: "reconcile", source: side.rawValue, type: "\(kind.name(on: side)).upserted", subject: document,
@@ -83,7 +84,7 @@ public struct Reconciliation: Sendable {
         case .filtered:
             counts[kind.stream, default: Counts()].filtered += 1
             // Held back by a rule: it must not have reached the other side (a won quote did, as a draft).
-            if kind.stream != .quotes, let targetKind = Connector.kind(kind.name(on: side), on: side),
+            if kind.stream != .quotes, let targetKind = RecordKind.named(kind.name(on: side), on: side),
                 target[targetKind.name(on: side.other)]?[key] != nil
             {
                 mismatches.append("\(label): held back by a rule, yet \(side.other.rawValue) has it")
@@ -91,7 +92,7 @@ public struct Reconciliation: Sendable {
         case .mapped(let events):
             guard let output = events.first, let (name, _) = output.event.recordAndAction else { return }
             var targetKey = output.event.subject ?? document
-            if kind.role == .line, let line = output.event.data[Connector.lineField(on: side.other)]?.keyText {
+            if kind.role == .line, let line = output.event.data[RecordKind.lineNumberField(on: side.other)]?.keyText {
                 targetKey += "#" + line
             }
             counts[kind.stream, default: Counts()].compared += 1
