@@ -114,7 +114,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         self.routes = routes
         let consumerConfiguration = ConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
+            sessionTimeoutMilliseconds: configuration.sessionTimeout.inMilliseconds)
         let producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: nil)
         try consumerConfiguration.validate()
         try producerConfiguration.validate()
@@ -122,12 +122,12 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration)
         loop = ConsumeLoop(
             consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
-            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
+            shutdownTimeout: configuration.shutdownTimeout,
+            sessionTimeout: configuration.sessionTimeout, log: self.log)
     }
 
     /// Asks `run()` to finish the writes in flight, commit, leave the group and return within
-    /// `shutdownTimeoutMilliseconds` of this call.
+    /// `shutdownTimeout` of this call.
     public func stop() {
         loop.stop()
     }
@@ -155,7 +155,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         dispatch()
         resumePartitions()
         _ = producer.poll()
-        if ContinuousClock.now - lastCommit >= .milliseconds(configuration.commitIntervalMilliseconds) {
+        if ContinuousClock.now - lastCommit >= configuration.commitInterval {
             commit()
         }
     }
@@ -295,12 +295,12 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                         // after `unavailableWait`; while nothing is written (the service is down)
                         // everything waits.
                         let since = pending.failingSince ?? .now
-                        let wait = Duration.milliseconds(configuration.unavailableWaitMilliseconds)
+                        let wait = configuration.unavailableWait
                         if ContinuousClock.now - since >= wait && lastApplied > since {
                             try deadLetter(
                                 pending.record, route: route, code: "unavailable",
                                 message:
-                                    "\(reason) (failing for \(configuration.unavailableWaitMilliseconds) ms while other writes went through)"
+                                    "\(reason) (failing for \(configuration.unavailableWait.inMilliseconds) ms while other writes went through)"
                             )
                             continue
                         }
@@ -315,10 +315,10 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
                     case .referenceMissing(let reason):
                         // Each waiting write counts its own wait.
                         let since = pending.waitingSince ?? .now
-                        if ContinuousClock.now - since >= .milliseconds(configuration.referenceWaitMilliseconds) {
+                        if ContinuousClock.now - since >= configuration.referenceWait {
                             try deadLetter(
                                 pending.record, route: route, code: "reference_missing",
-                                message: "\(reason), after waiting \(configuration.referenceWaitMilliseconds) ms")
+                                message: "\(reason), after waiting \(configuration.referenceWait.inMilliseconds) ms")
                             continue
                         }
                         if pending.waitingSince == nil {
@@ -400,7 +400,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         _ record: KafkaRecord, route: (stream: SyncStream, deadLetters: String), code: String, message: String
     ) throws {
         let letter = DeadLetter.record(for: record, code: code, message: message, topic: route.deadLetters)
-        let deadline = ContinuousClock.now + .milliseconds(configuration.deadLetterTimeoutMilliseconds)
+        let deadline = ContinuousClock.now + configuration.deadLetterTimeout
         while true {
             do {
                 _ = try producer.send(letter)

@@ -267,7 +267,7 @@ public final class Bootstrap: @unchecked Sendable {
                 throw error
             } catch {
                 failures += 1
-                let pause = Duration.milliseconds(min(30_000, 250 << min(failures, 7)))
+                let pause = CaptureConfiguration.retryBackoff.pause(after: failures)
                 log.warning(
                     "\(what) failed; retrying",
                     [("error", .string("\(error)")), ("retry_ms", .int(Int64(pause / .milliseconds(1))))])

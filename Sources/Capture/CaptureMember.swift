@@ -102,7 +102,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         }
         let consumerConfiguration = ConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
+            sessionTimeoutMilliseconds: configuration.sessionTimeout.inMilliseconds)
         transactionalID =
             configuration.transactionalID
             ?? "p2c-capture-\(side.rawValue)-\(ProcessInfo.processInfo.hostName)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
@@ -114,8 +114,8 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration)
         loop = ConsumeLoop(
             consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
-            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
+            shutdownTimeout: configuration.shutdownTimeout,
+            sessionTimeout: configuration.sessionTimeout, log: self.log)
     }
 
     /// The state topic's partition of `key`: FNV-1a, the same in every process.
@@ -147,7 +147,7 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             [
                 ("tables", .string(tables.map { $0.kind.name(on: side) }.joined(separator: ","))),
                 ("group_id", .string(configuration.resolvedGroupID)), ("transactional_id", .string(transactionalID)),
-                ("poll_interval_ms", .int(Int64(configuration.pollIntervalMilliseconds))),
+                ("poll_interval_ms", .int(Int64(configuration.pollInterval.inMilliseconds))),
             ])
         try loop.run(self)
         log.info("capture stopped", metrics.logFields)
@@ -253,14 +253,14 @@ public final class CaptureMember: ConsumeLoopMember, @unchecked Sendable {
             table.failures = 0
             // The rest of a snapshot or of a round at once; after a round, the next soon if this
             // one had changes, else after the interval.
-            let interval = Duration.milliseconds(configuration.pollIntervalMilliseconds)
+            let interval = configuration.pollInterval
             table.nextPoll =
                 !isDelta ? .now : .now + (page.changes.isEmpty ? interval : min(interval, .milliseconds(200)))
         } catch is CancellationError {
             return
         } catch {
             table.failures += 1
-            let pause = Duration.milliseconds(min(30_000, 250 << min(table.failures, 7)))
+            let pause = CaptureConfiguration.retryBackoff.pause(after: table.failures)
             table.nextPoll = .now + pause
             metrics.failures.add()
             log.warning(

@@ -16,7 +16,7 @@ public final class CaptureMetrics: Sendable {
     public let unkeyed = Counter()
     /// Data events whose record was deleted before they were taken (the delete's event publishes it).
     public let superseded = Counter()
-    /// Records read again after `recheckMilliseconds`, and those published again for it.
+    /// Records read again after `recheckAfter`, and those published again for it.
     public let rechecked = Counter()
     public let republished = Counter()
     public let failures = Counter()

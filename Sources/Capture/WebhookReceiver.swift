@@ -35,7 +35,7 @@ public final class WebhookReceiver: Sendable {
     /// When the recheck loop last turned (ms since `started`), for liveness.
     private let recheckTurn = Atomic<Int>(0)
     private let started = ContinuousClock.now
-    /// Records published, to be read again once `recheckMilliseconds` have passed (by record).
+    /// Records published, to be read again once `recheckAfter` have passed (by record).
     private let rechecks = Mutex<[String: Recheck]>([:])
     private let stopped = Atomic<Bool>(false)
     private let recheckDone = DispatchSemaphore(value: 0)
@@ -114,7 +114,7 @@ public final class WebhookReceiver: Sendable {
             onTurn: { box.turn() }
         ) { request in box.handle(request) }
         box.receiver.withLock { $0 = self }
-        if configuration.recheckMilliseconds > 0 {
+        if configuration.recheckAfter > .zero {
             let thread = Thread { [self] in recheckLoop() }
             thread.name = "p2c-recheck"
             thread.start()
@@ -155,7 +155,7 @@ public final class WebhookReceiver: Sendable {
     /// The server's loop turned: the receiver is live while its loop and its rechecks turn.
     private func turn() {
         let now = Int((ContinuousClock.now - started) / .milliseconds(1))
-        if configuration.recheckMilliseconds == 0 || now - recheckTurn.load(ordering: .relaxed) < 5_000 {
+        if configuration.recheckAfter == .zero || now - recheckTurn.load(ordering: .relaxed) < 5_000 {
             metrics.liveness.tick()
         }
     }
@@ -197,7 +197,7 @@ public final class WebhookReceiver: Sendable {
                     }
                     metrics.published.add()
                     log.debug("published", [("table", .string(table)), ("message", .string(message))])
-                    if configuration.recheckMilliseconds > 0 {
+                    if configuration.recheckAfter > .zero {
                         schedule(
                             record,
                             Recheck(context: context, kind: kind, topic: topic, id: id, published: event, due: .now),
@@ -271,7 +271,7 @@ public final class WebhookReceiver: Sendable {
     // MARK: - Rechecks
 
     /// Several receivers can take one record's events at once and publish what they read in either
-    /// order (F&O's data events carry no version, "Data events"). With `recheckMilliseconds`, each record
+    /// order (F&O's data events carry no version, "Data events"). With `recheckAfter`, each record
     /// published is read again that long after: changed since (or gone), its state now is
     /// published again, so a record's last event is its state once its changes have settled.
     ///
@@ -342,7 +342,7 @@ public final class WebhookReceiver: Sendable {
     /// publish of this receiver), else only when none waits.
     private func schedule(_ record: String, _ recheck: Recheck, replacing: Bool) {
         var recheck = recheck
-        recheck.due = .now + .milliseconds(configuration.recheckMilliseconds)
+        recheck.due = .now + configuration.recheckAfter
         rechecks.withLock { rechecks in
             if replacing || rechecks[record] == nil { rechecks[record] = recheck }
         }

@@ -44,7 +44,7 @@ public final class ConsumeLoop: @unchecked Sendable {
     let liveness: Liveness
     let rebalances: Counter
     let shutdownBudget: Duration
-    let sessionTimeoutMilliseconds: Int
+    let sessionTimeout: Duration
     let log: Log
     /// Set once the member is on its way out (a stop, or a failure): every wait ends by then.
     public private(set) var shutdownDeadline: ContinuousClock.Instant?
@@ -53,14 +53,14 @@ public final class ConsumeLoop: @unchecked Sendable {
     var assigned = false
 
     public init(
-        consumer: KafkaConsumer, liveness: Liveness, rebalances: Counter, shutdownTimeoutMilliseconds: Int,
-        sessionTimeoutMilliseconds: Int, log: Log
+        consumer: KafkaConsumer, liveness: Liveness, rebalances: Counter, shutdownTimeout: Duration,
+        sessionTimeout: Duration, log: Log
     ) {
         self.consumer = consumer
         self.liveness = liveness
         self.rebalances = rebalances
-        shutdownBudget = .milliseconds(shutdownTimeoutMilliseconds)
-        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        shutdownBudget = shutdownTimeout
+        self.sessionTimeout = sessionTimeout
         self.log = log
     }
 
@@ -153,7 +153,7 @@ public final class ConsumeLoop: @unchecked Sendable {
             if try !consumer.close(timeout: timeout(.seconds(30))) {
                 log.warning(
                     "gave up leaving the group at the shutdown deadline; its partitions move when the session times out",
-                    [("session_timeout_ms", .int(Int64(sessionTimeoutMilliseconds)))])
+                    [("session_timeout_ms", .int(Int64(sessionTimeout.inMilliseconds)))])
             }
         } catch {
             log.warning("leaving the group failed", [("error", .string(error.description))])

@@ -71,3 +71,11 @@ extension Duration {
     /// The duration in seconds, as a `Double`.
     @inlinable public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
+
+extension Duration {
+    /// Whole milliseconds (rounded toward zero), for settings and logs that count in them.
+    public var inMilliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}

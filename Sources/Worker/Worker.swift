@@ -105,13 +105,13 @@ public final class Worker: ConsumeLoopMember, @unchecked Sendable {
 
         var consumerConfiguration = ConsumerConfiguration(
             kafka: configuration.kafka, groupID: configuration.resolvedGroupID,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds)
+            sessionTimeoutMilliseconds: configuration.sessionTimeout.inMilliseconds)
         consumerConfiguration.groupInstanceID = configuration.groupInstanceID
         consumerConfiguration.statisticsIntervalMilliseconds = 5_000
         commitsOutsideTransaction = configuration.commitOffsetsOutsideTransaction
         transactionalID = configuration.delivery == .exactlyOnce ? configuration.makeTransactionalID() : nil
         var producerConfiguration = ProducerConfiguration(kafka: configuration.kafka, transactionalID: transactionalID)
-        producerConfiguration.transactionTimeoutMilliseconds = configuration.transactionTimeoutMilliseconds
+        producerConfiguration.transactionTimeoutMilliseconds = configuration.transactionTimeout.inMilliseconds
         // Both checked before either client starts talking to the cluster.
         try consumerConfiguration.validate()
         try producerConfiguration.validate()
@@ -119,12 +119,12 @@ public final class Worker: ConsumeLoopMember, @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration)
         loop = ConsumeLoop(
             consumer: consumer, liveness: metrics.liveness, rebalances: metrics.rebalances,
-            shutdownTimeoutMilliseconds: configuration.shutdownTimeoutMilliseconds,
-            sessionTimeoutMilliseconds: configuration.sessionTimeoutMilliseconds, log: self.log)
+            shutdownTimeout: configuration.shutdownTimeout,
+            sessionTimeout: configuration.sessionTimeout, log: self.log)
     }
 
     /// Asks `run()` to finish its batch, leave the group and return, within
-    /// `shutdownTimeoutMilliseconds` of this call.
+    /// `shutdownTimeout` of this call.
     public func stop() {
         loop.stop()
     }
@@ -209,7 +209,7 @@ public final class Worker: ConsumeLoopMember, @unchecked Sendable {
         }
         if batch.isDue(
             maxRecords: configuration.commitMaxRecords,
-            interval: .milliseconds(configuration.commitIntervalMilliseconds))
+            interval: configuration.commitInterval)
         {
             try commitBatch()
         }

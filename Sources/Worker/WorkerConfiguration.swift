@@ -27,7 +27,7 @@ public struct WorkerConfiguration: Sendable {
     /// Default: `exactly-once`.
     public var delivery: Delivery = .exactlyOnce
     /// A batch commits after this long. Default: 100 ms.
-    public var commitIntervalMilliseconds: Int = 100
+    public var commitInterval: Duration = .milliseconds(100)
     /// A batch commits after this many input records. Default: 1 000.
     public var commitMaxRecords: Int = 1_000
     /// Also commit the batch's offsets outside the transaction after it commits: needed on brokers
@@ -35,22 +35,22 @@ public struct WorkerConfiguration: Sendable {
     public var commitOffsetsOutsideTransaction: Bool = false
     /// The broker aborts a transaction left open this long: what a killed worker's open transaction
     /// holds back `read_committed` readers of its output partitions, unless a worker with the same
-    /// transactional id starts sooner. A batch's transaction lasts about `commitIntervalMilliseconds`
-    /// plus its commit. Default: 10 000 ms (Kafka Streams' choice for exactly-once).
-    public var transactionTimeoutMilliseconds: Int = 10_000
-    /// Session timeout of the consumer group member. Default: 45 000 ms.
-    public var sessionTimeoutMilliseconds: Int = 45_000
+    /// transactional id starts sooner. A batch's transaction lasts about `commitInterval`
+    /// plus its commit. Default: 10 s (Kafka Streams' choice for exactly-once).
+    public var transactionTimeout: Duration = .seconds(10)
+    /// Session timeout of the consumer group member. Default: 45 s.
+    public var sessionTimeout: Duration = .seconds(45)
     /// How long a stop (SIGTERM) may take from the request to the end of `run()`: the last commit,
     /// leaving the group and the final flush all end by then, and what cannot finish is given up
-    /// (and logged). Keep it under the pod's termination grace period. Default: 8 000 ms.
-    public var shutdownTimeoutMilliseconds: Int = 8_000
+    /// (and logged). Keep it under the pod's termination grace period. Default: 8 s.
+    public var shutdownTimeout: Duration = .seconds(8)
     /// The address the probes and metrics port listens on (an IPv4 address; 0.0.0.0: every
     /// interface). Default: 0.0.0.0.
     public var listenAddress = "0.0.0.0"
     /// Port of the HTTP responder for `/metrics`, `/healthz` and `/readyz`; 0 picks a free one. Default: 9464.
     public var metricsPort: Int = 9464
     /// `/healthz` fails when the loop has not turned for this long. Default: 120 s.
-    public var watchdogSeconds: Int = 120
+    public var watchdog: Duration = .seconds(120)
     /// The benchmark's baseline: copy each record to the flow's output topic as it is (same key,
     /// value and headers), with no decode, map or encode. Not for production. Default: false.
     public var passThrough: Bool = false

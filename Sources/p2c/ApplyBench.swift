@@ -112,7 +112,7 @@ struct ApplyBench {
         configuration.groupID = "apply-bench"
         configuration.side = side
         configuration.streams = [.orders]
-        configuration.sessionTimeoutMilliseconds = 10_000
+        configuration.sessionTimeout = .seconds(10)
         let system = adapter(for: side)
         var http = HTTPClient.Configuration()
         http.retriesThrottled = false

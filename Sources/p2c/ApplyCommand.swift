@@ -58,14 +58,12 @@ enum ApplyCommand {
         configuration.streams = file.worker.streams
         configuration.kafka = file.worker.kafka
         configuration.groupID = file.worker.groupID
-        configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
-        configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+        configuration.sessionTimeout = file.worker.sessionTimeout
+        configuration.shutdownTimeout = file.worker.shutdownTimeout
         configuration.maxConcurrency = settings.integer("maxConcurrency") ?? configuration.maxConcurrency
         configuration.batchDocuments = settings.integer("batchDocuments") ?? system.batchDocuments
-        configuration.referenceWaitMilliseconds =
-            settings.integer("referenceWaitMs") ?? configuration.referenceWaitMilliseconds
-        configuration.unavailableWaitMilliseconds =
-            settings.integer("unavailableWaitMs") ?? configuration.unavailableWaitMilliseconds
+        configuration.referenceWait = settings.milliseconds("referenceWaitMs") ?? configuration.referenceWait
+        configuration.unavailableWait = settings.milliseconds("unavailableWaitMs") ?? configuration.unavailableWait
         let connection: ConnectionSettings
         do {
             connection = try ConnectionSettings.load(system, file: file.object, environment: environment)
@@ -94,7 +92,7 @@ enum ApplyCommand {
             throw UsageError(error.message, command: spec.name)
         }
         let metrics = applier.metrics
-        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let watchdog = file.worker.watchdog
         let probes: HTTPResponder
         do {
             probes = try HTTPResponder.probes(
@@ -111,7 +109,7 @@ enum ApplyCommand {
         defer { probes.stop() }
         log.info("http listening", [("port", .int(Int64(probes.port)))])
         let failure = await FleetMember.run(
-            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "apply member",
+            log: log, budget: configuration.shutdownTimeout, name: "apply member",
             body: { try applier.run() }, stop: { applier.stop() })
         if let failure {
             log.error("apply failed", [("error", .string(failure))])

@@ -190,7 +190,7 @@ struct BootstrapBench {
         apply.side = .crm
         apply.streams = [.customers]
         apply.kafka = kafka
-        apply.sessionTimeoutMilliseconds = 6_000
+        apply.sessionTimeout = .seconds(6)
         let sinks = DataverseAdapter().sinks(
             clients: writers.map { client(sales.baseURL, sales.tenantID, $0, .dataverse) })
         let applier = try Applier(configuration: apply, catalog: catalog, sinks: sinks.sinks, log: log)

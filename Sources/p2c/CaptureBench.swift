@@ -51,8 +51,8 @@ struct CaptureBench {
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "capture-bench")
         configuration.company = "USMF"
         configuration.streams = [.customers]
-        configuration.pollIntervalMilliseconds = pollInterval
-        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.pollInterval = .milliseconds(pollInterval)
+        configuration.sessionTimeout = .seconds(6)
         let log = Log([("component", "capture-bench")], minimumLevel: .error)
         var member: CaptureMember?
         var receiver: WebhookReceiver?

@@ -76,16 +76,15 @@ enum CaptureCommand {
         configuration.generation = file.mapping.generation
         configuration.kafka = file.worker.kafka
         configuration.groupID = file.worker.groupID
-        configuration.sessionTimeoutMilliseconds = file.worker.sessionTimeoutMilliseconds
-        configuration.shutdownTimeoutMilliseconds = file.worker.shutdownTimeoutMilliseconds
+        configuration.sessionTimeout = file.worker.sessionTimeout
+        configuration.shutdownTimeout = file.worker.shutdownTimeout
         configuration.listenAddress = file.worker.listenAddress
         configuration.company = settings.string("company") ?? ""
         configuration.pageSize = settings.integer("pageSize") ?? configuration.pageSize
-        configuration.recheckMilliseconds = settings.integer("recheckMs") ?? configuration.recheckMilliseconds
+        configuration.recheckAfter = settings.milliseconds("recheckMs") ?? configuration.recheckAfter
         configuration.webhookMaxBodyBytes = settings.integer("webhookMaxBodyBytes") ?? configuration.webhookMaxBodyBytes
         configuration.webhookMaxRequests = settings.integer("webhookMaxRequests") ?? configuration.webhookMaxRequests
-        configuration.pollIntervalMilliseconds =
-            settings.integer("pollIntervalMs") ?? configuration.pollIntervalMilliseconds
+        configuration.pollInterval = settings.milliseconds("pollIntervalMs") ?? configuration.pollInterval
         let mode = settings.string("mode") ?? system.changeModes[0]
         let connection: ConnectionSettings
         do {
@@ -93,7 +92,7 @@ enum CaptureCommand {
             guard !configuration.company.isEmpty || system.companyField != nil else {
                 throw UsageError("company is required: --company, P2C_CAPTURE_COMPANY or \"company\" in the file")
             }
-            guard configuration.recheckMilliseconds == 0 || system.rechecksPosts else {
+            guard configuration.recheckAfter == .zero || system.rechecksPosts else {
                 throw UsageError("recheckMs applies to --side erp (F&O's data events, read by their key)")
             }
             guard system.changeModes.contains(mode) else {
@@ -136,7 +135,7 @@ enum CaptureCommand {
             throw UsageError(error.message, command: spec.name)
         }
         let metrics = member.metrics
-        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let watchdog = file.worker.watchdog
         let probes: HTTPResponder
         do {
             probes = try HTTPResponder.probes(
@@ -153,7 +152,7 @@ enum CaptureCommand {
         defer { probes.stop() }
         log.info("http listening", [("port", .int(Int64(probes.port)))])
         let failure = await FleetMember.run(
-            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "capture member",
+            log: log, budget: configuration.shutdownTimeout, name: "capture member",
             body: { try member.run() }, stop: { member.stop() })
         if let failure {
             log.error("capture failed", [("error", .string(failure))])
@@ -186,7 +185,7 @@ enum CaptureCommand {
         do {
             probes = try HTTPResponder.probes(
                 port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
-                watchdog: .seconds(file.worker.watchdogSeconds)
+                watchdog: file.worker.watchdog
             ) {
                 let side = "side=\"\(configuration.side.rawValue)\""
                 return metrics.exposition(labels: "\(side),mode=\"webhook\"") + http.metrics.exposition(labels: side)
@@ -198,7 +197,7 @@ enum CaptureCommand {
         defer { probes.stop() }
         let stopped = DispatchSemaphore(value: 0)
         let failure = await FleetMember.run(
-            log: log, budget: .milliseconds(configuration.shutdownTimeoutMilliseconds), name: "webhook receiver",
+            log: log, budget: configuration.shutdownTimeout, name: "webhook receiver",
             body: { stopped.wait() },
             stop: {
                 // Requests in flight finish (each bounded by its delivery timeout) before the server closes.

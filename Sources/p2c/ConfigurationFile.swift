@@ -99,15 +99,16 @@ struct ConfigurationFile {
         if let text = settings.string("transactionalId") { worker.transactionalID = text }
         if let text = settings.string("groupInstanceId") { worker.groupInstanceID = text }
         if let text = settings.string("listenAddress") { worker.listenAddress = text }
-        let integers: [(String, WritableKeyPath<WorkerConfiguration, Int>)] = [
-            ("commitIntervalMs", \.commitIntervalMilliseconds), ("commitMaxRecords", \.commitMaxRecords),
-            ("sessionTimeoutMs", \.sessionTimeoutMilliseconds), ("shutdownTimeoutMs", \.shutdownTimeoutMilliseconds),
-            ("transactionTimeoutMs", \.transactionTimeoutMilliseconds), ("metricsPort", \.metricsPort),
-            ("watchdogSeconds", \.watchdogSeconds),
+        let durations: [(String, WritableKeyPath<WorkerConfiguration, Duration>)] = [
+            ("commitIntervalMs", \.commitInterval), ("sessionTimeoutMs", \.sessionTimeout),
+            ("shutdownTimeoutMs", \.shutdownTimeout), ("transactionTimeoutMs", \.transactionTimeout),
         ]
-        for (name, path) in integers {
-            if let number = settings.integer(name) { worker[keyPath: path] = number }
+        for (name, path) in durations {
+            if let duration = settings.milliseconds(name) { worker[keyPath: path] = duration }
         }
+        if let number = settings.integer("commitMaxRecords") { worker.commitMaxRecords = number }
+        if let number = settings.integer("metricsPort") { worker.metricsPort = number }
+        if let seconds = settings.integer("watchdogSeconds") { worker.watchdog = .seconds(seconds) }
         if let flag = settings.bool("commitOffsetsOutsideTransaction") { worker.commitOffsetsOutsideTransaction = flag }
         if let flag = settings.bool("passThrough") { worker.passThrough = flag }
     }

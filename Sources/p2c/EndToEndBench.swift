@@ -118,8 +118,8 @@ struct EndToEndBench {
         capture.kafka = kafka
         capture.company = "USMF"
         capture.streams = [.customers]
-        capture.pollIntervalMilliseconds = pollInterval
-        capture.sessionTimeoutMilliseconds = 6_000
+        capture.pollInterval = .milliseconds(pollInterval)
+        capture.sessionTimeout = .seconds(6)
         let salesReader = reader.client(of: sales.baseURL, tenant: sales.tenantID, api: .dataverse, log: log)
         var member: CaptureMember?
         var receiver: WebhookReceiver?
@@ -184,7 +184,7 @@ struct EndToEndBench {
         configuration.side = side
         configuration.streams = streams
         configuration.kafka = kafka
-        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.sessionTimeout = .seconds(6)
         let sinks = adapter(for: side).sinks(clients: [client])
         let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
         Thread { try? applier.run() }.start()
@@ -201,7 +201,7 @@ struct EndToEndBench {
         mapping.flow = flow
         mapping.streams = [.customers]
         mapping.kafka = kafka
-        mapping.sessionTimeoutMilliseconds = 6_000
+        mapping.sessionTimeout = .seconds(6)
         mapping.metricsPort = 0
         let worker = try Worker(configuration: mapping, catalog: catalog, log: log)
         Thread { try? worker.run() }.start()

@@ -215,6 +215,9 @@ struct SettingValues: Sendable {
         return nil
     }
 
+    /// An integer setting counted in milliseconds (its key ends in `Ms`), as a duration.
+    func milliseconds(_ name: String) -> Duration? { integer(name).map { .milliseconds($0) } }
+
     func string(_ name: String) -> String? {
         if case .text(let value)? = values[name] { return value }
         return nil

@@ -56,7 +56,7 @@ enum WorkerCommand {
         } catch let error as ConfigurationError {
             throw UsageError("mapping.\(error)", command: spec.name)
         }
-        let watchdog = Duration.seconds(file.worker.watchdogSeconds)
+        let watchdog = file.worker.watchdog
         let metrics = worker.metrics
         let http: HTTPResponder
         do {
@@ -70,7 +70,7 @@ enum WorkerCommand {
         defer { http.stop() }
         log.info("http listening", [("port", .int(Int64(http.port)))])
         let failure = await FleetMember.run(
-            log: log, budget: .milliseconds(file.worker.shutdownTimeoutMilliseconds), name: "worker",
+            log: log, budget: file.worker.shutdownTimeout, name: "worker",
             body: { try worker.run() }, stop: { worker.stop() })
         if let failure {
             log.error("worker failed", [("error", .string(failure))])

@@ -200,8 +200,8 @@ struct ApplyTests {
         var configuration = ApplyConfiguration()
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: group)
         configuration.groupID = group
-        configuration.sessionTimeoutMilliseconds = 6_000
-        configuration.commitIntervalMilliseconds = 200
+        configuration.sessionTimeout = .seconds(6)
+        configuration.commitInterval = .milliseconds(200)
         return configuration
     }
 
@@ -380,7 +380,7 @@ struct ApplyTests {
     ) throws -> (Applier, RunningApplier) {
         var settings = configuration(group: "apply-\(streams[0].rawValue)", on: small.cluster)
         settings.streams = streams
-        settings.referenceWaitMilliseconds = referenceWait
+        settings.referenceWait = .milliseconds(referenceWait)
         let client = dataverse(simulator, apply, pacing: true)
         let applier = try Applier(
             configuration: settings, catalog: small.catalog,
@@ -442,7 +442,7 @@ struct ApplyTests {
         defer { simulator.stop() }
         var settings = configuration(group: "apply-sick", on: sickBroker.cluster)
         settings.streams = [.customers]
-        settings.unavailableWaitMilliseconds = 2_000
+        settings.unavailableWait = .seconds(2)
         let client = dataverse(simulator, apply, pacing: true)
         let sink = DataverseSink(client: client, schema: DataverseSchema(client: client))
 
@@ -599,7 +599,7 @@ struct ApplyTests {
         try publish([inbound(.orders, "salesorder", "C000777", ["msdyn_salesordernumber": "C000777"])])
         var settings = configuration(group: "apply-hang", on: small.cluster)
         settings.streams = [.orders]
-        settings.shutdownTimeoutMilliseconds = 4_000
+        settings.shutdownTimeout = .seconds(4)
         let client = dataverse(simulator, apply, pacing: true)
         let applier = try Applier(
             configuration: settings, catalog: small.catalog,

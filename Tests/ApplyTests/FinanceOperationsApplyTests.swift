@@ -97,9 +97,9 @@ struct FinanceOperationsApplyTests {
         configuration.streams = streams
         configuration.kafka = KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers, clientID: group)
         configuration.groupID = group
-        configuration.sessionTimeoutMilliseconds = 6_000
-        configuration.commitIntervalMilliseconds = 200
-        configuration.referenceWaitMilliseconds = referenceWait
+        configuration.sessionTimeout = .seconds(6)
+        configuration.commitInterval = .milliseconds(200)
+        configuration.referenceWait = .milliseconds(referenceWait)
         let client = client(simulator)
         return try Applier(
             configuration: configuration, catalog: broker.catalog,

@@ -112,9 +112,9 @@ struct CaptureTests {
         configuration.company = "USMF"
         configuration.generation = generation
         configuration.streams = streams
-        configuration.pollIntervalMilliseconds = pollIntervalMilliseconds
+        configuration.pollInterval = .milliseconds(pollIntervalMilliseconds)
         if let pageSize { configuration.pageSize = pageSize }
-        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.sessionTimeout = .seconds(6)
         let member = try CaptureMember(
             configuration: configuration, adapter: DataverseAdapter(), catalog: shared.catalog,
             client: client(simulator, reader),

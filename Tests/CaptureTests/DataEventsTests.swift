@@ -37,7 +37,7 @@ struct DataEventsTests {
     ) throws -> WebhookReceiver {
         var configuration = CaptureConfiguration()
         configuration.side = .erp
-        configuration.recheckMilliseconds = recheckMilliseconds
+        configuration.recheckAfter = .milliseconds(recheckMilliseconds)
         configuration.kafka = KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers, clientID: "events")
         return try WebhookReceiver(
             configuration: configuration, catalog: shared.catalog,

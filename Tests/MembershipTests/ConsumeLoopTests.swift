@@ -68,8 +68,8 @@ struct ConsumeLoopTests {
         let rebalances = Counter()
         return (
             ConsumeLoop(
-                consumer: consumer, liveness: liveness, rebalances: rebalances, shutdownTimeoutMilliseconds: 3_000,
-                sessionTimeoutMilliseconds: 6_000, log: log),
+                consumer: consumer, liveness: liveness, rebalances: rebalances, shutdownTimeout: .seconds(3),
+                sessionTimeout: .seconds(6), log: log),
             liveness, rebalances
         )
     }

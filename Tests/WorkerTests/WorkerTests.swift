@@ -52,7 +52,7 @@ struct WorkerTests {
         configuration.streams = [.orders]
         configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "worker-test")
         configuration.transactionalID = "worker-test-1"
-        configuration.sessionTimeoutMilliseconds = 6_000
+        configuration.sessionTimeout = .seconds(6)
         // Not set: the worker recognises the embedded broker and commits offsets outside the transaction too.
         configuration.mapping.companyDefaults["USMF"] = .init(site: "1", warehouse: "13")
         configuration.mapping.numberSequences = .init(crm: #"C\d+"#, erp: #"F\d+"#)
@@ -258,7 +258,7 @@ struct WorkerFaultTests {
             configuration.streams = [.orders]
             configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "fault-test")
             configuration.transactionalID = "fault-test-1"
-            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.sessionTimeout = .seconds(6)
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
             let source = try KafkaProducer(
                 configuration: ProducerConfiguration(
@@ -334,7 +334,7 @@ extension WorkerFaultTests {
             configuration.commitMaxRecords = 100
             configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "slow-test")
             configuration.transactionalID = "slow-test-1"
-            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.sessionTimeout = .seconds(6)
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
             let reader = try subscribedReader(cluster, group: "slow-reader", topics: ["crm.orders.inbound"])
             var ids: [String] = []
@@ -373,7 +373,7 @@ extension WorkerFaultTests {
             configuration.flow = .erpToCRM
             configuration.streams = [.orders]
             configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "alo-fault")
-            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.sessionTimeout = .seconds(6)
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
 
             let reader = try subscribedReader(cluster, group: "alo-fault-reader", topics: ["crm.orders.inbound"])
@@ -420,7 +420,7 @@ struct RefusedCommitTests {
             configuration.streams = [.orders]
             configuration.kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "refused")
             configuration.transactionalID = "refused-1"
-            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.sessionTimeout = .seconds(6)
             let worker = RunningWorker(try Worker(configuration: configuration, catalog: catalog))
             while worker.worker.metrics.assignedPartitions.load(ordering: .relaxed) == 0 {
                 Thread.sleep(forTimeInterval: 0.05)
@@ -564,7 +564,7 @@ struct PoisonTests {
             configuration.kafka = KafkaConfiguration(
                 bootstrapServers: cluster.bootstrapServers, clientID: "poison-test")
             configuration.transactionalID = "poison-test-1"
-            configuration.sessionTimeoutMilliseconds = 6_000
+            configuration.sessionTimeout = .seconds(6)
             configuration.mapping.companies = ["USMF", "DEMF"]
             configuration.mapping.companyDefaults["USMF"] = .init(
                 site: "1", warehouse: "13", writeInCategory: "Write-in")
