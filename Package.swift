@@ -42,21 +42,22 @@ let package = Package(
         ),
         .target(
             name: "Apply",
-            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors", "Worker"],
+            dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors"],
             swiftSettings: strict),
         .target(
             name: "Capture",
             dependencies: ["Kafka", "Membership", "Topology", "Runtime", "ProspectToCash", "Connectors", "OData"],
             swiftSettings: strict),
         .target(
-            name: "Operations", dependencies: ["Kafka", "Topology", "ProspectToCash", "Connectors", "Worker"],
+            name: "Operations",
+            dependencies: ["Kafka", "Membership", "Topology", "ProspectToCash", "Connectors", "Worker"],
             swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .executableTarget(
             name: "p2c",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
-                "Capture", "Connectors", "Dataverse", "FinanceOperations", "OData", "Operations",
+                "Capture", "Connectors", "Dataverse", "FinanceOperations", "Membership", "OData", "Operations",
             ],
             swiftSettings: strict
         ),
@@ -77,8 +78,8 @@ let package = Package(
         .testTarget(
             name: "ApplyTests",
             dependencies: [
-                "Apply", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Topology",
-                "ProspectToCash", "Runtime", "Worker",
+                "Apply", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Membership",
+                "Topology", "ProspectToCash", "Runtime",
             ],
             swiftSettings: strict),
         .testTarget(
@@ -93,7 +94,7 @@ let package = Package(
             name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
         .testTarget(
             name: "OperationsTests",
-            dependencies: ["Operations", "Simulation", "Kafka", "ProspectToCash", "Topology", "Worker"],
+            dependencies: ["Operations", "Membership", "Simulation", "Kafka", "ProspectToCash", "Topology", "Worker"],
             swiftSettings: strict),
         .testTarget(
             name: "P2CTests",

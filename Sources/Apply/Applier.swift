@@ -6,7 +6,6 @@ import ProspectToCash
 import Runtime
 import Synchronization
 import Topology
-import Worker
 
 /// One member of an apply fleet: consumes `<side>.<stream>.inbound` in a consumer group and
 /// writes each document's events into the system, in order, many documents at once.

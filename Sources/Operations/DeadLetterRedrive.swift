@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Membership
 import Topology
 import Worker
 

@@ -2,6 +2,7 @@ import Apply
 import Connectors
 import Foundation
 import Kafka
+import Membership
 import Runtime
 import Topology
 

@@ -2,6 +2,7 @@ import Capture
 import Connectors
 import Foundation
 import Kafka
+import Membership
 import Runtime
 import Synchronization
 import Topology

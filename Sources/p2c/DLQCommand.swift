@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Membership
 import Operations
 import Runtime
 import Topology

@@ -3,13 +3,13 @@ import Connectors
 import Dataverse
 import Foundation
 import Kafka
+import Membership
 import ProspectToCash
 import Runtime
 import Simulators
 import Synchronization
 import Testing
 import Topology
-import Worker
 
 /// The repository's `Topics/` folder.
 private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -1,4 +1,5 @@
 import Kafka
+import Membership
 import Operations
 import Testing
 import Worker

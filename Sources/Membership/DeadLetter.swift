@@ -1,8 +1,8 @@
 import Foundation
 import Kafka
-import ProspectToCash
 
-/// The record sent to `<input topic>.dlq` for a refused event: the original key, value and headers,
+/// The record sent to `<input topic>.dlq` for a refused event (by a worker, or by the system apply
+/// writes to): the original key, value and headers,
 /// untouched, with the reason and the source position added.
 public enum DeadLetter {
     public static let codeHeader = "p2c_error_code"
@@ -16,10 +16,6 @@ public enum DeadLetter {
     public static let addedHeaders: Set<String> = [
         codeHeader, messageHeader, sourceTopicHeader, sourcePartitionHeader, sourceOffsetHeader, deadLetteredAtHeader,
     ]
-
-    static func record(for input: KafkaRecord, error: MappingError, topic: String) -> OutgoingRecord {
-        record(for: input, code: error.code.rawValue, message: error.message, topic: topic)
-    }
 
     /// The dead letter of `input`, refused with `code` (a mapping error's, or a target system's
     /// `http_<status> <code>`) and `message`.
