@@ -76,11 +76,9 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     /// `throttledUntil`.
     struct Lane {
         var sink: any DocumentSink
-        var limit: Int
+        var window: ConcurrencyWindow
         var rounds = 0
         var throttledUntil = ContinuousClock.now
-        var lastDecrease = ContinuousClock.now
-        var successesSinceIncrease = 0
     }
 
     struct Finished: Sendable {
@@ -95,7 +93,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
     ) throws {
         precondition(!sinks.isEmpty, "apply needs at least one identity")
         self.configuration = configuration
-        lanes = sinks.map { Lane(sink: $0, limit: configuration.maxConcurrency) }
+        lanes = sinks.map { Lane(sink: $0, window: ConcurrencyWindow(maximum: configuration.maxConcurrency)) }
         self.log = log.with([("side", .string(configuration.side.rawValue))])
         metrics = ApplyMetrics(side: configuration.side)
         var routes: [String: (SyncStream, String)] = [:]
@@ -212,7 +210,7 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
             // The lane with room and no pause that has the fewest rounds in flight.
             guard
                 let lane = lanes.indices.filter({
-                    lanes[$0].rounds < lanes[$0].limit && now >= lanes[$0].throttledUntil
+                    lanes[$0].rounds < lanes[$0].window.limit && now >= lanes[$0].throttledUntil
                 })
                 .min(by: { lanes[$0].rounds < lanes[$1].rounds })
             else { break }
@@ -351,28 +349,15 @@ public final class Applier: ConsumeLoopMember, @unchecked Sendable {
         }
     }
 
-    /// AIMD per lane: a throttled round takes a quarter (at least one) off its rounds in flight
-    /// (half with several identities), once per pushback (rounds started before the last decrease
-    /// saw the old limit); `limit` rounds without one add one back. The pause itself lets the
-    /// service's window drain, so a deeper cut would leave its budget unspent after every pause.
+    /// The lane's window after a round: narrower after a 429, wider after enough rounds that went
+    /// through (`ConcurrencyWindow`).
     func adjustLimit(lane index: Int, throttled: Bool, failed: Bool, started: ContinuousClock.Instant) {
-        var lane = lanes[index]
         if throttled {
-            guard started >= lane.lastDecrease else { return }
-            // With several identities a throttled lane's documents go to the others at once, so the
-            // member's requests in flight fall only when each lane halves its own.
-            lane.limit = lanes.count > 1 ? max(1, lane.limit / 2) : max(1, lane.limit - max(1, lane.limit / 4))
-            lane.lastDecrease = .now
-            lane.successesSinceIncrease = 0
-        } else if !failed && lane.limit < configuration.maxConcurrency {
-            lane.successesSinceIncrease += 1
-            if lane.successesSinceIncrease >= lane.limit {
-                lane.limit += 1
-                lane.successesSinceIncrease = 0
-            }
+            lanes[index].window.throttled(startedAt: started, shared: lanes.count > 1)
+        } else if !failed {
+            lanes[index].window.succeeded()
         }
-        lanes[index] = lane
-        metrics.concurrency.store(lanes.reduce(0) { $0 + $1.limit }, ordering: .relaxed)
+        metrics.concurrency.store(lanes.reduce(0) { $0 + $1.window.limit }, ordering: .relaxed)
     }
 
     func pausePartition(_ partition: TopicPartition, for pause: Duration) {
