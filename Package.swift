@@ -66,8 +66,11 @@ let package = Package(
             dependencies: ["Kafka", "ProspectToCash", "Topology", "Simulation", "Worker"],
             swiftSettings: strict
         ),
+        .target(
+            name: "TestSupport", dependencies: ["Kafka", "Runtime", "Topology"], path: "Tests/TestSupport",
+            swiftSettings: strict),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], swiftSettings: strict),
-        .testTarget(name: "TopologyTests", dependencies: ["Topology"], swiftSettings: strict),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: strict),
         .testTarget(name: "MembershipTests", dependencies: ["Membership", "Kafka", "Runtime"], swiftSettings: strict),
         .testTarget(name: "ODataTests", dependencies: ["OData", "Runtime"], swiftSettings: strict),
@@ -79,19 +82,20 @@ let package = Package(
             name: "ApplyTests",
             dependencies: [
                 "Apply", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Membership",
-                "Topology", "ProspectToCash", "Runtime",
+                "Topology", "ProspectToCash", "Runtime", "TestSupport",
             ],
             swiftSettings: strict),
         .testTarget(
             name: "CaptureTests",
             dependencies: [
                 "Capture", "Connectors", "Dataverse", "FinanceOperations", "Simulators", "Kafka", "Topology",
-                "ProspectToCash", "Runtime",
+                "ProspectToCash", "Runtime", "TestSupport",
             ],
             swiftSettings: strict),
         .testTarget(name: "ProspectToCashTests", dependencies: ["ProspectToCash"], swiftSettings: strict),
         .testTarget(
-            name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
+            name: "WorkerTests", dependencies: ["Worker", "Kafka", "Topology", "ProspectToCash", "TestSupport"],
+            swiftSettings: strict),
         .testTarget(
             name: "OperationsTests",
             dependencies: ["Operations", "Membership", "Simulation", "Kafka", "ProspectToCash", "Topology", "Worker"],
@@ -100,8 +104,7 @@ let package = Package(
             name: "P2CTests",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "Connectors", "Dataverse", "FinanceOperations", "OData",
-                "ProspectToCash",
-                "p2c",
+                "ProspectToCash", "TestSupport", "p2c",
             ],
             swiftSettings: strict),
     ]

@@ -8,24 +8,12 @@ import ProspectToCash
 import Runtime
 import Simulators
 import Synchronization
+import TestSupport
 import Testing
 import Topology
 
-/// The repository's `Topics/` folder.
-private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
-
 /// An embedded broker with every topic of `Topics/`, and that catalog.
-func broker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
-    do {
-        let cluster = try EmbeddedCluster(brokers: 1)
-        let catalog = try TopicCatalog.load(directory: topicsDirectory)
-        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
-        return (cluster, catalog)
-    } catch {
-        fatalError("embedded broker: \(error)")
-    }
-}
+func broker() -> TestBroker { TestBroker() }
 
 /// One broker for the suite's big story, and a second for the small stories, one stream each, so
 /// that no story reads another's events.
@@ -50,13 +38,9 @@ private func inbound(
         ])
 }
 
-/// Sends `records` to the small broker (or `cluster`) and waits for their delivery.
-private func publish(_ records: [OutgoingRecord], to cluster: EmbeddedCluster = small.cluster) throws {
-    let producer = try KafkaProducer(
-        configuration: ProducerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)))
-    for record in records { _ = try producer.send(record) }
-    _ = try producer.flush(timeout: .seconds(30))
+/// Sends `records` to the small broker (or `broker`) and waits for their delivery.
+private func publish(_ records: [OutgoingRecord], to broker: TestBroker = small) throws {
+    try broker.publish(records)
 }
 
 /// An apply member on its own thread, as `p2c apply` runs it.
@@ -205,25 +189,9 @@ struct ApplyTests {
         return configuration
     }
 
-    /// Waits until `done` holds, up to `limit`.
-    private func waitUntil(_ limit: Duration, _ done: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !done() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-    }
-
     /// Every record of `topic` from the start.
-    private func read(_ topic: String, on cluster: EmbeddedCluster = shared.cluster) throws -> [KafkaRecord] {
-        var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), groupID: "reader-\(UUID())")
-        configuration.reportPartitionEnd = true
-        let reader = try KafkaConsumer(configuration: configuration)
-        var records: [KafkaRecord] = []
-        try reader.readToEnd(
-            (0..<shared.catalog[topic]!.partitions).map {
-                TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
-            }
-        ) { records.append($0) }
-        return records
+    private func read(_ topic: String, on broker: TestBroker = shared) throws -> [KafkaRecord] {
+        try broker.read(topic)
     }
 
     @Test(
@@ -405,7 +373,7 @@ struct ApplyTests {
         try await waitUntil(.seconds(30)) { applier.metrics.applied.value + applier.metrics.deadLettered.value >= 5 }
         #expect(running.stop() == nil)
         #expect(simulator.rows("accounts").compactMap { $0["name"]?.stringValue }.sorted() == ["After", "Before"])
-        let letters = try read("crm.customers.inbound.dlq", on: small.cluster)
+        let letters = try read("crm.customers.inbound.dlq", on: small)
         #expect(letters.count == 1)
         let letter = try #require(letters.first)
         #expect(letter.value == bad.value)
@@ -451,7 +419,7 @@ struct ApplyTests {
             configuration: settings, catalog: sickBroker.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
         try publish(
             [inbound(.customers, "account", "US-300", ["accountnumber": "US-300", "name": "Sick"])],
-            to: sickBroker.cluster)
+            to: sickBroker)
         let first = RunningApplier(down)
         try await waitUntil(.seconds(30)) { down.metrics.retried.value >= 4 }
         try await Task.sleep(for: .seconds(3))
@@ -462,7 +430,7 @@ struct ApplyTests {
         try publish(
             (301...306).map {
                 inbound(.customers, "account", "US-\($0)", ["accountnumber": .string("US-\($0)"), "name": "Well"])
-            }, to: sickBroker.cluster)
+            }, to: sickBroker)
         let applier = try Applier(
             configuration: settings, catalog: sickBroker.catalog, sinks: [FailingOne(sink: sink, sick: "US-300")])
         let running = RunningApplier(applier)
@@ -473,7 +441,7 @@ struct ApplyTests {
         #expect(
             simulator.rows("accounts").compactMap { $0["accountnumber"]?.stringValue }.sorted()
                 == (301...306).map { "US-\($0)" })
-        let letters = try read("crm.customers.inbound.dlq", on: sickBroker.cluster).filter {
+        let letters = try read("crm.customers.inbound.dlq", on: sickBroker).filter {
             $0.key == Array("USMF/US-300".utf8)
         }
         #expect(letters.count == 1)
@@ -582,7 +550,7 @@ struct ApplyTests {
         let (short, shortRunning) = try member(simulator, streams: [.invoices], referenceWait: 1_000)
         try await waitUntil(.seconds(30)) { short.metrics.deadLettered.value >= 1 }
         #expect(shortRunning.stop() == nil)
-        let letter = try #require(try read("crm.invoices.inbound.dlq", on: small.cluster).first)
+        let letter = try #require(try read("crm.invoices.inbound.dlq", on: small).first)
         #expect(letter.header(DeadLetter.codeHeader)?.text == "reference_missing")
         #expect(
             letter.header(DeadLetter.messageHeader)?.text?.contains("invoices(msdyn_invoicenumber='I000404')") == true)

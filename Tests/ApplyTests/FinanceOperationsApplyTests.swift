@@ -7,6 +7,7 @@ import ProspectToCash
 import Runtime
 import Simulators
 import Synchronization
+import TestSupport
 import Testing
 import Topology
 
@@ -78,19 +79,13 @@ struct FinanceOperationsApplyTests {
             settings: settings, http: HTTPClient(configuration: configuration), api: .financeOperations)
     }
 
-    private func publish(
-        _ records: [OutgoingRecord], to broker: (cluster: EmbeddedCluster, catalog: TopicCatalog) = fno
-    ) throws {
-        let producer = try KafkaProducer(
-            configuration: ProducerConfiguration(
-                kafka: KafkaConfiguration(bootstrapServers: broker.cluster.bootstrapServers)))
-        for record in records { _ = try producer.send(record) }
-        _ = try producer.flush(timeout: .seconds(30))
+    private func publish(_ records: [OutgoingRecord], to broker: TestBroker = fno) throws {
+        try broker.publish(records)
     }
 
     private func applier(
         _ simulator: FinanceOperationsSimulator, group: String, streams: [SyncStream],
-        on broker: (cluster: EmbeddedCluster, catalog: TopicCatalog) = fno, referenceWait: Int = 60_000
+        on broker: TestBroker = fno, referenceWait: Int = 60_000
     ) throws -> Applier {
         var configuration = ApplyConfiguration()
         configuration.side = .erp
@@ -104,11 +99,6 @@ struct FinanceOperationsApplyTests {
         return try Applier(
             configuration: configuration, catalog: broker.catalog,
             sinks: [FinanceOperationsSink(client: client, schema: FinanceOperationsSchema(client: client))])
-    }
-
-    private func waitUntil(_ limit: Duration, _ done: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !done() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
     }
 
     /// The simulator's records of `set` by `<dataAreaId>/<number>[#<line>]`, fields upper case as the maps spell them.
@@ -212,20 +202,7 @@ struct FinanceOperationsApplyTests {
     }
 
     /// Every record of `topic` on the small broker.
-    private func read(_ topic: String) throws -> [KafkaRecord] {
-        var configuration = ConsumerConfiguration(
-            kafka: KafkaConfiguration(bootstrapServers: fnoSmall.cluster.bootstrapServers),
-            groupID: "reader-\(UUID())")
-        configuration.reportPartitionEnd = true
-        let reader = try KafkaConsumer(configuration: configuration)
-        var records: [KafkaRecord] = []
-        try reader.readToEnd(
-            (0..<fnoSmall.catalog[topic]!.partitions).map {
-                TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
-            }
-        ) { records.append($0) }
-        return records
-    }
+    private func read(_ topic: String) throws -> [KafkaRecord] { try fnoSmall.read(topic) }
 
     @Test(
         "A write F&O refuses (a value not of its property's type: 400) lands in erp.customers.inbound.dlq with http_400 and F&O's message while the partition goes on; an order line queued before its header is written once the header is; a line whose header never comes is dead-lettered after referenceWaitMs"

@@ -7,24 +7,12 @@ import ProspectToCash
 import Runtime
 import Simulators
 import Synchronization
+import TestSupport
 import Testing
 import Topology
 
-/// The repository's `Topics/` folder.
-private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
-
 /// An embedded broker with every topic of `Topics/`: one for each suite, which takes it down at times.
-func captureBroker() -> (cluster: EmbeddedCluster, catalog: TopicCatalog) {
-    do {
-        let cluster = try EmbeddedCluster(brokers: 1)
-        let catalog = try TopicCatalog.load(directory: topicsDirectory)
-        for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
-        return (cluster, catalog)
-    } catch {
-        fatalError("embedded broker: \(error)")
-    }
-}
+func captureBroker() -> TestBroker { TestBroker() }
 
 private let shared = captureBroker()
 
@@ -59,22 +47,9 @@ func client(
     return ServiceClient(settings: settings, http: http)
 }
 
-/// Every committed record of `topic` so far.
-func read(
-    _ topic: String, from broker: (cluster: EmbeddedCluster, catalog: TopicCatalog)? = nil
-) throws -> [KafkaRecord] {
-    let shared = broker ?? shared
-    var configuration = ConsumerConfiguration(
-        kafka: KafkaConfiguration(bootstrapServers: shared.cluster.bootstrapServers), groupID: "reader-\(UUID())")
-    configuration.reportPartitionEnd = true
-    let reader = try KafkaConsumer(configuration: configuration)
-    var records: [KafkaRecord] = []
-    try reader.readToEnd(
-        (0..<shared.catalog[topic]!.partitions).map {
-            TopicPartitionOffset(topic, Int32($0), offset: KafkaOffset.beginning)
-        }
-    ) { records.append($0) }
-    return records
+/// Every committed record of `topic` so far, on `broker` (the suite's shared one by default).
+func read(_ topic: String, from broker: TestBroker? = nil) throws -> [KafkaRecord] {
+    try (broker ?? shared).read(topic)
 }
 
 extension KafkaRecord {
@@ -89,15 +64,6 @@ struct CaptureTests {
     let apply = DataverseSimulator.Client(id: UUID(), secret: "apply-secret")
     let person = DataverseSimulator.Client(id: UUID(), secret: "person-secret")
     let reader = DataverseSimulator.Client(id: UUID(), secret: "capture-secret")
-
-    /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs on a thread of its own,
-    /// off the shared pools the members under test need for their HTTP calls.
-    private func waitUntil(_ limit: Duration, _ done: @escaping @Sendable () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while try await !AsyncBridge.onThread(done) && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
 
     /// A capture member of `streams` reading `simulator` as the reader identity, running on a
     /// thread of its own; the apply identity's changes are echoes.
@@ -147,7 +113,7 @@ struct CaptureTests {
         let running = try capture(
             simulator, group: "capture-party", streams: [.parties, .postaladdresses], generation: .party)
         // A loaded machine takes a while to read the tables, a page a turn: up to 90 s.
-        try await waitUntil(.seconds(90)) {
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
             try read("crm.parties.changes").count >= 1 && read("crm.postaladdresses.changes").count >= 2
         }
         #expect(running.stop() == nil)
@@ -199,7 +165,7 @@ struct CaptureTests {
         let running = try capture(simulator, group: "capture-story", streams: [.customers, .orders], pageSize: 2)
         // The snapshot first, whole: the person's changes below must come after it (a loaded
         // machine can take a while to read the tables' pages).
-        try await waitUntil(.seconds(90)) {
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
             try read("crm.orders.changes").count >= 4 && read("crm.customers.changes").count >= 2
         }
         try #require(try read("crm.orders.changes").count >= 4, "the snapshot of the order and its lines")
@@ -212,7 +178,7 @@ struct CaptureTests {
                 .status == 204)
         try await write(
             "salesorderdetails(_salesorderid_value=\(headerID),sequencenumber=4)", ["quantity": .number("8")])
-        try await waitUntil(.seconds(90)) {
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
             try read("crm.orders.changes").count >= 6 && read("crm.customers.changes").count >= 3
         }
         #expect(running.stop() == nil)
@@ -294,7 +260,7 @@ struct CaptureTests {
                 .status
                 == 204)
         // The line's create is published, or read back after its delete and then publishes nothing.
-        try await waitUntil(.seconds(90)) {
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
             receiver.metrics.published.value + receiver.metrics.superseded.value >= 5
         }
         let customers = try read("crm.customers.changes").filter {
@@ -322,10 +288,10 @@ struct CaptureTests {
         try shared.cluster.setBrokerDown(1)
         try await write(
             "accounts(accountnumber='WH-1')", ["customertypecode": .number("3"), "description": "while down"])
-        try await waitUntil(.seconds(20)) { receiver.metrics.failures.value >= 1 }
+        try await waitUntilOnThread(.seconds(20), every: .milliseconds(200)) { receiver.metrics.failures.value >= 1 }
         #expect(receiver.metrics.failures.value == 1, "the first post was answered 503")
         try shared.cluster.setBrokerUp(1)
-        try await waitUntil(.seconds(90)) { receiver.metrics.published.value >= 6 }
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) { receiver.metrics.published.value >= 6 }
         let updates = try read("crm.customers.changes").filter { $0.data["description"] == "while down" }
         #expect(updates.count == 1, "the retried post landed once")
     }
@@ -354,10 +320,10 @@ struct CaptureTests {
         @Sendable func events() throws -> [KafkaRecord] {
             try read("crm.customers.changes").filter { $0.data["accountnumber"]?.stringValue == account }
         }
-        try await waitUntil(.seconds(90)) { try !events().isEmpty }
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) { try !events().isEmpty }
         // A delta round read (more pages than snapshots, each snapshot one page here): the account's
         // link is fresh and its next read is 4 s away, by when the link has expired.
-        try await waitUntil(.seconds(90)) {
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
             running.member.metrics.pages.value > running.member.metrics.snapshots.value
         }
         let before = running.member.metrics.snapshots.value
@@ -366,7 +332,9 @@ struct CaptureTests {
                 "PATCH", "accounts(accountnumber='\(account)')",
                 body: ["customertypecode": .number("3"), "description": "after expiry"]
             ).status == 204)
-        try await waitUntil(.seconds(90)) { try events().contains { $0.data["description"] == "after expiry" } }
+        try await waitUntilOnThread(.seconds(90), every: .milliseconds(200)) {
+            try events().contains { $0.data["description"] == "after expiry" }
+        }
         #expect(running.stop() == nil)
         #expect(try events().contains { $0.data["description"] == "after expiry" })
         // New snapshots after refused links, one of them carrying the change.

@@ -6,6 +6,7 @@ import Kafka
 import ProspectToCash
 import Runtime
 import Simulators
+import TestSupport
 import Testing
 import Topology
 
@@ -71,15 +72,6 @@ struct DataEventsTests {
         return answer.status
     }
 
-    /// Waits until `done` holds, up to `limit`; `done` (Kafka reads) runs on a thread of its own,
-    /// off the shared pools the members under test need for their HTTP calls.
-    private func waitUntil(_ limit: Duration, _ done: @escaping @Sendable () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while try await !AsyncBridge.onThread(done) && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
     @Test(
         "A person's creates, updates and deletes in F&O become change events with the maps' field names and the record's company (a deleted line keyed by its header and sequence), the apply identity's as echoes; while Kafka is unreachable the receiver answers 503, and takes changes again once it is back, none twice"
     )
@@ -115,7 +107,7 @@ struct DataEventsTests {
             "DELETE", "CDSSalesOrderLines(dataAreaId='USMF',SalesOrderNumber='S-900',LineCreationSequenceNumber=1)",
             nil)
         // The line's create may be taken after its delete: then it publishes nothing (superseded).
-        try await waitUntil(.seconds(20)) {
+        try await waitUntilOnThread(.seconds(20)) {
             receiver.metrics.published.value + receiver.metrics.superseded.value >= 6
         }
         let customers = try read("erp.customers.changes", from: shared).filter {
@@ -150,7 +142,7 @@ struct DataEventsTests {
         try shared.cluster.setBrokerDown(1)
         try await send(
             "PATCH", "CustomersV3(dataAreaId='USMF',CustomerAccount='DE-1')", ["SalesMemo": "while down"])
-        try await waitUntil(.seconds(20)) { receiver.metrics.failures.value >= 1 }
+        try await waitUntilOnThread(.seconds(20)) { receiver.metrics.failures.value >= 1 }
         #expect(receiver.metrics.failures.value >= 1, "the post was answered 503")
         try shared.cluster.setBrokerUp(1)
         try await send(
@@ -158,7 +150,7 @@ struct DataEventsTests {
         @Sendable func published(_ memo: String) throws -> Int {
             try read("erp.customers.changes", from: shared).filter { $0.data["SALESMEMO"] == .string(memo) }.count
         }
-        try await waitUntil(.seconds(40)) { try published("after recovery") >= 1 }
+        try await waitUntilOnThread(.seconds(40)) { try published("after recovery") >= 1 }
         let afterRecovery = try published("after recovery")
         let whileDown = try published("while down")
         #expect(afterRecovery >= 1, "a change after Kafka is back is published")
@@ -236,7 +228,7 @@ struct DataEventsTests {
                 $0.data["CUSTOMERACCOUNT"]?.stringValue?.hasPrefix("RC-") == true
             }
         }
-        try await waitUntil(.seconds(60)) {
+        try await waitUntilOnThread(.seconds(60)) {
             guard receiver.metrics.rechecked.value >= 3 else { return false }
             return try events().count >= 5
         }

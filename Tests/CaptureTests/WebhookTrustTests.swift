@@ -6,6 +6,7 @@ import Kafka
 import ProspectToCash
 import Runtime
 import Simulators
+import TestSupport
 import Testing
 import Topology
 

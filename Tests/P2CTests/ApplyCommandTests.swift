@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Runtime
+import TestSupport
 import Testing
 
 @Suite("p2c apply, as a deployment runs it against p2c simulate dataverse", .serialized, .timeLimit(.minutes(3)))

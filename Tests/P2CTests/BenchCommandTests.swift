@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 /// `p2c bench` measures, it does not judge in tests: a small run must produce real numbers for the

@@ -4,6 +4,7 @@ import Kafka
 import OData
 import ProspectToCash
 import Runtime
+import TestSupport
 import Testing
 
 @Suite("p2c bootstrap, against the simulated F&O and Dataverse", .serialized, .timeLimit(.minutes(4)))

@@ -4,6 +4,7 @@ import Kafka
 import OData
 import ProspectToCash
 import Runtime
+import TestSupport
 import Testing
 
 @Suite("p2c capture, as a deployment runs it against p2c simulate dataverse", .serialized, .timeLimit(.minutes(3)))
@@ -19,7 +20,7 @@ struct CaptureCommandTests {
         defer { broker.stop() }
         let simulator = try SimulatorProcess([
             "dataverse", "--client", "\(captureClient):capture-secret", "--client",
-            "\(personClient):person-secret", "--faults", "latency=50ms",
+            "\(personClient):person-secret", "--faults", "latency=100ms",
         ])
         defer { simulator.stop() }
         let (url, tenant) = (simulator.url, simulator.tenant)
@@ -102,7 +103,8 @@ struct CaptureCommandTests {
             return last
         }
         try await batch(1...150, #"{"customertypecode":3,"description":"updated"}"#)
-        // Read 2 changes a page, a request and a Kafka transaction each: killed once part is published.
+        // Read 2 changes a page, a request (100 ms) and a Kafka transaction each: killed once part is
+        // published, 70 pages before the round ends, so that it lands inside it on a loaded machine.
         #expect(try await kill(capture, whenPublished: base + 10))
         let afterKill = try published().count
         #expect(

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 @Suite("p2c dlq list", .serialized, .timeLimit(.minutes(2)))

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 @Suite("p2c dlq redrive", .serialized, .timeLimit(.minutes(3)))

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 /// The main job, as a new user runs it: the whole product on one machine must end with both

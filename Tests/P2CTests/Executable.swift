@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Runtime
 import Synchronization
+import TestSupport
 
 /// The built `p2c` binary, beside the test bundle (or `$P2C_BINARY`).
 let p2cBinary: String = {
@@ -10,10 +11,6 @@ let p2cBinary: String = {
     return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         .appendingPathComponent("p2c").path
 }()
-
-/// The repository's `Topics/` folder.
-let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
 /// A process started by a test, with its output captured.
 final class Spawned: @unchecked Sendable {

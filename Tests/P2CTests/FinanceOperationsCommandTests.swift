@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import ProspectToCash
 import Runtime
+import TestSupport
 import Testing
 
 @Suite(

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `P2C_LOG_LEVEL` is how an operator sees what a process does below `info`, librdkafka's own debug

@@ -4,6 +4,7 @@ import Kafka
 import ProspectToCash
 import Runtime
 import Synchronization
+import TestSupport
 import Testing
 
 /// A client that sends exactly the bytes an attacker would, on a socket of its own.

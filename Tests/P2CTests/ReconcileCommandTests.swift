@@ -4,6 +4,7 @@ import Foundation
 import Kafka
 import ProspectToCash
 import Runtime
+import TestSupport
 import Testing
 
 /// `p2c reconcile` against both simulated systems, as an operator runs it: agreement first, then

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("p2c settings: one table of every setting, and every source of a value checked alike")

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 @Suite("p2c topics, against the embedded broker", .serialized, .timeLimit(.minutes(2)))

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Runtime
+import TestSupport
 import Testing
 
 /// A port nothing listens on right now.

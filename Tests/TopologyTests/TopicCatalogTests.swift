@@ -1,10 +1,7 @@
 import Foundation
+import TestSupport
 import Testing
 import Topology
-
-/// The repository's `Topics/` folder.
-let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
 
 @Suite("Topics/ declarations")
 struct TopicCatalogTests {

@@ -2,21 +2,16 @@ import Foundation
 import Kafka
 import ProspectToCash
 import Synchronization
+import TestSupport
 import Testing
 import Topology
 
 @testable import Worker
 
-/// The repository's `Topics/` folder.
-private let topicsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Topics").path
-
 /// An embedded cluster of `brokers` with every topic of `Topics/`, and that catalog.
 private func clusterWithTopics(brokers: Int) throws -> (EmbeddedCluster, TopicCatalog) {
-    let cluster = try EmbeddedCluster(brokers: brokers)
-    let catalog = try TopicCatalog.load(directory: topicsDirectory)
-    for topic in catalog.topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
-    return (cluster, catalog)
+    let broker = TestBroker(brokers: brokers)
+    return (broker.cluster, broker.catalog)
 }
 
 /// A worker on its own thread, as `p2c worker` runs it.
