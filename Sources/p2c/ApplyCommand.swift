@@ -93,29 +93,16 @@ enum ApplyCommand {
             throw UsageError(error.message, command: spec.name)
         }
         let metrics = applier.metrics
-        let watchdog = file.worker.watchdog
-        let probes: HTTPResponder
-        do {
-            probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
-                watchdog: watchdog
-            ) {
-                metrics.exposition + http.metrics.exposition(labels: "side=\"\(side.rawValue)\"")
-                    + ServiceMetrics.exposition(
-                        system: system.metricsName, labels: "side=\"\(side.rawValue)\"", sinks.requests())
-            }
-        } catch {
-            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        let probes = FleetMember.Probes(
+            port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+            watchdog: file.worker.watchdog
+        ) {
+            metrics.exposition + http.metrics.exposition(labels: "side=\"\(side.rawValue)\"")
+                + ServiceMetrics.exposition(
+                    system: system.metricsName, labels: "side=\"\(side.rawValue)\"", sinks.requests())
         }
-        defer { probes.stop() }
-        log.info("http listening", [("port", .int(Int64(probes.port)))])
-        let failure = await FleetMember.run(
-            log: log, budget: configuration.shutdownTimeout, name: "apply member",
+        return try await FleetMember.serve(
+            probes, command: spec.name, name: "apply", log: log, budget: configuration.shutdownTimeout,
             body: { try applier.run() }, stop: { applier.stop() })
-        if let failure {
-            log.error("apply failed", [("error", .string(failure))])
-            return 1
-        }
-        return 0
     }
 }

@@ -136,30 +136,17 @@ enum CaptureCommand {
             throw UsageError(error.message, command: spec.name)
         }
         let metrics = member.metrics
-        let watchdog = file.worker.watchdog
-        let probes: HTTPResponder
-        do {
-            probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
-                watchdog: watchdog
-            ) {
-                let side = "side=\"\(system.side.rawValue)\""
-                return metrics.exposition(labels: side) + http.metrics.exposition(labels: side)
-                    + ServiceMetrics.exposition(system: system.metricsName, labels: side, member.requests)
-            }
-        } catch {
-            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        let probes = FleetMember.Probes(
+            port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+            watchdog: file.worker.watchdog
+        ) {
+            let side = "side=\"\(system.side.rawValue)\""
+            return metrics.exposition(labels: side) + http.metrics.exposition(labels: side)
+                + ServiceMetrics.exposition(system: system.metricsName, labels: side, member.requests)
         }
-        defer { probes.stop() }
-        log.info("http listening", [("port", .int(Int64(probes.port)))])
-        let failure = await FleetMember.run(
-            log: log, budget: configuration.shutdownTimeout, name: "capture member",
+        return try await FleetMember.serve(
+            probes, command: spec.name, name: "capture", log: log, budget: configuration.shutdownTimeout,
             body: { try member.run() }, stop: { member.stop() })
-        if let failure {
-            log.error("capture failed", [("error", .string(failure))])
-            return 1
-        }
-        return 0
     }
 
     /// `--mode webhook`: the receiver, until SIGTERM.
@@ -182,35 +169,27 @@ enum CaptureCommand {
         }
         log.info("webhook receiver listening", [("port", .int(Int64(receiver.port)))])
         let metrics = receiver.metrics
-        let probes: HTTPResponder
-        do {
-            probes = try HTTPResponder.probes(
-                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
-                watchdog: file.worker.watchdog
-            ) {
-                let side = "side=\"\(configuration.side.rawValue)\""
-                return metrics.exposition(labels: "\(side),mode=\"webhook\"") + http.metrics.exposition(labels: side)
-                    + ServiceMetrics.exposition(system: system, labels: side, receiver.requests)
-            }
-        } catch {
-            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
+        let probes = FleetMember.Probes(
+            port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+            watchdog: file.worker.watchdog
+        ) {
+            let side = "side=\"\(configuration.side.rawValue)\""
+            return metrics.exposition(labels: "\(side),mode=\"webhook\"") + http.metrics.exposition(labels: side)
+                + ServiceMetrics.exposition(system: system, labels: side, receiver.requests)
         }
-        defer { probes.stop() }
         let stopped = DispatchSemaphore(value: 0)
-        let failure = await FleetMember.run(
-            log: log, budget: configuration.shutdownTimeout, name: "webhook receiver",
+        let status = try await FleetMember.serve(
+            probes, command: spec.name, name: "webhook receiver", log: log, budget: configuration.shutdownTimeout,
             body: { stopped.wait() },
             stop: {
                 // Requests in flight finish (each bounded by its delivery timeout) before the server closes.
                 receiver.stop()
                 stopped.signal()
             })
-        if let failure {
-            log.error("capture failed", [("error", .string(failure))])
-            return 1
+        if status == 0 {
+            log.info("webhook receiver stopped", [("published", .int(Int64(metrics.published.value)))])
         }
-        log.info("webhook receiver stopped", [("published", .int(Int64(metrics.published.value)))])
-        return 0
+        return status
     }
 
     /// The receiver's key: `P2C_CAPTURE_WEBHOOK_KEY`, or the file `P2C_CAPTURE_WEBHOOK_KEY_FILE` names.

@@ -214,6 +214,7 @@ enum ReplayCommand {
             }
         }
         var settledSince: ContinuousClock.Instant?
+        var lastReport: ContinuousClock.Instant?
         while ContinuousClock.now < deadline {
             _ = try consumer.poll(timeout: .milliseconds(100))
             let now = Set(try consumer.assignment().filter { wanted.contains($0.topic) })
@@ -222,6 +223,16 @@ enum ReplayCommand {
                 settledSince = now.isEmpty ? nil : .now
             }
             if held == allOfThem, let since = settledSince, ContinuousClock.now - since > .seconds(1) { break }
+            // Assigned part of the partitions: other members hold the rest. Said at once, then every
+            // 5 s while it waits for them to leave.
+            if !held.isEmpty, held != allOfThem, lastReport.map({ ContinuousClock.now - $0 >= .seconds(5) }) ?? true {
+                let left = Int((deadline - ContinuousClock.now) / .seconds(1))
+                FileHandle.standardError.write(
+                    Data(
+                        "p2c replay: the group \(group) has other members (this tool holds \(held.count) of \(allOfThem.count) partitions); waiting \(left) s more for them to leave\n"
+                            .utf8))
+                lastReport = .now
+            }
         }
         guard held == allOfThem else {
             FileHandle.standardError.write(

@@ -57,26 +57,13 @@ enum WorkerCommand {
         } catch let error as ConfigurationError {
             throw UsageError("mapping.\(error)", command: spec.name)
         }
-        let watchdog = file.worker.watchdog
         let metrics = worker.metrics
-        let http: HTTPResponder
-        do {
-            http = try HTTPResponder.probes(
-                port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
-                watchdog: watchdog
-            ) { metrics.exposition }
-        } catch {
-            throw UsageError("metrics port \(file.worker.metricsPort): \(error)", command: spec.name)
-        }
-        defer { http.stop() }
-        log.info("http listening", [("port", .int(Int64(http.port)))])
-        let failure = await FleetMember.run(
-            log: log, budget: file.worker.shutdownTimeout, name: "worker",
+        let probes = FleetMember.Probes(
+            port: file.worker.metricsPort, host: file.worker.listenAddress, liveness: metrics.liveness,
+            watchdog: file.worker.watchdog
+        ) { metrics.exposition }
+        return try await FleetMember.serve(
+            probes, command: spec.name, name: "worker", log: log, budget: file.worker.shutdownTimeout,
             body: { try worker.run() }, stop: { worker.stop() })
-        if let failure {
-            log.error("worker failed", [("error", .string(failure))])
-            return 1
-        }
-        return 0
     }
 }

@@ -77,6 +77,8 @@ struct ReplayCommandTests {
         let (outputs, refused, dryRun, applied) = outcome
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("has live members"))
+        // Said as soon as the probe is assigned part of the partitions, before it gives up.
+        #expect(refused.stderr.contains("has other members (this tool holds"), "\(refused.stderr)")
         #expect(dryRun.status == 0)
         #expect(dryRun.stdout.hasPrefix("erp.origins.changes[2]: "))
         #expect(dryRun.stdout.contains(" → 1\ndry run: nothing changed"))
