@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Topology
 import Worker
@@ -103,7 +104,7 @@ struct TargetedReplay {
             (0..<Int32(route.input.partitions)).map { TopicPartition(route.input.name, $0) }
         }
         guard let since else { return partitions.map { TopicPartitionOffset($0, offset: KafkaOffset.beginning) } }
-        let starts = try ReplayCommand.offsets(at: since, partitions, kafka: kafka, consumer: consumer)
+        let starts = try OffsetReplay.offsets(at: since, partitions, kafka: kafka, consumer: consumer)
         return partitions.map { TopicPartitionOffset($0, offset: starts[$0] ?? KafkaOffset.beginning) }
     }
 }
