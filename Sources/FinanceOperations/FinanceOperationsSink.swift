@@ -37,6 +37,14 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
         var body: JSONObject
     }
 
+    /// One document's change set: the items written, their requests, their writes.
+    struct ChangeSet {
+        var document: Int
+        var items: [Int] = []
+        var messages: [ODataMessage] = []
+        var writes: [Write] = []
+    }
+
     public func apply(_ documents: [[ApplyItem]]) async -> [[ApplyOutcome]] {
         var outcomes = documents.map { Array(repeating: ApplyOutcome.notSent, count: $0.count) }
         // 1. Each item as a write; a refusal (unknown table, field or key) is settled at once.
@@ -55,12 +63,40 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
             }
             writes.append(row)
         }
-        // 2. Whether the records and headers exist, where not known yet: headers and masters
-        // first, then the lines of headers that exist (a missing header's lines are missing too).
+        // 2. Whether the records and headers exist, where not known yet.
+        if let failure = await learnExistence(of: writes.joined().compactMap { $0 }) {
+            return documents.map { Array(repeating: failure, count: $0.count) }
+        }
+        // 3. One change set per document: the writes its order allows now.
+        var changeSets: [ChangeSet] = []
+        var contentID = 0
+        for number in documents.indices {
+            let set = changeSet(number, writes: writes[number], outcomes: &outcomes[number], contentID: &contentID)
+            if !set.items.isEmpty { changeSets.append(set) }
+        }
+        guard !changeSets.isEmpty else { return outcomes }
+        // 4. The change sets in one `$batch`.
+        batches.add()
+        let (parts, failure) = await exchange(changeSets.map { .changeSet($0.messages) })
+        for (index, set) in changeSets.enumerated() {
+            if let failure {
+                for item in set.items { outcomes[set.document][item] = failure }
+            } else if index < parts.count {
+                settle(set, answer: parts[index], outcomes: &outcomes[set.document])
+            }
+            // Not answered: the batch stopped at an earlier failure; it goes in the next round.
+        }
+        return outcomes
+    }
+
+    /// Reads whether the records of `writes` and their headers exist, where this sink does not know
+    /// yet: headers and masters first, then the lines of headers that exist (a missing header's
+    /// lines are missing too). The outcome of every write when the reads failed.
+    func learnExistence(of writes: [Write]) async -> ApplyOutcome? {
         var unknown = Set<String>()
         var headerOf: [String: String] = [:]
         existence.withLock { known in
-            for write in writes.joined().compactMap({ $0 }) {
+            for write in writes {
                 if known[write.path] == nil { unknown.insert(write.path) }
                 if let header = write.header {
                     headerOf[write.path] = header
@@ -69,9 +105,7 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
             }
         }
         let first = unknown.filter { headerOf[$0] == nil }
-        if !first.isEmpty, let failure = await read(first.sorted()) {
-            return documents.map { Array(repeating: failure, count: $0.count) }
-        }
+        if !first.isEmpty, let failure = await read(first.sorted()) { return failure }
         var lines: [String] = []
         existence.withLock { known in
             for line in unknown.subtracting(first) {
@@ -82,116 +116,104 @@ public final class FinanceOperationsSink: DocumentSink, BatchingSink {
                 }
             }
         }
-        if !lines.isEmpty, let failure = await read(lines.sorted()) {
-            return documents.map { Array(repeating: failure, count: $0.count) }
+        if !lines.isEmpty, let failure = await read(lines.sorted()) { return failure }
+        return nil
+    }
+
+    /// Document `number`'s change set: in the document's order, each write its records allow now
+    /// (a create, an update, a delete of what exists); a line whose header this document writes
+    /// later goes after it; a line whose header does not exist waits for it, and later writes to a
+    /// record that waits wait too. Settles in `outcomes` what needs no request.
+    func changeSet(
+        _ number: Int, writes: [Write?], outcomes: inout [ApplyOutcome], contentID: inout Int
+    ) -> ChangeSet {
+        var exists = existence.withLock { known in
+            Dictionary(
+                writes.compactMap { $0 }.flatMap { [$0.path] + ($0.header.map { [$0] } ?? []) }.map {
+                    ($0, known[$0] ?? false)
+                }, uniquingKeysWith: { first, _ in first })
         }
-        // 3. One change set per document: the writes its order allows now.
-        var changeSets: [(document: Int, items: [Int], messages: [ODataMessage], writes: [Write])] = []
-        var contentID = 0
-        for (number, items) in documents.enumerated() {
-            var exists = existence.withLock { known in
-                Dictionary(
-                    writes[number].compactMap { $0 }.flatMap { [$0.path] + ($0.header.map { [$0] } ?? []) }.map {
-                        ($0, known[$0] ?? false)
-                    }, uniquingKeysWith: { first, _ in first })
-            }
-            // Records a write of this document could not go to yet: later writes to them wait too.
-            var held = Set<String>()
-            var set: (items: [Int], messages: [ODataMessage], writes: [Write]) = ([], [], [])
-            // Headers this document writes: a line before its header in the document's order (its
-            // header's event came later) goes after it in the change set. The records differ, so
-            // each one's own order is kept.
-            let headersWritten = Set(writes[number].compactMap { $0 }.filter { !$0.deleted }.map(\.path))
-            var deferred = Set<Int>()
-            var positions = Array(items.indices)
-            var next = 0
-            while next < positions.count {
-                let position = positions[next]
-                next += 1
-                guard let write = writes[number][position] else { continue }
-                if held.contains(write.path) && !deferred.contains(position) { continue }
-                if let header = write.header, !write.deleted, exists[header] != true {
-                    if headersWritten.contains(header) && !deferred.contains(position) {
-                        deferred.insert(position)
-                        positions.append(position)
-                        held.insert(write.path)
-                        continue
-                    }
-                    outcomes[number][position] = .referenceMissing("\(header) does not exist yet")
-                    held.insert(write.path)
-                    continue
-                }
-                let url = write.path + "?cross-company=true"
-                let message: ODataMessage
-                if write.deleted {
-                    guard exists[write.path] == true else {
-                        // Already gone: what a delete wants.
-                        outcomes[number][position] = .applied
-                        continue
-                    }
-                    message = ODataMessage(method: "DELETE", url: url)
-                } else if exists[write.path] == true {
-                    message = ODataMessage(
-                        method: "PATCH", url: url, headers: HTTPHeaders([("Content-Type", "application/json")]),
-                        body: write.body.jsonBytes)
+        // Records a write of this document could not go to yet: later writes to them wait too.
+        var held = Set<String>()
+        var set = ChangeSet(document: number)
+        // Headers this document writes: a line before its header in the document's order (its
+        // header's event came later) goes after it in the change set. The records differ, so
+        // each one's own order is kept.
+        let headersWritten = Set(writes.compactMap { $0 }.filter { !$0.deleted }.map(\.path))
+        var deferred = Set<Int>()
+        var positions = Array(writes.indices)
+        var next = 0
+        while next < positions.count {
+            let position = positions[next]
+            next += 1
+            guard let write = writes[position] else { continue }
+            if held.contains(write.path) && !deferred.contains(position) { continue }
+            if let header = write.header, !write.deleted, exists[header] != true {
+                if headersWritten.contains(header) && !deferred.contains(position) {
+                    deferred.insert(position)
+                    positions.append(position)
                 } else {
-                    let set = String(write.path.prefix { $0 != "(" })
-                    message = ODataMessage(
-                        method: "POST", url: set + "?cross-company=true",
-                        headers: HTTPHeaders([("Content-Type", "application/json")]), body: write.body.jsonBytes)
+                    outcomes[position] = .referenceMissing("\(header) does not exist yet")
                 }
-                exists[write.path] = !write.deleted
-                contentID += 1
-                var numbered = message
-                numbered.headers.set("Content-ID", String(contentID))
-                set.items.append(position)
-                set.messages.append(numbered)
-                set.writes.append(write)
+                held.insert(write.path)
+                continue
             }
-            if !set.items.isEmpty { changeSets.append((number, set.items, set.messages, set.writes)) }
+            guard let message = Self.message(for: write, exists: exists[write.path] == true) else {
+                // A delete of what is gone already: what it wants.
+                outcomes[position] = .applied
+                continue
+            }
+            exists[write.path] = !write.deleted
+            contentID += 1
+            var numbered = message
+            numbered.headers.set("Content-ID", String(contentID))
+            set.items.append(position)
+            set.messages.append(numbered)
+            set.writes.append(write)
         }
-        guard !changeSets.isEmpty else { return outcomes }
-        // 4. The change sets in one `$batch`.
-        func settle(_ index: Int, _ outcome: ApplyOutcome) {
-            for item in changeSets[index].items { outcomes[changeSets[index].document][item] = outcome }
-        }
-        batches.add()
-        let (parts, failure) = await exchange(changeSets.map { .changeSet($0.messages) })
-        if let failure {
-            for index in changeSets.indices { settle(index, failure) }
-            return outcomes
-        }
-        for (index, set) in changeSets.enumerated() {
-            // Not answered: the batch stopped at an earlier failure; it goes in the next round.
-            guard index < parts.count else { continue }
-            switch parts[index] {
-            case .changeSet:
-                settle(index, .applied)
-                existence.withLock { known in
-                    for write in set.writes { known[write.path] = !write.deleted }
-                    if known.count > 200_000 { known.removeAll(keepingCapacity: true) }
-                }
-            case .single(let failure):
-                // The change set was rolled back; what this sink believed of its records is read again.
-                existence.withLock { known in
-                    for write in set.writes { known[write.path] = nil }
-                }
-                let failed = failure.contentID.flatMap { id in set.messages.firstIndex { $0.contentID == id } } ?? 0
-                let outcome = Self.outcome(status: failure.status, headers: failure.headers, body: failure.body)
-                switch outcome {
-                case .refused(let code, let message, _):
-                    let request = set.messages[failed]
-                    outcomes[set.document][set.items[failed]] = .refused(
-                        code: code, message: message, request: "\(request.method) \(request.url)")
-                case .referenceMissing:
-                    // A record gone since it was read (404 to a PATCH or DELETE): read again, write again.
-                    break
-                default:
-                    settle(index, outcome)
-                }
+        return set
+    }
+
+    /// The request of `write`: a DELETE of a record that exists, a PATCH of one that exists, a POST
+    /// to its entity set of one that does not (F&O has no upsert); nil for a delete of a record
+    /// that does not exist.
+    static func message(for write: Write, exists: Bool) -> ODataMessage? {
+        let url = write.path + "?cross-company=true"
+        if write.deleted { return exists ? ODataMessage(method: "DELETE", url: url) : nil }
+        let json = HTTPHeaders([("Content-Type", "application/json")])
+        if exists { return ODataMessage(method: "PATCH", url: url, headers: json, body: write.body.jsonBytes) }
+        let set = String(write.path.prefix { $0 != "(" })
+        return ODataMessage(method: "POST", url: set + "?cross-company=true", headers: json, body: write.body.jsonBytes)
+    }
+
+    /// What the `$batch` answered for `set`: applied, or rolled back with the failing request's
+    /// outcome (a refusal names that request; a record gone since it was read is read again).
+    func settle(_ set: ChangeSet, answer: ODataBatch.Part, outcomes: inout [ApplyOutcome]) {
+        switch answer {
+        case .changeSet:
+            for item in set.items { outcomes[item] = .applied }
+            existence.withLock { known in
+                for write in set.writes { known[write.path] = !write.deleted }
+                if known.count > 200_000 { known.removeAll(keepingCapacity: true) }
+            }
+        case .single(let failure):
+            // The change set was rolled back; what this sink believed of its records is read again.
+            existence.withLock { known in
+                for write in set.writes { known[write.path] = nil }
+            }
+            let failed = failure.contentID.flatMap { id in set.messages.firstIndex { $0.contentID == id } } ?? 0
+            switch Self.outcome(status: failure.status, headers: failure.headers, body: failure.body) {
+            case .refused(let code, let message, _):
+                let request = set.messages[failed]
+                outcomes[set.items[failed]] = .refused(
+                    code: code, message: message, request: "\(request.method) \(request.url)")
+            case .referenceMissing:
+                // A record gone since it was read (404 to a PATCH or DELETE): read again, write again.
+                break
+            case let outcome:
+                for item in set.items { outcomes[item] = outcome }
             }
         }
-        return outcomes
     }
 
     /// An event as a write: the entity set of its kind, its key from `dataAreaId` (the company)
