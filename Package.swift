@@ -50,14 +50,25 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "Operations",
-            dependencies: ["Kafka", "Membership", "Topology", "ProspectToCash", "Connectors", "Worker"],
+            dependencies: [
+                "Kafka", "Membership", "Topology", "ProspectToCash", "Connectors", "Dataverse", "FinanceOperations",
+                "Worker",
+            ],
             swiftSettings: strict),
         .target(name: "Simulation", dependencies: ["Kafka", "Topology", "ProspectToCash"], swiftSettings: strict),
+        .target(
+            name: "Demos",
+            dependencies: [
+                "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
+                "Capture", "Connectors", "Dataverse", "FinanceOperations", "Membership", "OData", "Operations",
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "p2c",
             dependencies: [
                 "Kafka", "Topology", "Runtime", "ProspectToCash", "Worker", "Simulation", "Simulators", "Apply",
-                "Capture", "Connectors", "Dataverse", "FinanceOperations", "Membership", "OData", "Operations",
+                "Capture", "Connectors", "Dataverse", "Demos", "FinanceOperations", "Membership", "OData",
+                "Operations",
             ],
             swiftSettings: strict
         ),

@@ -3,6 +3,7 @@ import Connectors
 import Foundation
 import Kafka
 import Membership
+import Operations
 import Runtime
 import Topology
 
@@ -54,7 +55,7 @@ enum ApplyCommand {
         let settings = file.settings
         var configuration = ApplyConfiguration()
         let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
-        let system = adapter(for: side)
+        let system = Systems.adapter(for: side)
         configuration.side = side
         configuration.streams = file.worker.streams
         configuration.kafka = file.worker.kafka

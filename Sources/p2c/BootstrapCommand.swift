@@ -3,6 +3,7 @@ import Connectors
 import Foundation
 import Kafka
 import Membership
+import Operations
 import Runtime
 import Synchronization
 import Topology
@@ -57,7 +58,7 @@ enum BootstrapCommand {
         do {
             let side = file.settings.string("side").flatMap(Side.init(rawValue:)) ?? .erp
             let sideText = side.rawValue
-            system = adapter(for: side)
+            system = Systems.adapter(for: side)
             configuration.kafka = file.worker.kafka
             configuration.generation = file.mapping.generation
             configuration.streams = file.worker.streams

@@ -1,3 +1,4 @@
+import Demos
 import Foundation
 import Kafka
 import Runtime
@@ -46,15 +47,6 @@ extension TopicCatalog {
             return try load(directory: arguments.string("topics") ?? defaultDirectory())
         } catch {
             throw UsageError(error.message, command: command)
-        }
-    }
-}
-
-extension EmbeddedCluster {
-    /// Creates every topic of `catalog` with its declared partitions.
-    func createTopics(_ catalog: TopicCatalog) throws {
-        for topic in catalog.topics {
-            try createTopic(topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)
         }
     }
 }

@@ -3,6 +3,7 @@ import Connectors
 import Foundation
 import Kafka
 import Membership
+import Operations
 import Runtime
 import Topology
 
@@ -71,7 +72,7 @@ enum CaptureCommand {
         let settings = file.settings
         var configuration = CaptureConfiguration()
         let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
-        let system = adapter(for: side)
+        let system = Systems.adapter(for: side)
         configuration.side = side
         configuration.streams = file.worker.streams
         configuration.generation = file.mapping.generation

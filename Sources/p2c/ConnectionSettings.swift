@@ -6,14 +6,6 @@ import ProspectToCash
 import Runtime
 import Topology
 
-/// The system on `side`: the one place that knows which adapter serves which side.
-func adapter(for side: Side) -> any SystemAdapter {
-    switch side {
-    case .crm: DataverseAdapter()
-    case .erp: FinanceOperationsAdapter()
-    }
-}
-
 /// A system's connection for apply and capture: `P2C_DATAVERSE_*` variables over the file's
 /// `dataverse` object, or `P2C_FNO_*` over `fno`. The client secret comes from the environment or
 /// a file, never from the configuration file itself or a flag.

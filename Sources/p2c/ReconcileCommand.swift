@@ -72,8 +72,9 @@ enum ReconcileCommand {
             } else {
                 prefer = nil
             }
-            dataverse = try ConnectionSettings.load(adapter(for: .crm), file: file.object, environment: environment)
-            fno = try ConnectionSettings.load(adapter(for: .erp), file: file.object, environment: environment)
+            dataverse = try ConnectionSettings.load(
+                Systems.adapter(for: .crm), file: file.object, environment: environment)
+            fno = try ConnectionSettings.load(Systems.adapter(for: .erp), file: file.object, environment: environment)
         } catch let error as UsageError {
             throw UsageError(error.message, command: spec.name)
         }
@@ -104,7 +105,7 @@ enum ReconcileCommand {
             pageSize: pageSize)
         let (crm, fo) = try await (crmRecords, erpRecords)
         let reconciliation = Reconciliation(crm: crm, erp: fo, mapper: mapper)
-        print(report(reconciliation, streams: Set(kinds.map(\.stream)), show: show, company: company, started: started))
+        print(reconciliation.report(streams: Set(kinds.map(\.stream)), show: show, company: company, started: started))
         guard repair, !reconciliation.drifts.isEmpty else { return reconciliation.isClean ? 0 : 1 }
 
         let chosen = reconciliation.drifts.filter { drift in
@@ -117,41 +118,6 @@ enum ReconcileCommand {
             print("repair: \(undecided) differing records held by both sides left as they are: choose --prefer crm|erp")
         }
         return 1
-    }
-
-    /// The report: per stream, then the first `show` differences.
-    static func report(
-        _ reconciliation: Reconciliation, streams: Set<SyncStream>, show: Int, company: String,
-        started: ContinuousClock.Instant, verdict: Bool = true
-    ) -> String {
-        let elapsed = ContinuousClock.now - started
-        var lines = [
-            "p2c reconcile: \(company), Dataverse against F&O through the maps, in \(String(format: "%.1f", elapsed.seconds)) s"
-        ]
-        let shown = SyncStream.allCases.filter(streams.contains)
-        let width = max(6, shown.map(\.rawValue.count).max() ?? 6)
-        let columns = ["CRM records", "ERP records", "compared", "missing", "different", "held back"]
-        lines.append("  stream" + String(repeating: " ", count: width - 6) + columns.map { "  " + $0 }.joined())
-        for stream in shown {
-            let counts = reconciliation.counts[stream] ?? Reconciliation.Counts()
-            let values = [
-                counts.crmRecords, counts.erpRecords, counts.compared, counts.missing, counts.different,
-                counts.filtered,
-            ]
-            var line = "  " + stream.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)
-            for (value, column) in zip(values, columns) {
-                let text = String(value)
-                line += String(repeating: " ", count: max(0, column.count + 2 - text.count)) + text
-            }
-            lines.append(line)
-        }
-        lines.append("  differences: \(reconciliation.mismatches.count)")
-        for mismatch in reconciliation.mismatches.prefix(show) { lines.append("    \(mismatch)") }
-        if reconciliation.mismatches.count > show { lines.append("    ...") }
-        if verdict {
-            lines.append(reconciliation.isClean ? "result: the systems agree" : "result: the systems differ")
-        }
-        return lines.joined(separator: "\n")
     }
 
     /// Publishes each drift's record as an `.upserted` change of its side; the count published.

@@ -5,6 +5,7 @@ import Dataverse
 import FinanceOperations
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Runtime
 import Simulators
@@ -17,7 +18,7 @@ import Worker
 /// (poll interval stated) and by webhooks. An account becomes a `CustomersV3` record; the latency
 /// runs from the end of the person's request in Sales to the moment F&O holds the record (seen by
 /// reading the simulator every 2 ms).
-struct EndToEndBench {
+public struct EndToEndBench: Sendable {
     var changes: Int
     var rate: Int
     var pollInterval: Int
@@ -26,7 +27,14 @@ struct EndToEndBench {
     /// The worker bench's latency setting (its Bench.latencyFetchWait), for every member and hop.
     static let fetchWait = 1
 
-    func execute() throws -> Int32 {
+    public init(changes: Int, rate: Int, pollInterval: Int, catalog: TopicCatalog) {
+        self.changes = changes
+        self.rate = rate
+        self.pollInterval = pollInterval
+        self.catalog = catalog
+    }
+
+    public func execute() throws -> Int32 {
         print(
             "p2c bench --e2e: \(changes) new accounts at \(rate)/s in the simulated Sales → CustomersV3 records in the simulated F&O, through capture, one crm-to-erp worker (exactly-once) and apply, each mode on its own embedded broker (fetch.wait.max.ms \(Self.fetchWait))"
         )
@@ -185,7 +193,7 @@ struct EndToEndBench {
         configuration.streams = streams
         configuration.kafka = kafka
         configuration.sessionTimeout = .seconds(6)
-        let sinks = adapter(for: side).sinks(clients: [client])
+        let sinks = Systems.adapter(for: side).sinks(clients: [client])
         let applier = try Applier(configuration: configuration, catalog: catalog, sinks: sinks.sinks, log: log)
         Thread { try? applier.run() }.start()
         return applier

@@ -10,13 +10,20 @@ import Topology
 
 /// `p2c bench --capture`: from a change made in the simulated Dataverse to its event in Kafka, by
 /// change tracking (polled every `pollInterval`) and by webhook.
-struct CaptureBench {
+public struct CaptureBench: Sendable {
     var changes: Int
     var rate: Int
     var pollInterval: Int
     var catalog: TopicCatalog
 
-    func execute() throws -> Int32 {
+    public init(changes: Int, rate: Int, pollInterval: Int, catalog: TopicCatalog) {
+        self.changes = changes
+        self.rate = rate
+        self.pollInterval = pollInterval
+        self.catalog = catalog
+    }
+
+    public func execute() throws -> Int32 {
         print(
             "p2c bench --capture: \(changes) account changes at \(rate)/s in the simulated Dataverse after 10 to warm up, each mode on its own embedded broker; latency = the event's Kafka timestamp - the end of the change's request"
         )

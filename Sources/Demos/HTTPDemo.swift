@@ -17,7 +17,7 @@ import Topology
 /// capture and apply for both, the mapping workers; people work in the two systems through their
 /// APIs (a clerk creates products and customers in F&O; sellers create accounts and orders in
 /// Sales; the ERP prices each order it receives), and `p2c reconcile`'s comparison ends it.
-struct HTTPDemo {
+public struct HTTPDemo: Sendable {
     var orders: Int
     var workers: Int
     /// Kill a capture and an apply member half-way through the sellers' orders.
@@ -30,7 +30,20 @@ struct HTTPDemo {
     static let company = "USMF"
     static let streams: [SyncStream] = [.customers, .products, .quotes, .orders, .invoices]
 
-    func execute(stopped: @escaping @Sendable () -> Bool) throws -> Int32 {
+    public init(
+        orders: Int, workers: Int, chaos: Bool, generation: MapGeneration, timeout: Int, catalog: TopicCatalog,
+        topicsDirectory: String
+    ) {
+        self.orders = orders
+        self.workers = workers
+        self.chaos = chaos
+        self.generation = generation
+        self.timeout = timeout
+        self.catalog = catalog
+        self.topicsDirectory = topicsDirectory
+    }
+
+    public func execute(stopped: @escaping @Sendable () -> Bool) throws -> Int32 {
         let started = ContinuousClock.now
         let log = Log([("component", "demo")], minimumLevel: .error)
         let cluster = try EmbeddedCluster(brokers: 1)
@@ -273,9 +286,8 @@ struct HTTPDemo {
         let reconciliation = Reconciliation(crm: crmRecords, erp: erpRecords, mapper: mapper)
         print(
             "\n"
-                + ReconcileCommand.report(
-                    reconciliation, streams: Set(Self.streams), show: 20, company: Self.company, started: started,
-                    verdict: false))
+                + reconciliation.report(
+                    streams: Set(Self.streams), show: 20, company: Self.company, started: started, verdict: false))
         let found = letters()
         let planted = found.filter {
             $0.topic == "crm.orders.changes.dlq" && $0.code == MappingError.Code.numberSequenceClash.rawValue

@@ -27,7 +27,7 @@ import Worker
 /// what holds a long one. So the chain runs once more per identity count with the Dataverse limits' window scaled
 /// to `window` seconds at the same rates (as `--apply` does), with enough customers to outlast the first window and
 /// `seconds` more: records/s after the first window, against the 400 writes/s per identity the budget allows.
-struct BootstrapBench {
+public struct BootstrapBench: Sendable {
     var documents: Int
     var customers: Int
     var pageSize: Int
@@ -37,7 +37,16 @@ struct BootstrapBench {
 
     static let dualWrite = 500_000.0 / 86_400
 
-    func execute() throws -> Int32 {
+    public init(documents: Int, customers: Int, pageSize: Int, window: Int, seconds: Int, catalog: TopicCatalog) {
+        self.documents = documents
+        self.customers = customers
+        self.pageSize = pageSize
+        self.window = window
+        self.seconds = seconds
+        self.catalog = catalog
+    }
+
+    public func execute() throws -> Int32 {
         // Reads cost execution time; the seeding's writes cost none (they are not measured).
         var limits = ServiceLimits()
         limits.readCost = .milliseconds(2)

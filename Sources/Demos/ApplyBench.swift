@@ -3,6 +3,7 @@ import Connectors
 import FinanceOperations
 import Foundation
 import Kafka
+import Operations
 import ProspectToCash
 import Runtime
 import Simulators
@@ -18,7 +19,7 @@ import Topology
 /// s / 10 ms = 400 writes/s per identity. The rate is measured after the first window (whose unspent budget allows
 /// a burst) to the end. On F&O, whose writes need a read first (no documented upsert), the reads spend part of the
 /// same budget.
-struct ApplyBench {
+public struct ApplyBench: Sendable {
     var side: Side = .crm
     var seconds: Int
     var window: Int
@@ -28,7 +29,15 @@ struct ApplyBench {
     static let writeCost = Duration.milliseconds(10)
     static let readCost = Duration.milliseconds(2)
 
-    func execute() throws -> Int32 {
+    public init(side: Side = .crm, seconds: Int, window: Int, identities: Int, catalog: TopicCatalog) {
+        self.side = side
+        self.seconds = seconds
+        self.window = window
+        self.identities = identities
+        self.catalog = catalog
+    }
+
+    public func execute() throws -> Int32 {
         var limits = DataverseSimulator.Limits()
         limits.window = .seconds(window)
         limits.requests = 6_000 * window / 300
@@ -113,7 +122,7 @@ struct ApplyBench {
         configuration.side = side
         configuration.streams = [.orders]
         configuration.sessionTimeout = .seconds(10)
-        let system = adapter(for: side)
+        let system = Systems.adapter(for: side)
         var http = HTTPClient.Configuration()
         http.retriesThrottled = false
         let sinks = system.sinks(
