@@ -163,6 +163,10 @@ enum ReplayCommand {
             routes: routes, kafka: merged, translator: RecordTranslator(mapper: mapper, flow: flow, catalog: catalog),
             key: arguments.string("key"), company: arguments.string("company"), since: since,
             dryRun: arguments.flag("dry-run"))
-        return try await Blocking.run { try replay.run() }
+        return try await Blocking.run {
+            let delivered = try replay.run(
+                report: { print($0) }, warn: { FileHandle.standardError.write(Data("p2c replay: \($0)\n".utf8)) })
+            return delivered ? 0 : 1
+        }
     }
 }

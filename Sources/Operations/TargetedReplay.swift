@@ -1,23 +1,38 @@
 import Foundation
 import Kafka
-import Operations
 import ProspectToCash
 import Topology
 import Worker
 
-/// `p2c replay --key K` / `--company C --since T`: maps just those change events of a flow again,
+/// What `p2c replay --key K` / `--company C --since T` does: maps just those change events of a flow again,
 /// with the worker's code and maps, and sends the outputs to the target's inbound topics. Offsets,
 /// other records and the dead-letter topics are left alone; the outputs carry the same ids as the
 /// first time (they derive from the input's position), so a target drops what it already has.
-struct TargetedReplay {
-    var routes: [Route]
-    var kafka: KafkaConfiguration
-    var translator: RecordTranslator
-    var key: String?
-    var company: String?
+public struct TargetedReplay: Sendable {
+    public var routes: [Route]
+    public var kafka: KafkaConfiguration
+    public var translator: RecordTranslator
+    /// Only the events of this record key (a document: its header and lines).
+    public var key: String?
+    /// Only the events of this company.
+    public var company: String?
     /// Milliseconds since the epoch: only events written at or after it.
-    var since: Int64?
-    var dryRun: Bool
+    public var since: Int64?
+    /// Map and tell, send nothing.
+    public var dryRun: Bool
+
+    public init(
+        routes: [Route], kafka: KafkaConfiguration, translator: RecordTranslator, key: String? = nil,
+        company: String? = nil, since: Int64? = nil, dryRun: Bool = false
+    ) {
+        self.routes = routes
+        self.kafka = kafka
+        self.translator = translator
+        self.key = key
+        self.company = company
+        self.since = since
+        self.dryRun = dryRun
+    }
 
     /// Events selected and what became of them.
     struct Tally {
@@ -28,8 +43,10 @@ struct TargetedReplay {
         var refused = 0
     }
 
-    /// Reads, maps and (unless a dry run) sends; returns the exit code.
-    func run() throws -> Int32 {
+    /// Reads, maps and (unless a dry run) sends, telling `report` each event's fate (all of them
+    /// for a key, else the first 50) and the tally, `warn` what could not be delivered; false
+    /// when outputs were not delivered.
+    public func run(report: (String) -> Void, warn: (String) -> Void) throws -> Bool {
         var configuration = ConsumerConfiguration(kafka: kafka, groupID: "p2c-replay-read-\(UUID().uuidString)")
         configuration.reportPartitionEnd = true
         let consumer = try KafkaConsumer(configuration: configuration)
@@ -47,7 +64,7 @@ struct TargetedReplay {
             let type = record.header(CloudEvent.Header.type)?.text ?? "?"
             func show(_ line: @autoclosure () -> String) {
                 shown += 1
-                if key != nil || shown <= 50 { print(line()) }
+                if key != nil || shown <= 50 { report(line()) }
             }
             switch translator.outcome(of: record, stream: stream) {
             case .mapped(let events):
@@ -67,21 +84,20 @@ struct TargetedReplay {
                 show("\(position) \(type): refused (\(error.code.rawValue)): \(error.message); left alone")
             }
         }
-        if shown > 50 && key == nil { print("… \(shown - 50) more lines") }
+        if shown > 50 && key == nil { report("… \(shown - 50) more lines") }
         if let producer {
             let failed = try producer.flush(timeout: .seconds(120)).filter { $0.error != nil }
             if let first = failed.first?.error {
-                FileHandle.standardError.write(
-                    Data("p2c replay: \(failed.count) outputs not delivered: \(first.message)\n".utf8))
-                return 1
+                warn("\(failed.count) outputs not delivered: \(first.message)")
+                return false
             }
         }
         let sent = tally.outputs.sorted { $0.key < $1.key }.map { "\($0.value) to \($0.key)" }.joined(separator: ", ")
-        print(
+        report(
             "\(tally.selected) of \(tally.read) change events selected; \(dryRun ? "would send" : "sent") \(sent.isEmpty ? "nothing" : sent); \(tally.filtered) not synced by rule, \(tally.refused) refused"
         )
-        if dryRun { print("dry run: nothing sent") }
-        return 0
+        if dryRun { report("dry run: nothing sent") }
+        return true
     }
 
     private func matches(_ record: KafkaRecord, key: [UInt8]?) -> Bool {
