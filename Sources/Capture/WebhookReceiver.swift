@@ -35,7 +35,7 @@ public final class WebhookReceiver: Sendable {
     /// When the recheck loop last turned (ms since `started`), for liveness.
     private let recheckTurn = Atomic<Int>(0)
     private let started = ContinuousClock.now
-    /// Records published, to be read again once `recheckAfter` have passed (by record).
+    /// Records published, to be read again once `recheckAfter` has passed (by record).
     private let rechecks = Mutex<[String: Recheck]>([:])
     private let stopped = Atomic<Bool>(false)
     private let recheckDone = DispatchSemaphore(value: 0)
