@@ -82,42 +82,9 @@ public struct HTTPDemo: Sendable {
         // apply for each side, and the mapping workers.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
             "p2c-demo-http-\(ProcessInfo.processInfo.processIdentifier)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let configuration = folder.appendingPathComponent("fleet.json")
-        try Data(
-            """
-            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "10"}, "company": "\(Self.company)",
-             "pollIntervalMs": 500, "mapping": \(Scenario.mappingConfiguration(generation))}
-            """.utf8
-        ).write(to: configuration)
-        let fleet = Fleet(
-            bootstrap: cluster.bootstrapServers, configuration: configuration.path, topics: topicsDirectory,
-            logs: folder, name: "demo")
-        func connection(
-            _ system: String, _ simulator: (url: URL, tenant: UUID), _ user: SimulatedClient
-        ) -> [String:
-            String]
-        {
-            [
-                "P2C_\(system)_URL": simulator.url.absoluteString,
-                "P2C_\(system)_TENANT_ID": simulator.tenant.uuidString.lowercased(),
-                "P2C_\(system)_CLIENT_ID": user.id.uuidString.lowercased(), "P2C_\(system)_CLIENT_SECRET": user.secret,
-                "P2C_\(system)_AUTHORITY": simulator.url.absoluteString,
-                "P2C_\(system)_APPLY_CLIENT_IDS": applyIdentity.id.uuidString.lowercased(),
-            ]
-        }
-        let streams = ["--streams", Self.streams.map(\.rawValue).joined(separator: ",")]
-        let salesAt = (sales.baseURL, sales.tenantID)
-        let fnoAt = (fno.baseURL, fno.tenantID)
-        fleet.settings = [
-            Fleet.Role.capture(.crm): (streams, connection("DATAVERSE", salesAt, captureIdentity)),
-            Fleet.Role.capture(.erp): (
-                streams + ["--webhook-port", String(eventsPort)],
-                connection("FNO", fnoAt, captureIdentity).merging(["P2C_CAPTURE_WEBHOOK_KEY": "demo"]) { $1 }
-            ),
-            Fleet.Role.apply(.crm): (streams, connection("DATAVERSE", salesAt, applyIdentity)),
-            Fleet.Role.apply(.erp): (streams, connection("FNO", fnoAt, applyIdentity)),
-        ]
+        let fleet = try fleet(
+            in: folder, bootstrap: cluster.bootstrapServers, sales: (sales.baseURL, sales.tenantID),
+            fno: (fno.baseURL, fno.tenantID), eventsPort: eventsPort, capture: captureIdentity, apply: applyIdentity)
         defer {
             fleet.stopAll()
         }
@@ -268,12 +235,28 @@ public struct HTTPDemo: Sendable {
             return ContinuousClock.now - quietSince >= .seconds(2)
         }
 
-        // The reconciliation, through both APIs, as p2c reconcile does it.
+        // The reconciliation, through both APIs, as p2c reconcile does it, and the verdict.
+        let clean = try verdict(
+            readers: (salesAs(captureIdentity), fnoAs(captureIdentity)), letters: letters(), fleet: fleet,
+            logs: folder, started: started
+        ) {
+            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); retried \(applyFigures().retried)"
+        }
+        return clean ? 0 : 1
+    }
+
+    /// Both systems read through their APIs and compared through the maps, the dead letters
+    /// against the two the story planted, the fleet's failures: printed, and whether all is well.
+    /// The fleet is stopped first; `traffic` says what the simulators answered.
+    func verdict(
+        readers: (ServiceClient, ServiceClient), letters: [DeadLetters.Letter], fleet: Fleet, logs: URL,
+        started: ContinuousClock.Instant, traffic: () -> String
+    ) throws -> Bool {
         let mapper = try Mapper(
             configuration: JSONDecoder().decode(
                 MappingConfiguration.self, from: Data(Scenario.mappingConfiguration(generation).utf8)))
         let kinds = RecordKind.kinds(for: generation).filter { Self.streams.contains($0.stream) }
-        let (salesReader, fnoReader) = (salesAs(captureIdentity), fnoAs(captureIdentity))
+        let (salesReader, fnoReader) = readers
         let generation = generation
         let (crmRecords, erpRecords) = try AsyncBridge.wait {
             async let crm = SystemRecords.read(
@@ -288,7 +271,7 @@ public struct HTTPDemo: Sendable {
             "\n"
                 + reconciliation.report(
                     streams: Set(Self.streams), show: 20, company: Self.company, started: started, verdict: false))
-        let found = letters()
+        let found = letters
         let planted = found.filter {
             $0.topic == "crm.orders.changes.dlq" && $0.code == MappingError.Code.numberSequenceClash.rawValue
         }
@@ -298,19 +281,61 @@ public struct HTTPDemo: Sendable {
             let expected = planted.contains { $0.id == letter.id }
             print("    \(letter.topic)  \(letter.code)  \(letter.id): \(expected ? "expected" : "NOT EXPECTED")")
         }
-        print(
-            "  HTTP: Sales \(sales.requestCount) requests, F&O \(fno.requestCount); 429s \(sales.throttledCount + fno.throttledCount); retried \(applyFigures().retried)"
-        )
+        print(traffic())
         fleet.stopAll()
         for failure in fleet.failures { print("  fleet: \(failure)") }
-        print("  fleet logs: \(folder.path)")
+        print("  fleet logs: \(logs.path)")
         let clean = reconciliation.isClean && found.count == 2 && planted.count == 2 && fleet.failures.isEmpty
         print(
             clean
                 ? "result: the systems agree, and every dead letter is a planted one"
                 : "result: FAILED (\(reconciliation.mismatches.count) differences, \(found.count - planted.count) dead letters not planted, \(fleet.failures.count) fleet failures)"
         )
-        return clean ? 0 : 1
+        return clean
+    }
+
+    /// The demo's fleet, its configuration and logs in `folder`: capture and apply for each side
+    /// (capture and apply as their own identities, F&O's data events posted to `eventsPort`),
+    /// connected to the simulators at `sales` and `fno`; started by the caller.
+    func fleet(
+        in folder: URL, bootstrap: String, sales: (url: URL, tenant: UUID), fno: (url: URL, tenant: UUID),
+        eventsPort: Int, capture: SimulatedClient, apply: SimulatedClient
+    ) throws -> Fleet {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let configuration = folder.appendingPathComponent("fleet.json")
+        try Data(
+            """
+            {"sessionTimeoutMs": 6000, "kafka": {"fetch.wait.max.ms": "10"}, "company": "\(Self.company)",
+             "pollIntervalMs": 500, "mapping": \(Scenario.mappingConfiguration(generation))}
+            """.utf8
+        ).write(to: configuration)
+        let fleet = Fleet(
+            bootstrap: bootstrap, configuration: configuration.path, topics: topicsDirectory,
+            logs: folder, name: "demo")
+        func connection(
+            _ system: String, _ simulator: (url: URL, tenant: UUID), _ user: SimulatedClient
+        ) -> [String:
+            String]
+        {
+            [
+                "P2C_\(system)_URL": simulator.url.absoluteString,
+                "P2C_\(system)_TENANT_ID": simulator.tenant.uuidString.lowercased(),
+                "P2C_\(system)_CLIENT_ID": user.id.uuidString.lowercased(), "P2C_\(system)_CLIENT_SECRET": user.secret,
+                "P2C_\(system)_AUTHORITY": simulator.url.absoluteString,
+                "P2C_\(system)_APPLY_CLIENT_IDS": apply.id.uuidString.lowercased(),
+            ]
+        }
+        let streams = ["--streams", Self.streams.map(\.rawValue).joined(separator: ",")]
+        fleet.settings = [
+            Fleet.Role.capture(.crm): (streams, connection("DATAVERSE", sales, capture)),
+            Fleet.Role.capture(.erp): (
+                streams + ["--webhook-port", String(eventsPort)],
+                connection("FNO", fno, capture).merging(["P2C_CAPTURE_WEBHOOK_KEY": "demo"]) { $1 }
+            ),
+            Fleet.Role.apply(.crm): (streams, connection("DATAVERSE", sales, apply)),
+            Fleet.Role.apply(.erp): (streams, connection("FNO", fno, apply)),
+        ]
+        return fleet
     }
 
     static func elapsed(since start: ContinuousClock.Instant) -> String {
