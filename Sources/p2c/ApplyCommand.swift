@@ -54,14 +54,10 @@ enum ApplyCommand {
         let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
         let settings = file.settings
         var configuration = ApplyConfiguration()
-        let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
+        let side = file.side(or: .crm)
         let system = Systems.adapter(for: side)
         configuration.side = side
-        configuration.streams = file.worker.streams
-        configuration.kafka = file.worker.kafka
-        configuration.groupID = file.worker.groupID
-        configuration.sessionTimeout = file.worker.sessionTimeout
-        configuration.shutdownTimeout = file.worker.shutdownTimeout
+        file.applyMemberSettings(to: &configuration)
         configuration.maxConcurrency = settings.integer("maxConcurrency") ?? configuration.maxConcurrency
         configuration.batchDocuments = settings.integer("batchDocuments") ?? system.batchDocuments
         configuration.referenceWait = settings.milliseconds("referenceWaitMs") ?? configuration.referenceWait

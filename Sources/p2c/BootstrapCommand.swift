@@ -56,7 +56,7 @@ enum BootstrapCommand {
         let connection: ConnectionSettings
         let system: any SystemAdapter
         do {
-            let side = file.settings.string("side").flatMap(Side.init(rawValue:)) ?? .erp
+            let side = file.side(or: .erp)
             let sideText = side.rawValue
             system = Systems.adapter(for: side)
             configuration.kafka = file.worker.kafka

@@ -71,15 +71,11 @@ enum CaptureCommand {
         let file = try ConfigurationFile.load(arguments.string("config"), command: spec.name, arguments: arguments)
         let settings = file.settings
         var configuration = CaptureConfiguration()
-        let side = settings.string("side").flatMap(Side.init(rawValue:)) ?? .crm
+        let side = file.side(or: .crm)
         let system = Systems.adapter(for: side)
         configuration.side = side
-        configuration.streams = file.worker.streams
+        file.applyMemberSettings(to: &configuration)
         configuration.generation = file.mapping.generation
-        configuration.kafka = file.worker.kafka
-        configuration.groupID = file.worker.groupID
-        configuration.sessionTimeout = file.worker.sessionTimeout
-        configuration.shutdownTimeout = file.worker.shutdownTimeout
         configuration.listenAddress = file.worker.listenAddress
         configuration.company = settings.string("company") ?? ""
         configuration.pageSize = settings.integer("pageSize") ?? configuration.pageSize

@@ -1,3 +1,5 @@
+import Apply
+import Capture
 import Foundation
 import Kafka
 import ProspectToCash
@@ -86,6 +88,19 @@ struct ConfigurationFile {
         return file
     }
 
+    /// The system the command talks to (`side`), `fallback` when none is set.
+    func side(or fallback: Side) -> Side { settings.string("side").flatMap(Side.init(rawValue:)) ?? fallback }
+
+    /// The settings every fleet member shares, from the worker's: streams, cluster, group,
+    /// session and shutdown timeouts.
+    func applyMemberSettings<Configuration: MemberConfiguration>(to configuration: inout Configuration) {
+        configuration.streams = worker.streams
+        configuration.kafka = worker.kafka
+        configuration.groupID = worker.groupID
+        configuration.sessionTimeout = worker.sessionTimeout
+        configuration.shutdownTimeout = worker.shutdownTimeout
+    }
+
     /// The settings a `WorkerConfiguration` holds: the worker's, and those apply and capture share.
     private mutating func applyWorkerSettings() {
         if let flow = settings.string("flow").flatMap(Flow.init(rawValue:)) { worker.flow = flow }
@@ -141,3 +156,15 @@ struct ConfigurationFile {
         return keys.isEmpty ? "" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 }
+
+/// What apply's and capture's configurations share with every fleet member's.
+protocol MemberConfiguration {
+    var streams: [SyncStream] { get set }
+    var kafka: KafkaConfiguration { get set }
+    var groupID: String? { get set }
+    var sessionTimeout: Duration { get set }
+    var shutdownTimeout: Duration { get set }
+}
+
+extension ApplyConfiguration: MemberConfiguration {}
+extension CaptureConfiguration: MemberConfiguration {}
